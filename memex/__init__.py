@@ -1,0 +1,51 @@
+"""memex: persistent memory for AI agents and developer tools."""
+
+from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
+from memex.core.ranking import FusionWeights
+from memex.embedders.base import Embedder
+from memex.errors import (
+    ConfigError,
+    ConflictError,
+    EmbedderError,
+    EmbedderMismatchError,
+    ImportFormatError,
+    MemexError,
+    NotFoundError,
+    SchemaVersionError,
+    ScopeError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    ValidationError,
+)
+from memex.service import Memex
+from memex.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KNOWN_KINDS",
+    "ConfigError",
+    "ConflictError",
+    "Embedder",
+    "EmbedderError",
+    "EmbedderMismatchError",
+    "FusionWeights",
+    "Hit",
+    "ImportFormatError",
+    "Memex",
+    "MemexError",
+    "Memory",
+    "NotFoundError",
+    "Page",
+    "SchemaVersionError",
+    "Scope",
+    "ScopeError",
+    "Settings",
+    "Stats",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "ValidationError",
+    "__version__",
+]

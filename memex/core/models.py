@@ -1,0 +1,344 @@
+"""Domain values: memories, scopes, search hits, pages and store statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from memex.errors import ValidationError
+
+KNOWN_KINDS: tuple[str, ...] = (
+    "decision",
+    "event",
+    "fact",
+    "message",
+    "note",
+    "pattern",
+    "preference",
+    "reference",
+    "summary",
+)
+"""Kinds memex knows; any other lowercase name of the same form is accepted too."""
+
+SCOPE_FIELDS: tuple[str, ...] = ("tenant", "project", "user", "agent", "session")
+DEFAULT_TENANT = "default"
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_SCOPE_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+_TAG_RE = re.compile(r"^[^\s,][^,]{0,63}$")
+_META_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """A datetime as integer microseconds since the Unix epoch (naive means UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    """Integer microseconds since the Unix epoch as a UTC datetime."""
+    seconds, micros = divmod(value, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+
+
+def parse_time(value: datetime | str | float | int, what: str = "time") -> datetime:
+    """Accept a datetime, an ISO 8601 string or Unix seconds; return an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {value!r}")
+    if isinstance(value, datetime):
+        result = value
+    elif isinstance(value, int | float):
+        try:
+            result = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValidationError(f"{what} is out of range: {value!r}") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            result = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValidationError(f"{what} is not an ISO 8601 time: {value!r}") from exc
+    else:
+        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {value!r}")
+    if result.tzinfo is None:
+        result = result.replace(tzinfo=UTC)
+    result = result.astimezone(UTC)
+    if not 1970 <= result.year <= 9999:
+        raise ValidationError(f"{what} is out of range: {value!r}")
+    return result
+
+
+def content_hash(content: str) -> str:
+    """The SHA-256 hex digest of a memory's content: the key of the embedding cache."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a memory belongs: any subset of tenant, project, user, agent and session.
+
+    As a filter, a field left as ``None`` matches any value.
+    """
+
+    tenant: str | None = None
+    project: str | None = None
+    user: str | None = None
+    agent: str | None = None
+    session: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in SCOPE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, str) or not _SCOPE_VALUE_RE.match(value)
+            ):
+                raise ValidationError(
+                    f"scope {name} must be 1-128 characters of letters, digits and _.:@/- "
+                    f"starting with a letter or digit, not {value!r}"
+                )
+
+    @classmethod
+    def of(cls, value: Scope | Mapping[str, Any] | None) -> Scope:
+        """Build a scope from a mapping (unknown keys are an error) or pass one through."""
+        if value is None:
+            return cls()
+        if isinstance(value, Scope):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValidationError(f"scope must be a mapping of {', '.join(SCOPE_FIELDS)}")
+        unknown = set(value) - set(SCOPE_FIELDS)
+        if unknown:
+            raise ValidationError(
+                f"unknown scope field {sorted(unknown)[0]!r}; "
+                f"expected any of {', '.join(SCOPE_FIELDS)}"
+            )
+        return cls(**{k: v for k, v in value.items() if v is not None})
+
+    def items(self) -> list[tuple[str, str]]:
+        """The fields that are set, in canonical order."""
+        return [(n, v) for n in SCOPE_FIELDS if (v := getattr(self, n)) is not None]
+
+    def as_dict(self) -> dict[str, str]:
+        """The fields that are set, as a plain dict."""
+        return dict(self.items())
+
+    def narrow(self, other: Scope) -> Scope:
+        """This scope with ``other``'s fields added; a field set to another value is an error."""
+        values = self.as_dict()
+        for name, value in other.items():
+            current = values.get(name)
+            if current is not None and current != value:
+                raise _scope_error(name, current, value)
+            values[name] = value
+        return Scope(**values)
+
+    def contains(self, other: Scope) -> bool:
+        """Whether every field set here is set to the same value in ``other``."""
+        return all(getattr(other, name) == value for name, value in self.items())
+
+
+def _scope_error(name: str, current: str, value: str) -> Exception:
+    from memex.errors import ScopeError
+
+    return ScopeError(f"scope {name} is fixed to {current!r} on this handle; got {value!r}")
+
+
+def validate_kind(kind: str) -> str:
+    """Check a memory kind: a known kind or a lowercase name of up to 64 characters."""
+    if not isinstance(kind, str) or not _NAME_RE.match(kind):
+        raise ValidationError(
+            f"kind must be a lowercase name such as {', '.join(KNOWN_KINDS[:4])}, not {kind!r}"
+        )
+    return kind
+
+
+def validate_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    """Check and normalise tags: strings without commas, at most 64 characters, deduplicated."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        raise ValidationError("tags must be a list of strings")
+    seen: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not _TAG_RE.match(tag.strip()):
+            raise ValidationError(f"a tag must be 1-64 characters without commas, not {tag!r}")
+        seen.setdefault(tag.strip(), None)
+    return tuple(seen)
+
+
+def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check metadata: a JSON object whose top-level keys are simple names."""
+    import json
+
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError("metadata must be a JSON object")
+    for key in metadata:
+        if not isinstance(key, str) or not _META_KEY_RE.match(key):
+            raise ValidationError(
+                f"metadata key must be a name of letters, digits and _.- , not {key!r}"
+            )
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def validate_metadata_filter(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check a metadata filter: simple keys, scalar values compared for equality."""
+    result = validate_metadata(metadata)
+    for key, value in result.items():
+        if isinstance(value, dict | list):
+            raise ValidationError(f"metadata filter {key!r} must be a scalar value")
+    return result
+
+
+def validate_importance(importance: float) -> float:
+    """Check an importance: a number from 0 to 1."""
+    if isinstance(importance, bool) or not isinstance(importance, int | float):
+        raise ValidationError(f"importance must be a number from 0 to 1, not {importance!r}")
+    value = float(importance)
+    if not 0.0 <= value <= 1.0:
+        raise ValidationError(f"importance must be from 0 to 1, not {importance!r}")
+    return value
+
+
+def validate_content(content: str, max_bytes: int) -> str:
+    """Check content: a non-blank string no longer than ``max_bytes`` in UTF-8."""
+    if not isinstance(content, str):
+        raise ValidationError(f"content must be a string, not {type(content).__name__}")
+    if not content.strip():
+        raise ValidationError("content must not be empty")
+    size = len(content.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
+        raise ValidationError(
+            f"content is {size} bytes, over the limit of {max_bytes} "
+            "(raise it with MEMEX_MAX_CONTENT_BYTES)"
+        )
+    if "\x00" in content:
+        raise ValidationError("content must not contain NUL characters")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError("content is not valid Unicode text") from exc
+    return content
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One stored memory, at one version."""
+
+    id: str
+    content: str
+    kind: str
+    scope: Scope
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    importance: float
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    last_accessed_at: datetime | None
+    access_count: int
+    source: str | None
+    content_hash: str
+    version: int
+    valid_from: datetime
+    valid_until: datetime | None = None
+    superseded_by: str | None = None
+    deleted_at: datetime | None = None
+
+    def is_current(self, at: datetime | None = None) -> bool:
+        """Whether the memory is live and valid at ``at`` (default: now)."""
+        now = at or utcnow()
+        return (
+            self.deleted_at is None
+            and (self.expires_at is None or self.expires_at > now)
+            and self.valid_from <= now
+            and (self.valid_until is None or self.valid_until > now)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: times as ISO 8601 strings, scope as a dict, tags as a list."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Scope):
+                value = value.as_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def with_changes(self, **changes: Any) -> Memory:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A recalled memory with its fused score (higher is better) and how it was reached."""
+
+    memory: Memory
+    score: float
+    lexical_rank: int | None = None
+    vector_rank: int | None = None
+    explain: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "score": self.score,
+            "lexical_rank": self.lexical_rank,
+            "vector_rank": self.vector_rank,
+            "explain": dict(self.explain),
+            "memory": self.memory.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; pass ``next_cursor`` back to get the next one."""
+
+    items: list[Memory]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts and sizes of a store, within a scope."""
+
+    memories: int
+    deleted: int
+    superseded: int
+    expired: int
+    versions: int
+    by_kind: dict[str, int]
+    embedder: str | None
+    dimensions: int | None
+    vectors: int
+    schema_version: int
+    size_bytes: int
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

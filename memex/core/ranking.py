@@ -1,0 +1,122 @@
+"""Fusion of lexical and vector candidates into one ranking. Pure functions only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A store row a search leg returned: its key and the leg's raw score (higher is better)."""
+
+    key: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class FusionWeights:
+    """How the legs are mixed.
+
+    ``vector_weight`` is the share of the semantic leg (0: lexical only, 1: vector only).
+    The boosts add ``importance_weight * importance`` and
+    ``recency_weight * 0.5 ** (age / recency_half_life_days)``.
+    """
+
+    vector_weight: float = 0.4
+    importance_weight: float = 0.0
+    recency_weight: float = 0.0
+    recency_half_life_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """A fused result before hydration."""
+
+    key: int
+    score: float
+    lexical_rank: int | None
+    vector_rank: int | None
+    lexical: float
+    vector: float
+
+
+def _normalise_max(cands: Sequence[Candidate]) -> dict[int, float]:
+    top = max((c.score for c in cands), default=0.0)
+    if top <= 0:
+        return {c.key: 0.0 for c in cands}
+    return {c.key: max(c.score, 0.0) / top for c in cands}
+
+
+def _normalise_minmax(cands: Sequence[Candidate]) -> dict[int, float]:
+    if not cands:
+        return {}
+    lo = min(c.score for c in cands)
+    hi = max(c.score for c in cands)
+    span = hi - lo
+    if span <= 1e-12:
+        return {c.key: 1.0 for c in cands}
+    return {c.key: (c.score - lo) / span for c in cands}
+
+
+def fuse(
+    lexical: Sequence[Candidate],
+    vector: Sequence[Candidate],
+    weights: FusionWeights,
+) -> list[Fused]:
+    """Score-normalised linear fusion of two ranked candidate lists, best first.
+
+    Lexical (BM25) scores are divided by the best one, so a query whose words match
+    nothing well does not look like a perfect match; vector similarities are min-max
+    scaled over the candidates, which spreads the narrow band cosine scores fall in.
+    Ties break on the key, so the order is deterministic.
+    """
+    lex_norm = _normalise_max(lexical)
+    vec_norm = _normalise_minmax(vector)
+    lex_rank = {c.key: i + 1 for i, c in enumerate(lexical)}
+    vec_rank = {c.key: i + 1 for i, c in enumerate(vector)}
+    w = min(max(weights.vector_weight, 0.0), 1.0)
+    if not lexical:
+        w = 1.0
+    elif not vector:
+        w = 0.0
+    out: list[Fused] = []
+    for key in lex_rank.keys() | vec_rank.keys():
+        lx = lex_norm.get(key, 0.0)
+        vx = vec_norm.get(key, 0.0)
+        out.append(
+            Fused(
+                key=key,
+                score=(1.0 - w) * lx + w * vx,
+                lexical_rank=lex_rank.get(key),
+                vector_rank=vec_rank.get(key),
+                lexical=lx,
+                vector=vx,
+            )
+        )
+    out.sort(key=lambda f: (-f.score, f.key))
+    return out
+
+
+def boost(
+    base: float,
+    *,
+    importance: float,
+    created_at: datetime,
+    now: datetime,
+    weights: FusionWeights,
+) -> tuple[float, dict[str, float]]:
+    """Add the importance and recency boosts to a fused score; return it and its parts."""
+    parts: dict[str, float] = {}
+    score = base
+    if weights.importance_weight:
+        parts["importance"] = weights.importance_weight * importance
+        score += parts["importance"]
+    if weights.recency_weight:
+        age_days = max((now - created_at).total_seconds(), 0.0) / 86_400
+        half_life = max(weights.recency_half_life_days, 1e-6)
+        parts["recency"] = weights.recency_weight * math.pow(0.5, age_days / half_life)
+        score += parts["recency"]
+    return score, parts

@@ -1,0 +1,70 @@
+"""JSON Lines records: what ``import`` reads and ``export`` writes. Pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from memex.core.models import Memory
+from memex.errors import ImportFormatError, ValidationError
+
+# Fields a record may carry on import; the rest of an exported record (versions,
+# access statistics, hashes) is derived again by the importing store.
+IMPORT_FIELDS = frozenset(
+    {
+        "id",
+        "content",
+        "kind",
+        "scope",
+        "tags",
+        "metadata",
+        "importance",
+        "created_at",
+        "expires_at",
+        "source",
+        "valid_from",
+        "valid_until",
+        "superseded_by",
+    }
+)
+IGNORED_FIELDS = frozenset(
+    {
+        "updated_at",
+        "last_accessed_at",
+        "access_count",
+        "content_hash",
+        "version",
+        "deleted_at",
+    }
+)
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each non-blank line as (line number, record); a malformed line raises with its number."""
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ImportFormatError(number, f"invalid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise ImportFormatError(number, "a record must be a JSON object")
+        unknown = set(record) - IMPORT_FIELDS - IGNORED_FIELDS
+        if unknown:
+            raise ImportFormatError(number, f"unknown field {sorted(unknown)[0]!r}")
+        if "content" not in record:
+            raise ImportFormatError(number, "missing field 'content'")
+        yield number, {k: v for k, v in record.items() if k in IMPORT_FIELDS}
+
+
+def with_line(number: int, exc: ValidationError) -> ImportFormatError:
+    """A validation error of one record, as an import error naming its line."""
+    return ImportFormatError(number, str(exc))
+
+
+def to_line(memory: Memory) -> str:
+    """One memory as a JSON Lines record."""
+    return json.dumps(memory.to_dict(), ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,77 @@
+"""The Embedder protocol and the factory that picks one from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from memex.errors import ConfigError
+
+if TYPE_CHECKING:
+    from memex.settings import Settings
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors, offline unless configured otherwise.
+
+    ``name`` identifies the model and its settings: a store records it, and vectors
+    from two different names are never mixed in one store.
+    """
+
+    @property
+    def name(self) -> str:
+        """A stable identifier of the model, e.g. ``wordllama:l2_supercat:256``."""
+        ...
+
+    @property
+    def dimensions(self) -> int:
+        """Length of every vector."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed a batch of texts into an array of shape (len(texts), dimensions)."""
+        ...
+
+
+def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
+    """Scale rows to unit length (zero rows stay zero) as contiguous float32."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.ndim != 2:
+        raise ValueError("expected a 2-D array of vectors")
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(out / norms, dtype=np.float32)
+
+
+EMBEDDERS = ("wordllama", "minilm", "openai")
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """Build the embedder ``settings.embedder`` names."""
+    name = settings.embedder.strip().lower()
+    if name == "wordllama":
+        from memex.embedders.wordllama import WordLlamaEmbedder
+
+        return WordLlamaEmbedder()
+    if name == "minilm":
+        from memex.embedders.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder()
+    if name == "openai":
+        from memex.embedders.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(
+            base_url=settings.openai_base_url,
+            model=settings.openai_model,
+            api_key=settings.openai_api_key,
+            timeout=settings.openai_timeout,
+        )
+    raise ConfigError(
+        f"unknown embedder {settings.embedder!r}; choose one of {', '.join(EMBEDDERS)}"
+    )

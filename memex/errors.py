@@ -1,0 +1,77 @@
+"""The memex error tree.
+
+Every error memex raises on purpose derives from :class:`MemexError`; each
+interface maps these classes to exit codes or HTTP statuses in one place::
+
+    MemexError
+    ├── ValidationError          bad input: a wrong argument, oversized content, a bad filter
+    │   └── ImportFormatError    a malformed JSON Lines record (carries the line number)
+    ├── NotFoundError            no memory with that id in this scope
+    ├── ScopeError               a write or read outside the handle's scope
+    ├── ConflictError            a memory changed in another process since it was read
+    ├── ConfigError              bad settings, or an optional extra that is not installed
+    ├── EmbedderError            the embedder failed or does not match the store
+    │   └── EmbedderMismatchError  the store's vectors were made by another model
+    └── StoreError               the storage backend failed
+        ├── StoreCorruptError    the store file is not a readable memex store
+        ├── StoreLockedError     another process held the store past the busy timeout
+        └── SchemaVersionError   the store was made by a newer memex
+"""
+
+from __future__ import annotations
+
+
+class MemexError(Exception):
+    """Base class of every error memex raises on purpose."""
+
+
+class ValidationError(MemexError, ValueError):
+    """Input that memex refuses: a wrong argument, oversized content, a bad filter."""
+
+
+class ImportFormatError(ValidationError):
+    """A malformed JSON Lines record during import."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}")
+
+
+class NotFoundError(MemexError, LookupError):
+    """No memory with that id is visible in this scope."""
+
+
+class ScopeError(MemexError):
+    """An operation reached outside the scope of the handle it was called on."""
+
+
+class ConflictError(MemexError):
+    """A memory changed (or vanished) in another process since it was read."""
+
+
+class ConfigError(MemexError):
+    """Bad settings, or an optional dependency that is not installed."""
+
+
+class EmbedderError(MemexError):
+    """The embedder failed, or produced vectors memex cannot use."""
+
+
+class EmbedderMismatchError(EmbedderError):
+    """The store's vectors were made by another embedding model."""
+
+
+class StoreError(MemexError):
+    """The storage backend failed."""
+
+
+class StoreCorruptError(StoreError):
+    """The store file is not a readable memex store."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the store for longer than the busy timeout."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema is newer than this version of memex understands."""

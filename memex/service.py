@@ -1,0 +1,830 @@
+"""Memex: the one object every interface holds, and the operations they all call."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from memex.core.ids import is_valid_id, new_id
+from memex.core.models import (
+    Hit,
+    Memory,
+    Page,
+    Scope,
+    Stats,
+    content_hash,
+    parse_time,
+    utcnow,
+    validate_content,
+    validate_importance,
+    validate_kind,
+    validate_metadata,
+    validate_tags,
+)
+from memex.core.query import Filters, Order
+from memex.core.ranking import FusionWeights, boost, fuse
+from memex.core.records import parse_lines, with_line
+from memex.core.text import query_terms
+from memex.embedders.base import Embedder, Vectors, make_embedder
+from memex.errors import (
+    ConfigError,
+    EmbedderError,
+    EmbedderMismatchError,
+    NotFoundError,
+    ScopeError,
+    StoreLockedError,
+    ValidationError,
+)
+from memex.settings import DB_FILENAME, Settings, default_home
+from memex.storage.base import Store, StoredVectors, WriteBatch
+from memex.storage.open import open_store
+
+Progress = Callable[[int], None]
+"""Called with the number of items just finished, for progress bars."""
+
+_UNSET: Any = object()
+_REMEMBER_FIELDS = frozenset(
+    {
+        "id",
+        "content",
+        "kind",
+        "tags",
+        "metadata",
+        "scope",
+        "importance",
+        "created_at",
+        "expires_at",
+        "ttl",
+        "source",
+        "supersedes",
+        "valid_from",
+        "valid_until",
+        "superseded_by",
+    }
+)
+
+
+class _AccessLog:
+    """Read statistics gathered in memory and written in one batch now and then."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, tenant: str, ids: Iterable[str], at: datetime) -> None:
+        with self._lock:
+            bucket = self._pending.setdefault(tenant, {})
+            for key in ids:
+                count, _ = bucket.get(key, (0, at))
+                bucket[key] = (count + 1, at)
+        if time.monotonic() - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        for tenant, accesses in pending.items():
+            try:
+                self._store.record_access(Scope(tenant=tenant), accesses)
+            except StoreLockedError:
+                with self._lock:  # keep them for the next flush
+                    bucket = self._pending.setdefault(tenant, {})
+                    for key, (count, at) in accesses.items():
+                        old, _ = bucket.get(key, (0, at))
+                        bucket[key] = (old + count, at)
+
+
+class _Engine:
+    """What every handle on one store shares: store, embedder, caches, settings."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.access = _AccessLog(store, settings.access_flush_seconds)
+        self.query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def embed_query(self, text: str) -> Vectors:
+        with self.lock:
+            cached = self.query_cache.get(text)
+            if cached is not None:
+                self.query_cache.move_to_end(text)
+                return cached
+        vector: Vectors = self.embed([text])[0]
+        with self.lock:
+            self.query_cache[text] = vector
+            while len(self.query_cache) > self.settings.query_cache_size:
+                self.query_cache.popitem(last=False)
+        return vector
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        try:
+            vectors = self.embedder.embed(texts)
+        except EmbedderError:
+            raise
+        except Exception as exc:  # a model runtime's own error: keep the message, one line
+            raise EmbedderError(f"embedder {self.embedder.name} failed: {exc}") from exc
+        if vectors.shape[0] != len(texts) or not np.all(np.isfinite(vectors)):
+            raise EmbedderError(f"embedder {self.embedder.name} returned unusable vectors")
+        return vectors
+
+    def embed_contents(
+        self, scope: Scope, contents: Sequence[str], progress: Progress | None = None
+    ) -> Vectors:
+        """Vectors for contents: reused from the store by content hash, the rest in batches."""
+        hashes = [content_hash(c) for c in contents]
+        cached = self.store.cached_vectors(scope, self.embedder.name, hashes)
+        todo = [i for i, h in enumerate(hashes) if h not in cached]
+        fresh: dict[int, np.ndarray] = {}
+        size = self.settings.embed_batch_size
+        done = len(contents) - len(todo)
+        if progress and done:
+            progress(done)
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            vectors = self.embed([contents[i] for i in chunk])
+            fresh.update(zip(chunk, vectors, strict=True))
+            if progress:
+                progress(len(chunk))
+        dims = self.dimensions(fresh, cached)
+        out = np.zeros((len(contents), dims), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            out[i] = fresh[i] if i in fresh else cached[h]
+        return out
+
+    def dimensions(self, *found: Mapping[Any, np.ndarray]) -> int:
+        for vectors in found:
+            for vector in vectors.values():
+                return int(vector.shape[0])
+        return self.current_model().dimensions
+
+    def current_model(self) -> StoredVectors:
+        """The model of the store's vectors (asking the embedder only for a new store)."""
+        stored = self.store.vectors_model()
+        if stored is not None and stored.model == self.embedder.name:
+            return stored
+        return StoredVectors(self.embedder.name, self.embedder.dimensions)
+
+    def model_for(self, vectors: Vectors) -> StoredVectors:
+        return StoredVectors(self.embedder.name, int(vectors.shape[1]))
+
+    def close(self) -> None:
+        try:
+            self.access.flush()
+        finally:
+            self.store.close()
+
+
+class Memex:
+    """A handle on a memory store, confined to a scope.
+
+    ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
+    ``scoped`` returns handles that can neither read nor write outside their scope.
+    """
+
+    def __init__(self, engine: _Engine, scope: Scope, *, root: bool) -> None:
+        if not scope.tenant:
+            raise ScopeError("a handle needs a tenant")
+        self._engine = engine
+        self._scope = scope
+        self._root = root
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | str | None = None,
+        **overrides: Any,
+    ) -> Memex:
+        """Open (creating if needed) the store at ``path``.
+
+        ``path=None`` means the default store in $MEMEX_HOME or the user data dir.
+        ``embedder`` defaults to the model that made the store's vectors (``wordllama``
+        for a new store); naming a different one is an error until ``reindex``.
+        """
+        home = None if path is not None else default_home()
+        if settings is None:
+            settings = Settings.load(home, **overrides)
+        elif overrides:
+            settings = settings.with_changes(**overrides)
+        store = open_store(
+            path if path is not None else (home or default_home()) / DB_FILENAME, settings
+        )
+        try:
+            chosen = _choose_embedder(store, settings, embedder)
+        except BaseException:
+            store.close()
+            raise
+        engine = _Engine(store, chosen, settings)
+        return cls(engine, Scope(tenant=settings.tenant), root=True)
+
+    def close(self) -> None:
+        """Write pending access statistics and close the store (root handle only)."""
+        if self._root:
+            self._engine.close()
+
+    def __enter__(self) -> Memex:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Memex({self._engine.store.location!r}, scope={self._scope.as_dict()})"
+
+    @property
+    def scope(self) -> Scope:
+        """The scope this handle is confined to."""
+        return self._scope
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self._engine.settings
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model in use."""
+        return self._engine.embedder
+
+    @property
+    def location(self) -> str:
+        """Where the store lives."""
+        return self._engine.store.location
+
+    def scoped(self, scope: Scope | Mapping[str, str] | None = None, **fields: str) -> Memex:
+        """A handle confined to a narrower scope.
+
+        The root handle may pick any tenant; a scoped handle can only add fields.
+        """
+        wanted = Scope.of({**(Scope.of(scope).as_dict()), **fields})
+        base = Scope(tenant=wanted.tenant) if self._root and wanted.tenant else self._scope
+        return Memex(self._engine, base.narrow(wanted), root=False)
+
+    def _within(self, scope: Scope | Mapping[str, Any] | None) -> Scope:
+        return self._scope.narrow(Scope.of(scope))
+
+    # -- writes ----------------------------------------------------------------------
+
+    def remember(
+        self,
+        content: str,
+        *,
+        kind: str = "note",
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        importance: float = 0.5,
+        created_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        ttl: timedelta | float | None = None,
+        source: str | None = None,
+        supersedes: str | None = None,
+        valid_from: datetime | str | None = None,
+    ) -> Memory:
+        """Store one memory and return it.
+
+        ``supersedes`` names a memory this one replaces: the old one stays in history,
+        valid until this one's ``valid_from``.
+        """
+        item: dict[str, Any] = {
+            "content": content,
+            "kind": kind,
+            "tags": tags,
+            "metadata": metadata,
+            "scope": scope,
+            "importance": importance,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "ttl": ttl,
+            "source": source,
+            "supersedes": supersedes,
+            "valid_from": valid_from,
+        }
+        return self.remember_many([item])[0]
+
+    def remember_many(
+        self, items: Iterable[Mapping[str, Any]], *, progress: Progress | None = None
+    ) -> builtins.list[Memory]:
+        """Store many memories in one transaction: all of them, or none on any error."""
+        now = utcnow()
+        memories: builtins.list[Memory] = []
+        supersede: builtins.list[tuple[int, str]] = []
+        explicit: builtins.list[str] = []
+        for position, item in enumerate(items):
+            memory, old_id = self._build(item, now, position)
+            memories.append(memory)
+            if old_id:
+                supersede.append((position, old_id))
+            if item.get("id"):
+                explicit.append(memory.id)
+        return self._insert(memories, supersede, progress, explicit)
+
+    def _build(
+        self, item: Mapping[str, Any], now: datetime, position: int
+    ) -> tuple[Memory, str | None]:
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"item {position}: each memory must be a mapping")
+        unknown = set(item) - _REMEMBER_FIELDS
+        if unknown:
+            raise ValidationError(f"unknown field {sorted(unknown)[0]!r}")
+        settings = self._engine.settings
+        content = validate_content(item.get("content"), settings.max_content_bytes)  # type: ignore[arg-type]
+        created = _time(item.get("created_at"), "created_at") or now
+        expires = _time(item.get("expires_at"), "expires_at")
+        ttl = item.get("ttl")
+        if ttl is not None:
+            if expires is not None:
+                raise ValidationError("give expires_at or ttl, not both")
+            expires = now + _ttl(ttl)
+        valid_from = _time(item.get("valid_from"), "valid_from") or created
+        valid_until = _time(item.get("valid_until"), "valid_until")
+        if valid_until is not None and valid_until < valid_from:
+            raise ValidationError("valid_until must not be earlier than valid_from")
+        memory_id = item.get("id") or new_id(int(created.timestamp() * 1000))
+        if not isinstance(memory_id, str) or not is_valid_id(memory_id):
+            raise ValidationError(f"id must be a UUID string, not {memory_id!r}")
+        source = item.get("source")
+        if source is not None and (not isinstance(source, str) or len(source) > 512):
+            raise ValidationError("source must be a string of at most 512 characters")
+        supersedes = item.get("supersedes")
+        if supersedes is not None and not isinstance(supersedes, str):
+            raise ValidationError("supersedes must be a memory id")
+        superseded_by = item.get("superseded_by")
+        if superseded_by is not None and not is_valid_id(str(superseded_by)):
+            raise ValidationError("superseded_by must be a memory id")
+        memory = Memory(
+            id=memory_id.lower(),
+            content=content,
+            kind=validate_kind(item.get("kind") or "note"),
+            scope=self._within(item.get("scope")),
+            tags=validate_tags(item.get("tags")),
+            metadata=validate_metadata(item.get("metadata")),
+            importance=validate_importance(item.get("importance", 0.5)),
+            created_at=created,
+            updated_at=now,
+            expires_at=expires,
+            last_accessed_at=None,
+            access_count=0,
+            source=source,
+            content_hash=content_hash(content),
+            version=1,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            superseded_by=superseded_by,
+        )
+        return memory, supersedes
+
+    def _insert(
+        self,
+        memories: builtins.list[Memory],
+        supersede: builtins.list[tuple[int, str]],
+        progress: Progress | None,
+        explicit_ids: Sequence[str] = (),
+    ) -> builtins.list[Memory]:
+        if not memories:
+            return []
+        ids = [m.id for m in memories]
+        if len(set(ids)) != len(ids):
+            raise ValidationError("the batch holds the same id twice")
+        engine = self._engine
+        for memory_id in explicit_ids:
+            if engine.store.get(self._scope, memory_id, include_deleted=True) is not None:
+                raise ValidationError(f"a memory with id {memory_id} already exists")
+        batch = WriteBatch()
+        now = utcnow()
+        for position, old_id in supersede:
+            new = memories[position]
+            old = self._get_visible(old_id)
+            if old.valid_until is not None and old.valid_until <= now:
+                raise ValidationError(f"memory {old_id} is already superseded")
+            batch.updates.append(
+                (
+                    old.with_changes(
+                        valid_until=new.valid_from,
+                        superseded_by=new.id,
+                        updated_at=now,
+                        version=old.version + 1,
+                    ),
+                    None,
+                    old.version,
+                )
+            )
+        vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
+        batch.inserts = list(zip(memories, vectors, strict=True))
+        engine.store.write(self._scope, batch, engine.model_for(vectors))
+        return memories
+
+    def supersede(self, memory_id: str, content: str, **fields: Any) -> Memory:
+        """Record that ``memory_id`` is no longer true and ``content`` is; return the new memory.
+
+        Unless given, kind, tags, metadata, scope and importance carry over from the old one.
+        """
+        old = self._get_visible(memory_id)
+        carried: dict[str, Any] = {
+            "kind": old.kind,
+            "tags": list(old.tags),
+            "metadata": old.metadata,
+            "scope": {k: v for k, v in old.scope.items() if k != "tenant"},
+            "importance": old.importance,
+        }
+        carried.update(fields)
+        return self.remember(content, supersedes=memory_id, **carried)
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        content: str | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        importance: float | None = None,
+        expires_at: datetime | str | None = _UNSET,
+        source: str | None = _UNSET,
+    ) -> Memory:
+        """Change a memory in place, as a new version (the old one stays in ``history``)."""
+        old = self._get_visible(memory_id)
+        changes: dict[str, Any] = {}
+        if content is not None:
+            changes["content"] = validate_content(content, self.settings.max_content_bytes)
+            changes["content_hash"] = content_hash(changes["content"])
+        if kind is not None:
+            changes["kind"] = validate_kind(kind)
+        if tags is not None:
+            changes["tags"] = validate_tags(tags)
+        if metadata is not None:
+            changes["metadata"] = validate_metadata(metadata)
+        if importance is not None:
+            changes["importance"] = validate_importance(importance)
+        if expires_at is not _UNSET:
+            changes["expires_at"] = _time(expires_at, "expires_at")
+        if source is not _UNSET:
+            changes["source"] = source
+        if not changes:
+            raise ValidationError("nothing to update: give at least one field to change")
+        new = old.with_changes(**changes, updated_at=utcnow(), version=old.version + 1)
+        vector = None
+        engine = self._engine
+        if new.content_hash != old.content_hash:
+            vector = engine.embed_contents(self._scope, [new.content])[0]
+        model = engine.model_for(vector[None, :]) if vector is not None else engine.current_model()
+        engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
+        return new
+
+    def forget(self, memory_id: str) -> Memory:
+        """Soft-delete a memory: it is no longer recalled, but its history remains."""
+        old = self._get_visible(memory_id)
+        now = utcnow()
+        new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
+        self._write_updates([(new, old.version)])
+        return new
+
+    def purge(self, memory_id: str) -> None:
+        """Delete a memory, its whole history and its vector, for good."""
+        if not self._engine.store.purge(self._scope, memory_id):
+            raise NotFoundError(f"no memory {memory_id}")
+
+    def expire(self) -> int:
+        """Soft-delete every memory whose expiry time has passed; return how many."""
+        now = utcnow()
+        stale = self._engine.store.expired(self._scope, now)
+        self._write_updates(
+            [
+                (m.with_changes(deleted_at=now, updated_at=now, version=m.version + 1), m.version)
+                for m in stale
+            ]
+        )
+        return len(stale)
+
+    def _write_updates(self, updates: builtins.list[tuple[Memory, int]]) -> None:
+        if not updates:
+            return
+        engine = self._engine
+        batch = WriteBatch(updates=[(m, None, v) for m, v in updates])
+        engine.store.write(self._scope, batch, engine.current_model())
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _get_visible(self, memory_id: str) -> Memory:
+        if not isinstance(memory_id, str) or not memory_id:
+            raise ValidationError("a memory id is required")
+        memory = self._engine.store.get(self._scope, memory_id.lower())
+        if memory is None:
+            raise NotFoundError(f"no memory {memory_id}")
+        return memory
+
+    def get(self, memory_id: str) -> Memory:
+        """One memory by id (forgotten ones are not found)."""
+        memory = self._get_visible(memory_id)
+        self._engine.access.add(self._scope.tenant or "", [memory.id], utcnow())
+        return memory
+
+    def history(self, memory_id: str) -> builtins.list[Memory]:
+        """Every version of a memory, oldest first, including after ``forget``."""
+        versions = self._engine.store.history(self._scope, memory_id.lower())
+        if not versions:
+            raise NotFoundError(f"no memory {memory_id}")
+        return versions
+
+    def _filters(self, **kwargs: Any) -> Filters:
+        scope = self._within(kwargs.pop("scope", None))
+        return Filters.build(scope=scope, **kwargs)
+
+    def recall(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        as_of: datetime | str | None = None,
+        mode: Literal["hybrid", "lexical", "vector"] = "hybrid",
+        query_vector: np.ndarray | None = None,
+        weights: FusionWeights | None = None,
+    ) -> builtins.list[Hit]:
+        """The ``k`` memories that best match ``query``, best first.
+
+        Fuses full-text (BM25) and vector similarity; ``as_of`` recalls what was valid
+        at that time. ``query_vector`` skips embedding the query.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query must not be empty")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+            raise ValidationError("k must be a whole number from 1 to 1000")
+        if mode not in ("hybrid", "lexical", "vector"):
+            raise ValidationError("mode must be hybrid, lexical or vector")
+        filters = self._filters(
+            scope=scope,
+            kinds=kinds,
+            tags=tags,
+            metadata=metadata,
+            since=since,
+            until=until,
+            as_of=as_of,
+        )
+        engine = self._engine
+        settings = engine.settings
+        w = weights or FusionWeights(
+            vector_weight=settings.vector_weight,
+            importance_weight=settings.importance_weight,
+            recency_weight=settings.recency_weight,
+            recency_half_life_days=settings.recency_half_life_days,
+        )
+        pool = max(settings.candidates, k)
+        lexical = []
+        if mode != "vector":
+            lexical = engine.store.search_lexical(filters, query_terms(query), pool)
+        vector = []
+        if mode != "lexical":
+            qv = query_vector if query_vector is not None else engine.embed_query(query)
+            vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)
+        fused = fuse(lexical, vector, w)
+        boosted = bool(w.importance_weight or w.recency_weight)
+        shortlist = fused if boosted else fused[: k * 2]
+        found = engine.store.fetch(filters, [f.key for f in shortlist])
+        now = utcnow()
+        hits: builtins.list[tuple[float, int, Hit]] = []
+        for f in shortlist:
+            memory = found.get(f.key)
+            if memory is None:
+                continue
+            score, parts = boost(
+                f.score,
+                importance=memory.importance,
+                created_at=memory.created_at,
+                now=now,
+                weights=w,
+            )
+            explain = {"lexical": f.lexical, "vector": f.vector, **parts}
+            hits.append((score, f.key, Hit(memory, score, f.lexical_rank, f.vector_rank, explain)))
+        hits.sort(key=lambda h: (-h[0], h[1]))
+        top = hits[:k]
+        engine.access.add(self._scope.tenant or "", [hit.memory.id for _, _, hit in top], now)
+        return [hit for _, _, hit in top]
+
+    def list(
+        self,
+        *,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        order: Order = "desc",
+        limit: int = 50,
+        cursor: str | None = None,
+        include_deleted: bool = False,
+        include_superseded: bool = False,
+    ) -> Page:
+        """A page of memories by creation time (newest first by default), keyset-paginated."""
+        if order not in ("asc", "desc"):
+            raise ValidationError("order must be asc or desc")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError("limit must be a whole number from 1 to 10000")
+        filters = self._filters(
+            scope=scope,
+            kinds=kinds,
+            tags=tags,
+            metadata=metadata,
+            since=since,
+            until=until,
+            include_deleted=include_deleted,
+            include_superseded=include_superseded,
+        )
+        items, next_cursor = self._engine.store.list(filters, order, limit, cursor)
+        return Page(items, next_cursor)
+
+    def range(
+        self,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Memory]:
+        """Memories created in ``[start, end)``, oldest first."""
+        filters = self._filters(scope=scope, kinds=kinds, tags=tags)
+        s, e = _time(start, "start"), _time(end, "end")
+        if s and e and s > e:
+            raise ValidationError("start must not be later than end")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError("limit must be a positive whole number")
+        return self._engine.store.range(filters, s, e, limit)
+
+    def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
+        """Every memory in scope, oldest first (superseded ones included)."""
+        cursor = None
+        while True:
+            page = self.list(
+                order="asc",
+                limit=page_size,
+                cursor=cursor,
+                include_deleted=include_deleted,
+                include_superseded=True,
+            )
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def stats(self) -> Stats:
+        """Counts and sizes for this handle's scope."""
+        engine = self._engine
+        raw = engine.store.stats(self._scope, utcnow())
+        model = engine.store.vectors_model()
+        return Stats(
+            memories=int(raw["memories"]),  # type: ignore[call-overload]
+            deleted=int(raw["deleted"]),  # type: ignore[call-overload]
+            superseded=int(raw["superseded"]),  # type: ignore[call-overload]
+            expired=int(raw["expired"]),  # type: ignore[call-overload]
+            versions=int(raw["versions"]),  # type: ignore[call-overload]
+            by_kind=dict(raw["by_kind"]),  # type: ignore[call-overload]
+            embedder=model.model if model else engine.embedder.name,
+            dimensions=model.dimensions if model else None,
+            vectors=int(raw["vectors"]),  # type: ignore[call-overload]
+            schema_version=engine.store.schema_version(),
+            size_bytes=int(raw["size_bytes"]),  # type: ignore[call-overload]
+            path=engine.store.location,
+        )
+
+    # -- bulk ------------------------------------------------------------------------
+
+    def import_lines(
+        self, lines: Iterable[str], *, progress: Progress | None = None
+    ) -> builtins.list[Memory]:
+        """Import JSON Lines records, all or nothing; a bad line raises with its number."""
+        now = utcnow()
+        memories: builtins.list[Memory] = []
+        supersede: builtins.list[tuple[int, str]] = []
+        explicit: builtins.list[str] = []
+        for number, record in parse_lines(lines):
+            scope = record.get("scope")
+            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
+                record["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
+            try:
+                memory, old_id = self._build(record, now, number)
+            except ValidationError as exc:
+                raise with_line(number, exc) from exc
+            except ScopeError as exc:
+                raise with_line(number, ValidationError(str(exc))) from exc
+            memories.append(memory)
+            if old_id:
+                supersede.append((len(memories) - 1, old_id))
+            if record.get("id"):
+                explicit.append(memory.id)
+        return self._insert(memories, supersede, progress, explicit)
+
+    def reindex(
+        self, embedder: Embedder | str | None = None, *, progress: Progress | None = None
+    ) -> int:
+        """Re-embed every memory of the store with ``embedder`` (default: the current one).
+
+        The old vectors serve recall until the new set is complete, then are swapped
+        out in one transaction, so two models' vectors never mix. Root handle only.
+        """
+        if not self._root:
+            raise ScopeError("reindex covers the whole store; call it on the root handle")
+        engine = self._engine
+        if embedder is None:
+            target = engine.embedder
+        elif isinstance(embedder, str):
+            target = make_embedder(engine.settings.with_changes(embedder=embedder))
+        else:
+            target = embedder
+        size = engine.settings.embed_batch_size
+        probe = _Engine(engine.store, target, engine.settings)
+        dims: builtins.list[int] = []
+
+        def batches() -> Iterator[builtins.list[tuple[int, str, np.ndarray]]]:
+            for rows in engine.store.iter_contents(size):
+                vectors = probe.embed([content for _, _, content in rows])
+                dims.append(int(vectors.shape[1]))
+                if progress:
+                    progress(len(rows))
+                yield [(key, tenant, vectors[i]) for i, (key, tenant, _) in enumerate(rows)]
+
+        first = probe.embed(["dimension probe"])
+        model = StoredVectors(target.name, int(first.shape[1]))
+        count = engine.store.replace_vectors(model, batches())
+        engine.embedder = target
+        with engine.lock:
+            engine.query_cache.clear()
+        return count
+
+
+def _time(value: Any, what: str) -> datetime | None:
+    return None if value is None else parse_time(value, what)
+
+
+def _ttl(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    else:
+        raise ValidationError("ttl must be a number of seconds or a timedelta")
+    if result.total_seconds() <= 0:
+        raise ValidationError("ttl must be positive")
+    return result
+
+
+def _choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
+    """The embedder for this store: the one asked for, else the one that made its vectors."""
+    stored = store.vectors_model()
+    if isinstance(embedder, str):
+        settings = settings.with_changes(embedder=embedder)
+        embedder = None
+    if embedder is None:
+        name = settings.embedder
+        if name == "auto":
+            name = _family(stored.model) if stored else "wordllama"
+            settings = settings.with_changes(embedder=name)
+            if stored and name == "openai":
+                settings = settings.with_changes(openai_model=stored.model.split(":", 1)[1])
+        embedder = make_embedder(settings)
+    if stored and stored.model != embedder.name:
+        raise EmbedderMismatchError(
+            f"the store's vectors come from {stored.model}, not {embedder.name}; open it with "
+            f"that embedder or run 'memex reindex --embedder {_family(embedder.name)}'"
+        )
+    return embedder
+
+
+def _family(model: str) -> str:
+    family = model.split(":", 1)[0]
+    if family not in ("wordllama", "minilm", "openai"):
+        raise ConfigError(f"the store's vectors come from an unknown embedder {model!r}")
+    return family

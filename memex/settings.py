@@ -1,0 +1,128 @@
+"""Settings: defaults < TOML file < MEMEX_* environment variables < explicit arguments."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from memex.errors import ConfigError
+
+DB_FILENAME = "memex.db"
+CONFIG_FILENAME = "config.toml"
+
+
+def default_home() -> Path:
+    """Where the default store lives: $MEMEX_HOME, else the user data directory."""
+    env = os.environ.get("MEMEX_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("memex", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything that can be configured. Secrets are redacted from ``repr``."""
+
+    embedder: str = "auto"
+    """Embedding model: ``wordllama``, ``minilm`` or ``openai``; ``auto`` means the model
+    that made the store's vectors, or ``wordllama`` for a new store."""
+    tenant: str = "default"
+    """The tenant a plainly opened handle reads and writes."""
+    max_content_bytes: int = 65_536
+    """Largest content accepted, in UTF-8 bytes."""
+    busy_timeout: float = 30.0
+    """Seconds to wait for another process's write lock before giving up."""
+    synchronous: str = "NORMAL"
+    """SQLite synchronous mode: NORMAL (durable against crashes of the process) or FULL."""
+    vector_weight: float = 0.4
+    """Share of the semantic leg in hybrid recall, 0 to 1."""
+    importance_weight: float = 0.0
+    """Boost added per unit of importance (0 turns the boost off)."""
+    recency_weight: float = 0.0
+    """Boost added for a brand-new memory, halving every half-life (0 turns it off)."""
+    recency_half_life_days: float = 30.0
+    candidates: int = 100
+    """Candidates each search leg contributes to fusion."""
+    embed_batch_size: int = 256
+    query_cache_size: int = 1024
+    """Query embeddings kept in memory for repeated queries."""
+    access_flush_seconds: float = 2.0
+    """Access statistics are written at most this often (and on close)."""
+    openai_base_url: str = "http://127.0.0.1:11434/v1"
+    openai_model: str = "nomic-embed-text"
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_timeout: float = 30.0
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("api_key") and value is not None:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    def __post_init__(self) -> None:
+        if self.max_content_bytes < 1:
+            raise ConfigError("max_content_bytes must be positive")
+        if self.busy_timeout < 0:
+            raise ConfigError("busy_timeout must not be negative")
+        if not 0.0 <= self.vector_weight <= 1.0:
+            raise ConfigError("vector_weight must be from 0 to 1")
+        if self.candidates < 1:
+            raise ConfigError("candidates must be positive")
+        if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigError("synchronous must be one of OFF, NORMAL, FULL, EXTRA")
+
+    @classmethod
+    def load(cls, home: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from defaults, ``home``'s config.toml, MEMEX_* variables and overrides."""
+        values: dict[str, Any] = {}
+        config_path = os.environ.get("MEMEX_CONFIG")
+        path = Path(config_path) if config_path else (home or default_home()) / CONFIG_FILENAME
+        if path.is_file():
+            try:
+                with path.open("rb") as fh:
+                    values.update(tomllib.load(fh))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read {path}: {exc}") from exc
+        for f in fields(cls):
+            env = os.environ.get(f"MEMEX_{f.name.upper()}")
+            if env is not None:
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Coerce a mapping of raw values (strings from the environment) into settings."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        coerced: dict[str, Any] = {}
+        defaults = cls()
+        for name, raw in values.items():
+            kind = type(getattr(defaults, name))
+            try:
+                if raw is None or kind is type(None) or isinstance(raw, kind):
+                    coerced[name] = raw
+                elif kind is int:
+                    coerced[name] = int(raw)
+                elif kind is float:
+                    coerced[name] = float(raw)
+                else:
+                    coerced[name] = str(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"setting {name} must be a {kind.__name__}, not {raw!r}") from exc
+        return cls(**coerced)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some settings replaced."""
+        return replace(self, **changes)

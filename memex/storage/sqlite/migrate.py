@@ -1,0 +1,94 @@
+"""Numbered, append-only SQL migrations applied in one transaction each."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+
+from memex.errors import SchemaVersionError, StoreCorruptError
+
+_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: version N's SQL."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """Every migration shipped with this memex, in order."""
+    found: list[Migration] = []
+    folder = resources.files("memex.storage.sqlite") / "migrations"
+    for entry in folder.iterdir():
+        match = _NAME_RE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(f"migration {migration.name} is out of sequence")
+    return found
+
+
+LATEST = len(migrations())
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0 for an empty file)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        if tables:
+            raise StoreCorruptError("the file is a SQLite database but not a memex store")
+    return version
+
+
+def upgrade(conn: sqlite3.Connection, path: str, target: int | None = None) -> int:
+    """Apply the migrations the store lacks, each in its own transaction; return the version.
+
+    A store made by a newer memex is refused rather than misread.
+    """
+    goal = LATEST if target is None else target
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = current_version(conn)
+        if version > LATEST:
+            raise SchemaVersionError(
+                f"store {path} has schema version {version}; this memex understands up to "
+                f"{LATEST} (upgrade memex)"
+            )
+        for migration in migrations():
+            if version < migration.version <= goal:
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {migration.version}")
+                version = migration.version
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (trigger bodies keep their inner semicolons)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not buffer.strip():
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,505 @@
+"""SQLiteStore: the embedded backend (WAL, one writer at a time, FTS5, in-memory vectors)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from memex.core.models import Memory, Scope, to_micros, utcnow
+from memex.core.query import Filters, Order, decode_cursor, encode_cursor
+from memex.core.ranking import Candidate
+from memex.errors import ConflictError, EmbedderError, StoreError
+from memex.storage.base import StoredVectors, Vector, WriteBatch
+from memex.storage.sqlite import sql
+from memex.storage.sqlite.connection import connect, translate, write_transaction
+from memex.storage.sqlite.migrate import upgrade
+from memex.storage.sqlite.vectors import VectorIndex, bump_generation
+
+T = TypeVar("T")
+_MODEL_KEY = "vectors_model"
+_DIMS_KEY = "vectors_dimensions"
+_MAX_VARS = 900
+
+
+class SQLiteStore:
+    """A memex store in one SQLite file, safe for several processes at once."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"):
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._connections: builtins.list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        self._closed = False
+        if self._path.exists() and self._path.is_dir():
+            raise StoreError(f"store path {self._path} is a directory")
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        try:
+            self._version = upgrade(conn, str(self._path))
+        except sqlite3.Error as exc:
+            raise translate(exc, str(self._path)) from exc
+        model = self.vectors_model()
+        self._index = VectorIndex(model.dimensions) if model else None
+
+    # -- connections ---------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self._path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = connect(
+                self._path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
+            )
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn())
+        except sqlite3.Error as exc:
+            raise translate(exc, str(self._path)) from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        try:
+            with write_transaction(conn, str(self._path)):
+                return fn(conn)
+        except sqlite3.Error as exc:
+            raise translate(exc, str(self._path)) from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._conn_lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+
+    def schema_version(self) -> int:
+        return self._version
+
+    # -- model bookkeeping -----------------------------------------------------------
+
+    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def vectors_model(self) -> StoredVectors | None:
+        def read(conn: sqlite3.Connection) -> StoredVectors | None:
+            model, dims = self._meta(conn, _MODEL_KEY), self._meta(conn, _DIMS_KEY)
+            return None if model is None or dims is None else StoredVectors(model, int(dims))
+
+        return self._run(read)
+
+    def _claim_model(self, conn: sqlite3.Connection, model: StoredVectors) -> None:
+        stored = self._meta(conn, _MODEL_KEY)
+        if stored is None:
+            self._set_meta(conn, _MODEL_KEY, model.model)
+            self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
+        elif stored != model.model:
+            raise EmbedderError(f"store holds vectors of {stored}, not {model.model}")
+        if self._index is None or self._index.dims != model.dimensions:
+            self._index = VectorIndex(model.dimensions)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def write(self, scope: Scope, batch: WriteBatch, model: StoredVectors) -> None:
+        sql.scope_clause(scope)  # refuses a scope without a tenant
+
+        def apply(conn: sqlite3.Connection) -> None:
+            self._claim_model(conn, model)
+            replaced = False
+            for memory, vector in batch.inserts:
+                self._check_scope(scope, memory)
+                cur = conn.execute(sql.INSERT_SQL, sql.memory_params(memory))
+                conn.execute(
+                    "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
+                    (cur.lastrowid, memory.scope.tenant, _blob(vector, model.dimensions)),
+                )
+            for memory, maybe_vector, expected in batch.updates:
+                self._check_scope(scope, memory)
+                params = sql.memory_params(memory)
+                params["expected_version"] = expected
+                cur = conn.execute(sql.UPDATE_SQL, params)
+                if cur.rowcount != 1:
+                    raise ConflictError(
+                        f"memory {memory.id} changed or vanished since it was read; try again"
+                    )
+                if maybe_vector is not None:
+                    conn.execute(
+                        "UPDATE vectors SET vector = ? WHERE seq = "
+                        "(SELECT seq FROM memories WHERE tenant = ? AND id = ?)",
+                        (_blob(maybe_vector, model.dimensions), memory.scope.tenant, memory.id),
+                    )
+                    replaced = True
+            if replaced:
+                bump_generation(conn)
+
+        self._write(apply)
+
+    @staticmethod
+    def _check_scope(scope: Scope, memory: Memory) -> None:
+        if not scope.contains(memory.scope):
+            from memex.errors import ScopeError
+
+            raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
+
+    def purge(self, scope: Scope, memory_id: str) -> bool:
+        where, params = sql.scope_clause(scope)
+
+        def apply(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                f"SELECT m.seq, m.tenant FROM memories m WHERE {where} AND m.id = ?",
+                [*params, memory_id],
+            ).fetchone()
+            if row is None:
+                return False
+            seq, tenant = row
+            conn.execute("DELETE FROM vectors WHERE seq = ?", (seq,))
+            conn.execute("DELETE FROM memories WHERE seq = ?", (seq,))
+            conn.execute(
+                "DELETE FROM memory_history WHERE tenant = ? AND id = ?", (tenant, memory_id)
+            )
+            bump_generation(conn)
+            return True
+
+        return self._write(apply)
+
+    def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
+        if not accesses:
+            return
+        sql.scope_clause(scope)
+        rows = [(n, to_micros(at), scope.tenant, mid) for mid, (n, at) in accesses.items()]
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE memories SET access_count = access_count + ?, "
+                "last_accessed_at = max(coalesce(last_accessed_at, 0), ?) "
+                "WHERE tenant = ? AND id = ?",
+                rows,
+            )
+
+        self._write(apply)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
+        where, params = sql.scope_clause(scope)
+        if not include_deleted:
+            where += " AND m.deleted_at IS NULL"
+        row = self._run(
+            lambda c: c.execute(
+                f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} AND m.id = ?",
+                [*params, memory_id],
+            ).fetchone()
+        )
+        return None if row is None else sql.row_to_memory(row)[1]
+
+    def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
+        out: dict[int, Memory] = {}
+        if not keys:
+            return out
+        where, params = sql.filter_clause(filters, utcnow())
+
+        def read(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(keys), _MAX_VARS):
+                chunk = list(keys[start : start + _MAX_VARS])
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {sql.COLUMNS} FROM memories m WHERE m.seq IN ({marks}) AND {where}",
+                    [*chunk, *params],
+                ):
+                    key, memory = sql.row_to_memory(row)
+                    out[key] = memory
+
+        self._run(read)
+        return out
+
+    def _passing(
+        self, conn: sqlite3.Connection, filters: Filters, keys: builtins.list[int]
+    ) -> set[int]:
+        where, params = sql.filter_clause(filters, utcnow())
+        passing: set[int] = set()
+        for start in range(0, len(keys), _MAX_VARS):
+            chunk = keys[start : start + _MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            passing.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT m.seq FROM memories m WHERE m.seq IN ({marks}) AND {where}",
+                    [*chunk, *params],
+                )
+            )
+        return passing
+
+    def search_lexical(
+        self, filters: Filters, terms: Sequence[str], limit: int
+    ) -> builtins.list[Candidate]:
+        if not terms or limit <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        where, params = sql.filter_clause(filters, utcnow())
+        query = (
+            "SELECT m.seq, -bm25(memories_fts) AS score FROM memories_fts "
+            "JOIN memories m ON m.seq = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY score DESC, m.seq LIMIT ?"
+        )
+        rows = self._run(lambda c: c.execute(query, [match, *params, limit]).fetchall())
+        return [Candidate(int(seq), float(score)) for seq, score in rows]
+
+    def search_vector(
+        self, filters: Filters, vector: Vector, limit: int
+    ) -> builtins.list[Candidate]:
+        index = self._index
+        tenant = filters.scope.tenant
+        if index is None or tenant is None or limit <= 0:
+            return []
+
+        def search(conn: sqlite3.Connection) -> builtins.list[Candidate]:
+            total = index.count(conn, tenant)
+            pool = min(limit * 4, total) if sql.is_plain(filters) else min(limit * 16, total)
+            while pool > 0:
+                found = index.search(conn, tenant, vector, pool)
+                passing = self._passing(conn, filters, [c.key for c in found])
+                kept = [c for c in found if c.key in passing]
+                if len(kept) >= limit or pool >= total:
+                    return kept[:limit]
+                if pool * 8 >= total // 4:
+                    break
+                pool *= 8
+            where, params = sql.filter_clause(filters, utcnow())
+            allowed = np.fromiter(
+                (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
+                dtype=np.int64,
+            )
+            return index.search(conn, tenant, vector, limit, allowed=allowed)
+
+        return self._run(search)
+
+    def list(
+        self, filters: Filters, order: Order, limit: int, cursor: str | None
+    ) -> tuple[builtins.list[Memory], str | None]:
+        where, params = sql.filter_clause(filters, utcnow())
+        op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+        if cursor is not None:
+            created, seq = decode_cursor(cursor)
+            where += f" AND (m.created_at, m.seq) {op} (?, ?)"
+            params.extend([created, seq])
+        query = (
+            f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} "
+            f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
+        )
+        rows = self._run(lambda c: c.execute(query, [*params, limit + 1]).fetchall())
+        page = [sql.row_to_memory(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and page:
+            last_key, last = page[-1]
+            next_cursor = encode_cursor(to_micros(last.created_at), last_key)
+        return [m for _, m in page], next_cursor
+
+    def range(
+        self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
+    ) -> builtins.list[Memory]:
+        where, params = sql.filter_clause(filters, utcnow())
+        if start is not None:
+            where += " AND m.created_at >= ?"
+            params.append(to_micros(start))
+        if end is not None:
+            where += " AND m.created_at < ?"
+            params.append(to_micros(end))
+        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        rows = self._run(lambda c: c.execute(query, params).fetchall())
+        return [sql.row_to_memory(r)[1] for r in rows]
+
+    def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
+        where, params = sql.scope_clause(scope, "h")
+        rows = self._run(
+            lambda c: c.execute(
+                f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h "
+                f"WHERE {where} AND h.id = ? ORDER BY h.version",
+                [*params, memory_id],
+            ).fetchall()
+        )
+        return [sql.row_to_memory(r)[1] for r in rows]
+
+    def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
+        where, params = sql.scope_clause(scope)
+        rows = self._run(
+            lambda c: c.execute(
+                f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} AND m.deleted_at IS NULL "
+                "AND m.expires_at IS NOT NULL AND m.expires_at <= ? ORDER BY m.seq",
+                [*params, to_micros(now)],
+            ).fetchall()
+        )
+        return [sql.row_to_memory(r)[1] for r in rows]
+
+    def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
+        out: dict[str, Vector] = {}
+        stored = self.vectors_model()
+        if not hashes or stored is None or stored.model != model:
+            return out
+        unique = list(dict.fromkeys(hashes))
+
+        def read(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(unique), _MAX_VARS):
+                chunk = unique[start : start + _MAX_VARS]
+                marks = ",".join("?" * len(chunk))
+                for chash, blob in conn.execute(
+                    "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v "
+                    f"ON v.seq = m.seq WHERE m.tenant = ? AND m.content_hash IN ({marks})",
+                    [scope.tenant, *chunk],
+                ):
+                    out[chash] = np.frombuffer(blob, dtype=np.float32).copy()
+
+        self._run(read)
+        return out
+
+    def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
+        where, params = sql.scope_clause(scope)
+        at = to_micros(now)
+
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            live, deleted, superseded, expired = conn.execute(
+                "SELECT "
+                "sum(m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) "
+                "    AND (m.valid_until IS NULL OR m.valid_until > ?)), "
+                "sum(m.deleted_at IS NOT NULL), "
+                "sum(m.deleted_at IS NULL AND m.valid_until IS NOT NULL AND m.valid_until <= ?), "
+                "sum(m.deleted_at IS NULL AND m.expires_at IS NOT NULL AND m.expires_at <= ?) "
+                f"FROM memories m WHERE {where}",
+                [at, at, at, at, *params],
+            ).fetchone()
+            by_kind = dict(
+                conn.execute(
+                    f"SELECT m.kind, count(*) FROM memories m WHERE {where} "
+                    "AND m.deleted_at IS NULL GROUP BY m.kind ORDER BY m.kind",
+                    params,
+                ).fetchall()
+            )
+            hwhere, hparams = sql.scope_clause(scope, "h")
+            versions = conn.execute(
+                f"SELECT count(*) FROM memory_history h WHERE {hwhere}", hparams
+            ).fetchone()[0]
+            vectors = conn.execute(
+                f"SELECT count(*) FROM vectors v JOIN memories m ON m.seq = v.seq WHERE {where}",
+                params,
+            ).fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            return {
+                "memories": live or 0,
+                "deleted": deleted or 0,
+                "superseded": superseded or 0,
+                "expired": expired or 0,
+                "versions": versions,
+                "by_kind": by_kind,
+                "vectors": vectors,
+                "size_bytes": pages * page_size + _wal_size(self._path),
+            }
+
+        return self._run(read)
+
+    # -- reindex -----------------------------------------------------------------------
+
+    def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
+        last = 0
+        while True:
+            rows = self._contents_after(last, batch_size)
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(int(s), str(t), str(c)) for s, t, c in rows]
+
+    def _contents_after(self, after: int, limit: int) -> builtins.list[tuple[Any, ...]]:
+        return self._run(
+            lambda c: c.execute(
+                "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+
+    def replace_vectors(
+        self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
+    ) -> int:
+        staging = "vectors_reindex"
+        self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+        self._write(
+            lambda c: c.execute(
+                f"CREATE TABLE {staging} (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, "
+                "vector BLOB NOT NULL)"
+            )
+        )
+        count = 0
+        for batch in batches:
+            rows = [(k, t, _blob(v, model.dimensions)) for k, t, v in batch]
+            self._write(
+                lambda c, rows=rows: c.executemany(  # type: ignore[misc]
+                    f"INSERT INTO {staging} (seq, tenant, vector) VALUES (?, ?, ?)", rows
+                )
+            )
+            count += len(rows)
+
+        def swap(conn: sqlite3.Connection) -> None:
+            # Memories written by another process during the reindex have no new vector
+            # yet; the swap refuses rather than leave them without one.
+            missing = conn.execute(
+                f"SELECT count(*) FROM memories m LEFT JOIN {staging} s ON s.seq = m.seq "
+                "WHERE s.seq IS NULL"
+            ).fetchone()[0]
+            if missing:
+                raise ConflictError(
+                    f"{missing} memories were written during the reindex; run it again"
+                )
+            conn.execute("DELETE FROM vectors")
+            conn.execute(f"INSERT INTO vectors (seq, tenant, vector) SELECT * FROM {staging}")
+            conn.execute(f"DROP TABLE {staging}")
+            self._set_meta(conn, _MODEL_KEY, model.model)
+            self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
+            bump_generation(conn)
+
+        self._write(swap)
+        self._index = VectorIndex(model.dimensions)
+        return count
+
+
+def _blob(vector: Vector, dims: int) -> bytes:
+    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    if array.shape[0] != dims:
+        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
+    return array.tobytes()
+
+
+def _wal_size(path: Path) -> int:
+    wal = Path(str(path) + "-wal")
+    return wal.stat().st_size if wal.exists() else 0

@@ -1,0 +1,138 @@
+"""An in-memory matrix of a tenant's vectors, kept in step with the SQLite source of truth.
+
+The ``vectors`` table is authoritative. Each tenant's vectors are loaded into one
+contiguous float32 matrix on first use; rows added since (by this or any other
+process) are appended by key, and any removal or replacement of a vector bumps a
+generation counter in ``meta`` that makes every process reload the tenant. A lost or
+stale matrix is therefore rebuilt from the table, never trusted over it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from memex.core.ranking import Candidate
+
+GENERATION_KEY = "vectors_generation"
+Matrix = npt.NDArray[np.float32]
+Keys = npt.NDArray[np.int64]
+
+
+def current_generation(conn: sqlite3.Connection) -> int:
+    """The store-wide vector generation (bumped when vectors are removed or replaced)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def bump_generation(conn: sqlite3.Connection) -> None:
+    """Mark every loaded matrix stale; call inside the write transaction that changes vectors."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
+        "SET value = CAST(value AS INTEGER) + 1",
+        (GENERATION_KEY,),
+    )
+
+
+@dataclass
+class _TenantMatrix:
+    dims: int
+    generation: int = -1
+    max_key: int = 0
+    size: int = 0
+    keys: Keys = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    matrix: Matrix = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.matrix = np.zeros((0, self.dims), dtype=np.float32)
+
+    def append(self, keys: Keys, rows: Matrix) -> None:
+        need = self.size + len(keys)
+        if need > len(self.keys):
+            capacity = max(need, int(len(self.keys) * 1.5), 1024)
+            grown_keys = np.zeros(capacity, dtype=np.int64)
+            grown_matrix = np.zeros((capacity, self.dims), dtype=np.float32)
+            grown_keys[: self.size] = self.keys[: self.size]
+            grown_matrix[: self.size] = self.matrix[: self.size]
+            self.keys, self.matrix = grown_keys, grown_matrix
+        self.keys[self.size : need] = keys
+        self.matrix[self.size : need] = rows
+        self.size = need
+        if len(keys):
+            self.max_key = max(self.max_key, int(keys.max()))
+
+
+class VectorIndex:
+    """Exact cosine search over per-tenant matrices (vectors are unit length)."""
+
+    def __init__(self, dims: int) -> None:
+        self.dims = dims
+        self._tenants: dict[str, _TenantMatrix] = {}
+        self._lock = threading.Lock()
+
+    def _load_rows(self, conn: sqlite3.Connection, tenant: str, after: int) -> tuple[Keys, Matrix]:
+        rows = conn.execute(
+            "SELECT seq, vector FROM vectors WHERE tenant = ? AND seq > ? ORDER BY seq",
+            (tenant, after),
+        ).fetchall()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return keys, np.zeros((0, self.dims), dtype=np.float32)
+        blob = b"".join(r[1] for r in rows)
+        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.dims)
+        return keys, matrix
+
+    def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _TenantMatrix:
+        generation = current_generation(conn)
+        state = self._tenants.get(tenant)
+        if state is None or state.generation != generation:
+            state = _TenantMatrix(dims=self.dims, generation=generation)
+            self._tenants[tenant] = state
+        top = conn.execute("SELECT max(seq) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()[0]
+        if top is not None and top > state.max_key:
+            keys, rows = self._load_rows(conn, tenant, state.max_key)
+            state.append(keys, rows)
+        return state
+
+    def search(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        query: Matrix,
+        limit: int,
+        allowed: Keys | None = None,
+    ) -> list[Candidate]:
+        """The ``limit`` best keys by cosine similarity (restricted to ``allowed`` if given)."""
+        with self._lock:
+            state = self._refresh(conn, tenant)
+            keys = state.keys[: state.size]
+            matrix = state.matrix[: state.size]
+        if state.size == 0 or limit <= 0:
+            return []
+        if allowed is not None:
+            mask = np.isin(keys, allowed, assume_unique=True)
+            keys = keys[mask]
+            matrix = matrix[mask]
+            if len(keys) == 0:
+                return []
+        scores = matrix @ query.astype(np.float32).reshape(-1)
+        if limit < len(scores):
+            top = np.argpartition(-scores, limit - 1)[:limit]
+        else:
+            top = np.arange(len(scores))
+        top = top[np.lexsort((keys[top], -scores[top]))]
+        return [Candidate(int(keys[i]), float(scores[i])) for i in top]
+
+    def count(self, conn: sqlite3.Connection, tenant: str) -> int:
+        """How many vectors the tenant's matrix holds after a refresh."""
+        with self._lock:
+            return self._refresh(conn, tenant).size
+
+    def clear(self) -> None:
+        """Drop every loaded matrix (they are rebuilt from the table on next use)."""
+        with self._lock:
+            self._tenants.clear()
