@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -14,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from memex.core.ids import is_valid_id, new_id
+from memex.core.build import build_memory, opt_time
 from memex.core.models import (
     Hit,
     Memory,
@@ -22,7 +19,6 @@ from memex.core.models import (
     Scope,
     Stats,
     content_hash,
-    parse_time,
     utcnow,
     validate_content,
     validate_importance,
@@ -34,159 +30,18 @@ from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights, boost, fuse
 from memex.core.records import parse_lines, with_line
 from memex.core.text import query_terms
-from memex.embedders.base import Embedder, Vectors, make_embedder
+from memex.embedders.base import Embedder, make_embedder
+from memex.engine import Engine, Progress, choose_embedder
 from memex.errors import (
-    ConfigError,
-    EmbedderError,
-    EmbedderMismatchError,
     NotFoundError,
     ScopeError,
-    StoreLockedError,
     ValidationError,
 )
 from memex.settings import DB_FILENAME, Settings, default_home
-from memex.storage.base import Store, StoredVectors, WriteBatch
+from memex.storage.base import StoredVectors, WriteBatch
 from memex.storage.open import open_store
 
-Progress = Callable[[int], None]
-"""Called with the number of items just finished, for progress bars."""
-
 _UNSET: Any = object()
-_REMEMBER_FIELDS = frozenset(
-    {
-        "id",
-        "content",
-        "kind",
-        "tags",
-        "metadata",
-        "scope",
-        "importance",
-        "created_at",
-        "expires_at",
-        "ttl",
-        "source",
-        "supersedes",
-        "valid_from",
-        "valid_until",
-        "superseded_by",
-    }
-)
-
-
-class _AccessLog:
-    """Read statistics gathered in memory and written in one batch now and then."""
-
-    def __init__(self, store: Store, interval: float) -> None:
-        self._store = store
-        self._interval = interval
-        self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
-        self._last_flush = time.monotonic()
-        self._lock = threading.Lock()
-
-    def add(self, tenant: str, ids: Iterable[str], at: datetime) -> None:
-        with self._lock:
-            bucket = self._pending.setdefault(tenant, {})
-            for key in ids:
-                count, _ = bucket.get(key, (0, at))
-                bucket[key] = (count + 1, at)
-        if time.monotonic() - self._last_flush >= self._interval:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
-        for tenant, accesses in pending.items():
-            try:
-                self._store.record_access(Scope(tenant=tenant), accesses)
-            except StoreLockedError:
-                with self._lock:  # keep them for the next flush
-                    bucket = self._pending.setdefault(tenant, {})
-                    for key, (count, at) in accesses.items():
-                        old, _ = bucket.get(key, (0, at))
-                        bucket[key] = (old + count, at)
-
-
-class _Engine:
-    """What every handle on one store shares: store, embedder, caches, settings."""
-
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
-        self.store = store
-        self.embedder = embedder
-        self.settings = settings
-        self.access = _AccessLog(store, settings.access_flush_seconds)
-        self.query_cache: OrderedDict[str, Vectors] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def embed_query(self, text: str) -> Vectors:
-        with self.lock:
-            cached = self.query_cache.get(text)
-            if cached is not None:
-                self.query_cache.move_to_end(text)
-                return cached
-        vector: Vectors = self.embed([text])[0]
-        with self.lock:
-            self.query_cache[text] = vector
-            while len(self.query_cache) > self.settings.query_cache_size:
-                self.query_cache.popitem(last=False)
-        return vector
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        try:
-            vectors = self.embedder.embed(texts)
-        except EmbedderError:
-            raise
-        except Exception as exc:  # a model runtime's own error: keep the message, one line
-            raise EmbedderError(f"embedder {self.embedder.name} failed: {exc}") from exc
-        if vectors.shape[0] != len(texts) or not np.all(np.isfinite(vectors)):
-            raise EmbedderError(f"embedder {self.embedder.name} returned unusable vectors")
-        return vectors
-
-    def embed_contents(
-        self, scope: Scope, contents: Sequence[str], progress: Progress | None = None
-    ) -> Vectors:
-        """Vectors for contents: reused from the store by content hash, the rest in batches."""
-        hashes = [content_hash(c) for c in contents]
-        cached = self.store.cached_vectors(scope, self.embedder.name, hashes)
-        todo = [i for i, h in enumerate(hashes) if h not in cached]
-        fresh: dict[int, np.ndarray] = {}
-        size = self.settings.embed_batch_size
-        done = len(contents) - len(todo)
-        if progress and done:
-            progress(done)
-        for start in range(0, len(todo), size):
-            chunk = todo[start : start + size]
-            vectors = self.embed([contents[i] for i in chunk])
-            fresh.update(zip(chunk, vectors, strict=True))
-            if progress:
-                progress(len(chunk))
-        dims = self.dimensions(fresh, cached)
-        out = np.zeros((len(contents), dims), dtype=np.float32)
-        for i, h in enumerate(hashes):
-            out[i] = fresh[i] if i in fresh else cached[h]
-        return out
-
-    def dimensions(self, *found: Mapping[Any, np.ndarray]) -> int:
-        for vectors in found:
-            for vector in vectors.values():
-                return int(vector.shape[0])
-        return self.current_model().dimensions
-
-    def current_model(self) -> StoredVectors:
-        """The model of the store's vectors (asking the embedder only for a new store)."""
-        stored = self.store.vectors_model()
-        if stored is not None and stored.model == self.embedder.name:
-            return stored
-        return StoredVectors(self.embedder.name, self.embedder.dimensions)
-
-    def model_for(self, vectors: Vectors) -> StoredVectors:
-        return StoredVectors(self.embedder.name, int(vectors.shape[1]))
-
-    def close(self) -> None:
-        try:
-            self.access.flush()
-        finally:
-            self.store.close()
 
 
 class Memex:
@@ -196,7 +51,7 @@ class Memex:
     ``scoped`` returns handles that can neither read nor write outside their scope.
     """
 
-    def __init__(self, engine: _Engine, scope: Scope, *, root: bool) -> None:
+    def __init__(self, engine: Engine, scope: Scope, *, root: bool) -> None:
         if not scope.tenant:
             raise ScopeError("a handle needs a tenant")
         self._engine = engine
@@ -229,11 +84,11 @@ class Memex:
             path if path is not None else (home or default_home()) / DB_FILENAME, settings
         )
         try:
-            chosen = _choose_embedder(store, settings, embedder)
+            chosen = choose_embedder(store, settings, embedder)
         except BaseException:
             store.close()
             raise
-        engine = _Engine(store, chosen, settings)
+        engine = Engine(store, chosen, settings)
         return cls(engine, Scope(tenant=settings.tenant), root=True)
 
     def close(self) -> None:
@@ -346,57 +201,13 @@ class Memex:
     def _build(
         self, item: Mapping[str, Any], now: datetime, position: int
     ) -> tuple[Memory, str | None]:
-        if not isinstance(item, Mapping):
-            raise ValidationError(f"item {position}: each memory must be a mapping")
-        unknown = set(item) - _REMEMBER_FIELDS
-        if unknown:
-            raise ValidationError(f"unknown field {sorted(unknown)[0]!r}")
-        settings = self._engine.settings
-        content = validate_content(item.get("content"), settings.max_content_bytes)  # type: ignore[arg-type]
-        created = _time(item.get("created_at"), "created_at") or now
-        expires = _time(item.get("expires_at"), "expires_at")
-        ttl = item.get("ttl")
-        if ttl is not None:
-            if expires is not None:
-                raise ValidationError("give expires_at or ttl, not both")
-            expires = now + _ttl(ttl)
-        valid_from = _time(item.get("valid_from"), "valid_from") or created
-        valid_until = _time(item.get("valid_until"), "valid_until")
-        if valid_until is not None and valid_until < valid_from:
-            raise ValidationError("valid_until must not be earlier than valid_from")
-        memory_id = item.get("id") or new_id(int(created.timestamp() * 1000))
-        if not isinstance(memory_id, str) or not is_valid_id(memory_id):
-            raise ValidationError(f"id must be a UUID string, not {memory_id!r}")
-        source = item.get("source")
-        if source is not None and (not isinstance(source, str) or len(source) > 512):
-            raise ValidationError("source must be a string of at most 512 characters")
-        supersedes = item.get("supersedes")
-        if supersedes is not None and not isinstance(supersedes, str):
-            raise ValidationError("supersedes must be a memory id")
-        superseded_by = item.get("superseded_by")
-        if superseded_by is not None and not is_valid_id(str(superseded_by)):
-            raise ValidationError("superseded_by must be a memory id")
-        memory = Memory(
-            id=memory_id.lower(),
-            content=content,
-            kind=validate_kind(item.get("kind") or "note"),
-            scope=self._within(item.get("scope")),
-            tags=validate_tags(item.get("tags")),
-            metadata=validate_metadata(item.get("metadata")),
-            importance=validate_importance(item.get("importance", 0.5)),
-            created_at=created,
-            updated_at=now,
-            expires_at=expires,
-            last_accessed_at=None,
-            access_count=0,
-            source=source,
-            content_hash=content_hash(content),
-            version=1,
-            valid_from=valid_from,
-            valid_until=valid_until,
-            superseded_by=superseded_by,
+        return build_memory(
+            item,
+            within=self._scope,
+            now=now,
+            max_content_bytes=self._engine.settings.max_content_bytes,
+            position=position,
         )
-        return memory, supersedes
 
     def _insert(
         self,
@@ -481,7 +292,7 @@ class Memex:
         if importance is not None:
             changes["importance"] = validate_importance(importance)
         if expires_at is not _UNSET:
-            changes["expires_at"] = _time(expires_at, "expires_at")
+            changes["expires_at"] = opt_time(expires_at, "expires_at")
         if source is not _UNSET:
             changes["source"] = source
         if not changes:
@@ -675,7 +486,7 @@ class Memex:
     ) -> builtins.list[Memory]:
         """Memories created in ``[start, end)``, oldest first."""
         filters = self._filters(scope=scope, kinds=kinds, tags=tags)
-        s, e = _time(start, "start"), _time(end, "end")
+        s, e = opt_time(start, "start"), opt_time(end, "end")
         if s and e and s > e:
             raise ValidationError("start must not be later than end")
         if limit is not None and (
@@ -765,7 +576,7 @@ class Memex:
         else:
             target = embedder
         size = engine.settings.embed_batch_size
-        probe = _Engine(engine.store, target, engine.settings)
+        probe = Engine(engine.store, target, engine.settings)
         dims: builtins.list[int] = []
 
         def batches() -> Iterator[builtins.list[tuple[int, str, np.ndarray]]]:
@@ -783,48 +594,3 @@ class Memex:
         with engine.lock:
             engine.query_cache.clear()
         return count
-
-
-def _time(value: Any, what: str) -> datetime | None:
-    return None if value is None else parse_time(value, what)
-
-
-def _ttl(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
-    else:
-        raise ValidationError("ttl must be a number of seconds or a timedelta")
-    if result.total_seconds() <= 0:
-        raise ValidationError("ttl must be positive")
-    return result
-
-
-def _choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
-    """The embedder for this store: the one asked for, else the one that made its vectors."""
-    stored = store.vectors_model()
-    if isinstance(embedder, str):
-        settings = settings.with_changes(embedder=embedder)
-        embedder = None
-    if embedder is None:
-        name = settings.embedder
-        if name == "auto":
-            name = _family(stored.model) if stored else "wordllama"
-            settings = settings.with_changes(embedder=name)
-            if stored and name == "openai":
-                settings = settings.with_changes(openai_model=stored.model.split(":", 1)[1])
-        embedder = make_embedder(settings)
-    if stored and stored.model != embedder.name:
-        raise EmbedderMismatchError(
-            f"the store's vectors come from {stored.model}, not {embedder.name}; open it with "
-            f"that embedder or run 'memex reindex --embedder {_family(embedder.name)}'"
-        )
-    return embedder
-
-
-def _family(model: str) -> str:
-    family = model.split(":", 1)[0]
-    if family not in ("wordllama", "minilm", "openai"):
-        raise ConfigError(f"the store's vectors come from an unknown embedder {model!r}")
-    return family

@@ -1,0 +1,166 @@
+"""What every handle on one store shares: the store, the embedder, caches and settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memex.core.models import Scope, content_hash
+from memex.embedders.base import Embedder, Vectors, make_embedder
+from memex.errors import ConfigError, EmbedderError, EmbedderMismatchError, StoreLockedError
+from memex.settings import Settings
+from memex.storage.base import Store, StoredVectors
+
+Progress = Callable[[int], None]
+"""Called with the number of items just finished, for progress bars."""
+
+
+class AccessLog:
+    """Read statistics gathered in memory and written in one batch now and then."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, tenant: str, ids: Iterable[str], at: datetime) -> None:
+        with self._lock:
+            bucket = self._pending.setdefault(tenant, {})
+            for key in ids:
+                count, _ = bucket.get(key, (0, at))
+                bucket[key] = (count + 1, at)
+        if time.monotonic() - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        for tenant, accesses in pending.items():
+            try:
+                self._store.record_access(Scope(tenant=tenant), accesses)
+            except StoreLockedError:
+                with self._lock:  # keep them for the next flush
+                    bucket = self._pending.setdefault(tenant, {})
+                    for key, (count, at) in accesses.items():
+                        old, _ = bucket.get(key, (0, at))
+                        bucket[key] = (old + count, at)
+
+
+class Engine:
+    """What every handle on one store shares: store, embedder, caches, settings."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.access = AccessLog(store, settings.access_flush_seconds)
+        self.query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def embed_query(self, text: str) -> Vectors:
+        with self.lock:
+            cached = self.query_cache.get(text)
+            if cached is not None:
+                self.query_cache.move_to_end(text)
+                return cached
+        vector: Vectors = self.embed([text])[0]
+        with self.lock:
+            self.query_cache[text] = vector
+            while len(self.query_cache) > self.settings.query_cache_size:
+                self.query_cache.popitem(last=False)
+        return vector
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        try:
+            vectors = self.embedder.embed(texts)
+        except EmbedderError:
+            raise
+        except Exception as exc:  # a model runtime's own error: keep the message, one line
+            raise EmbedderError(f"embedder {self.embedder.name} failed: {exc}") from exc
+        if vectors.shape[0] != len(texts) or not np.all(np.isfinite(vectors)):
+            raise EmbedderError(f"embedder {self.embedder.name} returned unusable vectors")
+        return vectors
+
+    def embed_contents(
+        self, scope: Scope, contents: Sequence[str], progress: Progress | None = None
+    ) -> Vectors:
+        """Vectors for contents: reused from the store by content hash, the rest in batches."""
+        hashes = [content_hash(c) for c in contents]
+        cached = self.store.cached_vectors(scope, self.embedder.name, hashes)
+        todo = [i for i, h in enumerate(hashes) if h not in cached]
+        fresh: dict[int, np.ndarray] = {}
+        size = self.settings.embed_batch_size
+        done = len(contents) - len(todo)
+        if progress and done:
+            progress(done)
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            vectors = self.embed([contents[i] for i in chunk])
+            fresh.update(zip(chunk, vectors, strict=True))
+            if progress:
+                progress(len(chunk))
+        dims = self.dimensions(fresh, cached)
+        out = np.zeros((len(contents), dims), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            out[i] = fresh[i] if i in fresh else cached[h]
+        return out
+
+    def dimensions(self, *found: Mapping[Any, np.ndarray]) -> int:
+        for vectors in found:
+            for vector in vectors.values():
+                return int(vector.shape[0])
+        return self.current_model().dimensions
+
+    def current_model(self) -> StoredVectors:
+        """The model of the store's vectors (asking the embedder only for a new store)."""
+        stored = self.store.vectors_model()
+        if stored is not None and stored.model == self.embedder.name:
+            return stored
+        return StoredVectors(self.embedder.name, self.embedder.dimensions)
+
+    def model_for(self, vectors: Vectors) -> StoredVectors:
+        return StoredVectors(self.embedder.name, int(vectors.shape[1]))
+
+    def close(self) -> None:
+        try:
+            self.access.flush()
+        finally:
+            self.store.close()
+
+
+def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
+    """The embedder for this store: the one asked for, else the one that made its vectors."""
+    stored = store.vectors_model()
+    if isinstance(embedder, str):
+        settings = settings.with_changes(embedder=embedder)
+        embedder = None
+    if embedder is None:
+        name = settings.embedder
+        if name == "auto":
+            name = _family(stored.model) if stored else "wordllama"
+            settings = settings.with_changes(embedder=name)
+            if stored and name == "openai":
+                settings = settings.with_changes(openai_model=stored.model.split(":", 1)[1])
+        embedder = make_embedder(settings)
+    if stored and stored.model != embedder.name:
+        raise EmbedderMismatchError(
+            f"the store's vectors come from {stored.model}, not {embedder.name}; open it with "
+            f"that embedder or run 'memex reindex --embedder {_family(embedder.name)}'"
+        )
+    return embedder
+
+
+def _family(model: str) -> str:
+    family = model.split(":", 1)[0]
+    if family not in ("wordllama", "minilm", "openai"):
+        raise ConfigError(f"the store's vectors come from an unknown embedder {model!r}")
+    return family

@@ -1,0 +1,122 @@
+"""Ids, query terms, scopes, validation and JSON Lines records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memex.core.ids import is_valid_id, new_id
+from memex.core.models import (
+    Scope,
+    from_micros,
+    parse_time,
+    to_micros,
+    validate_content,
+    validate_metadata,
+    validate_tags,
+)
+from memex.core.query import decode_cursor, encode_cursor
+from memex.core.records import parse_lines
+from memex.core.text import query_terms
+from memex.errors import ImportFormatError, ScopeError, ValidationError
+
+
+def test_ids_are_uuid7_and_monotonic() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 for i in ids[:10])
+    assert is_valid_id(ids[0]) and not is_valid_id("nope")
+
+
+def test_id_prefix_orders_by_time() -> None:
+    early, late = new_id(1_000_000), new_id(2_000_000)
+    assert early < late
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        (
+            "When did Caroline go to the LGBTQ support group?",
+            ["caroline", "go", "lgbtq", "support", "group"],
+        ),
+        ("what is it", ["what", "is", "it"]),  # only stop words: keep them
+        ("Melanie's pottery, pottery!", ["melanie", "pottery"]),
+        ("", []),
+    ],
+)
+def test_query_terms(text: str, terms: list[str]) -> None:
+    assert query_terms(text) == terms
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9000, 1, 1)))
+def test_micros_round_trip(value: datetime) -> None:
+    aware = value.replace(tzinfo=UTC)
+    assert from_micros(to_micros(aware)) == aware
+
+
+@given(st.integers(min_value=0, max_value=2**53), st.integers(min_value=0, max_value=2**40))
+def test_cursor_round_trip(created: int, seq: int) -> None:
+    assert decode_cursor(encode_cursor(created, seq)) == (created, seq)
+
+
+def test_bad_cursor() -> None:
+    with pytest.raises(ValidationError):
+        decode_cursor("!!!")
+
+
+def test_parse_time_accepts_iso_z_and_rejects_garbage() -> None:
+    assert parse_time("2024-05-01T10:00:00Z") == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    with pytest.raises(ValidationError):
+        parse_time("yesterday-ish")
+    with pytest.raises(ValidationError):
+        parse_time(True)
+
+
+def test_scope_narrowing() -> None:
+    base = Scope(tenant="t", project="p")
+    assert base.narrow(Scope(user="u")) == Scope(tenant="t", project="p", user="u")
+    with pytest.raises(ScopeError):
+        base.narrow(Scope(project="other"))
+    assert base.contains(Scope(tenant="t", project="p", user="u"))
+    assert not base.contains(Scope(tenant="t", project="q"))
+    with pytest.raises(ValidationError):
+        Scope.of({"team": "x"})
+    with pytest.raises(ValidationError):
+        Scope(project="has space")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: validate_content("", 10), "empty"),
+        (lambda: validate_content("x" * 11, 10), "over the limit"),
+        (lambda: validate_content(5, 10), "must be a string"),  # type: ignore[arg-type]
+        (lambda: validate_tags("a"), "list"),  # type: ignore[arg-type]
+        (lambda: validate_tags(["a,b"]), "commas"),
+        (lambda: validate_metadata({"bad key": 1}), "metadata key"),
+        (lambda: validate_metadata({"k": float("nan")}), "JSON"),
+        (lambda: validate_metadata([1]), "JSON object"),  # type: ignore[arg-type]
+    ],
+)
+def test_validation_messages(call: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        call()  # type: ignore[operator]
+
+
+def test_parse_lines_reports_line_numbers() -> None:
+    lines = ['{"content": "a"}', "", '{"content": "b"}', "{oops"]
+    records = parse_lines(lines)
+    assert next(records) == (1, {"content": "a"})
+    assert next(records) == (3, {"content": "b"})
+    with pytest.raises(ImportFormatError, match="line 4"):
+        next(records)
+    with pytest.raises(ImportFormatError, match="unknown field 'colour'"):
+        list(parse_lines(['{"content": "a", "colour": 1}']))
+    with pytest.raises(ImportFormatError, match="missing field 'content'"):
+        list(parse_lines(['{"kind": "fact"}']))
