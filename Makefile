@@ -1,0 +1,43 @@
+# One-command set-up and checks. Everything installs into ./.venv from the package registry.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test check lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: install memex and run the quickstart on the embedded default store
+demo: $(VENV)/.core
+	$(BIN)/memex quickstart
+
+## lint: ruff (lint and format check) and mypy (strict on the package)
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## test: lint, type-check and run the whole test suite
+test: lint
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly" >&2; exit 1; fi; \
+	exit $$rc
+
+check: test
+
+## bench: retrieval quality on the LoCoMo dev set (see docs/benchmarks.md for the rest)
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/locomo.py --markdown
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
