@@ -52,6 +52,7 @@ class OpenAIEmbedder:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:
+            exc.close()  # the error carries the open response; don't leak its socket
             raise EmbedderError(f"embedding endpoint {self._url} answered {exc.code}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise EmbedderError(f"cannot reach embedding endpoint {self._url}: {exc}") from exc

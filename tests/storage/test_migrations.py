@@ -12,8 +12,8 @@ import pytest
 from memex import Memex, SchemaVersionError, StoreCorruptError
 from memex.core.ids import new_id
 from memex.core.models import content_hash
-from memex.storage.sqlite.migrate import LATEST, migrations, upgrade
 from memex.embedders.wordllama import WordLlamaEmbedder
+from memex.storage.sqlite.migrate import LATEST, migrations, upgrade
 
 
 def make_v1_store(path: Path, contents: list[str]) -> list[str]:

@@ -34,7 +34,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 StoreOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
         "-s",
@@ -76,7 +76,7 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @contextmanager
-def session(store: Path | None, tenant: str | None = None, **options: Any) -> Iterator[Memex]:
+def session(store: str | None, tenant: str | None = None, **options: Any) -> Iterator[Memex]:
     """Open the store, yield the handle for the tenant, turn memex errors into exit codes."""
     try:
         with Memex.open(store, tenant=tenant, **options) as mx:
