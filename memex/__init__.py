@@ -24,6 +24,7 @@ from memex.settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "KNOWN_KINDS",
     "ConfigError",
     "ConflictError",
     "Embedder",
@@ -32,7 +33,6 @@ __all__ = [
     "FusionWeights",
     "Hit",
     "ImportFormatError",
-    "KNOWN_KINDS",
     "Memex",
     "MemexError",
     "Memory",

@@ -11,7 +11,10 @@ PACKAGE = Path(memex.__file__).parent
 
 
 def test_public_api_is_sorted_and_importable() -> None:
-    assert memex.__all__ == sorted(memex.__all__)
+    def isort_style(name: str) -> tuple[int, str]:  # constants, then classes, then the rest
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert memex.__all__ == sorted(memex.__all__, key=isort_style)
     for name in memex.__all__:
         assert hasattr(memex, name), name
 
