@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -13,7 +13,13 @@ import numpy as np
 
 from memex.core.models import Scope, content_hash
 from memex.embedders.base import Embedder, Vectors, make_embedder
-from memex.errors import ConfigError, EmbedderError, EmbedderMismatchError, StoreLockedError
+from memex.errors import (
+    ConfigError,
+    EmbedderError,
+    EmbedderMismatchError,
+    MemexError,
+    StoreLockedError,
+)
 from memex.settings import Settings
 from memex.storage.base import Store, StoredVectors
 
@@ -22,14 +28,19 @@ Progress = Callable[[int], None]
 
 
 class AccessLog:
-    """Read statistics gathered in memory and written in one batch now and then."""
+    """Read statistics gathered in memory and written in one batch by a background thread.
+
+    Reads never write: a daemon thread flushes every ``interval`` seconds, and ``close``
+    flushes what is left.
+    """
 
     def __init__(self, store: Store, interval: float) -> None:
         self._store = store
-        self._interval = interval
+        self._interval = max(interval, 0.05)
         self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
-        self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def add(self, tenant: str, ids: Iterable[str], at: datetime) -> None:
         with self._lock:
@@ -37,13 +48,20 @@ class AccessLog:
             for key in ids:
                 count, _ = bucket.get(key, (0, at))
                 bucket[key] = (count + 1, at)
-        if time.monotonic() - self._last_flush >= self._interval:
-            self.flush()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="memex-access-log", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(MemexError):  # the next round or close() retries
+                self.flush()
 
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
         for tenant, accesses in pending.items():
             try:
                 self._store.record_access(Scope(tenant=tenant), accesses)
@@ -53,6 +71,14 @@ class AccessLog:
                     for key, (count, at) in accesses.items():
                         old, _ = bucket.get(key, (0, at))
                         bucket[key] = (old + count, at)
+                raise
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(StoreLockedError):
+            self.flush()
 
 
 class Engine:
@@ -132,7 +158,7 @@ class Engine:
 
     def close(self) -> None:
         try:
-            self.access.flush()
+            self.access.close()
         finally:
             self.store.close()
 

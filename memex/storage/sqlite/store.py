@@ -234,7 +234,8 @@ class SQLiteStore:
                 chunk = list(keys[start : start + _MAX_VARS])
                 marks = ",".join("?" * len(chunk))
                 for row in conn.execute(
-                    f"SELECT {sql.COLUMNS} FROM memories m WHERE m.seq IN ({marks}) AND {where}",
+                    f"SELECT {sql.COLUMNS} FROM memories m NOT INDEXED "
+                    f"WHERE m.seq IN ({marks}) AND {where}",
                     [*chunk, *params],
                 ):
                     key, memory = sql.row_to_memory(row)
@@ -254,7 +255,8 @@ class SQLiteStore:
             passing.update(
                 r[0]
                 for r in conn.execute(
-                    f"SELECT m.seq FROM memories m WHERE m.seq IN ({marks}) AND {where}",
+                    f"SELECT m.seq FROM memories m NOT INDEXED "
+                    f"WHERE m.seq IN ({marks}) AND {where}",
                     [*chunk, *params],
                 )
             )

@@ -21,6 +21,7 @@ from memex.core.ranking import Candidate
 GENERATION_KEY = "vectors_generation"
 Matrix = npt.NDArray[np.float32]
 Keys = npt.NDArray[np.int64]
+_CHUNK = 16_384
 
 
 def current_generation(conn: sqlite3.Connection) -> int:
@@ -74,17 +75,16 @@ class VectorIndex:
         self._tenants: dict[str, _TenantMatrix] = {}
         self._lock = threading.Lock()
 
-    def _load_rows(self, conn: sqlite3.Connection, tenant: str, after: int) -> tuple[Keys, Matrix]:
-        rows = conn.execute(
+    def _load_rows(self, conn: sqlite3.Connection, state: _TenantMatrix, tenant: str) -> None:
+        """Append the tenant's rows newer than the matrix, a chunk at a time."""
+        cursor = conn.execute(
             "SELECT seq, vector FROM vectors WHERE tenant = ? AND seq > ? ORDER BY seq",
-            (tenant, after),
-        ).fetchall()
-        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return keys, np.zeros((0, self.dims), dtype=np.float32)
-        blob = b"".join(r[1] for r in rows)
-        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.dims)
-        return keys, matrix
+            (tenant, state.max_key),
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            state.append(keys, matrix.reshape(len(rows), self.dims))
 
     def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _TenantMatrix:
         generation = current_generation(conn)
@@ -94,8 +94,7 @@ class VectorIndex:
             self._tenants[tenant] = state
         top = conn.execute("SELECT max(seq) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()[0]
         if top is not None and top > state.max_key:
-            keys, rows = self._load_rows(conn, tenant, state.max_key)
-            state.append(keys, rows)
+            self._load_rows(conn, state, tenant)
         return state
 
     def search(
