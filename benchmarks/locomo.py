@@ -403,7 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embedder", choices=("wordllama", "minilm"), default="wordllama")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write raw results here")
+    parser.add_argument(
+        "--vector-weight", type=float, default=None, help="override the fusion weight setting"
+    )
     args = parser.parse_args(argv)
+    settings = (
+        Settings() if args.vector_weight is None else Settings(vector_weight=args.vector_weight)
+    )
 
     started = time.perf_counter()
     conversations, stats = load_conversations(args.data)
@@ -412,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="memex-locomo-") as tmp:
         store = Path(tmp) / "locomo.db"
-        with Memex.open(store, settings=Settings(), embedder=args.embedder) as mx:
+        with Memex.open(store, settings=settings, embedder=args.embedder) as mx:
             t0 = time.perf_counter()
             for conv in conversations:
                 mx.remember_many(

@@ -30,7 +30,7 @@ from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights, boost, fuse
 from memex.core.records import parse_lines, with_line
 from memex.core.text import query_terms
-from memex.embedders.base import Embedder, make_embedder
+from memex.embedders.base import Embedder, make_embedder, vector_weight_for
 from memex.engine import Engine, Progress, choose_embedder
 from memex.errors import (
     NotFoundError,
@@ -404,7 +404,9 @@ class Memex:
         engine = self._engine
         settings = engine.settings
         w = weights or FusionWeights(
-            vector_weight=settings.vector_weight,
+            vector_weight=settings.vector_weight
+            if settings.vector_weight is not None
+            else vector_weight_for(engine.embedder),
             importance_weight=settings.importance_weight,
             recency_weight=settings.recency_weight,
             recency_half_life_days=settings.recency_half_life_days,

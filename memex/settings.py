@@ -12,6 +12,7 @@ from typing import Any
 from memex.errors import ConfigError
 
 DB_FILENAME = "memex.db"
+_OPTIONAL_FLOATS = frozenset({"vector_weight"})
 CONFIG_FILENAME = "config.toml"
 
 
@@ -40,8 +41,9 @@ class Settings:
     """Seconds to wait for another process's write lock before giving up."""
     synchronous: str = "NORMAL"
     """SQLite synchronous mode: NORMAL (durable against crashes of the process) or FULL."""
-    vector_weight: float = 0.4
-    """Share of the semantic leg in hybrid recall, 0 to 1."""
+    vector_weight: float | None = None
+    """Share of the semantic leg in hybrid recall, 0 to 1; None: the embedder's own default
+    (0.25 for the static WordLlama vectors, 0.5 for contextual models)."""
     importance_weight: float = 0.0
     """Boost added per unit of importance (0 turns the boost off)."""
     recency_weight: float = 0.0
@@ -73,7 +75,7 @@ class Settings:
             raise ConfigError("max_content_bytes must be positive")
         if self.busy_timeout < 0:
             raise ConfigError("busy_timeout must not be negative")
-        if not 0.0 <= self.vector_weight <= 1.0:
+        if self.vector_weight is not None and not 0.0 <= self.vector_weight <= 1.0:
             raise ConfigError("vector_weight must be from 0 to 1")
         if self.candidates < 1:
             raise ConfigError("candidates must be positive")
@@ -109,7 +111,7 @@ class Settings:
         coerced: dict[str, Any] = {}
         defaults = cls()
         for name, raw in values.items():
-            kind = type(getattr(defaults, name))
+            kind = float if name in _OPTIONAL_FLOATS else type(getattr(defaults, name))
             try:
                 if raw is None or kind is type(None) or isinstance(raw, kind):
                     coerced[name] = raw

@@ -50,6 +50,17 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
 
 
 EMBEDDERS = ("wordllama", "minilm", "openai")
+DEFAULT_VECTOR_WEIGHT = 0.5
+
+
+def vector_weight_for(embedder: Embedder) -> float:
+    """The fusion weight an embedder's vectors deserve by default.
+
+    Embedders may declare ``fusion_weight``; static token embeddings are weaker than
+    contextual ones and declare less. Measured on LoCoMo in docs/benchmarks.md.
+    """
+    weight = getattr(embedder, "fusion_weight", DEFAULT_VECTOR_WEIGHT)
+    return float(weight)
 
 
 def make_embedder(settings: Settings) -> Embedder:

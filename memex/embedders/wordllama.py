@@ -26,6 +26,9 @@ DIMENSIONS = 256
 class WordLlamaEmbedder:
     """Mean-pooled WordLlama token embeddings (256 dimensions), loaded on first use."""
 
+    fusion_weight = 0.25
+    """Static vectors: they add to BM25 in hybrid recall, at a smaller share."""
+
     def __init__(self, dimensions: int = DIMENSIONS) -> None:
         if dimensions not in (64, 128, 256):
             raise ConfigError("wordllama dimensions must be 64, 128 or 256")

@@ -167,20 +167,3 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
         params.append(at)
     return " AND ".join(parts), params
-
-
-def is_plain(filters: Filters) -> bool:
-    """Whether the filters select (nearly) everything of a tenant, as a plain recall does."""
-    scope = filters.scope
-    return (
-        not filters.kinds
-        and not filters.tags
-        and not filters.metadata
-        and filters.since is None
-        and filters.until is None
-        and filters.as_of is None
-        and scope.project is None
-        and scope.user is None
-        and scope.agent is None
-        and scope.session is None
-    )

@@ -230,6 +230,8 @@ class SQLiteStore:
         where, params = sql.filter_clause(filters, utcnow())
 
         def read(conn: sqlite3.Connection) -> None:
+            # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise
+            # walk a tenant index over every memory of the tenant.
             for start in range(0, len(keys), _MAX_VARS):
                 chunk = list(keys[start : start + _MAX_VARS])
                 marks = ",".join("?" * len(chunk))
@@ -286,17 +288,15 @@ class SQLiteStore:
             return []
 
         def search(conn: sqlite3.Connection) -> builtins.list[Candidate]:
+            # Broad filters: the nearest few times `limit` rows usually pass, so check
+            # just those. Narrow filters: score only the rows SQL says may be returned.
             total = index.count(conn, tenant)
-            pool = min(limit * 4, total) if sql.is_plain(filters) else min(limit * 16, total)
-            while pool > 0:
-                found = index.search(conn, tenant, vector, pool)
-                passing = self._passing(conn, filters, [c.key for c in found])
-                kept = [c for c in found if c.key in passing]
-                if len(kept) >= limit or pool >= total:
-                    return kept[:limit]
-                if pool * 8 >= total // 4:
-                    break
-                pool *= 8
+            pool = min(limit * 4, total)
+            found = index.search(conn, tenant, vector, pool)
+            passing = self._passing(conn, filters, [c.key for c in found])
+            kept = [c for c in found if c.key in passing]
+            if len(kept) >= limit or pool >= total:
+                return kept[:limit]
             where, params = sql.filter_clause(filters, utcnow())
             allowed = np.fromiter(
                 (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
