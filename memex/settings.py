@@ -43,7 +43,7 @@ class Settings:
     """SQLite synchronous mode: NORMAL (durable against crashes of the process) or FULL."""
     vector_weight: float | None = None
     """Share of the semantic leg in hybrid recall, 0 to 1; None: the embedder's own default
-    (0.25 for the static WordLlama vectors, 0.5 for contextual models)."""
+    (0.25 for the static WordLlama vectors, 0.4 for contextual models)."""
     importance_weight: float = 0.0
     """Boost added per unit of importance (0 turns the boost off)."""
     recency_weight: float = 0.0

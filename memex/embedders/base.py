@@ -50,7 +50,7 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
 
 
 EMBEDDERS = ("wordllama", "minilm", "openai")
-DEFAULT_VECTOR_WEIGHT = 0.5
+DEFAULT_VECTOR_WEIGHT = 0.4
 
 
 def vector_weight_for(embedder: Embedder) -> float:
