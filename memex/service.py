@@ -21,6 +21,7 @@ from memex.core.models import (
     content_hash,
     utcnow,
     validate_content,
+    validate_count,
     validate_importance,
     validate_kind,
     validate_metadata,
@@ -388,8 +389,7 @@ class Memex:
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must not be empty")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-            raise ValidationError("k must be a whole number from 1 to 1000")
+        validate_count(k, "k", 1, 1000)
         if mode not in ("hybrid", "lexical", "vector"):
             raise ValidationError("mode must be hybrid, lexical or vector")
         filters = self._filters(
@@ -461,8 +461,7 @@ class Memex:
         """A page of memories by creation time (newest first by default), keyset-paginated."""
         if order not in ("asc", "desc"):
             raise ValidationError("order must be asc or desc")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise ValidationError("limit must be a whole number from 1 to 10000")
+        validate_count(limit, "limit", 1, 10_000)
         filters = self._filters(
             scope=scope,
             kinds=kinds,
@@ -491,10 +490,8 @@ class Memex:
         s, e = opt_time(start, "start"), opt_time(end, "end")
         if s and e and s > e:
             raise ValidationError("start must not be later than end")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError("limit must be a positive whole number")
+        if limit is not None:
+            validate_count(limit, "limit", 1)
         return self._engine.store.range(filters, s, e, limit)
 
     def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:

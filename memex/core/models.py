@@ -219,6 +219,19 @@ def validate_importance(importance: float) -> float:
     return value
 
 
+def validate_count(value: int, what: str, low: int, high: int | None = None) -> int:
+    """Check a whole number within [low, high] (no upper bound if ``high`` is None)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValidationError(f"{what} must be a whole number {bound}")
+    return value
+
+
 def validate_content(content: str, max_bytes: int) -> str:
     """Check content: a non-blank string no longer than ``max_bytes`` in UTF-8."""
     if not isinstance(content, str):
