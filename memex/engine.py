@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,16 +62,21 @@ class AccessLog:
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        for tenant, accesses in pending.items():
-            try:
+        written: list[str] = []
+        try:
+            for tenant, accesses in pending.items():
                 self._store.record_access(Scope(tenant=tenant), accesses)
-            except StoreLockedError:
-                with self._lock:  # keep them for the next flush
+                written.append(tenant)
+        except StoreLockedError:
+            with self._lock:  # keep what was not written for the next flush
+                for tenant, accesses in pending.items():
+                    if tenant in written:
+                        continue
                     bucket = self._pending.setdefault(tenant, {})
                     for key, (count, at) in accesses.items():
                         old, _ = bucket.get(key, (0, at))
                         bucket[key] = (old + count, at)
-                raise
+            raise
 
     def close(self) -> None:
         self._stop.set()
@@ -105,16 +110,39 @@ class Engine:
                 self.query_cache.popitem(last=False)
         return vector
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
+    def embed(self, texts: Sequence[str], embedder: Embedder | None = None) -> Vectors:
+        model = embedder or self.embedder
         try:
-            vectors = self.embedder.embed(texts)
+            vectors = model.embed(texts)
         except EmbedderError:
             raise
         except Exception as exc:  # a model runtime's own error: keep the message, one line
-            raise EmbedderError(f"embedder {self.embedder.name} failed: {exc}") from exc
+            raise EmbedderError(f"embedder {model.name} failed: {exc}") from exc
         if vectors.shape[0] != len(texts) or not np.all(np.isfinite(vectors)):
-            raise EmbedderError(f"embedder {self.embedder.name} returned unusable vectors")
+            raise EmbedderError(f"embedder {model.name} returned unusable vectors")
         return vectors
+
+    def reindex(self, target: Embedder, progress: Progress | None = None) -> int:
+        """Re-embed every memory of every tenant with ``target`` and switch to it."""
+
+        def batches() -> Iterator[list[tuple[int, str, Vectors]]]:
+            for rows in self.store.iter_contents(self.settings.embed_batch_size):
+                vectors = self.embed([content for _, _, content in rows], target)
+                if progress:
+                    progress(len(rows))
+                yield [
+                    (key, content_hash(content), vectors[i])
+                    for i, (key, _, content) in enumerate(rows)
+                ]
+
+        probe = self.embed(["dimension probe"], target)
+        count = self.store.replace_vectors(
+            StoredVectors(target.name, int(probe.shape[1])), batches()
+        )
+        with self.lock:
+            self.embedder = target
+            self.query_cache.clear()
+        return count
 
     def embed_contents(
         self, scope: Scope, contents: Sequence[str], progress: Progress | None = None

@@ -39,7 +39,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.settings import DB_FILENAME, Settings, default_home
-from memex.storage.base import StoredVectors, WriteBatch
+from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
 
 _UNSET: Any = object()
@@ -80,7 +80,8 @@ class Memex:
         if settings is None:
             settings = Settings.load(home, **overrides)
         elif overrides:
-            settings = settings.with_changes(**overrides)
+            settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+        root_scope = Scope(tenant=settings.tenant)
         store = open_store(
             path if path is not None else (home or default_home()) / DB_FILENAME, settings
         )
@@ -90,7 +91,7 @@ class Memex:
             store.close()
             raise
         engine = Engine(store, chosen, settings)
-        return cls(engine, Scope(tenant=settings.tenant), root=True)
+        return cls(engine, root_scope, root=True)
 
     def close(self) -> None:
         """Write pending access statistics and close the store (root handle only)."""
@@ -223,16 +224,25 @@ class Memex:
         if len(set(ids)) != len(ids):
             raise ValidationError("the batch holds the same id twice")
         engine = self._engine
+        tenant = Scope(tenant=self._scope.tenant)  # ids are unique within a tenant
         for memory_id in explicit_ids:
-            if engine.store.get(self._scope, memory_id, include_deleted=True) is not None:
+            if engine.store.get(tenant, memory_id, include_deleted=True) is not None:
                 raise ValidationError(f"a memory with id {memory_id} already exists")
         batch = WriteBatch()
         now = utcnow()
+        targets = [old_id for _, old_id in supersede]
+        if len(set(targets)) != len(targets):
+            raise ValidationError("the batch supersedes the same memory twice")
         for position, old_id in supersede:
             new = memories[position]
             old = self._get_visible(old_id)
             if old.valid_until is not None and old.valid_until <= now:
                 raise ValidationError(f"memory {old_id} is already superseded")
+            if new.valid_from < old.valid_from:
+                raise ValidationError(
+                    f"the new memory's valid_from is earlier than that of {old_id}, "
+                    "which it supersedes"
+                )
             batch.updates.append(
                 (
                     old.with_changes(
@@ -317,7 +327,7 @@ class Memex:
 
     def purge(self, memory_id: str) -> None:
         """Delete a memory, its whole history and its vector, for good."""
-        if not self._engine.store.purge(self._scope, memory_id):
+        if not self._engine.store.purge(self._scope, _id(memory_id)):
             raise NotFoundError(f"no memory {memory_id}")
 
     def expire(self) -> int:
@@ -342,9 +352,7 @@ class Memex:
     # -- reads -----------------------------------------------------------------------
 
     def _get_visible(self, memory_id: str) -> Memory:
-        if not isinstance(memory_id, str) or not memory_id:
-            raise ValidationError("a memory id is required")
-        memory = self._engine.store.get(self._scope, memory_id.lower())
+        memory = self._engine.store.get(self._scope, _id(memory_id))
         if memory is None:
             raise NotFoundError(f"no memory {memory_id}")
         return memory
@@ -357,7 +365,7 @@ class Memex:
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
         """Every version of a memory, oldest first, including after ``forget``."""
-        versions = self._engine.store.history(self._scope, memory_id.lower())
+        versions = self._engine.store.history(self._scope, _id(memory_id))
         if not versions:
             raise NotFoundError(f"no memory {memory_id}")
         return versions
@@ -495,17 +503,18 @@ class Memex:
         return self._engine.store.range(filters, s, e, limit)
 
     def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
-        """Every memory in scope, oldest first (superseded ones included)."""
+        """Every memory in scope, oldest first: superseded and expired ones included,
+        forgotten ones only with ``include_deleted``."""
         cursor = None
         while True:
             page = self.list(
                 order="asc",
                 limit=page_size,
                 cursor=cursor,
-                include_deleted=include_deleted,
+                include_deleted=True,
                 include_superseded=True,
             )
-            yield from page.items
+            yield from (m for m in page.items if include_deleted or m.deleted_at is None)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
@@ -568,28 +577,13 @@ class Memex:
         if not self._root:
             raise ScopeError("reindex covers the whole store; call it on the root handle")
         engine = self._engine
-        if embedder is None:
-            target = engine.embedder
-        elif isinstance(embedder, str):
-            target = make_embedder(engine.settings.with_changes(embedder=embedder))
-        else:
-            target = embedder
-        size = engine.settings.embed_batch_size
-        probe = Engine(engine.store, target, engine.settings)
-        dims: builtins.list[int] = []
+        if isinstance(embedder, str):
+            embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
+        return engine.reindex(embedder or engine.embedder, progress)
 
-        def batches() -> Iterator[builtins.list[tuple[int, str, np.ndarray]]]:
-            for rows in engine.store.iter_contents(size):
-                vectors = probe.embed([content for _, _, content in rows])
-                dims.append(int(vectors.shape[1]))
-                if progress:
-                    progress(len(rows))
-                yield [(key, tenant, vectors[i]) for i, (key, tenant, _) in enumerate(rows)]
 
-        first = probe.embed(["dimension probe"])
-        model = StoredVectors(target.name, int(first.shape[1]))
-        count = engine.store.replace_vectors(model, batches())
-        engine.embedder = target
-        with engine.lock:
-            engine.query_cache.clear()
-        return count
+def _id(memory_id: object) -> str:
+    """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
+    if not isinstance(memory_id, str) or not memory_id.strip():
+        raise ValidationError("a memory id is required")
+    return memory_id.strip().lower()

@@ -77,8 +77,13 @@ class Settings:
             raise ConfigError("busy_timeout must not be negative")
         if self.vector_weight is not None and not 0.0 <= self.vector_weight <= 1.0:
             raise ConfigError("vector_weight must be from 0 to 1")
-        if self.candidates < 1:
-            raise ConfigError("candidates must be positive")
+        for name in ("candidates", "embed_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive")
+        if self.query_cache_size < 0:
+            raise ConfigError("query_cache_size must not be negative")
+        if self.openai_timeout <= 0 or self.access_flush_seconds <= 0:
+            raise ConfigError("openai_timeout and access_flush_seconds must be positive")
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigError("synchronous must be one of OFF, NORMAL, FULL, EXTRA")
 
@@ -124,6 +129,10 @@ class Settings:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"setting {name} must be a {kind.__name__}, not {raw!r}") from exc
         return cls(**coerced)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some settings replaced."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,8 +38,11 @@ REMEMBER_FIELDS = frozenset(
         "valid_from",
         "valid_until",
         "superseded_by",
+        "deleted_at",
     }
 )
+
+_MAX_TTL_SECONDS = 100 * 365 * 86_400
 
 
 def build_memory(
@@ -98,6 +102,7 @@ def build_memory(
         valid_from=valid_from,
         valid_until=valid_until,
         superseded_by=superseded_by,
+        deleted_at=opt_time(item.get("deleted_at"), "deleted_at"),
     )
     return memory, supersedes
 
@@ -112,9 +117,11 @@ def ttl_delta(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 < value <= _MAX_TTL_SECONDS:
+            raise ValidationError("ttl must be positive and at most 100 years")
         result = timedelta(seconds=value)
     else:
         raise ValidationError("ttl must be a number of seconds or a timedelta")
-    if result.total_seconds() <= 0:
-        raise ValidationError("ttl must be positive")
+    if not 0 < result.total_seconds() <= _MAX_TTL_SECONDS:
+        raise ValidationError("ttl must be positive and at most 100 years")
     return result

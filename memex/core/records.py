@@ -26,6 +26,7 @@ IMPORT_FIELDS = frozenset(
         "valid_from",
         "valid_until",
         "superseded_by",
+        "deleted_at",
     }
 )
 IGNORED_FIELDS = frozenset(
@@ -35,7 +36,6 @@ IGNORED_FIELDS = frozenset(
         "access_count",
         "content_hash",
         "version",
-        "deleted_at",
     }
 )
 

@@ -134,5 +134,9 @@ class Store(Protocol):
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        """Swap in a whole new set of vectors from another model, atomically at the end."""
+        """Swap in a whole new set of vectors, atomically at the end.
+
+        Batches hold (key, hash of the content embedded, vector); a memory written or
+        changed meanwhile makes the swap fail with ConflictError, leaving the old set.
+        """
         ...

@@ -12,8 +12,8 @@ from memex.storage.base import Store
 def resolve_path(location: str | Path) -> Path:
     """A store file path from ``sqlite:///path``, a file path or a directory."""
     text = str(location)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite://") :]
+    if text.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
+        text = text[len("sqlite:///") :]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigError(f"unsupported store URL scheme {scheme!r}; use sqlite:/// or a path")

@@ -237,8 +237,8 @@ def test_replace_vectors_swaps_models(store: Store) -> None:
     new_model = StoredVectors("test:other", 2)
     batches = (
         [
-            (key, tenant, np.array([1.0, float(key)], dtype=np.float32) / np.hypot(1, key))
-            for key, tenant, _ in rows
+            (key, content_hash(text), np.array([1.0, key], dtype=np.float32) / np.hypot(1, key))
+            for key, _, text in rows
         ]
         for rows in store.iter_contents(2)
     )

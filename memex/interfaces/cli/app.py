@@ -9,7 +9,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -164,7 +163,7 @@ def remember(
             metadata=parse_meta(meta),
             scope=scope_of(project, user, agent, session_),
             importance=importance,
-            ttl=timedelta(seconds=ttl) if ttl is not None else None,
+            ttl=ttl,
             expires_at=expires_at,
             created_at=created_at,
             source=source,
@@ -362,10 +361,9 @@ def import_(
 ) -> None:
     """Import memories from JSON Lines, all or nothing."""
     try:
-        if file == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        # Records end at "\n" only: JSON strings may hold U+2028 and other line breaks.
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        lines = text.split("\n")
     except OSError as exc:
         raise fail(f"cannot read {file}: {exc.strerror or exc}", 2) from None
     except UnicodeDecodeError:
@@ -424,7 +422,8 @@ def reindex(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-embed every memory (to switch embedding models, or repair vectors)."""
-    with session(store, None) as mx:
+    # Opened with the store's own model, whatever is configured: switching is the point.
+    with session(store, None, embedder="auto") as mx:
         total = mx.stats()
         expected = total.memories + total.deleted + total.superseded + total.expired
         with progress_bar(err, "reindexing", expected) as advance:

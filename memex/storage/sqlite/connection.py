@@ -29,7 +29,10 @@ def translate(exc: sqlite3.Error, path: str) -> StoreError:
 
 
 def connect(path: Path, *, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
-    """Open a connection in autocommit mode with WAL and the settings memex relies on."""
+    """Open a connection in autocommit mode with WAL and the settings memex relies on.
+
+    The file is checked to be empty or a memex store before anything is changed in it.
+    """
     try:
         conn = sqlite3.connect(
             str(path),
@@ -38,7 +41,11 @@ def connect(path: Path, *, busy_timeout: float, synchronous: str) -> sqlite3.Con
             check_same_thread=False,
             cached_statements=256,
         )
+    except sqlite3.Error as exc:
+        raise translate(exc, str(path)) from exc
+    try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        check_is_memex(conn, str(path))
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path} cannot use write-ahead logging (journal mode {mode})")
@@ -48,8 +55,19 @@ def connect(path: Path, *, busy_timeout: float, synchronous: str) -> sqlite3.Con
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA mmap_size = 268435456")
     except sqlite3.Error as exc:
+        conn.close()
         raise translate(exc, str(path)) from exc
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def check_is_memex(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a SQLite file that holds tables but is not a memex store (reads only)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+        raise StoreCorruptError(f"{path} is a SQLite database but not a memex store")
 
 
 @contextmanager

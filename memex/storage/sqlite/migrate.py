@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-from memex.errors import SchemaVersionError, StoreCorruptError
+from memex.errors import SchemaVersionError
 
 _NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -41,28 +41,27 @@ LATEST = len(migrations())
 
 def current_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the file (0 for an empty file)."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
-        if tables:
-            raise StoreCorruptError("the file is a SQLite database but not a memex store")
-    return version
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def upgrade(conn: sqlite3.Connection, path: str, target: int | None = None) -> int:
-    """Apply the migrations the store lacks, each in its own transaction; return the version.
+    """Apply the migrations the store lacks, all in one transaction; return the version.
 
-    A store made by a newer memex is refused rather than misread.
+    An up-to-date store is only read (no write lock is taken). A store made by a newer
+    memex is refused rather than misread.
     """
     goal = LATEST if target is None else target
+    version = current_version(conn)
+    if version > LATEST:
+        raise SchemaVersionError(
+            f"store {path} has schema version {version}; this memex understands up to "
+            f"{LATEST} (upgrade memex)"
+        )
+    if version >= goal:
+        return version
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = current_version(conn)
-        if version > LATEST:
-            raise SchemaVersionError(
-                f"store {path} has schema version {version}; this memex understands up to "
-                f"{LATEST} (upgrade memex)"
-            )
+        version = current_version(conn)  # another process may have upgraded meanwhile
         for migration in migrations():
             if version < migration.version <= goal:
                 for statement in _statements(migration.sql):

@@ -159,11 +159,8 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"{alias}.deleted_at IS NULL")
         parts.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > ?)")
         params.append(at)
-    if filters.as_of is not None:
+    if filters.as_of is not None or not filters.include_superseded:
         parts.append(f"{alias}.valid_from <= ?")
         parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
         params.extend([at, at])
-    elif not filters.include_superseded:
-        parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
-        params.append(at)
     return " AND ".join(parts), params

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.query import Filters, Order, decode_cursor, encode_cursor
 from memex.core.ranking import Candidate
-from memex.errors import ConflictError, EmbedderError, StoreError
+from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
 from memex.storage.base import StoredVectors, Vector, WriteBatch
 from memex.storage.sqlite import sql
 from memex.storage.sqlite.connection import connect, translate, write_transaction
@@ -38,19 +39,24 @@ class SQLiteStore:
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._local = threading.local()
-        self._connections: builtins.list[sqlite3.Connection] = []
+        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
         self._conn_lock = threading.Lock()
         self._closed = False
+        self._index: VectorIndex | None = None
         if self._path.exists() and self._path.is_dir():
             raise StoreError(f"store path {self._path} is a directory")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
         try:
-            self._version = upgrade(conn, str(self._path))
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self._path.parent}: {exc.strerror}") from exc
+        try:
+            self._version = upgrade(self._conn(), str(self._path))
         except sqlite3.Error as exc:
+            self.close()
             raise translate(exc, str(self._path)) from exc
-        model = self.vectors_model()
-        self._index = VectorIndex(model.dimensions) if model else None
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections ---------------------------------------------------------------
 
@@ -59,42 +65,50 @@ class SQLiteStore:
         return str(self._path)
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; it is closed when the thread ends or the store closes."""
         if self._closed:
             raise StoreError(f"store {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is None or holder.pid != os.getpid():
             conn = connect(
                 self._path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
             )
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+            holder = _Holder(conn)
+            self._local.holder = holder
             with self._conn_lock:
-                self._connections.append(conn)
-        return conn
+                self._holders.add(holder)
+        return holder.conn
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return fn(self._conn())
         except sqlite3.Error as exc:
             raise translate(exc, str(self._path)) from exc
+        except OverflowError as exc:
+            raise ValidationError("a number in the query is too large for the store") from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
         try:
             with write_transaction(conn, str(self._path)):
                 return fn(conn)
+        except sqlite3.IntegrityError as exc:
+            if "memories.tenant, memories.id" in str(exc):
+                raise ConflictError("a memory with that id already exists") from exc
+            raise translate(exc, str(self._path)) from exc
         except sqlite3.Error as exc:
             raise translate(exc, str(self._path)) from exc
+        except OverflowError as exc:
+            raise ValidationError("a number is too large for the store") from exc
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         with self._conn_lock:
-            for conn in self._connections:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._connections.clear()
+            for holder in list(self._holders):
+                holder.close()
+            self._holders.clear()
 
     def schema_version(self) -> int:
         return self._version
@@ -126,8 +140,8 @@ class SQLiteStore:
             self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
         elif stored != model.model:
             raise EmbedderError(f"store holds vectors of {stored}, not {model.model}")
-        if self._index is None or self._index.dims != model.dimensions:
-            self._index = VectorIndex(model.dimensions)
+        if self._index is None or self._index.model != model.model:
+            self._index = VectorIndex(model.model, model.dimensions)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -282,10 +296,15 @@ class SQLiteStore:
     def search_vector(
         self, filters: Filters, vector: Vector, limit: int
     ) -> builtins.list[Candidate]:
-        index = self._index
+        index = self._vector_index()
         tenant = filters.scope.tenant
         if index is None or tenant is None or limit <= 0:
             return []
+        if vector.shape != (index.dims,):
+            raise ValidationError(
+                f"query vector has shape {vector.shape}; the store's vectors have {index.dims} "
+                "dimensions"
+            )
 
         def search(conn: sqlite3.Connection) -> builtins.list[Candidate]:
             # Broad filters: the nearest few times `limit` rows usually pass, so check
@@ -305,6 +324,14 @@ class SQLiteStore:
             return index.search(conn, tenant, vector, limit, allowed=allowed)
 
         return self._run(search)
+
+    def _vector_index(self) -> VectorIndex | None:
+        """The in-memory index, created once the store has vectors (from any process)."""
+        if self._index is None:
+            model = self.vectors_model()
+            if model is not None:
+                self._index = VectorIndex(model.model, model.dimensions)
+        return self._index
 
     def list(
         self, filters: Filters, order: Order, limit: int, cursor: str | None
@@ -454,45 +481,71 @@ class SQLiteStore:
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        staging = "vectors_reindex"
-        self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+        # Batches carry (key, hash of the content embedded, vector), so the swap can
+        # tell a memory written or changed during the reindex from one that is ready.
+        staging = f"vectors_reindex_{os.getpid()}_{threading.get_ident()}"
         self._write(
             lambda c: c.execute(
                 f"CREATE TABLE {staging} (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, "
-                "vector BLOB NOT NULL)"
+                "content_hash TEXT NOT NULL, vector BLOB NOT NULL)"
             )
         )
-        count = 0
-        for batch in batches:
-            rows = [(k, t, _blob(v, model.dimensions)) for k, t, v in batch]
-            self._write(
-                lambda c, rows=rows: c.executemany(  # type: ignore[misc]
-                    f"INSERT INTO {staging} (seq, tenant, vector) VALUES (?, ?, ?)", rows
-                )
-            )
-            count += len(rows)
+        try:
+            count = 0
+            for batch in batches:
+                rows = [(k, h, _blob(v, model.dimensions)) for k, h, v in batch]
+                self._write(lambda c, rows=rows: self._stage(c, staging, rows))  # type: ignore[misc]
+                count += len(rows)
 
-        def swap(conn: sqlite3.Connection) -> None:
-            # Memories written by another process during the reindex have no new vector
-            # yet; the swap refuses rather than leave them without one.
-            missing = conn.execute(
-                f"SELECT count(*) FROM memories m LEFT JOIN {staging} s ON s.seq = m.seq "
-                "WHERE s.seq IS NULL"
-            ).fetchone()[0]
-            if missing:
-                raise ConflictError(
-                    f"{missing} memories were written during the reindex; run it again"
+            def swap(conn: sqlite3.Connection) -> None:
+                stale = conn.execute(
+                    f"SELECT count(*) FROM memories m LEFT JOIN {staging} s ON s.seq = m.seq "
+                    "WHERE s.seq IS NULL OR s.content_hash <> m.content_hash"
+                ).fetchone()[0]
+                if stale:
+                    raise ConflictError(
+                        f"{stale} memories were written or changed during the reindex; run it again"
+                    )
+                conn.execute("DELETE FROM vectors")
+                conn.execute(
+                    f"INSERT INTO vectors (seq, tenant, vector) SELECT s.seq, s.tenant, s.vector "
+                    f"FROM {staging} s JOIN memories m ON m.seq = s.seq"
                 )
-            conn.execute("DELETE FROM vectors")
-            conn.execute(f"INSERT INTO vectors (seq, tenant, vector) SELECT * FROM {staging}")
-            conn.execute(f"DROP TABLE {staging}")
-            self._set_meta(conn, _MODEL_KEY, model.model)
-            self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
-            bump_generation(conn)
+                self._set_meta(conn, _MODEL_KEY, model.model)
+                self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
+                bump_generation(conn)
 
-        self._write(swap)
-        self._index = VectorIndex(model.dimensions)
+            self._write(swap)
+        finally:
+            self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+        self._index = VectorIndex(model.model, model.dimensions)
         return count
+
+    @staticmethod
+    def _stage(
+        conn: sqlite3.Connection, staging: str, rows: builtins.list[tuple[int, str, bytes]]
+    ) -> None:
+        conn.executemany(
+            f"INSERT INTO {staging} (seq, tenant, content_hash, vector) "
+            "SELECT seq, tenant, ?, ? FROM memories WHERE seq = ?",
+            [(chash, blob, key) for key, chash, blob in rows],
+        )
+
+
+class _Holder:
+    """One thread's connection; closed when the thread's locals go away."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.close()
 
 
 def _blob(vector: Vector, dims: int) -> bytes:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memex.core.ranking import Candidate
+from memex.errors import EmbedderMismatchError
 
 GENERATION_KEY = "vectors_generation"
 Matrix = npt.NDArray[np.float32]
@@ -70,7 +71,8 @@ class _TenantMatrix:
 class VectorIndex:
     """Exact cosine search over per-tenant matrices (vectors are unit length)."""
 
-    def __init__(self, dims: int) -> None:
+    def __init__(self, model: str, dims: int) -> None:
+        self.model = model
         self.dims = dims
         self._tenants: dict[str, _TenantMatrix] = {}
         self._lock = threading.Lock()
@@ -90,12 +92,28 @@ class VectorIndex:
         generation = current_generation(conn)
         state = self._tenants.get(tenant)
         if state is None or state.generation != generation:
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
+            if stored is not None and stored[0] != self.model:
+                raise EmbedderMismatchError(
+                    f"the store was reindexed with {stored[0]} by another process; "
+                    "open it again to use the new model"
+                )
             state = _TenantMatrix(dims=self.dims, generation=generation)
             self._tenants[tenant] = state
         top = conn.execute("SELECT max(seq) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()[0]
         if top is not None and top > state.max_key:
             self._load_rows(conn, state, tenant)
         return state
+
+    def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> _TenantMatrix:
+        """Refresh inside one read transaction, so generation, model and rows agree."""
+        if conn.in_transaction:
+            return self._refresh(conn, tenant)
+        conn.execute("BEGIN")
+        try:
+            return self._refresh(conn, tenant)
+        finally:
+            conn.execute("COMMIT")
 
     def search(
         self,
@@ -107,7 +125,7 @@ class VectorIndex:
     ) -> list[Candidate]:
         """The ``limit`` best keys by cosine similarity (restricted to ``allowed`` if given)."""
         with self._lock:
-            state = self._refresh(conn, tenant)
+            state = self._refreshed(conn, tenant)
             keys = state.keys[: state.size]
             matrix = state.matrix[: state.size]
         if state.size == 0 or limit <= 0:
@@ -129,7 +147,7 @@ class VectorIndex:
     def count(self, conn: sqlite3.Connection, tenant: str) -> int:
         """How many vectors the tenant's matrix holds after a refresh."""
         with self._lock:
-            return self._refresh(conn, tenant).size
+            return self._refreshed(conn, tenant).size
 
     def clear(self) -> None:
         """Drop every loaded matrix (they are rebuilt from the table on next use)."""
