@@ -50,3 +50,20 @@ def test_interfaces_do_no_storage_work() -> None:
 def test_modules_stay_small() -> None:
     for path in PACKAGE.rglob("*.py"):
         assert len(path.read_text().splitlines()) < 600, path
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    code = block.group(1).replace('"memory.db"', repr(str(tmp_path / "memory.db")))
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    from memex import Memex
+
+    with Memex.open(tmp_path / "memory.db") as mx:
+        now = mx.recall("where does Alice work?", k=1)[0].memory.content
+        then = mx.recall("where does Alice work?", k=1, as_of="2024-06-01")[0].memory.content
+    assert (now, then) == ("Alice works at Globex", "Alice works at Initech")
