@@ -1,5 +1,6 @@
 """memex: persistent memory for AI agents and developer tools."""
 
+from memex.context import Context, ContextSection
 from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
 from memex.core.ranking import FusionWeights
 from memex.embedders.base import Embedder
@@ -27,6 +28,8 @@ __all__ = [
     "KNOWN_KINDS",
     "ConfigError",
     "ConflictError",
+    "Context",
+    "ContextSection",
     "Embedder",
     "EmbedderError",
     "EmbedderMismatchError",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from memex.errors import (
 )
 from memex.settings import Settings
 from memex.storage.base import Store, StoredVectors
+
+if TYPE_CHECKING:
+    from memex.context.assembler import ContextState
 
 Progress = Callable[[int], None]
 """Called with the number of items just finished, for progress bars."""
@@ -96,6 +100,8 @@ class Engine:
         self.access = AccessLog(store, settings.access_flush_seconds)
         self.query_cache: OrderedDict[str, Vectors] = OrderedDict()
         self.lock = threading.Lock()
+        self._context: ContextState | None = None
+        self._size: tuple[int, float] | None = None
 
     def embed_query(self, text: str) -> Vectors:
         with self.lock:
@@ -183,6 +189,26 @@ class Engine:
 
     def model_for(self, vectors: Vectors) -> StoredVectors:
         return StoredVectors(self.embedder.name, int(vectors.shape[1]))
+
+    def context_state(self) -> ContextState:
+        """The context cache and session registry, created on first use."""
+        with self.lock:
+            if self._context is None:
+                from memex.context.assembler import ContextState
+                from memex.context.cache import SectionCache
+                from memex.tokens import make_counter
+
+                s = self.settings
+                cache = SectionCache(s.context_cache_bytes, s.context_cache_seconds)
+                self._context = ContextState(make_counter(s.tokenizer), cache)
+            return self._context
+
+    def size_estimate(self) -> int:
+        """Roughly how many memories the store holds (cached for a minute)."""
+        now = time.monotonic()
+        if self._size is None or now - self._size[1] > 60:
+            self._size = (self.store.size_estimate(), now)
+        return self._size[0]
 
     def close(self) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memex.context.api import ContextMixin
 from memex.core.build import build_memory, opt_time
 from memex.core.models import (
     Hit,
@@ -45,7 +46,7 @@ from memex.storage.open import open_store
 _UNSET: Any = object()
 
 
-class Memex:
+class Memex(ContextMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);

@@ -54,6 +54,13 @@ class Settings:
     embed_batch_size: int = 256
     query_cache_size: int = 1024
     """Query embeddings kept in memory for repeated queries."""
+    tokenizer: str = "auto"
+    """Token counting for contexts: auto (Llama 2 via tokenizers), llama2, tiktoken[:enc],
+    heuristic, or a tokenizer.json path."""
+    context_cache_bytes: int = 32 * 1024 * 1024
+    """Size limit of the rendered-section cache."""
+    context_cache_seconds: float = 600.0
+    """How long a cached section may be served (writes invalidate it sooner)."""
     access_flush_seconds: float = 2.0
     """Access statistics are written at most this often (and on close)."""
     openai_base_url: str = "http://127.0.0.1:11434/v1"

@@ -123,6 +123,23 @@ class Store(Protocol):
         """Add read counts and last-read times (id -> (count, time)); no new version."""
         ...
 
+    def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
+        """How often memories with these keys (``kind:<kind>``, ``tag:<tag>``) changed
+        within the scope's tenant (and project, if set). Absent keys count 0."""
+        ...
+
+    def last_context(self, scope: Scope, session: str) -> str | None:
+        """The text of the session's previous context, if any."""
+        ...
+
+    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
+        """Record a session's latest context; return how many sessions share its prefix."""
+        ...
+
+    def size_estimate(self) -> int:
+        """Roughly how many memories the whole store holds (cheap)."""
+        ...
+
     def stats(self, scope: Scope, now: datetime) -> dict[str, object]:
         """Counts within the scope and sizes of the store."""
         ...

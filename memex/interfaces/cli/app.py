@@ -447,6 +447,59 @@ def expire(tenant: TenantOpt = None, store: StoreOpt = None, as_json: JsonOpt = 
 
 
 @app.command()
+def context(
+    query: Annotated[str, typer.Argument(help="What the next model call is about.")] = "",
+    budget: Annotated[int, typer.Option("--budget", "-b", help="Token budget.")] = 4000,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, xml or json.")] = "markdown",
+    context_session: Annotated[
+        str | None,
+        typer.Option(
+            "--session", help="Conversation id: report the prefix shared with its last context."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(help="balanced, relevance_first, priority_first, time_based or adaptive."),
+    ] = "balanced",
+    section: Annotated[
+        list[str] | None, typer.Option("--section", help="Only these sections (repeatable).")
+    ] = None,
+    time_limit_ms: Annotated[
+        float | None, typer.Option(help="Stop loading sections after this many ms.")
+    ] = None,
+    project: ProjectOpt = None,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    tenant: TenantOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assemble the context for a model call within a token budget."""
+    if fmt not in ("markdown", "xml", "json"):
+        raise fail("--format must be markdown, xml or json", 2)
+    with session(store, tenant) as mx:
+        result = mx.context(
+            query,
+            budget,
+            scope=scope_of(project, user, agent, None),
+            strategy=strategy,
+            sections=section,
+            session=context_session,
+            format="xml" if fmt == "xml" else "markdown",
+            time_limit_ms=time_limit_ms,
+        )
+    if as_json or fmt == "json":
+        emit(result.to_dict())
+        return
+    sys.stdout.write(result.text)
+    reused = result.prefix_tokens_reused
+    note = f"{result.tokens}/{budget} tokens"
+    if reused is not None:
+        note += f", {reused} repeat the session's previous context"
+    err.print(note, markup=False)
+
+
+@app.command()
 def quickstart(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Store a few example memories and recall them (a first look at memex)."""
     from memex.interfaces.cli.demo import run_demo

@@ -414,6 +414,56 @@ class SQLiteStore:
         self._run(read)
         return out
 
+    def last_context(self, scope: Scope, session: str) -> str | None:
+        sql.scope_clause(scope)
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT text FROM context_sessions WHERE tenant = ? AND session = ?",
+                (scope.tenant, session),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
+        sql.scope_clause(scope)
+
+        def apply(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
+                "prefix_hash = excluded.prefix_hash, text = excluded.text, "
+                "updated_at = excluded.updated_at",
+                (scope.tenant, session, prefix_hash, text, to_micros(utcnow())),
+            )
+            row = conn.execute(
+                "SELECT count(*) FROM context_sessions WHERE tenant = ? AND prefix_hash = ?",
+                (scope.tenant, prefix_hash),
+            ).fetchone()
+            return int(row[0])
+
+        return self._write(apply)
+
+    def size_estimate(self) -> int:
+        row = self._run(lambda c: c.execute("SELECT max(seq) FROM memories").fetchone())
+        return int(row[0] or 0)
+
+    def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
+        sql.scope_clause(scope)
+        out = dict.fromkeys(keys, 0)
+        if not keys:
+            return out
+        marks = ",".join("?" * len(keys))
+        query = (
+            f"SELECT key, sum(version) FROM change_counters WHERE tenant = ? AND key IN ({marks})"
+        )
+        params: builtins.list[Any] = [scope.tenant, *keys]
+        if scope.project is not None:
+            query += " AND project = ?"
+            params.append(scope.project)
+        rows = self._run(lambda c: c.execute(query + " GROUP BY key", params).fetchall())
+        out.update({str(k): int(v) for k, v in rows})
+        return out
+
     def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
         where, params = sql.scope_clause(scope)
         at = to_micros(now)

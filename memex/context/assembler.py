@@ -1,0 +1,384 @@
+"""Assembling a context: gather each section's candidates, pack, cache, render, track prefixes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memex.context.cache import SectionCache
+from memex.core.context import (
+    PINNED_TAG,
+    Candidate,
+    Deduplicator,
+    Entry,
+    Format,
+    Packed,
+    SectionSpec,
+    canonical,
+    common_prefix,
+    digest,
+    load_order,
+    memory_line,
+    pack_section,
+    render_section,
+    section_footer,
+    section_header,
+    strategy_shares,
+)
+from memex.core.models import Hit, Memory, Scope
+from memex.core.query import Filters
+from memex.storage.base import Store
+from memex.tokens import TokenCounter
+
+RecallFn = Callable[[str, int], list[Hit]]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSection:
+    """One section of an assembled context."""
+
+    name: str
+    title: str
+    stable: bool
+    memories: list[Memory]
+    tokens: int
+    allowance: int
+    text: str
+    cached: bool
+    skipped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The context for one model call: text within budget, and how it was made."""
+
+    text: str
+    tokens: int
+    budget_tokens: int
+    format: str
+    sections: list[ContextSection]
+    manifest: list[Entry]
+    breakpoints: list[int]
+    prefix_hash: str
+    prefix_tokens_reused: int | None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stable_text(self) -> str:
+        """The part that does not depend on the query (ends at the last breakpoint)."""
+        return self.text[: self.breakpoints[-1]] if self.breakpoints else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "budget_tokens": self.budget_tokens,
+            "format": self.format,
+            "breakpoints": self.breakpoints,
+            "prefix_hash": self.prefix_hash,
+            "prefix_tokens_reused": self.prefix_tokens_reused,
+            "sections": [
+                {
+                    "name": s.name,
+                    "title": s.title,
+                    "stable": s.stable,
+                    "tokens": s.tokens,
+                    "allowance": s.allowance,
+                    "cached": s.cached,
+                    "skipped": s.skipped,
+                    "memories": [m.id for m in s.memories],
+                }
+                for s in self.sections
+            ],
+            "manifest": [
+                {
+                    "id": e.memory_id,
+                    "section": e.section,
+                    "included": e.included,
+                    "reason": e.reason,
+                    "tokens": e.tokens,
+                    "score": e.score,
+                    "why": dict(e.why),
+                }
+                for e in self.manifest
+            ],
+            "stats": self.stats,
+        }
+
+
+class ContextState:
+    """What outlives one call in this process: the token counter and the section cache."""
+
+    def __init__(self, counter: TokenCounter, cache: SectionCache) -> None:
+        self.counter = counter
+        self.cache = cache
+
+
+@dataclass
+class Request:
+    """One context request, validated."""
+
+    query: str
+    budget: int
+    scope: Scope
+    specs: tuple[SectionSpec, ...]
+    strategy: str
+    fmt: Format
+    session: str | None
+    time_limit: float | None
+
+
+class Assembly:
+    """One context being assembled: iterate for sections as they are ready, then ``result``."""
+
+    def __init__(self, req: Request, store: Store, state: ContextState, recall: RecallFn) -> None:
+        self.req = req
+        self.store = store
+        self.state = state
+        self.recall = recall
+        self.started = time.perf_counter()
+        self.packed: dict[str, Packed] = {}
+        self.done: dict[str, ContextSection] = {}
+        self.dedup = Deduplicator()
+        self.hits = 0
+        self.misses = 0
+
+    # -- loading -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ContextSection]:
+        req = self.req
+        shares = strategy_shares(req.specs, req.strategy)
+        counter = self.state.counter
+        versions = self.store.change_versions(
+            req.scope, sorted({k for s in req.specs for k in s.change_keys()})
+        )
+        order = load_order(req.specs)
+        if req.strategy == "time_based":
+            order = self._cheapest_first(order, versions)
+        stable_total = sum(shares[s.name] for s in req.specs if s.stable)
+        carry_stable = 0
+        carry = 0
+        for spec in order:
+            if req.time_limit is not None and time.perf_counter() - self.started > req.time_limit:
+                section = self._skip(spec, "time limit")
+                self.done[spec.name] = section
+                yield section
+                continue
+            share = int(shares[spec.name] * req.budget)
+            if req.strategy == "priority_first" and spec.stable:
+                share = int(stable_total * req.budget) - sum(
+                    p.tokens for p in self.packed.values() if p.spec.stable
+                )
+            if spec.stable:
+                allowance = share + carry_stable
+            else:
+                allowance = share + carry + carry_stable
+                carry_stable = 0
+            allowance = max(0, min(allowance, req.budget - self._used()))
+            section, packed = self._load(spec, allowance, versions, counter)
+            self.packed[spec.name] = packed
+            self.done[spec.name] = section
+            if spec.stable:
+                carry_stable = allowance - packed.tokens
+            else:
+                carry = allowance - packed.tokens
+            yield section
+
+    def _used(self) -> int:
+        return sum(p.tokens for p in self.packed.values())
+
+    def _cheapest_first(
+        self, order: list[SectionSpec], versions: dict[str, int]
+    ) -> list[SectionSpec]:
+        def cost(spec: SectionSpec) -> int:
+            stored = self.state.cache.peek_version(self._slot(spec))
+            if spec.stable and stored is not None and stored[0] == self._version(spec, versions):
+                return 0
+            return {"pinned": 1, "kinds": 1, "recent": 2, "recall": 3}[spec.source]
+
+        return sorted(order, key=cost)
+
+    def _slot(self, spec: SectionSpec) -> tuple[Any, ...]:
+        return (tuple(self.req.scope.items()), spec.name, spec.kinds, self.req.fmt)
+
+    def _version(self, spec: SectionSpec, versions: dict[str, int]) -> tuple[Any, ...]:
+        return (tuple(versions.get(k, 0) for k in spec.change_keys()), spec.limit)
+
+    def _load(
+        self, spec: SectionSpec, allowance: int, versions: dict[str, int], counter: TokenCounter
+    ) -> tuple[ContextSection, Packed]:
+        header = self._header_tokens(spec)
+        if spec.stable:
+            slot, version = self._slot(spec), (self._version(spec, versions), allowance)
+            cached = self.state.cache.get(slot, version)
+            if cached is not None:
+                packed: Packed = cached
+                for cand in packed.chosen:
+                    self.dedup.add(cand.memory.id, cand.memory.content)
+                self.hits += 1
+                return self._section(packed, cached=True), packed
+            self.misses += 1
+        candidates = self._candidates(spec, counter)
+        packed = pack_section(spec, candidates, allowance, header, self.dedup)
+        if spec.stable:
+            self.state.cache.put(slot, version, packed)
+        return self._section(packed, cached=False), packed
+
+    def _header_tokens(self, spec: SectionSpec) -> int:
+        fmt = self.req.fmt
+        return self.state.counter.count(section_header(spec, fmt) + section_footer(fmt))
+
+    def _candidates(self, spec: SectionSpec, counter: TokenCounter) -> list[Candidate]:
+        req = self.req
+        scores: dict[str, tuple[float, dict[str, float]]] = {}
+        if spec.source == "recall":
+            if not req.query.strip():
+                return []
+            hits = self.recall(req.query, spec.limit)
+            memories = [h.memory for h in hits]
+            scores = {h.memory.id: (h.score, dict(h.explain)) for h in hits}
+        else:
+            filters = Filters(
+                scope=req.scope,
+                kinds=spec.kinds,
+                tags=(PINNED_TAG,) if spec.source == "pinned" else (),
+            )
+            memories, _ = self.store.list(filters, "desc", spec.limit, None)
+            if spec.source == "kinds":
+                memories = [m for m in memories if PINNED_TAG not in m.tags]
+                memories.sort(key=lambda m: (-m.importance, -m.created_at.timestamp(), m.id))
+        lines = [memory_line(m, req.fmt) for m in memories]
+        tokens = counter.count_many(lines)
+        return [
+            Candidate(m, line, n, *scores.get(m.id, (m.importance, {})))
+            for m, line, n in zip(memories, lines, tokens, strict=True)
+        ]
+
+    def _section(self, packed: Packed, *, cached: bool) -> ContextSection:
+        spec = packed.spec
+        chosen = canonical(spec, packed.chosen)
+        return ContextSection(
+            name=spec.name,
+            title=spec.title,
+            stable=spec.stable,
+            memories=[c.memory for c in chosen],
+            tokens=packed.tokens,
+            allowance=packed.allowance,
+            text=render_section(spec, chosen, self.req.fmt),
+            cached=cached,
+        )
+
+    def _skip(self, spec: SectionSpec, reason: str) -> ContextSection:
+        return ContextSection(spec.name, spec.title, spec.stable, [], 0, 0, "", False, reason)
+
+    # -- result ------------------------------------------------------------------------
+
+    def result(self) -> Context:
+        """Render what was loaded (loading what is left first) into the final Context."""
+        for _ in self:
+            pass
+        req = self.req
+        ordered = [s for s in req.specs if s.stable] + [s for s in req.specs if not s.stable]
+        packed = {name: list(p.chosen) for name, p in self.packed.items()}
+        text, breakpoints = self._render(ordered, packed)
+        tokens = self.state.counter.count(text)
+        trimmed: list[str] = []
+        while tokens > req.budget:  # token boundaries between lines can add a token or two
+            name = self._trim(ordered, packed)
+            if name is None:
+                break
+            trimmed.append(name)
+            text, breakpoints = self._render(ordered, packed)
+            tokens = self.state.counter.count(text)
+        stable_part = text[: breakpoints[-1]] if breakpoints else ""
+        prefix_hash = digest(stable_part)
+        reused: int | None = None
+        sessions_seen = 0
+        if req.session is not None:
+            previous = self.store.last_context(req.scope, req.session)
+            if previous is not None:
+                shared = common_prefix(previous, text)
+                reused = self.state.counter.count(shared) if shared else 0
+            sessions_seen = self.store.save_context(req.scope, req.session, text, prefix_hash)
+        sections = [self._final_section(s, packed) for s in ordered]
+        manifest = [e for p in self.packed.values() for e in p.entries]
+        kept = {m.id for s in sections for m in s.memories}
+        manifest = [e if not e.included or e.memory_id in kept else _trimmed(e) for e in manifest]
+        stats = {
+            "tokens_by_section": {s.name: s.tokens for s in sections},
+            "sections_loaded": sum(1 for s in self.done.values() if s.skipped is None),
+            "sections_skipped": [s.name for s in self.done.values() if s.skipped],
+            "cache_hits": self.hits,
+            "cache_misses": self.misses,
+            "cache_hit_rate": self.hits / (self.hits + self.misses)
+            if self.hits + self.misses
+            else 0.0,
+            "milliseconds": (time.perf_counter() - self.started) * 1000,
+            "tokenizer": self.state.counter.name,
+            "tokenizer_exact": self.state.counter.exact,
+            "strategy": req.strategy,
+            "stable_tokens": self.state.counter.count(stable_part) if stable_part else 0,
+            "prefix_sessions": sessions_seen,
+            "trimmed": trimmed,
+        }
+        return Context(
+            text=text,
+            tokens=tokens,
+            budget_tokens=req.budget,
+            format=req.fmt,
+            sections=sections,
+            manifest=manifest,
+            breakpoints=breakpoints,
+            prefix_hash=prefix_hash,
+            prefix_tokens_reused=reused,
+            stats=stats,
+        )
+
+    def _render(
+        self, ordered: Sequence[SectionSpec], packed: dict[str, list[Candidate]]
+    ) -> tuple[str, list[int]]:
+        parts: list[str] = []
+        breakpoints: list[int] = []
+        length = 0
+        for spec in ordered:
+            chunk = render_section(spec, packed.get(spec.name, []), self.req.fmt)
+            parts.append(chunk)
+            length += len(chunk)
+            if spec.stable and chunk:
+                breakpoints.append(length)
+        return "".join(parts), breakpoints
+
+    @staticmethod
+    def _trim(ordered: Sequence[SectionSpec], packed: dict[str, list[Candidate]]) -> str | None:
+        for spec in reversed(ordered):
+            chosen = packed.get(spec.name)
+            if chosen:
+                chosen.pop()
+                return spec.name
+        return None
+
+    def _final_section(
+        self, spec: SectionSpec, packed: dict[str, list[Candidate]]
+    ) -> ContextSection:
+        loaded = self.done.get(spec.name)
+        chosen = canonical(spec, packed.get(spec.name, []))
+        text = render_section(spec, chosen, self.req.fmt)
+        return ContextSection(
+            name=spec.name,
+            title=spec.title,
+            stable=spec.stable,
+            memories=[c.memory for c in chosen],
+            tokens=self.state.counter.count(text) if text else 0,
+            allowance=loaded.allowance if loaded else 0,
+            text=text,
+            cached=loaded.cached if loaded else False,
+            skipped=loaded.skipped if loaded else "not loaded",
+        )
+
+
+def _trimmed(entry: Entry) -> Entry:
+    return Entry(entry.memory_id, entry.section, False, "budget (trimmed)", entry.tokens,
+                 entry.score, entry.why)  # fmt: skip

@@ -1,0 +1,299 @@
+"""Context assembly decisions: sections, budget allocation, deduplication and rendering.
+
+Pure functions over memories and token counts; the service gathers the candidates.
+Rendering is deterministic, stable sections come first in a canonical order, so
+consecutive contexts share a long identical prefix (what prompt caches reuse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from xml.sax.saxutils import escape, quoteattr
+
+from memex.core.models import Memory
+from memex.errors import ValidationError
+
+Source = Literal["pinned", "kinds", "recall", "recent"]
+Strategy = Literal["relevance_first", "priority_first", "balanced", "time_based", "adaptive"]
+Format = Literal["markdown", "xml"]
+STRATEGIES: tuple[str, ...] = (
+    "relevance_first",
+    "priority_first",
+    "balanced",
+    "time_based",
+    "adaptive",
+)
+PINNED_TAG = "pinned"
+TokenCount = Callable[[str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSpec:
+    """One section of a context: where its memories come from and its share of the budget.
+
+    Stable sections (pinned, facts, decisions, patterns, reference) do not depend on the
+    query and are rendered first; volatile ones (recall, recent) come last.
+    """
+
+    name: str
+    title: str
+    share: float
+    source: Source
+    stable: bool
+    kinds: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    limit: int = 200
+
+    def change_keys(self) -> tuple[str, ...]:
+        """The change counters whose movement can alter this section's content."""
+        if self.source == "pinned":
+            return (f"tag:{PINNED_TAG}",)
+        return tuple(f"kind:{k}" for k in self.kinds)
+
+
+DEFAULT_SECTIONS: tuple[SectionSpec, ...] = (
+    SectionSpec("pinned", "Pinned", 0.2, "pinned", True),
+    SectionSpec("patterns", "Learned patterns and preferences", 0.2, "kinds", True,
+                ("pattern", "preference")),
+    SectionSpec("facts", "Project facts", 0.15, "kinds", True, ("fact",)),
+    SectionSpec("decisions", "Decisions", 0.15, "kinds", True, ("decision",)),
+    SectionSpec("reference", "Reference", 0.2, "kinds", True, ("reference", "summary")),
+    SectionSpec("recall", "Relevant memories", 0.07, "recall", False, (),
+                depends_on=("pinned", "patterns", "facts", "decisions", "reference")),
+    SectionSpec("recent", "Recent conversation", 0.03, "recent", False, ("message", "event"),
+                depends_on=("recall",), limit=50),
+)  # fmt: skip
+
+
+def resolve_sections(
+    names: Sequence[str] | None, shares: Mapping[str, float] | None = None
+) -> tuple[SectionSpec, ...]:
+    """The default sections, restricted to ``names`` (in canonical order), shares overridden."""
+    known = {s.name: s for s in DEFAULT_SECTIONS}
+    if names is not None:
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValidationError(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
+    chosen = [s for s in DEFAULT_SECTIONS if names is None or s.name in names]
+    if shares:
+        bad = [n for n in shares if n not in known]
+        if bad:
+            raise ValidationError(f"unknown section {bad[0]!r} in shares")
+        for name, value in shares.items():
+            if not 0 <= value <= 1:
+                raise ValidationError(f"share of {name} must be from 0 to 1")
+        chosen = [_with_share(s, shares.get(s.name, s.share)) for s in chosen]
+    if not chosen:
+        raise ValidationError("a context needs at least one section")
+    return tuple(chosen)
+
+
+def _with_share(spec: SectionSpec, share: float) -> SectionSpec:
+    return SectionSpec(spec.name, spec.title, share, spec.source, spec.stable, spec.kinds,
+                       spec.depends_on, spec.limit)  # fmt: skip
+
+
+def strategy_shares(specs: Sequence[SectionSpec], strategy: str) -> dict[str, float]:
+    """Each section's share of the budget under a strategy, normalised to sum to 1."""
+    raw = {s.name: s.share for s in specs}
+    if strategy == "relevance_first":
+        raw = {s.name: (s.share * 0.5 if s.stable else s.share + 0.25) for s in specs}
+    total = sum(raw.values()) or 1.0
+    return {name: value / total for name, value in raw.items()}
+
+
+def load_order(specs: Sequence[SectionSpec]) -> list[SectionSpec]:
+    """Sections ordered so each comes after those it depends on (stable first)."""
+    by_name = {s.name: s for s in specs}
+    done: list[SectionSpec] = []
+    seen: set[str] = set()
+
+    def visit(spec: SectionSpec, stack: tuple[str, ...]) -> None:
+        if spec.name in seen:
+            return
+        if spec.name in stack:
+            raise ValidationError(f"sections depend on each other in a cycle: {spec.name}")
+        for dep in spec.depends_on:
+            if dep in by_name:
+                visit(by_name[dep], (*stack, spec.name))
+        seen.add(spec.name)
+        done.append(spec)
+
+    for spec in sorted(specs, key=lambda s: (not s.stable, [x.name for x in specs].index(s.name))):
+        visit(spec, ())
+    return done
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A memory offered to a section, with its rendered line and score components."""
+
+    memory: Memory
+    line: str
+    tokens: int
+    score: float = 0.0
+    why: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A manifest line: a memory included or left out, and why."""
+
+    memory_id: str
+    section: str
+    included: bool
+    reason: str
+    tokens: int
+    score: float
+    why: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """What one section holds after allocation."""
+
+    spec: SectionSpec
+    chosen: list[Candidate]
+    tokens: int
+    allowance: int
+    entries: list[Entry]
+
+
+def normalise_text(text: str) -> str:
+    """Lowercased words only: two memories with the same words are the same memory."""
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _shingles(text: str) -> set[str]:
+    words = text.split()
+    if len(words) < 3:
+        return {text}
+    return {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+class Deduplicator:
+    """Remembers what was included; tells whether a new text is a near-duplicate of it."""
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        self._exact: dict[str, str] = {}
+        self._index: dict[str, set[int]] = {}
+        self._items: list[tuple[str, set[str]]] = []
+
+    def duplicate_of(self, memory_id: str, text: str) -> str | None:
+        """The id of an included memory this text nearly repeats, if any."""
+        norm = normalise_text(text)
+        if norm in self._exact:
+            return self._exact[norm]
+        grams = _shingles(norm)
+        counts: dict[int, int] = {}
+        for gram in grams:
+            for i in self._index.get(gram, ()):
+                counts[i] = counts.get(i, 0) + 1
+        for i, shared in counts.items():
+            other_id, other = self._items[i]
+            if shared / len(grams | other) >= self.threshold:
+                return other_id
+        return None
+
+    def add(self, memory_id: str, text: str) -> None:
+        norm = normalise_text(text)
+        self._exact.setdefault(norm, memory_id)
+        grams = _shingles(norm)
+        position = len(self._items)
+        self._items.append((memory_id, grams))
+        for gram in grams:
+            self._index.setdefault(gram, set()).add(position)
+
+
+def pack_section(
+    spec: SectionSpec,
+    candidates: Sequence[Candidate],
+    allowance: int,
+    header_tokens: int,
+    dedup: Deduplicator,
+) -> Packed:
+    """Fill one section greedily in candidate order within ``allowance`` tokens.
+
+    Candidates too large for what is left are skipped (smaller ones after them may
+    still fit); near-duplicates of anything already included are left out.
+    """
+    chosen: list[Candidate] = []
+    entries: list[Entry] = []
+    used = 0
+    for cand in candidates:
+        dup = dedup.duplicate_of(cand.memory.id, cand.memory.content)
+        if dup is not None:
+            entries.append(_entry(cand, spec, False, f"duplicate of {dup}"))
+            continue
+        cost = cand.tokens + (header_tokens if not chosen else 0)
+        if used + cost > allowance:
+            entries.append(_entry(cand, spec, False, "budget"))
+            continue
+        chosen.append(cand)
+        used += cost
+        dedup.add(cand.memory.id, cand.memory.content)
+        entries.append(_entry(cand, spec, True, "relevance" if not spec.stable else spec.source))
+    return Packed(spec, chosen, used, allowance, entries)
+
+
+def _entry(cand: Candidate, spec: SectionSpec, included: bool, reason: str) -> Entry:
+    return Entry(cand.memory.id, spec.name, included, reason, cand.tokens, cand.score, cand.why)
+
+
+def canonical(spec: SectionSpec, chosen: Sequence[Candidate]) -> list[Candidate]:
+    """The order a section renders in: stable and recent by time, recall by score."""
+    if spec.source == "recall":
+        return list(chosen)
+    return sorted(chosen, key=lambda c: (c.memory.created_at, c.memory.id))
+
+
+def memory_line(memory: Memory, fmt: Format) -> str:
+    """One memory as it appears in a context (one line, newlines folded)."""
+    text = " ".join(memory.content.split())
+    day = memory.created_at.strftime("%Y-%m-%d")
+    if fmt == "xml":
+        return (
+            f"<memory id={quoteattr(memory.id)} kind={quoteattr(memory.kind)} "
+            f"date={quoteattr(day)}>{escape(text)}</memory>\n"
+        )
+    return f"- [{day}] {text}\n"
+
+
+def section_header(spec: SectionSpec, fmt: Format) -> str:
+    """The opening of a section."""
+    if fmt == "xml":
+        return f"<section name={quoteattr(spec.name)} title={quoteattr(spec.title)}>\n"
+    return f"## {spec.title}\n"
+
+
+def section_footer(fmt: Format) -> str:
+    """The close of a section (and the blank line between sections)."""
+    return "</section>\n" if fmt == "xml" else "\n"
+
+
+def render_section(spec: SectionSpec, chosen: Sequence[Candidate], fmt: Format) -> str:
+    """A whole section's text, or '' for an empty one."""
+    if not chosen:
+        return ""
+    body = "".join(c.line for c in canonical(spec, chosen))
+    return section_header(spec, fmt) + body + section_footer(fmt)
+
+
+def common_prefix(a: str, b: str) -> str:
+    """The longest common prefix of two texts, cut back to a line boundary."""
+    limit = min(len(a), len(b))
+    i = 0
+    while i < limit and a[i] == b[i]:
+        i += 1
+    cut = a.rfind("\n", 0, i)
+    return a[: cut + 1] if cut >= 0 else ""
+
+
+def digest(text: str) -> str:
+    """Content address of a rendered prefix."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
