@@ -453,9 +453,7 @@ def context(
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, xml or json.")] = "markdown",
     context_session: Annotated[
         str | None,
-        typer.Option(
-            "--session", help="Conversation id: report the prefix shared with its last context."
-        ),
+        typer.Option("--session", help="Conversation id: report what repeats its last context."),
     ] = None,
     strategy: Annotated[
         str,
