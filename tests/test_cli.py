@@ -647,6 +647,25 @@ def registered_commands() -> list[str]:
     return sorted(names)
 
 
+def test_context_json_and_text(store_path: Path) -> None:
+    remember(store_path, "Never deploy on Fridays.", "--kind", "decision", "--tag", "pinned")
+    remember(store_path, "The gateway listens on port 8443.", "--kind", "fact")
+    remember(store_path, "user: can you check the gateway port?", "--kind", "message")
+    first = run_json(store_path, "context", "gateway port", "--budget", "300", "--session", "s")
+    assert 0 < first["tokens"] <= 300 and first["prefix_tokens_reused"] is None
+    assert first["text"].startswith("## Pinned\n") and "8443" in first["text"]
+    assert first["breakpoints"] and first["manifest"]
+    second = run_json(store_path, "context", "deploy day", "--budget", "300", "--session", "s")
+    assert second["prefix_tokens_reused"] > 0
+    xml = invoke(store_path, "context", "gateway", "--format", "xml", "--budget", "300")
+    assert xml.exit_code == 0 and xml.stdout.startswith("<section name=")
+    assert "tokens" in xml.stderr
+    bad = invoke(store_path, "context", "gateway", "--budget", "0")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ")
+    bad_format = invoke(store_path, "context", "gateway", "--format", "yaml")
+    assert bad_format.exit_code == 2
+
+
 def test_every_command_is_tested_with_json() -> None:
     expected = {
         "remember",
@@ -662,6 +681,7 @@ def test_every_command_is_tested_with_json() -> None:
         "reindex",
         "expire",
         "quickstart",
+        "context",
     }
     assert set(registered_commands()) == expected
 

@@ -195,7 +195,7 @@ class Assembly:
     ) -> list[SectionSpec]:
         def cost(spec: SectionSpec) -> int:
             stored = self.state.cache.peek_version(self._slot(spec))
-            if spec.stable and stored is not None and stored[0] == self._version(spec, versions):
+            if spec.stable and stored == self._version(spec, versions):
                 return 0
             return {"pinned": 1, "kinds": 1, "recent": 2, "recall": 3}[spec.source]
 
@@ -210,22 +210,24 @@ class Assembly:
     def _load(
         self, spec: SectionSpec, allowance: int, versions: dict[str, int], counter: TokenCounter
     ) -> tuple[ContextSection, Packed]:
-        header = self._header_tokens(spec)
+        """Pack a section. A stable section's rendered candidates come from the cache while
+        nothing they were built from has changed; packing them again is cheap."""
+        cached = False
+        candidates: list[Candidate] | None = None
         if spec.stable:
-            slot, version = self._slot(spec), (self._version(spec, versions), allowance)
-            cached = self.state.cache.get(slot, version)
-            if cached is not None:
-                packed: Packed = cached
-                for cand in packed.chosen:
-                    self.dedup.add(cand.memory.id, cand.memory.content)
+            slot, version = self._slot(spec), self._version(spec, versions)
+            candidates = self.state.cache.get(slot, version)
+            cached = candidates is not None
+            if cached:
                 self.hits += 1
-                return self._section(packed, cached=True), packed
-            self.misses += 1
-        candidates = self._candidates(spec, counter)
-        packed = pack_section(spec, candidates, allowance, header, self.dedup)
-        if spec.stable:
-            self.state.cache.put(slot, version, packed)
-        return self._section(packed, cached=False), packed
+            else:
+                self.misses += 1
+        if candidates is None:
+            candidates = self._candidates(spec, counter)
+            if spec.stable:
+                self.state.cache.put(slot, version, candidates)
+        packed = pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
+        return self._section(packed, cached=cached), packed
 
     def _header_tokens(self, spec: SectionSpec) -> int:
         fmt = self.req.fmt

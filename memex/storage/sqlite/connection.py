@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,3 +91,19 @@ def write_transaction(conn: sqlite3.Connection, path: str) -> Iterator[sqlite3.C
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise translate(exc, path) from exc
+
+
+class Holder:
+    """One thread's connection; closed when the thread's locals go away."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
 import os
 import sqlite3
 import threading
@@ -20,8 +19,8 @@ from memex.core.query import Filters, Order, decode_cursor, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import sql
-from memex.storage.sqlite.connection import connect, translate, write_transaction
+from memex.storage.sqlite import contexts, sql
+from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.vectors import VectorIndex, bump_generation
 
@@ -39,7 +38,7 @@ class SQLiteStore:
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._local = threading.local()
-        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+        self._holders: weakref.WeakSet[Holder] = weakref.WeakSet()
         self._conn_lock = threading.Lock()
         self._closed = False
         self._index: VectorIndex | None = None
@@ -68,12 +67,12 @@ class SQLiteStore:
         """This thread's connection; it is closed when the thread ends or the store closes."""
         if self._closed:
             raise StoreError(f"store {self._path} is closed")
-        holder: _Holder | None = getattr(self._local, "holder", None)
+        holder: Holder | None = getattr(self._local, "holder", None)
         if holder is None or holder.pid != os.getpid():
             conn = connect(
                 self._path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
             )
-            holder = _Holder(conn)
+            holder = Holder(conn)
             self._local.holder = holder
             with self._conn_lock:
                 self._holders.add(holder)
@@ -416,32 +415,13 @@ class SQLiteStore:
 
     def last_context(self, scope: Scope, session: str) -> str | None:
         sql.scope_clause(scope)
-        row = self._run(
-            lambda c: c.execute(
-                "SELECT text FROM context_sessions WHERE tenant = ? AND session = ?",
-                (scope.tenant, session),
-            ).fetchone()
-        )
-        return None if row is None else str(row[0])
+        return self._run(lambda c: contexts.last_context(c, str(scope.tenant), session))
 
     def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
         sql.scope_clause(scope)
-
-        def apply(conn: sqlite3.Connection) -> int:
-            conn.execute(
-                "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
-                "prefix_hash = excluded.prefix_hash, text = excluded.text, "
-                "updated_at = excluded.updated_at",
-                (scope.tenant, session, prefix_hash, text, to_micros(utcnow())),
-            )
-            row = conn.execute(
-                "SELECT count(*) FROM context_sessions WHERE tenant = ? AND prefix_hash = ?",
-                (scope.tenant, prefix_hash),
-            ).fetchone()
-            return int(row[0])
-
-        return self._write(apply)
+        return self._write(
+            lambda c: contexts.save_context(c, str(scope.tenant), session, text, prefix_hash)
+        )
 
     def size_estimate(self) -> int:
         row = self._run(lambda c: c.execute("SELECT max(seq) FROM memories").fetchone())
@@ -449,20 +429,7 @@ class SQLiteStore:
 
     def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
         sql.scope_clause(scope)
-        out = dict.fromkeys(keys, 0)
-        if not keys:
-            return out
-        marks = ",".join("?" * len(keys))
-        query = (
-            f"SELECT key, sum(version) FROM change_counters WHERE tenant = ? AND key IN ({marks})"
-        )
-        params: builtins.list[Any] = [scope.tenant, *keys]
-        if scope.project is not None:
-            query += " AND project = ?"
-            params.append(scope.project)
-        rows = self._run(lambda c: c.execute(query + " GROUP BY key", params).fetchall())
-        out.update({str(k): int(v) for k, v in rows})
-        return out
+        return self._run(lambda c: contexts.change_versions(c, scope, keys))
 
     def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
         where, params = sql.scope_clause(scope)
@@ -580,22 +547,6 @@ class SQLiteStore:
             "SELECT seq, tenant, ?, ? FROM memories WHERE seq = ?",
             [(chash, blob, key) for key, chash, blob in rows],
         )
-
-
-class _Holder:
-    """One thread's connection; closed when the thread's locals go away."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            self.close()
 
 
 def _blob(vector: Vector, dims: int) -> bytes:
