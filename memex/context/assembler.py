@@ -223,7 +223,7 @@ class Assembly:
             else:
                 self.misses += 1
         if candidates is None:
-            candidates = self._candidates(spec, counter)
+            candidates = self._candidates(spec, counter, allowance)
             if spec.stable:
                 self.state.cache.put(slot, version, candidates)
         packed = pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
@@ -233,13 +233,17 @@ class Assembly:
         fmt = self.req.fmt
         return self.state.counter.count(section_header(spec, fmt) + section_footer(fmt))
 
-    def _candidates(self, spec: SectionSpec, counter: TokenCounter) -> list[Candidate]:
+    def _candidates(
+        self, spec: SectionSpec, counter: TokenCounter, allowance: int
+    ) -> list[Candidate]:
         req = self.req
         scores: dict[str, tuple[float, dict[str, float]]] = {}
         if spec.source == "recall":
-            if not req.query.strip():
+            if not req.query.strip() or allowance <= 0:
                 return []
-            hits = self.recall(req.query, spec.limit)
+            # Enough hits to fill the allowance (a memory line is rarely under 15 tokens)
+            # without paying to fetch hundreds that cannot fit.
+            hits = self.recall(req.query, max(10, min(spec.limit, allowance // 15 + 5)))
             memories = [h.memory for h in hits]
             scores = {h.memory.id: (h.score, dict(h.explain)) for h in hits}
         else:

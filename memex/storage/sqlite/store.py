@@ -6,6 +6,7 @@ import builtins
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -19,7 +20,7 @@ from memex.core.query import Filters, Order, decode_cursor, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, sql
+from memex.storage.sqlite import contexts, reindex, sql
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.vectors import VectorIndex, bump_generation
@@ -28,6 +29,9 @@ T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
+PRUNE_MIN_MEMORIES = 20_000
+PRUNE_MIN_POSTINGS = 2_000
+PRUNE_SHARE = 0.02
 
 
 class SQLiteStore:
@@ -42,6 +46,7 @@ class SQLiteStore:
         self._conn_lock = threading.Lock()
         self._closed = False
         self._index: VectorIndex | None = None
+        self._size: tuple[int, float] | None = None
         if self._path.exists() and self._path.is_dir():
             raise StoreError(f"store path {self._path} is a directory")
         try:
@@ -282,7 +287,8 @@ class SQLiteStore:
     ) -> builtins.list[Candidate]:
         if not terms or limit <= 0:
             return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        terms = self._prune_common(terms)
+        match = " OR ".join(_quote(t) for t in terms)
         where, params = sql.filter_clause(filters, utcnow())
         query = (
             "SELECT m.seq, -bm25(memories_fts) AS score FROM memories_fts "
@@ -291,6 +297,36 @@ class SQLiteStore:
         )
         rows = self._run(lambda c: c.execute(query, [match, *params, limit]).fetchall())
         return [Candidate(int(seq), float(score)) for seq, score in rows]
+
+    def _prune_common(self, terms: Sequence[str]) -> Sequence[str]:
+        """Drop terms that occur in a large share of a large store.
+
+        A disjunctive full-text query costs in proportion to the postings it walks, and a
+        term found in a few percent of memories adds little to BM25 (its idf is near 0)
+        but can cost hundreds of milliseconds at a million memories. Small stores keep
+        every term. Counting stops at the threshold, so the check itself stays cheap.
+        """
+        size = self._size_cached()
+        if size < PRUNE_MIN_MEMORIES or len(terms) < 2:
+            return terms
+        limit = max(PRUNE_MIN_POSTINGS, int(size * PRUNE_SHARE))
+        query = (
+            "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+        )
+
+        def common(conn: sqlite3.Connection) -> set[str]:
+            return {
+                t for t in terms if conn.execute(query, (_quote(t), limit)).fetchone()[0] >= limit
+            }
+
+        found = self._run(common)
+        return [t for t in terms if t not in found] or terms
+
+    def _size_cached(self) -> int:
+        now = time.monotonic()
+        if self._size is None or now - self._size[1] > 30:
+            self._size = (self.size_estimate(), now)
+        return self._size[0]
 
     def search_vector(
         self, filters: Filters, vector: Vector, limit: int
@@ -498,36 +534,17 @@ class SQLiteStore:
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        # Batches carry (key, hash of the content embedded, vector), so the swap can
-        # tell a memory written or changed during the reindex from one that is ready.
         staging = f"vectors_reindex_{os.getpid()}_{threading.get_ident()}"
-        self._write(
-            lambda c: c.execute(
-                f"CREATE TABLE {staging} (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, "
-                "content_hash TEXT NOT NULL, vector BLOB NOT NULL)"
-            )
-        )
+        self._write(lambda c: reindex.create_staging(c, staging))
         try:
             count = 0
             for batch in batches:
                 rows = [(k, h, _blob(v, model.dimensions)) for k, h, v in batch]
-                self._write(lambda c, rows=rows: self._stage(c, staging, rows))  # type: ignore[misc]
+                self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
                 count += len(rows)
 
             def swap(conn: sqlite3.Connection) -> None:
-                stale = conn.execute(
-                    f"SELECT count(*) FROM memories m LEFT JOIN {staging} s ON s.seq = m.seq "
-                    "WHERE s.seq IS NULL OR s.content_hash <> m.content_hash"
-                ).fetchone()[0]
-                if stale:
-                    raise ConflictError(
-                        f"{stale} memories were written or changed during the reindex; run it again"
-                    )
-                conn.execute("DELETE FROM vectors")
-                conn.execute(
-                    f"INSERT INTO vectors (seq, tenant, vector) SELECT s.seq, s.tenant, s.vector "
-                    f"FROM {staging} s JOIN memories m ON m.seq = s.seq"
-                )
+                reindex.swap(conn, staging)
                 self._set_meta(conn, _MODEL_KEY, model.model)
                 self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
                 bump_generation(conn)
@@ -538,15 +555,9 @@ class SQLiteStore:
         self._index = VectorIndex(model.model, model.dimensions)
         return count
 
-    @staticmethod
-    def _stage(
-        conn: sqlite3.Connection, staging: str, rows: builtins.list[tuple[int, str, bytes]]
-    ) -> None:
-        conn.executemany(
-            f"INSERT INTO {staging} (seq, tenant, content_hash, vector) "
-            "SELECT seq, tenant, ?, ? FROM memories WHERE seq = ?",
-            [(chash, blob, key) for key, chash, blob in rows],
-        )
+
+def _quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
 
 
 def _blob(vector: Vector, dims: int) -> bytes:
