@@ -155,6 +155,38 @@ def test_session_reuses_the_stable_prefix(mx: Memex) -> None:
     assert other.stats["prefix_sessions"] == 2  # the same stable prefix, seen in two sessions
 
 
+def test_sessions_are_scoped(mx: Memex) -> None:
+    a, b = mx.scoped(project="a"), mx.scoped(project="b")
+    a.remember("Project A uses Rust.", kind="fact")
+    b.remember("Project B uses Go.", kind="fact")
+    assert a.context("language", budget_tokens=300, session="chat").prefix_tokens_reused is None
+    assert b.context("language", budget_tokens=300, session="chat").prefix_tokens_reused is None
+
+
+def test_a_new_fact_is_appended_not_prepended(mx: Memex) -> None:
+    seed(mx)
+    first = mx.context("ports", budget_tokens=2000, session="s")
+    mx.remember("The API gateway also serves gRPC on port 9090.", kind="fact")
+    second = mx.context("ports", budget_tokens=2000, session="s")
+    facts = next(s for s in second.sections if s.name == "facts")
+    assert facts.memories[-1].content.startswith("The API gateway also serves gRPC")
+    cut = second.text.rindex("\n", 0, second.text.index("also serves gRPC")) + 1
+    assert cut > second.text.index("## Project facts") + 100
+    assert first.text.startswith(second.text[:cut])
+    assert (second.prefix_tokens_reused or 0) > 0
+
+
+def test_iterating_then_result_is_the_same_context(mx: Memex) -> None:
+    seed(mx)
+    expected = mx.context("billing export", budget_tokens=700)
+    stream = mx.context_iter("billing export", budget_tokens=700)
+    first = next(iter(stream))
+    assert first.name == "pinned"
+    assert stream.result().text == expected.text
+    full = mx.context_iter("billing export", budget_tokens=700)
+    assert len(list(full)) == 7 and full.result().text == expected.text
+
+
 def test_session_survives_a_new_process_handle(store_path: Path) -> None:
     with Memex.open(store_path) as mx:
         seed(mx)

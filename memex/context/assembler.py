@@ -28,7 +28,7 @@ from memex.core.context import (
     strategy_shares,
 )
 from memex.core.models import Hit, Memory, Scope
-from memex.core.query import Filters
+from memex.core.query import Filters, Order
 from memex.storage.base import Store
 from memex.tokens import TokenCounter
 
@@ -144,11 +144,15 @@ class Assembly:
         self.done: dict[str, ContextSection] = {}
         self.dedup = Deduplicator()
         self.hits = 0
+        self._stream = self._load_all()
         self.misses = 0
 
     # -- loading -----------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[ContextSection]:
+        return self._stream
+
+    def _load_all(self) -> Iterator[ContextSection]:
         req = self.req
         shares = strategy_shares(req.specs, req.strategy)
         counter = self.state.counter
@@ -225,7 +229,8 @@ class Assembly:
         if candidates is None:
             candidates = self._candidates(spec, counter, allowance)
             if spec.stable:
-                self.state.cache.put(slot, version, candidates)
+                size = sum(len(c.line) + len(c.memory.content) + 400 for c in candidates)
+                self.state.cache.put(slot, version, candidates, size)
         packed = pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
         return self._section(packed, cached=cached), packed
 
@@ -252,10 +257,14 @@ class Assembly:
                 kinds=spec.kinds,
                 tags=(PINNED_TAG,) if spec.source == "pinned" else (),
             )
-            memories, _ = self.store.list(filters, "desc", spec.limit, None)
+            order: Order = "asc" if spec.stable else "desc"
+            memories, _ = self.store.list(filters, order, spec.limit, None)
             if spec.source == "kinds":
                 memories = [m for m in memories if PINNED_TAG not in m.tags]
-                memories.sort(key=lambda m: (-m.importance, -m.created_at.timestamp(), m.id))
+                # Most important first, then oldest first: a new memory of the usual
+                # importance is appended (or waits for room) instead of displacing an
+                # older one, so the rendered prefix stays as it was.
+                memories.sort(key=lambda m: (-m.importance, m.created_at, m.id))
         lines = [memory_line(m, req.fmt) for m in memories]
         tokens = counter.count_many(lines)
         return [
@@ -284,7 +293,7 @@ class Assembly:
 
     def result(self) -> Context:
         """Render what was loaded (loading what is left first) into the final Context."""
-        for _ in self:
+        for _ in self._stream:  # load what iteration has not reached yet
             pass
         req = self.req
         ordered = [s for s in req.specs if s.stable] + [s for s in req.specs if not s.stable]
@@ -304,11 +313,13 @@ class Assembly:
         reused: int | None = None
         sessions_seen = 0
         if req.session is not None:
-            previous = self.store.last_context(req.scope, req.session)
+            key = "&".join(f"{k}={v}" for k, v in req.scope.items() if k != "tenant")
+            session = f"{key}#{req.session}"
+            previous = self.store.last_context(req.scope, session)
             if previous is not None:
                 shared = common_prefix(previous, text)
                 reused = self.state.counter.count(shared) if shared else 0
-            sessions_seen = self.store.save_context(req.scope, req.session, text, prefix_hash)
+            sessions_seen = self.store.save_context(req.scope, session, text, prefix_hash)
         sections = [self._final_section(s, packed) for s in ordered]
         manifest = [e for p in self.packed.values() for e in p.entries]
         kept = {m.id for s in sections for m in s.memories}

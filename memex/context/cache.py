@@ -11,13 +11,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-COMPRESS_OVER = 8_192
+COMPRESS_OVER = 64 * 1024
 
 
 @dataclass(slots=True)
 class _Slot:
     version: Hashable
-    payload: bytes
+    payload: Any
+    size: int
     compressed: bool
     stored_at: float
 
@@ -50,22 +51,29 @@ class SectionCache:
                 return None
             self._slots.move_to_end(slot)
             self.hits += 1
-            payload = zlib.decompress(entry.payload) if entry.compressed else entry.payload
-        return pickle.loads(payload)
+            if not entry.compressed:
+                return entry.payload
+            payload = entry.payload
+        return pickle.loads(zlib.decompress(payload))
 
-    def put(self, slot: Hashable, version: Hashable, value: Any) -> None:
-        """Store ``value`` for ``slot`` at ``version``; evict the least recently used."""
-        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        compressed = len(payload) > COMPRESS_OVER
+    def put(self, slot: Hashable, version: Hashable, value: Any, size: int) -> None:
+        """Store ``value`` (about ``size`` bytes) for ``slot`` at ``version``.
+
+        Small values are kept as they are (a hit costs nothing to decode); large ones are
+        pickled and compressed. The least recently used entries go past the size limit.
+        """
+        compressed = size > COMPRESS_OVER
+        payload: Any = value
         if compressed:
-            payload = zlib.compress(payload, 1)
-        if len(payload) > self.max_bytes:
+            payload = zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+            size = len(payload)
+        if size > self.max_bytes:
             return
         with self._lock:
             if slot in self._slots:
                 self._drop(slot)
-            self._slots[slot] = _Slot(version, payload, compressed, time.monotonic())
-            self._bytes += len(payload)
+            self._slots[slot] = _Slot(version, payload, size, compressed, time.monotonic())
+            self._bytes += size
             while self._bytes > self.max_bytes and self._slots:
                 oldest = next(iter(self._slots))
                 self._drop(oldest)
@@ -94,4 +102,4 @@ class SectionCache:
 
     def _drop(self, slot: Hashable) -> None:
         entry = self._slots.pop(slot)
-        self._bytes -= len(entry.payload)
+        self._bytes -= entry.size

@@ -225,14 +225,18 @@ def pack_section(
     chosen: list[Candidate] = []
     entries: list[Entry] = []
     used = 0
-    for cand in candidates:
-        dup = dedup.duplicate_of(cand.memory.id, cand.memory.content)
-        if dup is not None:
-            entries.append(_entry(cand, spec, False, f"duplicate of {dup}"))
-            continue
+    smallest = min((c.tokens for c in candidates), default=0)
+    for position, cand in enumerate(candidates):
+        if allowance - used < smallest + (header_tokens if not chosen else 0):
+            entries.extend(_entry(c, spec, False, "budget") for c in candidates[position:])
+            break
         cost = cand.tokens + (header_tokens if not chosen else 0)
         if used + cost > allowance:
             entries.append(_entry(cand, spec, False, "budget"))
+            continue
+        dup = dedup.duplicate_of(cand.memory.id, cand.memory.content)
+        if dup is not None:
+            entries.append(_entry(cand, spec, False, f"duplicate of {dup}"))
             continue
         chosen.append(cand)
         used += cost
