@@ -11,7 +11,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-COMPRESS_OVER = 64 * 1024
+COMPRESS_OVER = 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -343,14 +343,20 @@ class SQLiteStore:
 
         def search(conn: sqlite3.Connection) -> builtins.list[Candidate]:
             # Broad filters: the nearest few times `limit` rows usually pass, so check
-            # just those. Narrow filters: score only the rows SQL says may be returned.
+            # just those; if too few pass, try once more with a pool sized by the share
+            # that passed. Narrow filters: score only the rows SQL says may be returned.
             total = index.count(conn, tenant)
             pool = min(limit * 4, total)
-            found = index.search(conn, tenant, vector, pool)
-            passing = self._passing(conn, filters, [c.key for c in found])
-            kept = [c for c in found if c.key in passing]
-            if len(kept) >= limit or pool >= total:
-                return kept[:limit]
+            for _ in range(2):
+                found = index.search(conn, tenant, vector, pool)
+                passing = self._passing(conn, filters, [c.key for c in found])
+                kept = [c for c in found if c.key in passing]
+                if len(kept) >= limit or pool >= total:
+                    return kept[:limit]
+                share = max(len(kept), 1) / max(len(found), 1)
+                pool = min(int(limit / share * 1.5) + 1, total)
+                if pool > max(limit * 64, total // 8):
+                    break
             where, params = sql.filter_clause(filters, utcnow())
             allowed = np.fromiter(
                 (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
