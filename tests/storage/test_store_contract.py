@@ -260,3 +260,22 @@ def test_stats_counts(store: Store) -> None:
     assert stats["by_kind"] == {"event": 1, "fact": 1}
     assert stats["vectors"] == 3 and stats["versions"] == 3
     assert store.stats(Scope(tenant="t2"), now)["memories"] == 0
+
+
+def test_vector_search_within_a_project_is_exact(store: Store) -> None:
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(240, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [
+        (memory(f"p{i}", scope=Scope(tenant="t1", project="a" if i % 5 else "b")), vectors[i])
+        for i in range(240)
+    ]
+    put(store, *items)
+    q = vec(-0.4, 0.1, 0.2, 0.9)
+    only_b = Filters.build(scope=Scope(tenant="t1", project="b"))
+    found = store.search_vector(only_b, q, 7)
+    got = store.fetch(only_b, [c.key for c in found])
+    expected = [i for i in np.argsort(-(vectors @ q)) if i % 5 == 0][:7]
+    assert [got[c.key].content for c in found] == [f"p{i}" for i in expected]
+    nowhere = Filters.build(scope=Scope(tenant="t1", project="zzz"))
+    assert store.search_vector(nowhere, q, 7) == []

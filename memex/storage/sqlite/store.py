@@ -347,8 +347,9 @@ class SQLiteStore:
             # that passed. Narrow filters: score only the rows SQL says may be returned.
             total = index.count(conn, tenant)
             pool = min(limit * 4, total)
+            project = filters.scope.project
             for _ in range(2):
-                found = index.search(conn, tenant, vector, pool)
+                found = index.search(conn, tenant, vector, pool, project=project)
                 passing = self._passing(conn, filters, [c.key for c in found])
                 kept = [c for c in found if c.key in passing]
                 if len(kept) >= limit or pool >= total:
@@ -362,7 +363,7 @@ class SQLiteStore:
                 (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
                 dtype=np.int64,
             )
-            return index.search(conn, tenant, vector, limit, allowed=allowed)
+            return index.search(conn, tenant, vector, limit, allowed=allowed, project=project)
 
         return self._run(search)
 

@@ -22,6 +22,7 @@ from memex.errors import EmbedderMismatchError
 GENERATION_KEY = "vectors_generation"
 Matrix = npt.NDArray[np.float32]
 Keys = npt.NDArray[np.int64]
+Codes = npt.NDArray[np.int32]
 _CHUNK = 16_384
 
 
@@ -48,21 +49,29 @@ class _TenantMatrix:
     size: int = 0
     keys: Keys = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     matrix: Matrix = field(init=False)
+    projects: Codes = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    codes: dict[str | None, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((0, self.dims), dtype=np.float32)
 
-    def append(self, keys: Keys, rows: Matrix) -> None:
+    def code(self, project: str | None) -> int:
+        return self.codes.setdefault(project, len(self.codes))
+
+    def append(self, keys: Keys, rows: Matrix, projects: Codes) -> None:
         need = self.size + len(keys)
         if need > len(self.keys):
             capacity = max(need, int(len(self.keys) * 1.5), 1024)
             grown_keys = np.zeros(capacity, dtype=np.int64)
             grown_matrix = np.zeros((capacity, self.dims), dtype=np.float32)
+            grown_projects = np.zeros(capacity, dtype=np.int32)
             grown_keys[: self.size] = self.keys[: self.size]
             grown_matrix[: self.size] = self.matrix[: self.size]
-            self.keys, self.matrix = grown_keys, grown_matrix
+            grown_projects[: self.size] = self.projects[: self.size]
+            self.keys, self.matrix, self.projects = grown_keys, grown_matrix, grown_projects
         self.keys[self.size : need] = keys
         self.matrix[self.size : need] = rows
+        self.projects[self.size : need] = projects
         self.size = need
         if len(keys):
             self.max_key = max(self.max_key, int(keys.max()))
@@ -79,14 +88,20 @@ class VectorIndex:
 
     def _load_rows(self, conn: sqlite3.Connection, state: _TenantMatrix, tenant: str) -> None:
         """Append the tenant's rows newer than the matrix, a chunk at a time."""
+        # A memory's project never changes, so its code can be kept beside its vector
+        # and a project scope becomes a mask instead of a query.
         cursor = conn.execute(
-            "SELECT seq, vector FROM vectors WHERE tenant = ? AND seq > ? ORDER BY seq",
+            "SELECT v.seq, v.vector, m.project FROM vectors v JOIN memories m ON m.seq = v.seq "
+            "WHERE v.tenant = ? AND v.seq > ? ORDER BY v.seq",
             (tenant, state.max_key),
         )
         while rows := cursor.fetchmany(_CHUNK):
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            state.append(keys, matrix.reshape(len(rows), self.dims))
+            projects = np.fromiter(
+                (state.code(r[2]) for r in rows), dtype=np.int32, count=len(rows)
+            )
+            state.append(keys, matrix.reshape(len(rows), self.dims), projects)
 
     def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _TenantMatrix:
         generation = current_generation(conn)
@@ -122,21 +137,30 @@ class VectorIndex:
         query: Matrix,
         limit: int,
         allowed: Keys | None = None,
+        project: str | None = None,
     ) -> list[Candidate]:
-        """The ``limit`` best keys by cosine similarity (restricted to ``allowed`` if given)."""
+        """The ``limit`` best keys by cosine similarity, within ``project`` if given and
+        among ``allowed`` keys if given."""
         with self._lock:
             state = self._refreshed(conn, tenant)
             keys = state.keys[: state.size]
             matrix = state.matrix[: state.size]
-        if state.size == 0 or limit <= 0:
+            projects = state.projects[: state.size]
+            code = state.codes.get(project) if project is not None else None
+        if state.size == 0 or limit <= 0 or (project is not None and code is None):
             return []
         if allowed is not None:
             mask = np.isin(keys, allowed, assume_unique=True)
-            keys = keys[mask]
-            matrix = matrix[mask]
+            keys, matrix, projects = keys[mask], matrix[mask], projects[mask]
             if len(keys) == 0:
                 return []
         scores = matrix @ query.astype(np.float32).reshape(-1)
+        if code is not None:
+            inside = projects == code
+            limit = min(limit, int(inside.sum()))
+            if limit == 0:
+                return []
+            scores = np.where(inside, scores, -np.inf).astype(np.float32)
         if limit < len(scores):
             top = np.argpartition(-scores, limit - 1)[:limit]
         else:
