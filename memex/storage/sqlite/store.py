@@ -349,7 +349,7 @@ class SQLiteStore:
             pool = min(limit * 4, total)
             project = filters.scope.project
             for _ in range(2):
-                found = index.search(conn, tenant, vector, pool, project=project)
+                found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
                 passing = self._passing(conn, filters, [c.key for c in found])
                 kept = [c for c in found if c.key in passing]
                 if len(kept) >= limit or pool >= total:
@@ -363,7 +363,9 @@ class SQLiteStore:
                 (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
                 dtype=np.int64,
             )
-            return index.search(conn, tenant, vector, limit, allowed=allowed, project=project)
+            return index.search(
+                conn, tenant, vector, limit, allowed=allowed, project=project, refresh=False
+            )
 
         return self._run(search)
 

@@ -138,11 +138,13 @@ class VectorIndex:
         limit: int,
         allowed: Keys | None = None,
         project: str | None = None,
+        refresh: bool = True,
     ) -> list[Candidate]:
         """The ``limit`` best keys by cosine similarity, within ``project`` if given and
-        among ``allowed`` keys if given."""
+        among ``allowed`` keys if given. ``refresh=False`` searches the matrix as the last
+        refresh left it (one refresh serves every search of a recall)."""
         with self._lock:
-            state = self._refreshed(conn, tenant)
+            state = self._refreshed(conn, tenant) if refresh else self._state(tenant)
             keys = state.keys[: state.size]
             matrix = state.matrix[: state.size]
             projects = state.projects[: state.size]
@@ -167,6 +169,9 @@ class VectorIndex:
             top = np.arange(len(scores))
         top = top[np.lexsort((keys[top], -scores[top]))]
         return [Candidate(int(keys[i]), float(scores[i])) for i in top]
+
+    def _state(self, tenant: str) -> _TenantMatrix:
+        return self._tenants.get(tenant) or _TenantMatrix(dims=self.dims)
 
     def count(self, conn: sqlite3.Connection, tenant: str) -> int:
         """How many vectors the tenant's matrix holds after a refresh."""
