@@ -51,6 +51,11 @@ class Settings:
     recency_half_life_days: float = 30.0
     candidates: int = 100
     """Candidates each search leg contributes to fusion."""
+    ann_min_vectors: int = 50_000
+    """A tenant with this many vectors is searched through an approximate index (saved
+    beside the store file) instead of an exact scan."""
+    ann_probes: int = 48
+    """Lists of the approximate index scanned per query: more is slower and more exact."""
     embed_batch_size: int = 256
     query_cache_size: int = 1024
     """Query embeddings kept in memory for repeated queries."""
@@ -84,7 +89,7 @@ class Settings:
             raise ConfigError("busy_timeout must not be negative")
         if self.vector_weight is not None and not 0.0 <= self.vector_weight <= 1.0:
             raise ConfigError("vector_weight must be from 0 to 1")
-        for name in ("candidates", "embed_batch_size"):
+        for name in ("candidates", "embed_batch_size", "ann_min_vectors", "ann_probes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
         if self.query_cache_size < 0:

@@ -31,4 +31,6 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         resolve_path(location),
         busy_timeout=settings.busy_timeout,
         synchronous=settings.synchronous,
+        ann_min_vectors=settings.ann_min_vectors,
+        ann_probes=settings.ann_probes,
     )

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from memex import Memex
-from memex.storage.sqlite import store as sqlite_store
+from memex.storage.sqlite import lexical
 
 
 def test_common_terms_are_pruned_in_large_stores(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "PRUNE_MIN_MEMORIES", 50)
-    monkeypatch.setattr(sqlite_store, "PRUNE_MIN_POSTINGS", 20)
+    monkeypatch.setattr(lexical, "PRUNE_MIN_MEMORIES", 50)
+    monkeypatch.setattr(lexical, "PRUNE_MIN_POSTINGS", 20)
     with Memex.open(store_path) as mx:
         rows = [{"content": f"caroline said item {i} was fine"} for i in range(80)]
         rows.append({"content": "caroline adopted a guinea pig named oscar"})
@@ -25,7 +25,7 @@ def test_common_terms_are_pruned_in_large_stores(
         hits = mx.recall("what did caroline name the guinea pig oscar", k=3, mode="lexical")
         assert hits[0].memory.content.endswith("named oscar")
         assert mx.recall("caroline", k=3, mode="lexical")  # a lone common term still matches
-    monkeypatch.setattr(sqlite_store, "PRUNE_MIN_MEMORIES", 10_000)
+    monkeypatch.setattr(lexical, "PRUNE_MIN_MEMORIES", 10_000)
     with Memex.open(store_path) as mx:
         backend = mx._engine.store
         assert list(backend._prune_common(["caroline", "oscar"])) == ["caroline", "oscar"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import sqlite3
 import threading
@@ -18,27 +19,40 @@ import numpy as np
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.query import Filters, Order, decode_cursor, encode_cursor
 from memex.core.ranking import Candidate
-from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
+from memex.errors import (
+    ConflictError,
+    EmbedderError,
+    MemexError,
+    StoreError,
+    ValidationError,
+)
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, reindex, sql
+from memex.storage.sqlite import contexts, lexical, reindex, sql
+from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
-from memex.storage.sqlite.vectors import VectorIndex, bump_generation
+from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
-PRUNE_MIN_MEMORIES = 20_000
-PRUNE_MIN_POSTINGS = 2_000
-PRUNE_SHARE = 0.02
 
 
 class SQLiteStore:
     """A memex store in one SQLite file, safe for several processes at once."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        ann_min_vectors: int = 50_000,
+        ann_probes: int = 48,
+    ):
         self._path = Path(path)
+        self._ann = (ann_min_vectors, ann_probes)
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._local = threading.local()
@@ -108,6 +122,12 @@ class SQLiteStore:
     def close(self) -> None:
         if self._closed:
             return
+        if self._index is not None:
+            index = self._index
+            # The approximate index is derived data: failing to save it costs a catch-up
+            # on the next open, never a memory, so close still succeeds.
+            with contextlib.suppress(OSError, MemexError):
+                self._run(index.save)
         self._closed = True
         with self._conn_lock:
             for holder in list(self._holders):
@@ -145,7 +165,7 @@ class SQLiteStore:
         elif stored != model.model:
             raise EmbedderError(f"store holds vectors of {stored}, not {model.model}")
         if self._index is None or self._index.model != model.model:
-            self._index = VectorIndex(model.model, model.dimensions)
+            self._index = self._new_index(model)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -154,7 +174,7 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            replaced = False
+            replaced: dict[str, builtins.list[int]] = {}
             for memory, vector in batch.inserts:
                 self._check_scope(scope, memory)
                 cur = conn.execute(sql.INSERT_SQL, sql.memory_params(memory))
@@ -172,14 +192,17 @@ class SQLiteStore:
                         f"memory {memory.id} changed or vanished since it was read; try again"
                     )
                 if maybe_vector is not None:
+                    tenant = memory.scope.tenant or ""
+                    seq = conn.execute(
+                        "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
+                    ).fetchone()[0]
                     conn.execute(
-                        "UPDATE vectors SET vector = ? WHERE seq = "
-                        "(SELECT seq FROM memories WHERE tenant = ? AND id = ?)",
-                        (_blob(maybe_vector, model.dimensions), memory.scope.tenant, memory.id),
+                        "UPDATE vectors SET vector = ? WHERE seq = ?",
+                        (_blob(maybe_vector, model.dimensions), seq),
                     )
-                    replaced = True
-            if replaced:
-                bump_generation(conn)
+                    replaced.setdefault(tenant, []).append(seq)
+            for tenant, keys in replaced.items():
+                log_changes(conn, tenant, keys)
 
         self._write(apply)
 
@@ -206,7 +229,7 @@ class SQLiteStore:
             conn.execute(
                 "DELETE FROM memory_history WHERE tenant = ? AND id = ?", (tenant, memory_id)
             )
-            bump_generation(conn)
+            log_changes(conn, tenant, [seq])
             return True
 
         return self._write(apply)
@@ -287,40 +310,12 @@ class SQLiteStore:
     ) -> builtins.list[Candidate]:
         if not terms or limit <= 0:
             return []
-        terms = self._prune_common(terms)
-        match = " OR ".join(_quote(t) for t in terms)
-        where, params = sql.filter_clause(filters, utcnow())
-        query = (
-            "SELECT m.seq, -bm25(memories_fts) AS score FROM memories_fts "
-            "JOIN memories m ON m.seq = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND {where} ORDER BY score DESC, m.seq LIMIT ?"
-        )
-        rows = self._run(lambda c: c.execute(query, [match, *params, limit]).fetchall())
-        return [Candidate(int(seq), float(score)) for seq, score in rows]
+        size = self._size_cached()
+        return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
 
     def _prune_common(self, terms: Sequence[str]) -> Sequence[str]:
-        """Drop terms that occur in a large share of a large store.
-
-        A disjunctive full-text query costs in proportion to the postings it walks, and a
-        term found in a few percent of memories adds little to BM25 (its idf is near 0)
-        but can cost hundreds of milliseconds at a million memories. Small stores keep
-        every term. Counting stops at the threshold, so the check itself stays cheap.
-        """
         size = self._size_cached()
-        if size < PRUNE_MIN_MEMORIES or len(terms) < 2:
-            return terms
-        limit = max(PRUNE_MIN_POSTINGS, int(size * PRUNE_SHARE))
-        query = (
-            "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-        )
-
-        def common(conn: sqlite3.Connection) -> set[str]:
-            return {
-                t for t in terms if conn.execute(query, (_quote(t), limit)).fetchone()[0] >= limit
-            }
-
-        found = self._run(common)
-        return [t for t in terms if t not in found] or terms
+        return self._run(lambda c: lexical.prune_common(c, terms, size))
 
     def _size_cached(self) -> int:
         now = time.monotonic()
@@ -374,8 +369,17 @@ class SQLiteStore:
         if self._index is None:
             model = self.vectors_model()
             if model is not None:
-                self._index = VectorIndex(model.model, model.dimensions)
+                self._index = self._new_index(model)
         return self._index
+
+    def _new_index(self, model: StoredVectors) -> VectorIndex:
+        return VectorIndex(
+            model.model,
+            model.dimensions,
+            files=IndexFiles(self._path.with_name(self._path.name + ".ann")),
+            ann_min_vectors=self._ann[0],
+            probes=self._ann[1],
+        )
 
     def list(
         self, filters: Filters, order: Order, limit: int, cursor: str | None
@@ -556,17 +560,13 @@ class SQLiteStore:
                 reindex.swap(conn, staging)
                 self._set_meta(conn, _MODEL_KEY, model.model)
                 self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
-                bump_generation(conn)
+                bump_epoch(conn)
 
             self._write(swap)
         finally:
             self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
-        self._index = VectorIndex(model.model, model.dimensions)
+        self._index = self._new_index(model)
         return count
-
-
-def _quote(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
 
 
 def _blob(vector: Vector, dims: int) -> bytes:
