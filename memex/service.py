@@ -128,6 +128,10 @@ class Memex(ContextMixin):
         """The embedding model in use."""
         return self._engine.embedder
 
+    def embed_query(self, query: str) -> np.ndarray:
+        """The vector ``recall`` searches with for ``query`` (pass it as ``query_vector``)."""
+        return self._engine.embed_query(query)
+
     @property
     def location(self) -> str:
         """Where the store lives."""
