@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memex.core.models import Scope, content_hash
-from memex.embedders.base import Embedder, Vectors, make_embedder
+from memex.embedders.base import Embedder, Vectors, make_embedder, query_text_for
 from memex.errors import (
     ConfigError,
     EmbedderError,
@@ -109,7 +109,7 @@ class Engine:
             if cached is not None:
                 self.query_cache.move_to_end(text)
                 return cached
-        vector: Vectors = self.embed([text])[0]
+        vector: Vectors = self.embed([query_text_for(self.embedder, text)])[0]
         with self.lock:
             self.query_cache[text] = vector
             while len(self.query_cache) > self.settings.query_cache_size:

@@ -29,16 +29,16 @@ from memex.core.models import (
     validate_tags,
 )
 from memex.core.query import Filters, Order
-from memex.core.ranking import FusionWeights, boost, fuse
+from memex.core.ranking import FusionWeights
 from memex.core.records import parse_lines, with_line
-from memex.core.text import query_terms
-from memex.embedders.base import Embedder, make_embedder, vector_weight_for
+from memex.embedders.base import Embedder, make_embedder
 from memex.engine import Engine, Progress, choose_embedder
 from memex.errors import (
     NotFoundError,
     ScopeError,
     ValidationError,
 )
+from memex.retrieval import search
 from memex.settings import DB_FILENAME, Settings, default_home
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
@@ -127,6 +127,10 @@ class Memex(ContextMixin):
     def embedder(self) -> Embedder:
         """The embedding model in use."""
         return self._engine.embedder
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The vector ``recall`` searches with for ``query`` (pass it as ``query_vector``)."""
+        return self._engine.embed_query(query)
 
     @property
     def location(self) -> str:
@@ -410,47 +414,16 @@ class Memex(ContextMixin):
             until=until,
             as_of=as_of,
         )
-        engine = self._engine
-        settings = engine.settings
-        w = weights or FusionWeights(
-            vector_weight=settings.vector_weight
-            if settings.vector_weight is not None
-            else vector_weight_for(engine.embedder),
-            importance_weight=settings.importance_weight,
-            recency_weight=settings.recency_weight,
-            recency_half_life_days=settings.recency_half_life_days,
+        return search(
+            self._engine,
+            filters,
+            query,
+            k,
+            mode=mode,
+            query_vector=query_vector,
+            weights=weights,
+            tenant=self._scope.tenant or "",
         )
-        pool = max(settings.candidates, k)
-        lexical = []
-        if mode != "vector":
-            lexical = engine.store.search_lexical(filters, query_terms(query), pool)
-        vector = []
-        if mode != "lexical":
-            qv = query_vector if query_vector is not None else engine.embed_query(query)
-            vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)
-        fused = fuse(lexical, vector, w)
-        boosted = bool(w.importance_weight or w.recency_weight)
-        shortlist = fused if boosted else fused[: k * 2]
-        found = engine.store.fetch(filters, [f.key for f in shortlist])
-        now = utcnow()
-        hits: builtins.list[tuple[float, int, Hit]] = []
-        for f in shortlist:
-            memory = found.get(f.key)
-            if memory is None:
-                continue
-            score, parts = boost(
-                f.score,
-                importance=memory.importance,
-                created_at=memory.created_at,
-                now=now,
-                weights=w,
-            )
-            explain = {"lexical": f.lexical, "vector": f.vector, **parts}
-            hits.append((score, f.key, Hit(memory, score, f.lexical_rank, f.vector_rank, explain)))
-        hits.sort(key=lambda h: (-h[0], h[1]))
-        top = hits[:k]
-        engine.access.add(self._scope.tenant or "", [hit.memory.id for _, _, hit in top], now)
-        return [hit for _, _, hit in top]
 
     def list(
         self,

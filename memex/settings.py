@@ -56,6 +56,11 @@ class Settings:
     beside the store file) instead of an exact scan."""
     ann_probes: int = 48
     """Lists of the approximate index scanned per query: more is slower and more exact."""
+    neighbour_share: float = 0.5
+    """Share of a top hit's score given to the memories next to it in its thread (same
+    scope and kind, creation order): turns just before or after a match (0 turns it off)."""
+    neighbour_radius: int = 2
+    """How many memories on each side of a hit count as its neighbours."""
     embed_batch_size: int = 256
     query_cache_size: int = 1024
     """Query embeddings kept in memory for repeated queries."""
@@ -94,6 +99,8 @@ class Settings:
                 raise ConfigError(f"{name} must be positive")
         if self.query_cache_size < 0:
             raise ConfigError("query_cache_size must not be negative")
+        if not 0.0 <= self.neighbour_share <= 1.0 or self.neighbour_radius < 0:
+            raise ConfigError("neighbour_share must be from 0 to 1, neighbour_radius at least 0")
         if self.openai_timeout <= 0 or self.access_flush_seconds <= 0:
             raise ConfigError("openai_timeout and access_flush_seconds must be positive")
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:

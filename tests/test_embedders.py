@@ -400,3 +400,27 @@ def test_reindex_switches_the_store_to_openai(
 
     with pytest.raises(EmbedderMismatchError):
         Memex.open(store_path, embedder="wordllama")
+
+
+class _Static:
+    name, dimensions, query_content_words = "static", 2, True
+
+
+class _Contextual:
+    name, dimensions = "contextual", 2
+
+
+@pytest.mark.parametrize(
+    ("embedder", "query", "expected"),
+    [
+        (_Static(), "What did Nate think of the ice cream?", "nate think ice cream"),
+        (_Static(), "what is it?", "what is it"),  # only stop words: kept
+        (_Contextual(), "What did Nate think?", "What did Nate think?"),
+    ],
+)
+def test_query_text_for_static_embedders_drops_stop_words(
+    embedder: object, query: str, expected: str
+) -> None:
+    from memex.embedders.base import query_text_for
+
+    assert query_text_for(embedder, query) == expected  # type: ignore[arg-type]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 
@@ -41,6 +41,8 @@ class Fused:
     vector_rank: int | None
     lexical: float
     vector: float
+    neighbours: float = 0.0
+    """What the memory's neighbouring hits added to its score (see ``spread_to_neighbours``)."""
 
 
 def _normalise_max(cands: Sequence[Candidate]) -> dict[int, float]:
@@ -96,6 +98,44 @@ def fuse(
                 vector=vx,
             )
         )
+    out.sort(key=lambda f: (-f.score, f.key))
+    return out
+
+
+def spread_to_neighbours(
+    fused: Sequence[Fused], neighbours: Mapping[int, Sequence[int]], share: float
+) -> list[Fused]:
+    """Give each hit's neighbours ``share`` of its score; return the list re-ranked.
+
+    ``neighbours`` maps a hit's key to the keys of the memories next to it in its thread
+    (the turns just before and after it in the same conversation). Memories are written
+    in sequence, and what a query asks for is often one turn away from what it matches:
+    the answer after a matching question, the details after a matching topic. A memory
+    takes the largest share any neighbouring hit offers, on top of its own score;
+    neighbours that were not candidates enter with that share alone. Ties break on the
+    key, as in ``fuse``.
+    """
+    if share <= 0 or not neighbours:
+        return list(fused)
+    score = {f.key: f.score for f in fused}
+    gift: dict[int, float] = {}
+    for key, around in neighbours.items():
+        offer = share * score.get(key, 0.0)
+        if offer <= 0:
+            continue
+        for other in around:
+            if other != key and offer > gift.get(other, 0.0):
+                gift[other] = offer
+    out = [
+        replace(f, score=f.score + gift[f.key], neighbours=gift[f.key]) if f.key in gift else f
+        for f in fused
+    ]
+    known = score.keys()
+    out.extend(
+        Fused(key, extra, None, None, 0.0, 0.0, extra)
+        for key, extra in gift.items()
+        if key not in known
+    )
     out.sort(key=lambda f: (-f.score, f.key))
     return out
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from memex.core.text import query_terms
 from memex.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,6 +62,20 @@ def vector_weight_for(embedder: Embedder) -> float:
     """
     weight = getattr(embedder, "fusion_weight", DEFAULT_VECTOR_WEIGHT)
     return float(weight)
+
+
+def query_text_for(embedder: Embedder, query: str) -> str:
+    """The text to embed for a search query.
+
+    Static token embedders (``query_content_words = True``) average every token, so the
+    function words of a question ("what did ... do in the ...") pull its vector towards
+    every memory alike; they embed the query's content words only (LoCoMo dense R@10 with
+    WordLlama: 0.437 whole question, 0.518 content words). Contextual models read the
+    whole question.
+    """
+    if not getattr(embedder, "query_content_words", False):
+        return query
+    return " ".join(query_terms(query)) or query
 
 
 def make_embedder(settings: Settings) -> Embedder:

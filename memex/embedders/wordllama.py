@@ -29,6 +29,9 @@ class WordLlamaEmbedder:
     fusion_weight = 0.25
     """Static vectors: they add to BM25 in hybrid recall, at a smaller share."""
 
+    query_content_words = True
+    """A query is embedded without its stop words (see ``query_text_for``)."""
+
     def __init__(self, dimensions: int = DIMENSIONS) -> None:
         if dimensions not in (64, 128, 256):
             raise ConfigError("wordllama dimensions must be 64, 128 or 256")

@@ -91,6 +91,17 @@ class Store(Protocol):
         """Nearest memories by cosine similarity, best first, filters applied."""
         ...
 
+    def neighbours(
+        self, filters: Filters, keys: Sequence[int], radius: int
+    ) -> dict[int, builtins.list[int]]:
+        """For each key, up to ``radius`` memories on each side of it in its thread.
+
+        A thread is the memories sharing a memory's whole scope (tenant, project, user,
+        agent, session) and kind, in creation order; only memories passing ``filters``
+        count. Keys that are unknown are left out.
+        """
+        ...
+
     def list(
         self, filters: Filters, order: Order, limit: int, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memex.core.ranking import Candidate, FusionWeights, boost, fuse
+from memex.core.ranking import Candidate, Fused, FusionWeights, boost, fuse, spread_to_neighbours
 
 
 def c(*pairs: tuple[int, float]) -> list[Candidate]:
@@ -62,3 +62,39 @@ def test_boosts() -> None:
     assert score == pytest.approx(1.3)
     plain, none = boost(1.0, importance=1.0, created_at=now, now=now, weights=FusionWeights())
     assert plain == 1.0 and none == {}
+
+
+def f(key: int, score: float) -> Fused:
+    return Fused(key, score, None, None, score, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("fused", "neighbours", "share", "expected"),
+    [
+        # no neighbours or no share: order unchanged
+        ([f(1, 1.0), f(2, 0.5)], {}, 0.5, [(1, 1.0), (2, 0.5)]),
+        ([f(1, 1.0), f(2, 0.5)], {1: [2]}, 0.0, [(1, 1.0), (2, 0.5)]),
+        # a candidate next to the top hit overtakes a stronger isolated one
+        ([f(1, 1.0), f(3, 0.6), f(2, 0.55)], {1: [2]}, 0.5, [(2, 1.05), (1, 1.0), (3, 0.6)]),
+        # a neighbour that was no candidate enters with the share alone
+        ([f(1, 1.0), f(2, 0.3)], {1: [9]}, 0.5, [(1, 1.0), (9, 0.5), (2, 0.3)]),
+        # two hits offering to one memory: the larger offer counts, not the sum
+        ([f(1, 1.0), f(2, 0.8)], {1: [5], 2: [5]}, 0.5, [(1, 1.0), (2, 0.8), (5, 0.5)]),
+        # neighbours of each other both gain
+        ([f(1, 1.0), f(2, 0.8)], {1: [2], 2: [1]}, 0.5, [(1, 1.4), (2, 1.3)]),
+        # a hit never offers to itself
+        ([f(1, 1.0)], {1: [1]}, 0.5, [(1, 1.0)]),
+    ],
+)
+def test_spread_to_neighbours(
+    fused: list[Fused],
+    neighbours: dict[int, list[int]],
+    share: float,
+    expected: list[tuple[int, float]],
+) -> None:
+    out = spread_to_neighbours(fused, neighbours, share)
+    assert [(x.key, round(x.score, 6)) for x in out] == expected
+    for x in out:
+        assert x.neighbours == pytest.approx(
+            x.score - next((y.score for y in fused if y.key == x.key), 0.0)
+        )

@@ -279,3 +279,26 @@ def test_vector_search_within_a_project_is_exact(store: Store) -> None:
     assert [got[c.key].content for c in found] == [f"p{i}" for i in expected]
     nowhere = Filters.build(scope=Scope(tenant="t1", project="zzz"))
     assert store.search_vector(nowhere, q, 7) == []
+
+
+def test_neighbours_follow_the_thread_in_creation_order(store: Store) -> None:
+    chat = Scope(tenant="t1", project="p", session="s1")
+    turns = [memory(f"turn {i}", minutes=i, kind="message", scope=chat) for i in range(6)]
+    other = memory(
+        "other session",
+        minutes=2,
+        kind="message",
+        scope=Scope(tenant="t1", project="p", session="s2"),
+    )
+    fact = memory("a fact in between", minutes=3, scope=chat)  # another kind
+    gone = memory("forgotten turn", minutes=4, kind="message", scope=chat, deleted_at=T0)
+    put(store, *[(m, vec(1, 0, 0, 0)) for m in [*reversed(turns), other, fact, gone]])
+    keys = {c.key: c for c in store.search_lexical(flt(), ["turn", "session", "fact"], 20)}
+    by_content = {m.content: key for key, m in store.fetch(flt(), list(keys)).items()}
+    k = [by_content[f"turn {i}"] for i in range(6)]
+    found = store.neighbours(flt(), [k[0], k[3], by_content["other session"]], 2)
+    assert found[k[0]] == [k[1], k[2]]
+    assert found[k[3]] == [k[2], k[1], k[4], k[5]]  # nearest first on each side
+    assert by_content["other session"] not in found  # alone in its thread
+    assert store.neighbours(flt(), [k[0]], 0) == {}
+    assert store.neighbours(flt(), [], 2) == {}

@@ -31,6 +31,7 @@ from memex.storage.sqlite import contexts, lexical, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
+from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
 
 T = TypeVar("T")
@@ -304,6 +305,13 @@ class SQLiteStore:
                 )
             )
         return passing
+
+    def neighbours(
+        self, filters: Filters, keys: Sequence[int], radius: int
+    ) -> dict[int, builtins.list[int]]:
+        if not keys or radius <= 0:
+            return {}
+        return self._run(lambda c: thread_neighbours(c, filters, keys, radius, utcnow()))
 
     def search_lexical(
         self, filters: Filters, terms: Sequence[str], limit: int
