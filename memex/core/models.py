@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from memex.errors import ValidationError
 
@@ -46,10 +48,12 @@ def to_micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_micros(value: int) -> datetime:
     """Integer microseconds since the Unix epoch as a UTC datetime."""
-    seconds, micros = divmod(value, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def parse_time(value: datetime | str | float | int, what: str = "time") -> datetime:
@@ -253,8 +257,15 @@ def validate_content(content: str, max_bytes: int) -> str:
     return content
 
 
+class _Stored:
+    """Memory's base: one slot for the stored row a memory read from a store waits to be
+    built from (see ``stored_memories``)."""
+
+    __slots__ = ("_stored",)
+
+
 @dataclass(frozen=True, slots=True)
-class Memory:
+class Memory(_Stored):
     """One stored memory, at one version."""
 
     id: str
@@ -304,6 +315,12 @@ class Memory:
     def with_changes(self, **changes: Any) -> Memory:
         """A copy with some fields replaced."""
         return replace(self, **changes)
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only when a slot is empty: a memory read from a store, not built yet.
+            return _build_field(self, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,3 +372,128 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# -- memories read from a store ------------------------------------------------------------
+
+STORED_COLUMNS: tuple[str, ...] = (
+    "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
+    "tags", "metadata", "importance", "source", "content_hash", "version", "created_at",
+    "updated_at", "expires_at", "deleted_at", "last_accessed_at", "access_count",
+    "valid_from", "valid_until", "superseded_by",
+)  # fmt: skip
+"""A stored row: the backend's key, then a memory as stored: tags and metadata as JSON
+text, times as integer microseconds since the epoch (``valid_from`` may be NULL: the
+creation time)."""
+
+_FIELDS = frozenset(f.name for f in fields(Memory))
+_slot = Memory.__dict__
+_new = object.__new__
+_set_stored = _Stored.__dict__["_stored"].__set__
+_get_stored = _Stored.__dict__["_stored"].__get__
+_del_stored = _Stored.__dict__["_stored"].__delete__
+_metadata_lock = threading.Lock()
+_CACHE_LIMIT = 4096
+_scopes: dict[tuple[str | None, ...], Scope] = {}
+_tags: dict[str, tuple[str, ...]] = {}
+_times: dict[int, datetime] = {}
+
+
+def stored_memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
+    """Memories for stored rows (laid out as ``STORED_COLUMNS``), built field by field
+    group on first use.
+
+    The rows were validated when they were written, so nothing is checked again; a
+    memory whose fields nobody reads costs one small object. Reading any field builds
+    every field but ``metadata``, whose JSON is parsed on its own first read.
+    """
+    out: list[Memory] = []
+    append = out.append
+    for row in rows:
+        memory = _new(Memory)
+        _set_stored(memory, row)
+        append(memory)
+    return out
+
+
+def stored_memory(row: Sequence[Any]) -> Memory:
+    """One memory for a stored row (see ``stored_memories``)."""
+    memory = _new(Memory)
+    _set_stored(memory, row)
+    return memory
+
+
+def _build_field(memory: Memory, name: str) -> Any:
+    if name not in _FIELDS:
+        raise AttributeError(f"'Memory' object has no attribute {name!r}")
+    try:
+        row = _get_stored(memory)
+    except AttributeError:  # built meanwhile by another thread, or never had a row
+        return _slot[name].__get__(memory)
+    if name == "metadata":
+        with _metadata_lock:  # one dict per memory, even if two threads ask at once
+            try:
+                return _slot["metadata"].__get__(memory)
+            except AttributeError:
+                text = row[10]
+                value = {} if text == "{}" else json.loads(text)
+                _slot["metadata"].__set__(memory, value)
+            try:  # both groups built: the row is no longer needed
+                _slot["id"].__get__(memory)
+                _del_stored(memory)
+            except AttributeError:
+                pass
+            return value
+    _build(memory, row)
+    return _slot[name].__get__(memory)
+
+
+def _time(value: int) -> datetime:
+    found = _times.get(value)
+    if found is None:
+        if len(_times) >= _CACHE_LIMIT:
+            _times.clear()
+        found = _times[value] = _EPOCH + timedelta(microseconds=value)
+    return found
+
+
+def _build(memory: Memory, row: Sequence[Any]) -> None:
+    (
+        _, mid, tenant, project, user, agent, session, kind, content, tags, _,
+        importance, source, chash, version, created, updated, expires, deleted, accessed,
+        count, valid_from, valid_until, superseded_by,
+    ) = row  # fmt: skip
+    key = (tenant, project, user, agent, session)
+    scope = _scopes.get(key)
+    if scope is None:
+        if len(_scopes) >= _CACHE_LIMIT:
+            _scopes.clear()
+        scope = _scopes[key] = Scope(tenant, project, user, agent, session)
+    tag_tuple = _tags.get(tags)
+    if tag_tuple is None:
+        if len(_tags) >= _CACHE_LIMIT:
+            _tags.clear()
+        tag_tuple = _tags[tags] = tuple(json.loads(tags))
+    created_at = _EPOCH + timedelta(microseconds=created)
+    s = _slot
+    s["id"].__set__(memory, mid)
+    s["content"].__set__(memory, content)
+    s["kind"].__set__(memory, kind)
+    s["scope"].__set__(memory, scope)
+    s["tags"].__set__(memory, tag_tuple)
+    s["importance"].__set__(memory, importance)
+    s["created_at"].__set__(memory, created_at)
+    s["updated_at"].__set__(memory, created_at if updated == created else _time(updated))
+    s["expires_at"].__set__(memory, None if expires is None else _time(expires))
+    s["last_accessed_at"].__set__(memory, None if accessed is None else _time(accessed))
+    s["access_count"].__set__(memory, count)
+    s["source"].__set__(memory, source)
+    s["content_hash"].__set__(memory, chash)
+    s["version"].__set__(memory, version)
+    s["valid_from"].__set__(
+        memory,
+        created_at if valid_from is None or valid_from == created else _time(valid_from),
+    )
+    s["valid_until"].__set__(memory, None if valid_until is None else _time(valid_until))
+    s["superseded_by"].__set__(memory, superseded_by)
+    s["deleted_at"].__set__(memory, None if deleted is None else _time(deleted))

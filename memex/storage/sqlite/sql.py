@@ -1,16 +1,17 @@
-"""SQL fragments: filters to WHERE clauses, rows to Memory values and back."""
+"""SQL fragments: filters to WHERE clauses, memories to row parameters."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from memex.core.models import Memory, Scope, from_micros, to_micros
+from memex.core.models import Memory, Scope, to_micros
 from memex.core.query import Filters
 from memex.errors import ValidationError
 
+# Both lists follow memex.core.models.STORED_COLUMNS, so rows become memories with
+# stored_memories (history rows have no key and no access statistics).
 COLUMNS = (
     "seq, id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
     "importance, source, content_hash, version, created_at, updated_at, expires_at, "
@@ -22,41 +23,6 @@ HISTORY_COLUMNS = (
     "deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
 )
 _SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}
-
-
-def _t(value: int | None) -> datetime | None:
-    return None if value is None else from_micros(value)
-
-
-def row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, Memory]:
-    """A row selected with ``COLUMNS`` as (key, Memory)."""
-    (
-        seq, mid, tenant, project, user_id, agent, session, kind, content, tags, metadata,
-        importance, source, chash, version, created, updated, expires, deleted, accessed,
-        count, valid_from, valid_until, superseded_by,
-    ) = row  # fmt: skip
-    memory = Memory(
-        id=mid,
-        content=content,
-        kind=kind,
-        scope=Scope(tenant=tenant, project=project, user=user_id, agent=agent, session=session),
-        tags=tuple(json.loads(tags)),
-        metadata=json.loads(metadata),
-        importance=importance,
-        created_at=from_micros(created),
-        updated_at=from_micros(updated),
-        expires_at=_t(expires),
-        last_accessed_at=_t(accessed),
-        access_count=count,
-        source=source,
-        content_hash=chash,
-        version=version,
-        valid_from=from_micros(valid_from if valid_from is not None else created),
-        valid_until=_t(valid_until),
-        superseded_by=superseded_by,
-        deleted_at=_t(deleted),
-    )
-    return seq, memory
 
 
 def _opt(value: datetime | None) -> int | None:

@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from memex.core.models import Memory, Scope, to_micros, utcnow
+from memex.core.models import (
+    STORED_COLUMNS,
+    Memory,
+    Scope,
+    stored_memories,
+    stored_memory,
+    to_micros,
+    utcnow,
+)
 from memex.core.query import Filters, Order, decode_cursor, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
@@ -29,6 +37,7 @@ T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
+_CREATED = STORED_COLUMNS.index("created_at")
 PRUNE_MIN_MEMORIES = 20_000
 PRUNE_MIN_POSTINGS = 2_000
 PRUNE_SHARE = 0.02
@@ -239,7 +248,7 @@ class SQLiteStore:
                 [*params, memory_id],
             ).fetchone()
         )
-        return None if row is None else sql.row_to_memory(row)[1]
+        return None if row is None else stored_memory(row)
 
     def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
         out: dict[int, Memory] = {}
@@ -253,13 +262,12 @@ class SQLiteStore:
             for start in range(0, len(keys), _MAX_VARS):
                 chunk = list(keys[start : start + _MAX_VARS])
                 marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
+                rows = conn.execute(
                     f"SELECT {sql.COLUMNS} FROM memories m NOT INDEXED "
                     f"WHERE m.seq IN ({marks}) AND {where}",
                     [*chunk, *params],
-                ):
-                    key, memory = sql.row_to_memory(row)
-                    out[key] = memory
+                ).fetchall()
+                out.update(zip([r[0] for r in rows], stored_memories(rows), strict=True))
 
         self._run(read)
         return out
@@ -391,12 +399,12 @@ class SQLiteStore:
             f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
         )
         rows = self._run(lambda c: c.execute(query, [*params, limit + 1]).fetchall())
-        page = [sql.row_to_memory(r) for r in rows[:limit]]
+        page = rows[:limit]
         next_cursor = None
         if len(rows) > limit and page:
-            last_key, last = page[-1]
-            next_cursor = encode_cursor(to_micros(last.created_at), last_key)
-        return [m for _, m in page], next_cursor
+            last = page[-1]
+            next_cursor = encode_cursor(last[_CREATED], last[0])
+        return stored_memories(page), next_cursor
 
     def range(
         self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
@@ -413,7 +421,7 @@ class SQLiteStore:
             query += " LIMIT ?"
             params.append(limit)
         rows = self._run(lambda c: c.execute(query, params).fetchall())
-        return [sql.row_to_memory(r)[1] for r in rows]
+        return stored_memories(rows)
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
         where, params = sql.scope_clause(scope, "h")
@@ -424,7 +432,7 @@ class SQLiteStore:
                 [*params, memory_id],
             ).fetchall()
         )
-        return [sql.row_to_memory(r)[1] for r in rows]
+        return stored_memories(rows)
 
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         where, params = sql.scope_clause(scope)
@@ -435,7 +443,7 @@ class SQLiteStore:
                 [*params, to_micros(now)],
             ).fetchall()
         )
-        return [sql.row_to_memory(r)[1] for r in rows]
+        return stored_memories(rows)
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         out: dict[str, Vector] = {}
