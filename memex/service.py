@@ -29,7 +29,7 @@ from memex.core.models import (
     validate_tags,
 )
 from memex.core.query import Filters, Order
-from memex.core.ranking import FusionWeights, boost, fuse
+from memex.core.ranking import FusionWeights, fuse, rank
 from memex.core.records import parse_lines, with_line
 from memex.core.text import query_terms
 from memex.embedders.base import Embedder, make_embedder, vector_weight_for
@@ -429,28 +429,22 @@ class Memex(ContextMixin):
             qv = query_vector if query_vector is not None else engine.embed_query(query)
             vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)
         fused = fuse(lexical, vector, w)
-        boosted = bool(w.importance_weight or w.recency_weight)
-        shortlist = fused if boosted else fused[: k * 2]
-        found = engine.store.fetch(filters, [f.key for f in shortlist])
         now = utcnow()
-        hits: builtins.list[tuple[float, int, Hit]] = []
-        for f in shortlist:
-            memory = found.get(f.key)
-            if memory is None:
-                continue
-            score, parts = boost(
-                f.score,
-                importance=memory.importance,
-                created_at=memory.created_at,
-                now=now,
-                weights=w,
-            )
-            explain = {"lexical": f.lexical, "vector": f.vector, **parts}
-            hits.append((score, f.key, Hit(memory, score, f.lexical_rank, f.vector_rank, explain)))
-        hits.sort(key=lambda h: (-h[0], h[1]))
-        top = hits[:k]
-        engine.access.add(self._scope.tenant or "", [hit.memory.id for _, _, hit in top], now)
-        return [hit for _, _, hit in top]
+        if w.importance_weight or w.recency_weight:  # boosts may lift any candidate
+            inputs = engine.store.boost_inputs(filters, [f.key for f in fused])
+            ranked = rank(fused, inputs, now=now, weights=w)
+        else:
+            ranked = rank(fused[: k * 2], None, now=now, weights=w)
+        hits: builtins.list[Hit] = []
+        while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
+            batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]
+            found = engine.store.fetch(filters, [f.key for _, f, _ in batch])
+            for score, f, parts in batch:
+                if (memory := found.get(f.key)) is not None:
+                    explain = {"lexical": f.lexical, "vector": f.vector, **parts}
+                    hits.append(Hit(memory, score, f.lexical_rank, f.vector_rank, explain))
+        engine.access.add(self._scope.tenant or "", [hit.memory.id for hit in hits], now)
+        return hits
 
     def list(
         self,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memex.core.ranking import Candidate, FusionWeights, boost, fuse
+from memex.core.ranking import Candidate, FusionWeights, boost, fuse, rank
 
 
 def c(*pairs: tuple[int, float]) -> list[Candidate]:
@@ -62,3 +62,19 @@ def test_boosts() -> None:
     assert score == pytest.approx(1.3)
     plain, none = boost(1.0, importance=1.0, created_at=now, now=now, weights=FusionWeights())
     assert plain == 1.0 and none == {}
+
+
+def test_rank_boosts_drops_the_missing_and_sorts() -> None:
+    now = datetime(2026, 1, 31, tzinfo=UTC)
+    fused = fuse(c((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)), [], FusionWeights())
+    weights = FusionWeights(importance_weight=0.5)
+    inputs = {1: (0.5, now), 3: (0.2, now), 4: (1.0, now)}  # 2 did not pass the filters
+    ranked = rank(fused, inputs, now=now, weights=weights)
+    assert [(f.key, round(score, 6)) for score, f, _ in ranked] == [(1, 1.25), (4, 0.75), (3, 0.6)]
+    assert ranked[1][2] == {"importance": 0.5}
+
+
+def test_rank_without_boosts_keeps_the_fused_order() -> None:
+    fused = fuse(c((5, 1.0), (3, 1.0), (4, 2.0)), [], FusionWeights())
+    ranked = rank(fused, None, now=datetime(2026, 1, 1, tzinfo=UTC), weights=FusionWeights())
+    assert [(score, f, parts) for score, f, parts in ranked] == [(f.score, f, {}) for f in fused]

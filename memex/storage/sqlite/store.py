@@ -19,6 +19,7 @@ from memex.core.models import (
     STORED_COLUMNS,
     Memory,
     Scope,
+    from_micros,
     stored_memories,
     stored_memory,
     to_micros,
@@ -268,6 +269,28 @@ class SQLiteStore:
                     [*chunk, *params],
                 ).fetchall()
                 out.update(zip([r[0] for r in rows], stored_memories(rows), strict=True))
+
+        self._run(read)
+        return out
+
+    def boost_inputs(
+        self, filters: Filters, keys: Sequence[int]
+    ) -> dict[int, tuple[float, datetime]]:
+        out: dict[int, tuple[float, datetime]] = {}
+        if not keys:
+            return out
+        where, params = sql.filter_clause(filters, utcnow())
+
+        def read(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(keys), _MAX_VARS):
+                chunk = list(keys[start : start + _MAX_VARS])
+                marks = ",".join("?" * len(chunk))
+                for seq, importance, created in conn.execute(
+                    f"SELECT m.seq, m.importance, m.created_at FROM memories m NOT INDEXED "
+                    f"WHERE m.seq IN ({marks}) AND {where}",
+                    [*chunk, *params],
+                ):
+                    out[seq] = (importance, from_micros(created))
 
         self._run(read)
         return out
