@@ -101,6 +101,11 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"{alias}.kind IN ({','.join('?' * len(filters.kinds))})")
         params.extend(filters.kinds)
     for tag in filters.tags:
+        if tag.isascii() and tag.isprintable() and '"' not in tag and "\\" not in tag:
+            # A cheap test on the row first: the tag's JSON text in the tags column.
+            # Only for tags every JSON writer spells alike; the index lookup decides.
+            parts.append(f"instr({alias}.tags, ?) > 0")
+            params.append(json.dumps(tag))
         parts.append(
             f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.tenant = {alias}.tenant "
             f"AND t.tag = ? AND t.seq = {alias}.seq)"
