@@ -447,12 +447,14 @@ class SQLiteStore:
         return stored_memories(rows)
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        where, params = sql.scope_clause(scope, "h")
-        rows = self._run(
+        hwhere, hparams = sql.scope_clause(scope, "h")
+        where, params = sql.scope_clause(scope)
+        rows = self._run(  # past versions, then the current one
             lambda c: c.execute(
-                f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h "
-                f"WHERE {where} AND h.id = ? ORDER BY h.version",
-                [*params, memory_id],
+                f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {hwhere} AND h.id = ? "
+                f"UNION ALL SELECT {sql.HISTORY_COLUMNS} FROM memories m "
+                f"WHERE {where} AND m.id = ? ORDER BY version",
+                [*hparams, memory_id, *params, memory_id],
             ).fetchall()
         )
         return stored_memories(rows)
@@ -530,8 +532,10 @@ class SQLiteStore:
                 ).fetchall()
             )
             hwhere, hparams = sql.scope_clause(scope, "h")
-            versions = conn.execute(
-                f"SELECT count(*) FROM memory_history h WHERE {hwhere}", hparams
+            versions = conn.execute(  # past versions, and every memory's current one
+                f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "
+                f"+ (SELECT count(*) FROM memories m WHERE {where})",
+                [*hparams, *params],
             ).fetchone()[0]
             vectors = conn.execute(
                 f"SELECT count(*) FROM vectors v JOIN memories m ON m.seq = v.seq WHERE {where}",
