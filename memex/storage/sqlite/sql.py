@@ -60,13 +60,52 @@ def memory_params(memory: Memory) -> dict[str, Any]:
 
 
 INSERT_SQL = (
-    "INSERT INTO memories (id, tenant, project, user_id, agent, session, kind, content, tags, "
-    "metadata, importance, source, content_hash, version, created_at, updated_at, expires_at, "
-    "deleted_at, last_accessed_at, access_count, valid_from, valid_until, superseded_by) VALUES "
-    "(:id, :tenant, :project, :user_id, :agent, :session, :kind, :content, :tags, :metadata, "
-    ":importance, :source, :content_hash, :version, :created_at, :updated_at, :expires_at, "
-    ":deleted_at, :last_accessed_at, :access_count, :valid_from, :valid_until, :superseded_by)"
+    "INSERT INTO memories (seq, id, tenant, project, user_id, agent, session, kind, content, "
+    "tags, metadata, importance, source, content_hash, version, created_at, updated_at, "
+    "expires_at, deleted_at, last_accessed_at, access_count, valid_from, valid_until, "
+    "superseded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+NEXT_SEQ_SQL = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0), "
+    "coalesce((SELECT max(seq) FROM memories), 0)) + 1"
+)
+_encode_tags = json.JSONEncoder(ensure_ascii=False).encode
+_encode_metadata = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def memory_row(seq: int, memory: Memory) -> tuple[Any, ...]:
+    """Parameters of ``INSERT_SQL`` for a new memory stored under key ``seq``."""
+    scope = memory.scope
+    created = to_micros(memory.created_at)
+    updated = memory.updated_at
+    valid_from = memory.valid_from
+    return (
+        seq,
+        memory.id,
+        scope.tenant,
+        scope.project,
+        scope.user,
+        scope.agent,
+        scope.session,
+        memory.kind,
+        memory.content,
+        _encode_tags(list(memory.tags)) if memory.tags else "[]",
+        _encode_metadata(memory.metadata) if memory.metadata else "{}",
+        memory.importance,
+        memory.source,
+        memory.content_hash,
+        memory.version,
+        created,
+        created if updated == memory.created_at else to_micros(updated),
+        _opt(memory.expires_at),
+        _opt(memory.deleted_at),
+        _opt(memory.last_accessed_at),
+        memory.access_count,
+        created if valid_from == memory.created_at else to_micros(valid_from),
+        _opt(memory.valid_until),
+        memory.superseded_by,
+    )
+
 
 UPDATE_SQL = (
     "UPDATE memories SET project = :project, user_id = :user_id, agent = :agent, "

@@ -165,12 +165,22 @@ class SQLiteStore:
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
             replaced = False
-            for memory, vector in batch.inserts:
-                self._check_scope(scope, memory)
-                cur = conn.execute(sql.INSERT_SQL, sql.memory_params(memory))
-                conn.execute(
+            if batch.inserts:
+                for memory, _ in batch.inserts:
+                    self._check_scope(scope, memory)
+                # Keys are given, not left to SQLite, so the vectors can go in one batch
+                # too; they follow the largest key ever used, as AUTOINCREMENT would.
+                first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
+                conn.executemany(
+                    sql.INSERT_SQL,
+                    [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)],
+                )
+                conn.executemany(
                     "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
-                    (cur.lastrowid, memory.scope.tenant, _blob(vector, model.dimensions)),
+                    [
+                        (k, m.scope.tenant, _blob(v, model.dimensions))
+                        for k, (m, v) in enumerate(batch.inserts, first)
+                    ],
                 )
             for memory, maybe_vector, expected in batch.updates:
                 self._check_scope(scope, memory)
