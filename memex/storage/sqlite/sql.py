@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from memex.core.models import Memory, Scope, to_micros
-from memex.core.query import Filters
+from memex.core.query import Filters, Order, decode_cursor
 from memex.errors import ValidationError
 
 # Both lists follow memex.core.models.STORED_COLUMNS, so rows become memories with
@@ -174,3 +174,38 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
         params.extend([at, at])
     return " AND ".join(parts), params
+
+
+def list_query(
+    filters: Filters, now: datetime, order: Order, limit: int, cursor: str | None
+) -> tuple[str, list[Any]]:
+    """A page in creation order after ``cursor``, one row more than ``limit``."""
+    where, params = filter_clause(filters, now)
+    op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+    if cursor is not None:
+        created, seq = decode_cursor(cursor)
+        where += f" AND (m.created_at, m.seq) {op} (?, ?)"
+        params.extend([created, seq])
+    params.append(limit + 1)
+    return (
+        f"SELECT {COLUMNS} FROM memories m WHERE {where} "
+        f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
+    ), params
+
+
+def range_query(
+    filters: Filters, now: datetime, start: datetime | None, end: datetime | None, limit: int | None
+) -> tuple[str, list[Any]]:
+    """Memories created in [start, end), oldest first."""
+    where, params = filter_clause(filters, now)
+    if start is not None:
+        where += " AND m.created_at >= ?"
+        params.append(to_micros(start))
+    if end is not None:
+        where += " AND m.created_at < ?"
+        params.append(to_micros(end))
+    query = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    return query, params

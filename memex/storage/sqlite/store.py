@@ -25,11 +25,11 @@ from memex.core.models import (
     to_micros,
     utcnow,
 )
-from memex.core.query import Filters, Order, decode_cursor, encode_cursor
+from memex.core.query import Filters, Order, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import ConflictError, EmbedderError, StoreError, ValidationError
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, reindex, sql
+from memex.storage.sqlite import contexts, reads, reindex, sql
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.vectors import VectorIndex, bump_generation
@@ -37,7 +37,6 @@ from memex.storage.sqlite.vectors import VectorIndex, bump_generation
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
-_MAX_VARS = 900
 _CREATED = STORED_COLUMNS.index("created_at")
 PRUNE_MIN_MEMORIES = 20_000
 PRUNE_MIN_POSTINGS = 2_000
@@ -100,6 +99,9 @@ class SQLiteStore:
             raise translate(exc, str(self._path)) from exc
         except OverflowError as exc:
             raise ValidationError("a number in the query is too large for the store") from exc
+
+    def _rows(self, query: str, params: Sequence[Any]) -> builtins.list[Any]:
+        return self._run(lambda c: c.execute(query, params).fetchall())
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
@@ -262,66 +264,27 @@ class SQLiteStore:
         return None if row is None else stored_memory(row)
 
     def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
-        out: dict[int, Memory] = {}
         if not keys:
-            return out
+            return {}
         where, params = sql.filter_clause(filters, utcnow())
-
-        def read(conn: sqlite3.Connection) -> None:
-            # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise
-            # walk a tenant index over every memory of the tenant.
-            for start in range(0, len(keys), _MAX_VARS):
-                chunk = list(keys[start : start + _MAX_VARS])
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT {sql.COLUMNS} FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                ).fetchall()
-                out.update(zip([r[0] for r in rows], stored_memories(rows), strict=True))
-
-        self._run(read)
-        return out
+        rows = self._run(lambda c: reads.by_keys(c, sql.COLUMNS, keys, where, params))
+        return dict(zip([r[0] for r in rows], stored_memories(rows), strict=True))
 
     def boost_inputs(
         self, filters: Filters, keys: Sequence[int]
     ) -> dict[int, tuple[float, datetime]]:
-        out: dict[int, tuple[float, datetime]] = {}
         if not keys:
-            return out
+            return {}
         where, params = sql.filter_clause(filters, utcnow())
-
-        def read(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(keys), _MAX_VARS):
-                chunk = list(keys[start : start + _MAX_VARS])
-                marks = ",".join("?" * len(chunk))
-                for seq, importance, created in conn.execute(
-                    f"SELECT m.seq, m.importance, m.created_at FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                ):
-                    out[seq] = (importance, from_micros(created))
-
-        self._run(read)
-        return out
+        columns = "m.seq, m.importance, m.created_at"
+        rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
+        return {seq: (importance, from_micros(created)) for seq, importance, created in rows}
 
     def _passing(
         self, conn: sqlite3.Connection, filters: Filters, keys: builtins.list[int]
     ) -> set[int]:
         where, params = sql.filter_clause(filters, utcnow())
-        passing: set[int] = set()
-        for start in range(0, len(keys), _MAX_VARS):
-            chunk = keys[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            passing.update(
-                r[0]
-                for r in conn.execute(
-                    f"SELECT m.seq FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                )
-            )
-        return passing
+        return {r[0] for r in reads.by_keys(conn, "m.seq", keys, where, params)}
 
     def search_lexical(
         self, filters: Filters, terms: Sequence[str], limit: int
@@ -421,53 +384,22 @@ class SQLiteStore:
     def list(
         self, filters: Filters, order: Order, limit: int, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
-        where, params = sql.filter_clause(filters, utcnow())
-        op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
-        if cursor is not None:
-            created, seq = decode_cursor(cursor)
-            where += f" AND (m.created_at, m.seq) {op} (?, ?)"
-            params.extend([created, seq])
-        query = (
-            f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} "
-            f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
-        )
-        rows = self._run(lambda c: c.execute(query, [*params, limit + 1]).fetchall())
+        query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
+        rows = self._rows(query, params)
         page = rows[:limit]
         next_cursor = None
         if len(rows) > limit and page:
-            last = page[-1]
-            next_cursor = encode_cursor(last[_CREATED], last[0])
+            next_cursor = encode_cursor(page[-1][_CREATED], page[-1][0])
         return stored_memories(page), next_cursor
 
     def range(
         self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
     ) -> builtins.list[Memory]:
-        where, params = sql.filter_clause(filters, utcnow())
-        if start is not None:
-            where += " AND m.created_at >= ?"
-            params.append(to_micros(start))
-        if end is not None:
-            where += " AND m.created_at < ?"
-            params.append(to_micros(end))
-        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        rows = self._run(lambda c: c.execute(query, params).fetchall())
-        return stored_memories(rows)
+        query, params = sql.range_query(filters, utcnow(), start, end, limit)
+        return stored_memories(self._rows(query, params))
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        hwhere, hparams = sql.scope_clause(scope, "h")
-        where, params = sql.scope_clause(scope)
-        rows = self._run(  # past versions, then the current one
-            lambda c: c.execute(
-                f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {hwhere} AND h.id = ? "
-                f"UNION ALL SELECT {sql.HISTORY_COLUMNS} FROM memories m "
-                f"WHERE {where} AND m.id = ? ORDER BY version",
-                [*hparams, memory_id, *params, memory_id],
-            ).fetchall()
-        )
-        return stored_memories(rows)
+        return stored_memories(self._run(lambda c: reads.history(c, scope, memory_id)))
 
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         where, params = sql.scope_clause(scope)
@@ -481,25 +413,11 @@ class SQLiteStore:
         return stored_memories(rows)
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
-        out: dict[str, Vector] = {}
         stored = self.vectors_model()
         if not hashes or stored is None or stored.model != model:
-            return out
-        unique = list(dict.fromkeys(hashes))
-
-        def read(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(unique), _MAX_VARS):
-                chunk = unique[start : start + _MAX_VARS]
-                marks = ",".join("?" * len(chunk))
-                for chash, blob in conn.execute(
-                    "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v "
-                    f"ON v.seq = m.seq WHERE m.tenant = ? AND m.content_hash IN ({marks})",
-                    [scope.tenant, *chunk],
-                ):
-                    out[chash] = np.frombuffer(blob, dtype=np.float32).copy()
-
-        self._run(read)
-        return out
+            return {}
+        found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
+        return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in found.items()}
 
     def last_context(self, scope: Scope, session: str) -> str | None:
         sql.scope_clause(scope)
@@ -520,70 +438,19 @@ class SQLiteStore:
         return self._run(lambda c: contexts.change_versions(c, scope, keys))
 
     def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
-        where, params = sql.scope_clause(scope)
-        at = to_micros(now)
-
-        def read(conn: sqlite3.Connection) -> dict[str, Any]:
-            live, deleted, superseded, expired = conn.execute(
-                "SELECT "
-                "sum(m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) "
-                "    AND (m.valid_until IS NULL OR m.valid_until > ?)), "
-                "sum(m.deleted_at IS NOT NULL), "
-                "sum(m.deleted_at IS NULL AND m.valid_until IS NOT NULL AND m.valid_until <= ?), "
-                "sum(m.deleted_at IS NULL AND m.expires_at IS NOT NULL AND m.expires_at <= ?) "
-                f"FROM memories m WHERE {where}",
-                [at, at, at, at, *params],
-            ).fetchone()
-            by_kind = dict(
-                conn.execute(
-                    f"SELECT m.kind, count(*) FROM memories m WHERE {where} "
-                    "AND m.deleted_at IS NULL GROUP BY m.kind ORDER BY m.kind",
-                    params,
-                ).fetchall()
-            )
-            hwhere, hparams = sql.scope_clause(scope, "h")
-            versions = conn.execute(  # past versions, and every memory's current one
-                f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "
-                f"+ (SELECT count(*) FROM memories m WHERE {where})",
-                [*hparams, *params],
-            ).fetchone()[0]
-            vectors = conn.execute(
-                f"SELECT count(*) FROM vectors v JOIN memories m ON m.seq = v.seq WHERE {where}",
-                params,
-            ).fetchone()[0]
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-            return {
-                "memories": live or 0,
-                "deleted": deleted or 0,
-                "superseded": superseded or 0,
-                "expired": expired or 0,
-                "versions": versions,
-                "by_kind": by_kind,
-                "vectors": vectors,
-                "size_bytes": pages * page_size + _wal_size(self._path),
-            }
-
-        return self._run(read)
+        sql.scope_clause(scope)  # refuses a scope without a tenant
+        found = self._run(lambda c: reads.stats(c, scope, to_micros(now)))
+        found["size_bytes"] += _wal_size(self._path)
+        return found
 
     # -- reindex -----------------------------------------------------------------------
 
     def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
         last = 0
-        while True:
-            rows = self._contents_after(last, batch_size)
-            if not rows:
-                return
+        query = "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
+        while rows := self._rows(query, (last, batch_size)):
             last = rows[-1][0]
             yield [(int(s), str(t), str(c)) for s, t, c in rows]
-
-    def _contents_after(self, after: int, limit: int) -> builtins.list[tuple[Any, ...]]:
-        return self._run(
-            lambda c: c.execute(
-                "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        )
 
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
