@@ -386,12 +386,11 @@ STORED_COLUMNS: tuple[str, ...] = (
 text, times as integer microseconds since the epoch (``valid_from`` may be NULL: the
 creation time)."""
 
-_FIELDS = frozenset(f.name for f in fields(Memory))
-_slot = Memory.__dict__
 _new = object.__new__
-_set_stored = _Stored.__dict__["_stored"].__set__
-_get_stored = _Stored.__dict__["_stored"].__get__
-_del_stored = _Stored.__dict__["_stored"].__delete__
+_row = _Stored.__dict__["_stored"]
+_set_stored = _row.__set__
+_get = {f.name: Memory.__dict__[f.name].__get__ for f in fields(Memory)}
+_set = {f.name: Memory.__dict__[f.name].__set__ for f in fields(Memory)}
 _metadata_lock = threading.Lock()
 _CACHE_LIMIT = 4096
 _scopes: dict[tuple[str | None, ...], Scope] = {}
@@ -400,12 +399,10 @@ _times: dict[int, datetime] = {}
 
 
 def stored_memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
-    """Memories for stored rows (laid out as ``STORED_COLUMNS``), built field by field
-    group on first use.
+    """Memories for stored rows (laid out as ``STORED_COLUMNS``), built on first use.
 
-    The rows were validated when they were written, so nothing is checked again; a
-    memory whose fields nobody reads costs one small object. Reading any field builds
-    every field but ``metadata``, whose JSON is parsed on its own first read.
+    Rows were validated when written, so nothing is checked again. Reading any field
+    builds every field but ``metadata``, whose JSON is parsed on its own first read.
     """
     out: list[Memory] = []
     append = out.append
@@ -416,36 +413,29 @@ def stored_memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
     return out
 
 
-def stored_memory(row: Sequence[Any]) -> Memory:
-    """One memory for a stored row (see ``stored_memories``)."""
-    memory = _new(Memory)
-    _set_stored(memory, row)
-    return memory
-
-
 def _build_field(memory: Memory, name: str) -> Any:
-    if name not in _FIELDS:
+    if name not in _get:
         raise AttributeError(f"'Memory' object has no attribute {name!r}")
     try:
-        row = _get_stored(memory)
+        row = _row.__get__(memory)
     except AttributeError:  # built meanwhile by another thread, or never had a row
-        return _slot[name].__get__(memory)
+        return _get[name](memory)
     if name == "metadata":
         with _metadata_lock:  # one dict per memory, even if two threads ask at once
             try:
-                return _slot["metadata"].__get__(memory)
+                return _get_metadata(memory)
             except AttributeError:
                 text = row[10]
                 value = {} if text == "{}" else json.loads(text)
-                _slot["metadata"].__set__(memory, value)
+                _set_metadata(memory, value)
             try:  # both groups built: the row is no longer needed
-                _slot["id"].__get__(memory)
-                _del_stored(memory)
+                _get_id(memory)
+                _row.__delete__(memory)
             except AttributeError:
                 pass
             return value
     _build(memory, row)
-    return _slot[name].__get__(memory)
+    return _get[name](memory)
 
 
 def _time(value: int) -> datetime:
@@ -475,25 +465,34 @@ def _build(memory: Memory, row: Sequence[Any]) -> None:
             _tags.clear()
         tag_tuple = _tags[tags] = tuple(json.loads(tags))
     created_at = _EPOCH + timedelta(microseconds=created)
-    s = _slot
-    s["id"].__set__(memory, mid)
-    s["content"].__set__(memory, content)
-    s["kind"].__set__(memory, kind)
-    s["scope"].__set__(memory, scope)
-    s["tags"].__set__(memory, tag_tuple)
-    s["importance"].__set__(memory, importance)
-    s["created_at"].__set__(memory, created_at)
-    s["updated_at"].__set__(memory, created_at if updated == created else _time(updated))
-    s["expires_at"].__set__(memory, None if expires is None else _time(expires))
-    s["last_accessed_at"].__set__(memory, None if accessed is None else _time(accessed))
-    s["access_count"].__set__(memory, count)
-    s["source"].__set__(memory, source)
-    s["content_hash"].__set__(memory, chash)
-    s["version"].__set__(memory, version)
-    s["valid_from"].__set__(
+    _set_id(memory, mid)
+    _set_content(memory, content)
+    _set_kind(memory, kind)
+    _set_scope(memory, scope)
+    _set_tags(memory, tag_tuple)
+    _set_importance(memory, importance)
+    _set_created_at(memory, created_at)
+    _set_updated_at(memory, created_at if updated == created else _time(updated))
+    _set_expires_at(memory, None if expires is None else _time(expires))
+    _set_last_accessed_at(memory, None if accessed is None else _time(accessed))
+    _set_access_count(memory, count)
+    _set_source(memory, source)
+    _set_content_hash(memory, chash)
+    _set_version(memory, version)
+    _set_valid_from(
         memory,
         created_at if valid_from is None or valid_from == created else _time(valid_from),
     )
-    s["valid_until"].__set__(memory, None if valid_until is None else _time(valid_until))
-    s["superseded_by"].__set__(memory, superseded_by)
-    s["deleted_at"].__set__(memory, None if deleted is None else _time(deleted))
+    _set_valid_until(memory, None if valid_until is None else _time(valid_until))
+    _set_superseded_by(memory, superseded_by)
+    _set_deleted_at(memory, None if deleted is None else _time(deleted))
+
+
+# Bound slot setters, looked up once: building a memory is 18 plain calls.
+_get_id, _get_metadata = _get["id"], _get["metadata"]
+(  # in field order; tests compare every field with the validated path
+    _set_id, _set_content, _set_kind, _set_scope, _set_tags, _set_metadata, _set_importance,
+    _set_created_at, _set_updated_at, _set_expires_at, _set_last_accessed_at,
+    _set_access_count, _set_source, _set_content_hash, _set_version, _set_valid_from,
+    _set_valid_until, _set_superseded_by, _set_deleted_at,
+) = _set.values()  # fmt: skip

@@ -20,11 +20,14 @@ from memex.core.models import (
     Scope,
     from_micros,
     stored_memories,
-    stored_memory,
     to_micros,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored_memory(row: tuple[Any, ...]) -> Memory:
+    return stored_memories([row])[0]
 
 
 def reference(row: tuple[Any, ...]) -> Memory:

@@ -21,7 +21,6 @@ from memex.core.models import (
     Scope,
     from_micros,
     stored_memories,
-    stored_memory,
     to_micros,
     utcnow,
 )
@@ -261,7 +260,7 @@ class SQLiteStore:
                 [*params, memory_id],
             ).fetchone()
         )
-        return None if row is None else stored_memory(row)
+        return None if row is None else stored_memories([row])[0]
 
     def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
         if not keys:
