@@ -94,7 +94,7 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
     assert tables == ["accounts"]
 
 
-def test_v3_history_keeps_every_version_after_upgrade(tmp_path: Path) -> None:
+def test_history_keeps_every_version_after_upgrade_to_past_only(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
     ids = make_v1_store(path, ["first words", "another memory"])
     conn = sqlite3.connect(path, isolation_level=None)

@@ -1,4 +1,4 @@
--- memex schema 4: memory_history keeps past versions only. The current version of a
+-- memex schema 5: memory_history keeps past versions only. The current version of a
 -- memory is its memories row, so an insert no longer writes a second copy of every
 -- column; a versioned update archives the version it replaces. history() reads both.
 
