@@ -1,4 +1,4 @@
-"""The recall pipeline: search both legs, fuse, spread to neighbours, boost, hydrate.
+"""The recall pipeline: search both legs, fuse, spread to neighbours, boost, build the top k.
 
 ``Memex.recall`` validates its arguments and builds the filters; this module runs the
 search. The decisions (fusion, neighbour spreading, boosts) are pure functions in
@@ -13,7 +13,7 @@ import numpy as np
 
 from memex.core.models import Hit, utcnow
 from memex.core.query import Filters
-from memex.core.ranking import FusionWeights, boost, fuse, spread_to_neighbours
+from memex.core.ranking import FusionWeights, fuse, rank, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.engine import Engine
@@ -68,27 +68,21 @@ def search(
             filters, [f.key for f in fused[:NEIGHBOUR_HITS]], settings.neighbour_radius
         )
         fused = spread_to_neighbours(fused, around, settings.neighbour_share)
-    boosted = bool(w.importance_weight or w.recency_weight)
-    shortlist = fused if boosted else fused[: k * 2]
-    found = engine.store.fetch(filters, [f.key for f in shortlist])
     now = utcnow()
-    hits: list[tuple[float, int, Hit]] = []
-    for f in shortlist:
-        memory = found.get(f.key)
-        if memory is None:
-            continue
-        score, parts = boost(
-            f.score,
-            importance=memory.importance,
-            created_at=memory.created_at,
-            now=now,
-            weights=w,
-        )
-        explain = {"lexical": f.lexical, "vector": f.vector, **parts}
-        if f.neighbours:
-            explain["neighbours"] = f.neighbours
-        hits.append((score, f.key, Hit(memory, score, f.lexical_rank, f.vector_rank, explain)))
-    hits.sort(key=lambda h: (-h[0], h[1]))
-    top = hits[:k]
-    engine.access.add(tenant, [hit.memory.id for _, _, hit in top], now)
-    return [hit for _, _, hit in top]
+    if w.importance_weight or w.recency_weight:  # boosts may lift any candidate
+        inputs = engine.store.boost_inputs(filters, [f.key for f in fused])
+        ranked = rank(fused, inputs, now=now, weights=w)
+    else:
+        ranked = rank(fused[: k * 2], None, now=now, weights=w)
+    hits: list[Hit] = []
+    while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
+        batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]
+        found = engine.store.fetch(filters, [f.key for _, f, _ in batch])
+        for score, f, parts in batch:
+            if (memory := found.get(f.key)) is not None:
+                explain = {"lexical": f.lexical, "vector": f.vector, **parts}
+                if f.neighbours:
+                    explain["neighbours"] = f.neighbours
+                hits.append(Hit(memory, score, f.lexical_rank, f.vector_rank, explain))
+    engine.access.add(tenant, [hit.memory.id for hit in hits], now)
+    return hits

@@ -365,7 +365,7 @@ class Memex(ContextMixin):
     def get(self, memory_id: str) -> Memory:
         """One memory by id (forgotten ones are not found)."""
         memory = self._get_visible(memory_id)
-        self._engine.access.add(self._scope.tenant or "", [memory.id], utcnow())
+        self._engine.access.add(self._scope.tenant or "", [_id(memory_id)], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:

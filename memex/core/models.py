@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from memex.errors import ValidationError
 
@@ -46,10 +48,12 @@ def to_micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_micros(value: int) -> datetime:
     """Integer microseconds since the Unix epoch as a UTC datetime."""
-    seconds, micros = divmod(value, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def parse_time(value: datetime | str | float | int, what: str = "time") -> datetime:
@@ -253,8 +257,15 @@ def validate_content(content: str, max_bytes: int) -> str:
     return content
 
 
+class _Stored:
+    """Memory's base: one slot for the stored row a memory read from a store waits to be
+    built from (see ``stored_memories``)."""
+
+    __slots__ = ("_stored",)
+
+
 @dataclass(frozen=True, slots=True)
-class Memory:
+class Memory(_Stored):
     """One stored memory, at one version."""
 
     id: str
@@ -304,6 +315,12 @@ class Memory:
     def with_changes(self, **changes: Any) -> Memory:
         """A copy with some fields replaced."""
         return replace(self, **changes)
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only when a slot is empty: a memory read from a store, not built yet.
+            return _build_field(self, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,3 +372,127 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# -- memories read from a store ------------------------------------------------------------
+
+STORED_COLUMNS: tuple[str, ...] = (
+    "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
+    "tags", "metadata", "importance", "source", "content_hash", "version", "created_at",
+    "updated_at", "expires_at", "deleted_at", "last_accessed_at", "access_count",
+    "valid_from", "valid_until", "superseded_by",
+)  # fmt: skip
+"""A stored row: the backend's key, then a memory as stored: tags and metadata as JSON
+text, times as integer microseconds since the epoch (``valid_from`` may be NULL: the
+creation time)."""
+
+_new = object.__new__
+_row = _Stored.__dict__["_stored"]
+_set_stored = _row.__set__
+_get = {f.name: Memory.__dict__[f.name].__get__ for f in fields(Memory)}
+_set = {f.name: Memory.__dict__[f.name].__set__ for f in fields(Memory)}
+_metadata_lock = threading.Lock()
+_CACHE_LIMIT = 4096
+_scopes: dict[tuple[str | None, ...], Scope] = {}
+_tags: dict[str, tuple[str, ...]] = {}
+_times: dict[int, datetime] = {}
+
+
+def stored_memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
+    """Memories for stored rows (laid out as ``STORED_COLUMNS``), built on first use.
+
+    Rows were validated when written, so nothing is checked again. Reading any field
+    builds every field but ``metadata``, whose JSON is parsed on its own first read.
+    """
+    out: list[Memory] = []
+    append = out.append
+    for row in rows:
+        memory = _new(Memory)
+        _set_stored(memory, row)
+        append(memory)
+    return out
+
+
+def _build_field(memory: Memory, name: str) -> Any:
+    if name not in _get:
+        raise AttributeError(f"'Memory' object has no attribute {name!r}")
+    try:
+        row = _row.__get__(memory)
+    except AttributeError:  # built meanwhile by another thread, or never had a row
+        return _get[name](memory)
+    if name == "metadata":
+        with _metadata_lock:  # one dict per memory, even if two threads ask at once
+            try:
+                return _get_metadata(memory)
+            except AttributeError:
+                text = row[10]
+                value = {} if text == "{}" else json.loads(text)
+                _set_metadata(memory, value)
+            try:  # both groups built: the row is no longer needed
+                _get_id(memory)
+                _row.__delete__(memory)
+            except AttributeError:
+                pass
+            return value
+    _build(memory, row)
+    return _get[name](memory)
+
+
+def _time(value: int) -> datetime:
+    found = _times.get(value)
+    if found is None:
+        if len(_times) >= _CACHE_LIMIT:
+            _times.clear()
+        found = _times[value] = _EPOCH + timedelta(microseconds=value)
+    return found
+
+
+def _build(memory: Memory, row: Sequence[Any]) -> None:
+    (
+        _, mid, tenant, project, user, agent, session, kind, content, tags, _,
+        importance, source, chash, version, created, updated, expires, deleted, accessed,
+        count, valid_from, valid_until, superseded_by,
+    ) = row  # fmt: skip
+    key = (tenant, project, user, agent, session)
+    scope = _scopes.get(key)
+    if scope is None:
+        if len(_scopes) >= _CACHE_LIMIT:
+            _scopes.clear()
+        scope = _scopes[key] = Scope(tenant, project, user, agent, session)
+    tag_tuple = _tags.get(tags)
+    if tag_tuple is None:
+        if len(_tags) >= _CACHE_LIMIT:
+            _tags.clear()
+        tag_tuple = _tags[tags] = tuple(json.loads(tags))
+    created_at = _EPOCH + timedelta(microseconds=created)
+    _set_id(memory, mid)
+    _set_content(memory, content)
+    _set_kind(memory, kind)
+    _set_scope(memory, scope)
+    _set_tags(memory, tag_tuple)
+    _set_importance(memory, importance)
+    _set_created_at(memory, created_at)
+    _set_updated_at(memory, created_at if updated == created else _time(updated))
+    _set_expires_at(memory, None if expires is None else _time(expires))
+    _set_last_accessed_at(memory, None if accessed is None else _time(accessed))
+    _set_access_count(memory, count)
+    _set_source(memory, source)
+    _set_content_hash(memory, chash)
+    _set_version(memory, version)
+    _set_valid_from(
+        memory,
+        created_at if valid_from is None or valid_from == created else _time(valid_from),
+    )
+    _set_valid_until(memory, None if valid_until is None else _time(valid_until))
+    _set_superseded_by(memory, superseded_by)
+    _set_deleted_at(memory, None if deleted is None else _time(deleted))
+
+
+# Bound slot setters, looked up once: building a memory is 18 plain calls.
+_get_id, _get_metadata = _get["id"], _get["metadata"]
+(  # in field order; tests compare every field with the validated path
+    _set_id, _set_content, _set_kind, _set_scope, _set_tags, _set_metadata, _set_importance,
+    _set_created_at, _set_updated_at, _set_expires_at, _set_last_accessed_at,
+    _set_access_count, _set_source, _set_content_hash, _set_version, _set_valid_from,
+    _set_valid_until, _set_superseded_by, _set_deleted_at,
+) = _set.values()  # fmt: skip

@@ -160,3 +160,34 @@ def boost(
         parts["recency"] = weights.recency_weight * math.pow(0.5, age_days / half_life)
         score += parts["recency"]
     return score, parts
+
+
+Ranked = tuple[float, Fused, dict[str, float]]
+"""A shortlisted candidate's final score, the candidate and its boost parts."""
+
+
+def rank(
+    shortlist: Sequence[Fused],
+    inputs: Mapping[int, tuple[float, datetime]] | None,
+    *,
+    now: datetime,
+    weights: FusionWeights,
+) -> list[Ranked]:
+    """Add the boosts to shortlisted candidates and sort them, best first (ties: key).
+
+    ``inputs`` maps the key of each candidate still allowed to its importance and
+    creation time; candidates missing from it are dropped. ``None`` means no boost is
+    asked for: every candidate keeps its fused score and place.
+    """
+    if inputs is None:
+        return [(f.score, f, {}) for f in shortlist]
+    ranked: list[Ranked] = []
+    for f in shortlist:
+        found = inputs.get(f.key)
+        if found is not None:
+            score, parts = boost(
+                f.score, importance=found[0], created_at=found[1], now=now, weights=weights
+            )
+            ranked.append((score, f, parts))
+    ranked.sort(key=lambda r: (-r[0], r[1].key))
+    return ranked

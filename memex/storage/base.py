@@ -79,6 +79,13 @@ class Store(Protocol):
         """The memories behind ``keys`` that pass ``filters`` (others are left out)."""
         ...
 
+    def boost_inputs(
+        self, filters: Filters, keys: Sequence[int]
+    ) -> dict[int, tuple[float, datetime]]:
+        """Importance and creation time of the memories behind ``keys`` that pass
+        ``filters`` (others are left out): what ranking boosts need, and no more."""
+        ...
+
     def search_lexical(
         self, filters: Filters, terms: Sequence[str], limit: int
     ) -> builtins.list[Candidate]:

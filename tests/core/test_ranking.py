@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memex.core.ranking import Candidate, Fused, FusionWeights, boost, fuse, spread_to_neighbours
+from memex.core.ranking import (
+    Candidate,
+    Fused,
+    FusionWeights,
+    boost,
+    fuse,
+    rank,
+    spread_to_neighbours,
+)
 
 
 def c(*pairs: tuple[int, float]) -> list[Candidate]:
@@ -98,3 +106,19 @@ def test_spread_to_neighbours(
         assert x.neighbours == pytest.approx(
             x.score - next((y.score for y in fused if y.key == x.key), 0.0)
         )
+
+
+def test_rank_boosts_drops_the_missing_and_sorts() -> None:
+    now = datetime(2026, 1, 31, tzinfo=UTC)
+    fused = fuse(c((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)), [], FusionWeights())
+    weights = FusionWeights(importance_weight=0.5)
+    inputs = {1: (0.5, now), 3: (0.2, now), 4: (1.0, now)}  # 2 did not pass the filters
+    ranked = rank(fused, inputs, now=now, weights=weights)
+    assert [(f.key, round(score, 6)) for score, f, _ in ranked] == [(1, 1.25), (4, 0.75), (3, 0.6)]
+    assert ranked[1][2] == {"importance": 0.5}
+
+
+def test_rank_without_boosts_keeps_the_fused_order() -> None:
+    fused = fuse(c((5, 1.0), (3, 1.0), (4, 2.0)), [], FusionWeights())
+    ranked = rank(fused, None, now=datetime(2026, 1, 1, tzinfo=UTC), weights=FusionWeights())
+    assert [(score, f, parts) for score, f, parts in ranked] == [(f.score, f, {}) for f in fused]

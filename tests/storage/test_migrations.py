@@ -92,3 +92,33 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_schema")]
     conn.close()
     assert tables == ["accounts"]
+
+
+def test_history_keeps_every_version_after_upgrade_to_past_only(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    ids = make_v1_store(path, ["first words", "another memory"])
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert upgrade(conn, str(path), target=3) == 3
+    for version, content in ((2, "second words"), (3, "third words")):
+        conn.execute(
+            "UPDATE memories SET content = ?, version = ?, updated_at = updated_at + 1 "
+            "WHERE id = ?",
+            (content, version, ids[0]),
+        )
+    assert conn.execute("SELECT count(*) FROM memory_history").fetchone()[0] == 4
+    conn.close()
+    with Memex.open(path) as mx:
+        versions = mx.history(ids[0])
+        assert [(v.version, v.content) for v in versions] == [
+            (1, "first words"),
+            (2, "second words"),
+            (3, "third words"),
+        ]
+        assert [v.version for v in mx.history(ids[1])] == [1]
+        assert mx.stats().versions == 4
+        mx.update(ids[0], content="fourth words")
+        assert [v.content for v in mx.history(ids[0])][-2:] == ["third words", "fourth words"]
+        assert mx.stats().versions == 5
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM memory_history").fetchone()[0] == 3  # past only
+    conn.close()

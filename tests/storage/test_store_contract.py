@@ -194,6 +194,22 @@ def test_list_pages_with_keyset_cursor(store: Store) -> None:
     assert [m.content for m in newest] == ["item 24", "item 23", "item 22"]
 
 
+@pytest.mark.parametrize(
+    "tag", ["work", "work ", "ökologie", 'say "hi"', "back\\slash", "tab\there", "a/b"]
+)
+def test_tag_filters_are_exact(store: Store, tag: str) -> None:
+    tags = [tag.strip(), "homework", f"{tag.strip()}s", f"x{tag.strip()}", "ökologie!"]
+    put(
+        store,
+        *[(memory(f"t{i}", minutes=i, tags=(t,)), vec(1, 0, 0, 0)) for i, t in enumerate(tags)],
+    )
+    both = memory("both", minutes=9, tags=("other", tag.strip()))
+    put(store, (both, vec(1, 0, 0, 0)))
+    page, _ = store.list(flt(tags=[tag]), "asc", 50, None)
+    assert [m.content for m in page] == ["t0", "both"]
+    assert [m.content for m in store.range(flt(tags=[tag, "other"]), None, None, None)] == ["both"]
+
+
 def test_range_is_half_open_and_ordered(store: Store) -> None:
     put(store, *[(memory(f"r{i}", minutes=i), vec(1, 0, 0, 0)) for i in range(10)])
     got = store.range(flt(), T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), None)

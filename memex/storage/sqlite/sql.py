@@ -1,16 +1,17 @@
-"""SQL fragments: filters to WHERE clauses, rows to Memory values and back."""
+"""SQL fragments: filters to WHERE clauses, memories to row parameters."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from memex.core.models import Memory, Scope, from_micros, to_micros
-from memex.core.query import Filters
+from memex.core.models import Memory, Scope, to_micros
+from memex.core.query import Filters, Order, decode_cursor
 from memex.errors import ValidationError
 
+# Both lists follow memex.core.models.STORED_COLUMNS, so rows become memories with
+# stored_memories (history rows have no key and no access statistics).
 COLUMNS = (
     "seq, id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
     "importance, source, content_hash, version, created_at, updated_at, expires_at, "
@@ -22,41 +23,6 @@ HISTORY_COLUMNS = (
     "deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
 )
 _SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}
-
-
-def _t(value: int | None) -> datetime | None:
-    return None if value is None else from_micros(value)
-
-
-def row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, Memory]:
-    """A row selected with ``COLUMNS`` as (key, Memory)."""
-    (
-        seq, mid, tenant, project, user_id, agent, session, kind, content, tags, metadata,
-        importance, source, chash, version, created, updated, expires, deleted, accessed,
-        count, valid_from, valid_until, superseded_by,
-    ) = row  # fmt: skip
-    memory = Memory(
-        id=mid,
-        content=content,
-        kind=kind,
-        scope=Scope(tenant=tenant, project=project, user=user_id, agent=agent, session=session),
-        tags=tuple(json.loads(tags)),
-        metadata=json.loads(metadata),
-        importance=importance,
-        created_at=from_micros(created),
-        updated_at=from_micros(updated),
-        expires_at=_t(expires),
-        last_accessed_at=_t(accessed),
-        access_count=count,
-        source=source,
-        content_hash=chash,
-        version=version,
-        valid_from=from_micros(valid_from if valid_from is not None else created),
-        valid_until=_t(valid_until),
-        superseded_by=superseded_by,
-        deleted_at=_t(deleted),
-    )
-    return seq, memory
 
 
 def _opt(value: datetime | None) -> int | None:
@@ -94,13 +60,52 @@ def memory_params(memory: Memory) -> dict[str, Any]:
 
 
 INSERT_SQL = (
-    "INSERT INTO memories (id, tenant, project, user_id, agent, session, kind, content, tags, "
-    "metadata, importance, source, content_hash, version, created_at, updated_at, expires_at, "
-    "deleted_at, last_accessed_at, access_count, valid_from, valid_until, superseded_by) VALUES "
-    "(:id, :tenant, :project, :user_id, :agent, :session, :kind, :content, :tags, :metadata, "
-    ":importance, :source, :content_hash, :version, :created_at, :updated_at, :expires_at, "
-    ":deleted_at, :last_accessed_at, :access_count, :valid_from, :valid_until, :superseded_by)"
+    "INSERT INTO memories (seq, id, tenant, project, user_id, agent, session, kind, content, "
+    "tags, metadata, importance, source, content_hash, version, created_at, updated_at, "
+    "expires_at, deleted_at, last_accessed_at, access_count, valid_from, valid_until, "
+    "superseded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+NEXT_SEQ_SQL = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0), "
+    "coalesce((SELECT max(seq) FROM memories), 0)) + 1"
+)
+_encode_tags = json.JSONEncoder(ensure_ascii=False).encode
+_encode_metadata = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def memory_row(seq: int, memory: Memory) -> tuple[Any, ...]:
+    """Parameters of ``INSERT_SQL`` for a new memory stored under key ``seq``."""
+    scope = memory.scope
+    created = to_micros(memory.created_at)
+    updated = memory.updated_at
+    valid_from = memory.valid_from
+    return (
+        seq,
+        memory.id,
+        scope.tenant,
+        scope.project,
+        scope.user,
+        scope.agent,
+        scope.session,
+        memory.kind,
+        memory.content,
+        _encode_tags(list(memory.tags)) if memory.tags else "[]",
+        _encode_metadata(memory.metadata) if memory.metadata else "{}",
+        memory.importance,
+        memory.source,
+        memory.content_hash,
+        memory.version,
+        created,
+        created if updated == memory.created_at else to_micros(updated),
+        _opt(memory.expires_at),
+        _opt(memory.deleted_at),
+        _opt(memory.last_accessed_at),
+        memory.access_count,
+        created if valid_from == memory.created_at else to_micros(valid_from),
+        _opt(memory.valid_until),
+        memory.superseded_by,
+    )
+
 
 UPDATE_SQL = (
     "UPDATE memories SET project = :project, user_id = :user_id, agent = :agent, "
@@ -135,6 +140,11 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"{alias}.kind IN ({','.join('?' * len(filters.kinds))})")
         params.extend(filters.kinds)
     for tag in filters.tags:
+        if tag.isascii() and tag.isprintable() and '"' not in tag and "\\" not in tag:
+            # A cheap test on the row first: the tag's JSON text in the tags column.
+            # Only for tags every JSON writer spells alike; the index lookup decides.
+            parts.append(f"instr({alias}.tags, ?) > 0")
+            params.append(json.dumps(tag))
         parts.append(
             f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.tenant = {alias}.tenant "
             f"AND t.tag = ? AND t.seq = {alias}.seq)"
@@ -164,3 +174,38 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
         params.extend([at, at])
     return " AND ".join(parts), params
+
+
+def list_query(
+    filters: Filters, now: datetime, order: Order, limit: int, cursor: str | None
+) -> tuple[str, list[Any]]:
+    """A page in creation order after ``cursor``, one row more than ``limit``."""
+    where, params = filter_clause(filters, now)
+    op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+    if cursor is not None:
+        created, seq = decode_cursor(cursor)
+        where += f" AND (m.created_at, m.seq) {op} (?, ?)"
+        params.extend([created, seq])
+    params.append(limit + 1)
+    return (
+        f"SELECT {COLUMNS} FROM memories m WHERE {where} "
+        f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
+    ), params
+
+
+def range_query(
+    filters: Filters, now: datetime, start: datetime | None, end: datetime | None, limit: int | None
+) -> tuple[str, list[Any]]:
+    """Memories created in [start, end), oldest first."""
+    where, params = filter_clause(filters, now)
+    if start is not None:
+        where += " AND m.created_at >= ?"
+        params.append(to_micros(start))
+    if end is not None:
+        where += " AND m.created_at < ?"
+        params.append(to_micros(end))
+    query = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    return query, params

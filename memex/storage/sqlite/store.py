@@ -16,8 +16,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from memex.core.models import Memory, Scope, to_micros, utcnow
-from memex.core.query import Filters, Order, decode_cursor, encode_cursor
+from memex.core.models import (
+    STORED_COLUMNS,
+    Memory,
+    Scope,
+    from_micros,
+    stored_memories,
+    to_micros,
+    utcnow,
+)
+from memex.core.query import Filters, Order, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import (
     ConflictError,
@@ -27,7 +35,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, lexical, reindex, sql
+from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.migrate import upgrade
@@ -38,6 +46,7 @@ T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
+_CREATED = STORED_COLUMNS.index("created_at")
 
 
 class SQLiteStore:
@@ -105,6 +114,9 @@ class SQLiteStore:
             raise translate(exc, str(self._path)) from exc
         except OverflowError as exc:
             raise ValidationError("a number in the query is too large for the store") from exc
+
+    def _rows(self, query: str, params: Sequence[Any]) -> builtins.list[Any]:
+        return self._run(lambda c: c.execute(query, params).fetchall())
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
@@ -176,12 +188,22 @@ class SQLiteStore:
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
             replaced: dict[str, builtins.list[int]] = {}
-            for memory, vector in batch.inserts:
-                self._check_scope(scope, memory)
-                cur = conn.execute(sql.INSERT_SQL, sql.memory_params(memory))
-                conn.execute(
+            if batch.inserts:
+                for memory, _ in batch.inserts:
+                    self._check_scope(scope, memory)
+                # Keys are given, not left to SQLite, so the vectors can go in one batch
+                # too; they follow the largest key ever used, as AUTOINCREMENT would.
+                first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
+                conn.executemany(
+                    sql.INSERT_SQL,
+                    [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)],
+                )
+                conn.executemany(
                     "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
-                    (cur.lastrowid, memory.scope.tenant, _blob(vector, model.dimensions)),
+                    [
+                        (k, m.scope.tenant, _blob(v, model.dimensions))
+                        for k, (m, v) in enumerate(batch.inserts, first)
+                    ],
                 )
             for memory, maybe_vector, expected in batch.updates:
                 self._check_scope(scope, memory)
@@ -263,48 +285,30 @@ class SQLiteStore:
                 [*params, memory_id],
             ).fetchone()
         )
-        return None if row is None else sql.row_to_memory(row)[1]
+        return None if row is None else stored_memories([row])[0]
 
     def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
-        out: dict[int, Memory] = {}
         if not keys:
-            return out
+            return {}
         where, params = sql.filter_clause(filters, utcnow())
+        rows = self._run(lambda c: reads.by_keys(c, sql.COLUMNS, keys, where, params))
+        return dict(zip([r[0] for r in rows], stored_memories(rows), strict=True))
 
-        def read(conn: sqlite3.Connection) -> None:
-            # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise
-            # walk a tenant index over every memory of the tenant.
-            for start in range(0, len(keys), _MAX_VARS):
-                chunk = list(keys[start : start + _MAX_VARS])
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
-                    f"SELECT {sql.COLUMNS} FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                ):
-                    key, memory = sql.row_to_memory(row)
-                    out[key] = memory
-
-        self._run(read)
-        return out
+    def boost_inputs(
+        self, filters: Filters, keys: Sequence[int]
+    ) -> dict[int, tuple[float, datetime]]:
+        if not keys:
+            return {}
+        where, params = sql.filter_clause(filters, utcnow())
+        columns = "m.seq, m.importance, m.created_at"
+        rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
+        return {seq: (importance, from_micros(created)) for seq, importance, created in rows}
 
     def _passing(
         self, conn: sqlite3.Connection, filters: Filters, keys: builtins.list[int]
     ) -> set[int]:
         where, params = sql.filter_clause(filters, utcnow())
-        passing: set[int] = set()
-        for start in range(0, len(keys), _MAX_VARS):
-            chunk = keys[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            passing.update(
-                r[0]
-                for r in conn.execute(
-                    f"SELECT m.seq FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                )
-            )
-        return passing
+        return {r[0] for r in reads.by_keys(conn, "m.seq", keys, where, params)}
 
     def neighbours(
         self, filters: Filters, keys: Sequence[int], radius: int
@@ -392,51 +396,22 @@ class SQLiteStore:
     def list(
         self, filters: Filters, order: Order, limit: int, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
-        where, params = sql.filter_clause(filters, utcnow())
-        op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
-        if cursor is not None:
-            created, seq = decode_cursor(cursor)
-            where += f" AND (m.created_at, m.seq) {op} (?, ?)"
-            params.extend([created, seq])
-        query = (
-            f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} "
-            f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
-        )
-        rows = self._run(lambda c: c.execute(query, [*params, limit + 1]).fetchall())
-        page = [sql.row_to_memory(r) for r in rows[:limit]]
+        query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
+        rows = self._rows(query, params)
+        page = rows[:limit]
         next_cursor = None
         if len(rows) > limit and page:
-            last_key, last = page[-1]
-            next_cursor = encode_cursor(to_micros(last.created_at), last_key)
-        return [m for _, m in page], next_cursor
+            next_cursor = encode_cursor(page[-1][_CREATED], page[-1][0])
+        return stored_memories(page), next_cursor
 
     def range(
         self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
     ) -> builtins.list[Memory]:
-        where, params = sql.filter_clause(filters, utcnow())
-        if start is not None:
-            where += " AND m.created_at >= ?"
-            params.append(to_micros(start))
-        if end is not None:
-            where += " AND m.created_at < ?"
-            params.append(to_micros(end))
-        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        rows = self._run(lambda c: c.execute(query, params).fetchall())
-        return [sql.row_to_memory(r)[1] for r in rows]
+        query, params = sql.range_query(filters, utcnow(), start, end, limit)
+        return stored_memories(self._rows(query, params))
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        where, params = sql.scope_clause(scope, "h")
-        rows = self._run(
-            lambda c: c.execute(
-                f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h "
-                f"WHERE {where} AND h.id = ? ORDER BY h.version",
-                [*params, memory_id],
-            ).fetchall()
-        )
-        return [sql.row_to_memory(r)[1] for r in rows]
+        return stored_memories(self._run(lambda c: reads.history(c, scope, memory_id)))
 
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         where, params = sql.scope_clause(scope)
@@ -447,28 +422,14 @@ class SQLiteStore:
                 [*params, to_micros(now)],
             ).fetchall()
         )
-        return [sql.row_to_memory(r)[1] for r in rows]
+        return stored_memories(rows)
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
-        out: dict[str, Vector] = {}
         stored = self.vectors_model()
         if not hashes or stored is None or stored.model != model:
-            return out
-        unique = list(dict.fromkeys(hashes))
-
-        def read(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(unique), _MAX_VARS):
-                chunk = unique[start : start + _MAX_VARS]
-                marks = ",".join("?" * len(chunk))
-                for chash, blob in conn.execute(
-                    "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v "
-                    f"ON v.seq = m.seq WHERE m.tenant = ? AND m.content_hash IN ({marks})",
-                    [scope.tenant, *chunk],
-                ):
-                    out[chash] = np.frombuffer(blob, dtype=np.float32).copy()
-
-        self._run(read)
-        return out
+            return {}
+        found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
+        return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in found.items()}
 
     def last_context(self, scope: Scope, session: str) -> str | None:
         sql.scope_clause(scope)
@@ -489,68 +450,19 @@ class SQLiteStore:
         return self._run(lambda c: contexts.change_versions(c, scope, keys))
 
     def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
-        where, params = sql.scope_clause(scope)
-        at = to_micros(now)
-
-        def read(conn: sqlite3.Connection) -> dict[str, Any]:
-            live, deleted, superseded, expired = conn.execute(
-                "SELECT "
-                "sum(m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) "
-                "    AND (m.valid_until IS NULL OR m.valid_until > ?)), "
-                "sum(m.deleted_at IS NOT NULL), "
-                "sum(m.deleted_at IS NULL AND m.valid_until IS NOT NULL AND m.valid_until <= ?), "
-                "sum(m.deleted_at IS NULL AND m.expires_at IS NOT NULL AND m.expires_at <= ?) "
-                f"FROM memories m WHERE {where}",
-                [at, at, at, at, *params],
-            ).fetchone()
-            by_kind = dict(
-                conn.execute(
-                    f"SELECT m.kind, count(*) FROM memories m WHERE {where} "
-                    "AND m.deleted_at IS NULL GROUP BY m.kind ORDER BY m.kind",
-                    params,
-                ).fetchall()
-            )
-            hwhere, hparams = sql.scope_clause(scope, "h")
-            versions = conn.execute(
-                f"SELECT count(*) FROM memory_history h WHERE {hwhere}", hparams
-            ).fetchone()[0]
-            vectors = conn.execute(
-                f"SELECT count(*) FROM vectors v JOIN memories m ON m.seq = v.seq WHERE {where}",
-                params,
-            ).fetchone()[0]
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-            return {
-                "memories": live or 0,
-                "deleted": deleted or 0,
-                "superseded": superseded or 0,
-                "expired": expired or 0,
-                "versions": versions,
-                "by_kind": by_kind,
-                "vectors": vectors,
-                "size_bytes": pages * page_size + _wal_size(self._path),
-            }
-
-        return self._run(read)
+        sql.scope_clause(scope)  # refuses a scope without a tenant
+        found = self._run(lambda c: reads.stats(c, scope, to_micros(now)))
+        found["size_bytes"] += _wal_size(self._path)
+        return found
 
     # -- reindex -----------------------------------------------------------------------
 
     def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
         last = 0
-        while True:
-            rows = self._contents_after(last, batch_size)
-            if not rows:
-                return
+        query = "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
+        while rows := self._rows(query, (last, batch_size)):
             last = rows[-1][0]
             yield [(int(s), str(t), str(c)) for s, t, c in rows]
-
-    def _contents_after(self, after: int, limit: int) -> builtins.list[tuple[Any, ...]]:
-        return self._run(
-            lambda c: c.execute(
-                "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        )
 
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]

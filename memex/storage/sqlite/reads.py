@@ -1,0 +1,107 @@
+"""Read queries of the SQLite store that need more than one statement."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from memex.core.models import Scope
+from memex.storage.sqlite import sql
+
+MAX_VARS = 900
+
+
+def by_keys(
+    conn: sqlite3.Connection, columns: str, keys: Sequence[int], where: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
+    """``columns`` of the rows behind ``keys`` that also match ``where``, in chunks."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(keys), MAX_VARS):
+        chunk = list(keys[start : start + MAX_VARS])
+        marks = ",".join("?" * len(chunk))
+        # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise
+        # walk a tenant index over every memory of the tenant.
+        rows.extend(
+            conn.execute(
+                f"SELECT {columns} FROM memories m NOT INDEXED "
+                f"WHERE m.seq IN ({marks}) AND {where}",
+                [*chunk, *params],
+            ).fetchall()
+        )
+    return rows
+
+
+def vectors_by_hash(
+    conn: sqlite3.Connection, tenant: str, hashes: Sequence[str]
+) -> dict[str, bytes]:
+    """Stored vectors of the tenant's memories with these content hashes."""
+    unique = list(dict.fromkeys(hashes))
+    out: dict[str, bytes] = {}
+    for start in range(0, len(unique), MAX_VARS):
+        chunk = unique[start : start + MAX_VARS]
+        marks = ",".join("?" * len(chunk))
+        out.update(
+            conn.execute(
+                "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v "
+                f"ON v.seq = m.seq WHERE m.tenant = ? AND m.content_hash IN ({marks})",
+                [tenant, *chunk],
+            ).fetchall()
+        )
+    return out
+
+
+def history(conn: sqlite3.Connection, scope: Scope, memory_id: str) -> list[tuple[Any, ...]]:
+    """Rows of every version of a memory, oldest first: past versions, then the current."""
+    hwhere, hparams = sql.scope_clause(scope, "h")
+    where, params = sql.scope_clause(scope)
+    return conn.execute(
+        f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {hwhere} AND h.id = ? "
+        f"UNION ALL SELECT {sql.HISTORY_COLUMNS} FROM memories m "
+        f"WHERE {where} AND m.id = ? ORDER BY version",
+        [*hparams, memory_id, *params, memory_id],
+    ).fetchall()
+
+
+def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
+    """Counts within the scope at time ``at`` (microseconds), and the file's size in pages."""
+    where, params = sql.scope_clause(scope)
+    live, deleted, superseded, expired = conn.execute(
+        "SELECT "
+        "sum(m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) "
+        "    AND (m.valid_until IS NULL OR m.valid_until > ?)), "
+        "sum(m.deleted_at IS NOT NULL), "
+        "sum(m.deleted_at IS NULL AND m.valid_until IS NOT NULL AND m.valid_until <= ?), "
+        "sum(m.deleted_at IS NULL AND m.expires_at IS NOT NULL AND m.expires_at <= ?) "
+        f"FROM memories m WHERE {where}",
+        [at, at, at, at, *params],
+    ).fetchone()
+    by_kind = dict(
+        conn.execute(
+            f"SELECT m.kind, count(*) FROM memories m WHERE {where} "
+            "AND m.deleted_at IS NULL GROUP BY m.kind ORDER BY m.kind",
+            params,
+        ).fetchall()
+    )
+    hwhere, hparams = sql.scope_clause(scope, "h")
+    versions = conn.execute(  # past versions, and every memory's current one
+        f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "
+        f"+ (SELECT count(*) FROM memories m WHERE {where})",
+        [*hparams, *params],
+    ).fetchone()[0]
+    vectors = conn.execute(
+        f"SELECT count(*) FROM vectors v JOIN memories m ON m.seq = v.seq WHERE {where}",
+        params,
+    ).fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return {
+        "memories": live or 0,
+        "deleted": deleted or 0,
+        "superseded": superseded or 0,
+        "expired": expired or 0,
+        "versions": versions,
+        "by_kind": by_kind,
+        "vectors": vectors,
+        "size_bytes": pages * page_size,
+    }
