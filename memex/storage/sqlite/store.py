@@ -288,24 +288,6 @@ class SQLiteStore:
         self._run(read)
         return out
 
-    def _passing(
-        self, conn: sqlite3.Connection, filters: Filters, keys: builtins.list[int]
-    ) -> set[int]:
-        where, params = sql.filter_clause(filters, utcnow())
-        passing: set[int] = set()
-        for start in range(0, len(keys), _MAX_VARS):
-            chunk = keys[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            passing.update(
-                r[0]
-                for r in conn.execute(
-                    f"SELECT m.seq FROM memories m NOT INDEXED "
-                    f"WHERE m.seq IN ({marks}) AND {where}",
-                    [*chunk, *params],
-                )
-            )
-        return passing
-
     def neighbours(
         self, filters: Filters, keys: Sequence[int], radius: int
     ) -> dict[int, builtins.list[int]]:
@@ -353,7 +335,7 @@ class SQLiteStore:
             project = filters.scope.project
             for _ in range(2):
                 found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
-                passing = self._passing(conn, filters, [c.key for c in found])
+                passing = sql.passing(conn, filters, [c.key for c in found])
                 kept = [c for c in found if c.key in passing]
                 if len(kept) >= limit or pool >= total:
                     return kept[:limit]
