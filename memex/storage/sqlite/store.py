@@ -30,6 +30,7 @@ from memex.storage.base import StoredVectors, Vector, WriteBatch
 from memex.storage.sqlite import contexts, lexical, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
+from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
@@ -51,9 +52,12 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         ann_min_vectors: int = 50_000,
         ann_probes: int = 48,
+        lexical_index_min: int = 50_000,
     ):
         self._path = Path(path)
         self._ann = (ann_min_vectors, ann_probes)
+        self._lexical_min = lexical_index_min
+        self._fulltext = FullTextIndex(self._path.with_name(self._path.name + ".lexical"))
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._local = threading.local()
@@ -129,6 +133,10 @@ class SQLiteStore:
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
                 self._run(index.save)
+        if self._size is not None and self._size[0] >= self._lexical_min:
+            # Likewise the full-text index: a lag left here is caught up by the next query.
+            with contextlib.suppress(Exception):
+                self._run(lambda c: self._fulltext.catch_up(c, force=True))
         self._closed = True
         with self._conn_lock:
             for holder in list(self._holders):
@@ -301,6 +309,10 @@ class SQLiteStore:
         if not terms or limit <= 0:
             return []
         size = self._size_cached()
+        if size >= self._lexical_min:
+            found = self._run(lambda c: self._fulltext.search(c, filters, terms, limit))
+            if found is not None:
+                return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
 
     def _prune_common(self, terms: Sequence[str]) -> Sequence[str]:
