@@ -247,3 +247,25 @@ def test_index_survives_being_killed_mid_catch_up(store_copy: Path) -> None:
         everything = mx.list(limit=1000).items
         for memory in random.Random(6).sample(everything, 20):
             assert memory.id in top_ids(mx, memory.content, 5)
+
+
+def test_handles_share_the_index_and_a_busy_writer_falls_back_to_the_tail(
+    store_copy: Path,
+) -> None:
+    with Memex.open(store_copy, INDEXED) as first, Memex.open(store_copy, INDEXED) as second:
+        top_ids(first, "garden piano")
+        top_ids(second, "garden piano")
+        memory = first.remember("a pangolin on the piano")
+        store, index = fulltext(first)
+        assert store._run(lambda c: index.catch_up(c, force=True))
+        assert top_ids(second, "pangolin")[:1] == [memory.id]
+        assert fulltext(second)[1]._mark == index._mark  # followed the other handle's commit
+        assert index._index is not None
+        held = index._index.writer(15_000_000, 1)  # as if another process were catching up
+        try:
+            many = first.remember_many({"content": f"lemur {i}"} for i in range(TAIL_ROWS + 5))
+            assert not store._run(lambda c: index.catch_up(c, force=True))
+            assert set(top_ids(second, "lemur", 3)) <= {m.id for m in many}
+            assert len(top_ids(second, "lemur", 3)) == 3
+        finally:
+            del held

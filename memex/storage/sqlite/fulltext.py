@@ -241,7 +241,7 @@ class FullTextIndex:
             return
         if (stat.st_mtime_ns, stat.st_ino) != self._stamp:
             mark = self._read_mark(store_id)
-            if mark is not None and mark.max_seq >= self._mark.max_seq:
+            if mark is not None:  # a catch-up or a rebuild by another handle
                 # Watermark first, then the reader: the searcher is never older than it.
                 self._index.reload()
                 self._mark = mark
@@ -302,8 +302,8 @@ class FullTextIndex:
                 self._catch_up(conn, force=False)
                 with _snapshot(conn):
                     return self._search(conn, filters, tenant, terms, limit)
-            except ValueError:
-                self._index = None  # an unreadable index is rebuilt on next use
+            except (ValueError, OSError):
+                self._index = None  # an unreadable index is reopened or rebuilt on next use
                 return None
 
     def _search(
