@@ -56,6 +56,9 @@ class Settings:
     beside the store file) instead of an exact scan."""
     ann_probes: int = 48
     """Lists of the approximate index scanned per query: more is slower and more exact."""
+    lexical_index_min: int = 50_000
+    """A store with this many memories answers the full-text leg from a tantivy index
+    (saved beside the store file, kept in step with SQLite) instead of an FTS5 query."""
     neighbour_share: float = 0.5
     """Share of a top hit's score given to the memories next to it in its thread (same
     scope and kind, creation order): turns just before or after a match (0 turns it off)."""
@@ -94,7 +97,13 @@ class Settings:
             raise ConfigError("busy_timeout must not be negative")
         if self.vector_weight is not None and not 0.0 <= self.vector_weight <= 1.0:
             raise ConfigError("vector_weight must be from 0 to 1")
-        for name in ("candidates", "embed_batch_size", "ann_min_vectors", "ann_probes"):
+        for name in (
+            "candidates",
+            "embed_batch_size",
+            "ann_min_vectors",
+            "ann_probes",
+            "lexical_index_min",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
         if self.query_cache_size < 0:

@@ -33,4 +33,5 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         synchronous=settings.synchronous,
         ann_min_vectors=settings.ann_min_vectors,
         ann_probes=settings.ann_probes,
+        lexical_index_min=settings.lexical_index_min,
     )

@@ -21,11 +21,32 @@ def quote(term: str) -> str:
 
 
 def search(
-    conn: sqlite3.Connection, filters: Filters, terms: Sequence[str], limit: int, size: int
+    conn: sqlite3.Connection,
+    filters: Filters,
+    terms: Sequence[str],
+    limit: int,
+    size: int,
+    *,
+    after: int | None = None,
+    among: Sequence[int] | None = None,
 ) -> list[Candidate]:
-    """The ``limit`` best memories for any of ``terms``, by BM25, among those ``filters`` pass."""
+    """The ``limit`` best memories for any of ``terms``, by BM25, among those ``filters`` pass.
+
+    ``after`` and ``among`` restrict the search to keys above a key or to listed keys
+    (FTS5 then seeks by rowid instead of walking every posting).
+    """
+    if not terms:
+        return []
     match = " OR ".join(quote(t) for t in prune_common(conn, terms, size))
     where, params = sql.filter_clause(filters, utcnow())
+    if after is not None:
+        where += " AND memories_fts.rowid > ?"
+        params.append(after)
+    if among is not None:
+        if not among:
+            return []
+        where += f" AND memories_fts.rowid IN ({','.join('?' * len(among))})"
+        params.extend(among)
     query = (
         "SELECT m.seq, -bm25(memories_fts) AS score FROM memories_fts "
         "JOIN memories m ON m.seq = memories_fts.rowid "

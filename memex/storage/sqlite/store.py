@@ -38,6 +38,7 @@ from memex.storage.base import StoredVectors, Vector, WriteBatch
 from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
+from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
@@ -60,9 +61,12 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         ann_min_vectors: int = 50_000,
         ann_probes: int = 48,
+        lexical_index_min: int = 50_000,
     ):
         self._path = Path(path)
         self._ann = (ann_min_vectors, ann_probes)
+        self._lexical_min = lexical_index_min
+        self._fulltext = FullTextIndex(self._path.with_name(self._path.name + ".lexical"))
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._local = threading.local()
@@ -141,6 +145,10 @@ class SQLiteStore:
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
                 self._run(index.save)
+        if self._size is not None and self._size[0] >= self._lexical_min:
+            # Likewise the full-text index: a lag left here is caught up by the next query.
+            with contextlib.suppress(Exception):
+                self._run(lambda c: self._fulltext.catch_up(c, force=True))
         self._closed = True
         with self._conn_lock:
             for holder in list(self._holders):
@@ -304,12 +312,6 @@ class SQLiteStore:
         rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
         return {seq: (importance, from_micros(created)) for seq, importance, created in rows}
 
-    def _passing(
-        self, conn: sqlite3.Connection, filters: Filters, keys: builtins.list[int]
-    ) -> set[int]:
-        where, params = sql.filter_clause(filters, utcnow())
-        return {r[0] for r in reads.by_keys(conn, "m.seq", keys, where, params)}
-
     def neighbours(
         self, filters: Filters, keys: Sequence[int], radius: int
     ) -> dict[int, builtins.list[int]]:
@@ -323,6 +325,10 @@ class SQLiteStore:
         if not terms or limit <= 0:
             return []
         size = self._size_cached()
+        if size >= self._lexical_min:
+            found = self._run(lambda c: self._fulltext.search(c, filters, terms, limit))
+            if found is not None:
+                return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
 
     def _prune_common(self, terms: Sequence[str]) -> Sequence[str]:
@@ -357,7 +363,7 @@ class SQLiteStore:
             project = filters.scope.project
             for _ in range(2):
                 found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
-                passing = self._passing(conn, filters, [c.key for c in found])
+                passing = sql.passing(conn, filters, [c.key for c in found])
                 kept = [c for c in found if c.key in passing]
                 if len(kept) >= limit or pool >= total:
                     return kept[:limit]
