@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -432,12 +432,14 @@ def test_reindex_reports_count_and_recall_still_works(seeded: Path) -> None:
 
 
 def test_expire_removes_memories_past_their_ttl(store_path: Path) -> None:
-    short = remember(store_path, "this one is short-lived", "--ttl", "1")
+    short = remember(store_path, "this one is short-lived", "--ttl", "6")
     long = remember(store_path, "this one stays around")
-    # Before its expiry it is listed and expire finds nothing.
+    # Before its expiry it is listed and expire finds nothing (6 s leaves room for a
+    # loaded machine; the wait below is until the recorded expiry, not a fixed time).
     assert run_json(store_path, "expire") == {"expired": 0}
     assert short["id"] in {m["id"] for m in run_json(store_path, "list")["items"]}
-    time.sleep(1.2)
+    expires = datetime.fromisoformat(short["expires_at"])
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
     assert run_json(store_path, "expire") == {"expired": 1}
     listed = {m["id"] for m in run_json(store_path, "list")["items"]}
     assert short["id"] not in listed
