@@ -25,7 +25,10 @@ previous one. Then, on that store:
 * ``range(start, None, limit=1000)`` from 200 random start times, p50;
 * a filtered page, ``list(scope={"project": p}, kinds=[k], tags=[t], limit=50)``, p50;
 * size on disk (store file + ``-wal``), per memory, and process RSS (``VmRSS``) and
-  peak RSS (``VmHWM``, reset per size where the kernel allows) after a warm recall.
+  peak RSS (``VmHWM``, reset per size where the kernel allows) after a warm recall;
+* a new process that opens the finished store, as a user would: open plus first recall
+  (which loads the saved search indexes instead of building them), recall p50 over 50
+  further questions, and that process's warm and peak RSS.
 
 Reads go through memex's access log, which writes accumulated access counts every
 ``access_flush_seconds`` (2 s by default) from inside whichever call comes next: that
@@ -53,6 +56,7 @@ import re
 import shlex
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -412,11 +416,51 @@ def run_size(
                 "bytes_per_memory": (main + wal) / n,
             }
             result["embedder"] = mx.embedder.name
+        log(f"[{n:,}] a new process opens the store")
+        result["new_process"] = measure_new_process(path, embedder, queries)
     finally:
         if not keep:
             for f in store_files(path):
                 f.unlink(missing_ok=True)
     return result
+
+
+NEW_PROCESS = """
+import json, sys, time
+from memex import Memex, Settings
+path, embedder, queries = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
+started = time.perf_counter()
+with Memex.open(path, settings=Settings(), embedder=embedder) as mx:
+    opened = time.perf_counter()
+    mx.recall(queries[0], k=10)
+    first = time.perf_counter()
+    times = []
+    for q in queries[1:]:
+        t = time.perf_counter()
+        mx.recall(q, k=10)
+        times.append(time.perf_counter() - t)
+    status = {}
+    for line in open("/proc/self/status"):
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            status[key] = int(value.split()[0]) * 1024
+times.sort()
+print(json.dumps({"open_s": opened - started, "first_recall_s": first - opened,
+                  "recall_p50_s": times[len(times) // 2], **status}))
+"""
+
+
+def measure_new_process(path: Path, embedder: str, queries: Sequence[str]) -> dict[str, Any]:
+    """What a user who opens the existing store sees: opening, the first recall (which
+    loads the saved indexes), recall p50 and the process's memory once warm."""
+    done = subprocess.run(
+        [sys.executable, "-c", NEW_PROCESS, str(path), embedder],
+        input=json.dumps(list(queries[:51])),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 # -- output -------------------------------------------------------------------------------
@@ -467,6 +511,26 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("on disk per memory (bytes)", f"{r['disk']['bytes_per_memory']:,.0f}"),
         ("RSS after warm recall (MB)", _mb(r["memory"].get("VmRSS", 0))),
         ("peak RSS (MB)", _mb(r["memory"].get("VmHWM", 0))),
+        *_new_process_rows(r.get("new_process")),
+    ]
+
+
+def _new_process_rows(fresh: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not fresh:
+        return []
+    return [
+        (
+            "new process: open + first recall (ms)",
+            f"{(fresh['open_s'] + fresh['first_recall_s']) * 1000:,.0f}",
+        ),
+        (
+            "new process: recall hybrid p50, 50 questions (ms)",
+            f"{fresh['recall_p50_s'] * 1000:.2f}",
+        ),
+        (
+            "new process: RSS warm / peak (MB)",
+            f"{_mb(fresh.get('VmRSS', 0))} / {_mb(fresh.get('VmHWM', 0))}",
+        ),
     ]
 
 
