@@ -257,6 +257,26 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_RE.findall(text.lower())
 
 
+def remember_turns(mx: Memex, conversations: Sequence[Conversation]) -> float:
+    """Store every turn as one memory in its conversation's scope; seconds it took."""
+    t0 = time.perf_counter()
+    for conv in conversations:
+        mx.remember_many(
+            {
+                "content": t.content,
+                "metadata": {
+                    "dia_id": t.dia_id,
+                    "session": t.session,
+                    "session_date": t.session_date,
+                },
+                "created_at": t.created_at,
+                "scope": {"project": conv.conv},
+            }
+            for t in conv.turns
+        )
+    return time.perf_counter() - t0
+
+
 def run_memex(
     mx: Memex,
     name: str,
@@ -420,22 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="memex-locomo-") as tmp:
         store = Path(tmp) / "locomo.db"
         with Memex.open(store, settings=settings, embedder=args.embedder) as mx:
-            t0 = time.perf_counter()
-            for conv in conversations:
-                mx.remember_many(
-                    {
-                        "content": t.content,
-                        "metadata": {
-                            "dia_id": t.dia_id,
-                            "session": t.session,
-                            "session_date": t.session_date,
-                        },
-                        "created_at": t.created_at,
-                        "scope": {"project": conv.conv},
-                    }
-                    for t in conv.turns
-                )
-            ingest_seconds = time.perf_counter() - t0
+            ingest_seconds = remember_turns(mx, conversations)
             print(f"ingested {stats.turns} turns in {ingest_seconds:.1f} s", file=log)
 
             embed_seconds: list[float] = []
