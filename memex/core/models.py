@@ -435,6 +435,12 @@ def _build_field(memory: Memory, name: str) -> Any:
                 pass
             return value
     _build(memory, row)
+    with _metadata_lock:  # metadata built first: the row is no longer needed either
+        try:
+            _get_metadata(memory)
+            _row.__delete__(memory)
+        except AttributeError:
+            pass
     return _get[name](memory)
 
 
@@ -465,7 +471,6 @@ def _build(memory: Memory, row: Sequence[Any]) -> None:
             _tags.clear()
         tag_tuple = _tags[tags] = tuple(json.loads(tags))
     created_at = _EPOCH + timedelta(microseconds=created)
-    _set_id(memory, mid)
     _set_content(memory, content)
     _set_kind(memory, kind)
     _set_scope(memory, scope)
@@ -486,6 +491,7 @@ def _build(memory: Memory, row: Sequence[Any]) -> None:
     _set_valid_until(memory, None if valid_until is None else _time(valid_until))
     _set_superseded_by(memory, superseded_by)
     _set_deleted_at(memory, None if deleted is None else _time(deleted))
+    _set_id(memory, mid)  # last: a set id tells the metadata path every field is built
 
 
 # Bound slot setters, looked up once: building a memory is 18 plain calls.

@@ -211,3 +211,14 @@ def test_index_survives_being_killed_mid_write(tmp_path: Path) -> None:
         everything = mx.list(limit=1000).items
         for memory in random.Random(6).sample(everything, 20):
             assert memory.id in top_ids(mx, memory.content, 5)
+
+
+def test_index_that_cannot_be_saved_still_serves_recall(tmp_path: Path) -> None:
+    path = tmp_path / "memex.db"
+    texts = fill(path, 3_000)
+    (tmp_path / "memex.db.ann").write_text("a file where the index folder would go")
+    with Memex.open(path, APPROXIMATE) as mx:
+        assert top_ids(mx, texts[10], 1)[0] == mx.recall(texts[10], mode="vector")[0].memory.id
+        assert texts[10] in [h.memory.content for h in mx.recall(texts[10], mode="vector")]
+        assert is_approximate(mx)
+    assert (tmp_path / "memex.db.ann").is_file()  # nothing of ours replaced it

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -41,6 +42,7 @@ Keys = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.int32]
 _CHUNK = 16_384
 _MAX_VARS = 500
+_SAVE_RETRY_SECONDS = 60.0
 
 
 def current_epoch(conn: sqlite3.Connection) -> int:
@@ -78,6 +80,7 @@ class _Tenant:
     matrix: Matrix | None = None  # exact search, for small tenants
     ivf: IvfIndex | None = None  # approximate search, for large ones
     unsaved: int = 0
+    save_failed_at: float = -math.inf
     bitmaps: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -312,7 +315,14 @@ class VectorIndex:
         return key
 
     def _save(self, conn: sqlite3.Connection, tenant: str, state: _Tenant) -> None:
+        """Save the tenant's approximate index; a failure only costs a later catch-up.
+
+        The file is derived data, so a full disk or a read-only folder must not fail a
+        search: the index keeps serving from memory and saving is retried later.
+        """
         if self.files is None or state.ivf is None:
+            return
+        if time.monotonic() - state.save_failed_at < _SAVE_RETRY_SECONDS:
             return
         names: list[str | None] = [None] * len(state.codes)
         for name, code in state.codes.items():
@@ -324,7 +334,11 @@ class VectorIndex:
             project_names=names,
             mark=Watermark(state.max_key, state.change_pos),
         )
-        self.files.save(self._file_key(conn, tenant, state.epoch), saved)
+        try:
+            self.files.save(self._file_key(conn, tenant, state.epoch), saved)
+        except (OSError, RuntimeError):  # faiss reports its own I/O errors as RuntimeError
+            state.save_failed_at = time.monotonic()
+            return
         state.unsaved = 0
 
     def save(self, conn: sqlite3.Connection) -> None:
