@@ -29,7 +29,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import tantivy
 
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
-from memex.storage.sqlite import lexical, sql
+from memex.storage.sqlite import lexical, reads
 
 FORMAT = 1
 TAIL_ROWS = 2_000
@@ -207,7 +207,9 @@ class FullTextIndex:
             changed = sorted({int(s) for _, s in changes if s <= mark.max_seq})
             for key in changed:
                 writer.delete_documents_by_query(key_query(self._schema, "key", key))
-            for seq, tenant, content in _rows_by_key(conn, changed):
+            for seq, tenant, content in reads.in_chunks(
+                conn, "SELECT seq, tenant, content FROM memories WHERE seq IN ({marks})", changed
+            ):
                 writer.add_document(self._document(seq, tenant, content))
         # Rows a killed catch-up committed without recording them: replace, not repeat.
         writer.delete_documents_by_query(
@@ -375,7 +377,7 @@ class FullTextIndex:
                 for (score, _), k in zip(hits, keys, strict=True)
                 if k is not None and k <= mark.max_seq and k not in pending
             ]
-            passing = sql.passing(conn, filters, [c.key for c in found])
+            passing = reads.passing(conn, filters, [c.key for c in found])
             kept = [c for c in found if c.key in passing]
             if len(kept) >= limit or len(hits) < pool:
                 return kept[:limit]
@@ -414,15 +416,6 @@ def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int]:
     high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
     pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
     return (str(row[0]) if row else "", int(high[0]) if high else 0, int(pos or 0))
-
-
-def _rows_by_key(conn: sqlite3.Connection, keys: Sequence[int]) -> Iterable[tuple[Any, ...]]:
-    for start in range(0, len(keys), 500):
-        chunk = list(keys[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        yield from conn.execute(
-            f"SELECT seq, tenant, content FROM memories WHERE seq IN ({marks})", chunk
-        )
 
 
 @contextlib.contextmanager

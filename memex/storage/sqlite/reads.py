@@ -6,30 +6,43 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from memex.core.models import Scope
+from memex.core.models import Scope, utcnow
+from memex.core.query import Filters
 from memex.storage.sqlite import sql
 
 MAX_VARS = 900
+
+
+def in_chunks(
+    conn: sqlite3.Connection, query: str, keys: Sequence[int], params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` for every key, asked a chunk of keys at a time.
+
+    ``query`` has one ``{marks}`` placeholder for the chunk's parameter marks; the
+    chunk's keys come first, then ``params``.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(keys), MAX_VARS):
+        chunk = [int(k) for k in keys[start : start + MAX_VARS]]
+        marks = ",".join("?" * len(chunk))
+        rows.extend(conn.execute(query.format(marks=marks), [*chunk, *params]).fetchall())
+    return rows
 
 
 def by_keys(
     conn: sqlite3.Connection, columns: str, keys: Sequence[int], where: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
     """``columns`` of the rows behind ``keys`` that also match ``where``, in chunks."""
-    rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(keys), MAX_VARS):
-        chunk = list(keys[start : start + MAX_VARS])
-        marks = ",".join("?" * len(chunk))
-        # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise
-        # walk a tenant index over every memory of the tenant.
-        rows.extend(
-            conn.execute(
-                f"SELECT {columns} FROM memories m NOT INDEXED "
-                f"WHERE m.seq IN ({marks}) AND {where}",
-                [*chunk, *params],
-            ).fetchall()
-        )
-    return rows
+    # NOT INDEXED: look rows up by key; without statistics SQLite would otherwise walk
+    # a tenant index over every memory of the tenant.
+    query = f"SELECT {columns} FROM memories m NOT INDEXED WHERE m.seq IN ({{marks}}) AND {where}"
+    return in_chunks(conn, query, keys, params)
+
+
+def passing(conn: sqlite3.Connection, filters: Filters, keys: Sequence[int]) -> set[int]:
+    """Which of ``keys`` the filters let through."""
+    where, params = sql.filter_clause(filters, utcnow())
+    return {r[0] for r in by_keys(conn, "m.seq", keys, where, params)}
 
 
 def vectors_by_hash(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from memex.core.models import Memory, Scope, to_micros, utcnow
+from memex.core.models import Memory, Scope, to_micros
 from memex.core.query import Filters, Order, decode_cursor
 from memex.errors import ValidationError
 
@@ -210,21 +209,3 @@ def range_query(
         query += " LIMIT ?"
         params.append(limit)
     return query, params
-
-
-def passing(conn: sqlite3.Connection, filters: Filters, keys: list[int]) -> set[int]:
-    """Which of ``keys`` the filters let through (looked up by key, a chunk at a time)."""
-    where, params = filter_clause(filters, utcnow())
-    found: set[int] = set()
-    for start in range(0, len(keys), 900):
-        chunk = keys[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        # NOT INDEXED: without statistics SQLite could walk a tenant index instead.
-        found.update(
-            r[0]
-            for r in conn.execute(
-                f"SELECT m.seq FROM memories m NOT INDEXED WHERE m.seq IN ({marks}) AND {where}",
-                [*chunk, *params],
-            )
-        )
-    return found

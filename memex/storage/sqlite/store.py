@@ -363,7 +363,7 @@ class SQLiteStore:
             project = filters.scope.project
             for _ in range(2):
                 found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
-                passing = sql.passing(conn, filters, [c.key for c in found])
+                passing = reads.passing(conn, filters, [c.key for c in found])
                 kept = [c for c in found if c.key in passing]
                 if len(kept) >= limit or pool >= total:
                     return kept[:limit]

@@ -25,11 +25,15 @@ import numpy.typing as npt
 
 from memex.core.ranking import Candidate
 from memex.errors import EmbedderMismatchError
+from memex.storage.sqlite import reads
 from memex.storage.sqlite.ann import (
     TRAIN_PER_LIST,
+    Codes,
     FileKey,
     IndexFiles,
     IvfIndex,
+    Keys,
+    Matrix,
     Saved,
     Watermark,
     bitmap,
@@ -37,11 +41,7 @@ from memex.storage.sqlite.ann import (
 )
 
 EPOCH_KEY = "vectors_generation"
-Matrix = npt.NDArray[np.float32]
-Keys = npt.NDArray[np.int64]
-Codes = npt.NDArray[np.int32]
 _CHUNK = 16_384
-_MAX_VARS = 500
 _SAVE_RETRY_SECONDS = 60.0
 
 
@@ -240,14 +240,10 @@ class VectorIndex:
         )
         rng = np.random.default_rng(len(keys))
         sample = np.sort(rng.choice(keys, min(len(keys), nlist * TRAIN_PER_LIST), replace=False))
-        blobs: list[bytes] = []
-        for start in range(0, len(sample), _MAX_VARS):
-            chunk = [int(k) for k in sample[start : start + _MAX_VARS]]
-            marks = ",".join("?" * len(chunk))
-            blobs.extend(
-                r[0]
-                for r in conn.execute(f"SELECT vector FROM vectors WHERE seq IN ({marks})", chunk)
-            )
+        rows = reads.in_chunks(
+            conn, "SELECT vector FROM vectors WHERE seq IN ({marks})", sample.tolist()
+        )
+        blobs = [r[0] for r in rows]
         return IvfIndex.train(_rows(blobs, self.dims), self.dims, nlist)
 
     def _convert(self, state: _Tenant) -> None:
@@ -284,13 +280,9 @@ class VectorIndex:
             (tenant, state.change_pos),
         ).fetchall()
         keys = sorted({seq for _, seq in changes if seq <= state.max_key})
-        found: dict[int, bytes] = {}
-        for start in range(0, len(keys), _MAX_VARS):
-            chunk = keys[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                conn.execute(f"SELECT seq, vector FROM vectors WHERE seq IN ({marks})", chunk)
-            )
+        found: dict[int, bytes] = dict(
+            reads.in_chunks(conn, "SELECT seq, vector FROM vectors WHERE seq IN ({marks})", keys)
+        )
         state.replace(found, [k for k in keys if k not in found])
         state.change_pos = changes[-1][0]
 
