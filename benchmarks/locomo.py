@@ -351,25 +351,9 @@ def command_line() -> str:
     return shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """Tables ready to paste into docs/benchmarks.md."""
-    env, data, systems = report["environment"], report["data"], report["systems"]
+def quality_tables(data: dict[str, Any], systems: dict[str, Any]) -> list[str]:
+    """The overall table and the recall@10-by-category table, as Markdown lines."""
     lines = [
-        f"### LoCoMo retrieval, embedder `{env['embedder']}`",
-        "",
-        "```",
-        f"$ {report['command']}",
-        "```",
-        "",
-        f"{data['conversations']} conversations, {data['turns']} turns (one memory each), "
-        f"{data['questions']} questions of categories 1-4 with evidence "
-        f"({data['repaired_evidence']} malformed evidence ids repaired, "
-        f"{data['dropped_evidence']} naming no turn dropped, "
-        f"{data['dropped_questions']} questions left without evidence). "
-        f"memex {env['memex']}, Python {env['python']}, SQLite {env['sqlite']}, "
-        f"{env['machine']}, {env['cpus']} CPUs. Ingest took {report['ingest_seconds']:.1f} s; "
-        f"whole run {report['total_seconds']:.0f} s.",
-        "",
         "| System | R@5 | R@10 | Hit@5 | MRR@50 | search p50 (ms) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -390,6 +374,30 @@ def markdown(report: dict[str, Any]) -> str:
     for name, s in systems.items():
         cells = " | ".join(f"{s['r10_by_category'].get(str(c), 0.0):.3f}" for c in CATEGORIES)
         lines.append(f"| {name} | {cells} |")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Tables ready to paste into docs/benchmarks.md."""
+    env, data, systems = report["environment"], report["data"], report["systems"]
+    lines = [
+        f"### LoCoMo retrieval, embedder `{env['embedder']}`",
+        "",
+        "```",
+        f"$ {report['command']}",
+        "```",
+        "",
+        f"{data['conversations']} conversations, {data['turns']} turns (one memory each), "
+        f"{data['questions']} questions of categories 1-4 with evidence "
+        f"({data['repaired_evidence']} malformed evidence ids repaired, "
+        f"{data['dropped_evidence']} naming no turn dropped, "
+        f"{data['dropped_questions']} questions left without evidence). "
+        f"memex {env['memex']}, Python {env['python']}, SQLite {env['sqlite']}, "
+        f"{env['machine']}, {env['cpus']} CPUs. Ingest took {report['ingest_seconds']:.1f} s; "
+        f"whole run {report['total_seconds']:.0f} s.",
+        "",
+    ]
+    lines += quality_tables(data, systems)
     lines += [
         "",
         f"Search times exclude embedding the query: query embedding p50 "

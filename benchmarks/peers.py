@@ -127,7 +127,6 @@ from latency import (
     store_files,
 )
 from locomo import (
-    CATEGORIES,
     DEFAULT_DATA,
     DEPTH,
     Conversation,
@@ -135,6 +134,7 @@ from locomo import (
     SystemResult,
     command_line,
     load_conversations,
+    quality_tables,
     remember_turns,
     run_dense,
     run_memex,
@@ -687,26 +687,8 @@ def quality_markdown(report: dict[str, Any]) -> list[str]:
         f"`{r['embedder']}` for all. Ingest: memex {r['ingest_seconds']['memex']:.1f} s, "
         f"chromadb {r['ingest_seconds']['chroma']:.1f} s, mem0 {r['ingest_seconds']['mem0']:.1f} s.",
         "",
-        "| System | R@5 | R@10 | Hit@5 | MRR@50 | search p50 (ms) |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, s in systems.items():
-        lines.append(
-            f"| {name} | {s['r5']:.3f} | {s['r10']:.3f} | {s['hit5']:.3f} | {s['mrr']:.3f} "
-            f"| {s['search_ms_p50']:.2f} |"
-        )
-    counts = data["questions_by_category"]
-    header = " | ".join(f"{c} {n} (n={counts.get(str(c), 0)})" for c, n in CATEGORIES.items())
-    lines += [
-        "",
-        "Recall@10 by LoCoMo category:",
-        "",
-        f"| System | {header} |",
-        "|---|" + "---:|" * len(CATEGORIES),
-    ]
-    for name, s in systems.items():
-        cells = " | ".join(f"{s['r10_by_category'].get(str(c), 0.0):.3f}" for c in CATEGORIES)
-        lines.append(f"| {name} | {cells} |")
+    lines += quality_tables(data, systems)
     lines += [
         "",
         "Search times: memex, dense and chromadb are given the query vector (embedding "
