@@ -136,6 +136,7 @@ from locomo import (
     load_conversations,
     quality_tables,
     remember_turns,
+    run_bm25,
     run_dense,
     run_memex,
     summarise,
@@ -597,6 +598,7 @@ def quality(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for name, mode in (("memex hybrid", "hybrid"), ("memex vector", "vector")):
             results.append(run_memex(mx, name, mode, questions, memex_qvecs))  # type: ignore[arg-type]
             log(f"{name}: done")
+        results.append(run_bm25(conversations))
         results.append(run_dense(conversations, embedder.embed, qvecs))
         chroma, ingest["chroma"] = run_chroma_quality(
             chromadb, workdir / "chroma-locomo", embedder, conversations, questions, qvecs
