@@ -210,6 +210,46 @@ def test_near_duplicates_are_included_once(mx: Memex) -> None:
     assert "us-east-2" in mx.context("where do clusters run?", budget_tokens=500).text
 
 
+def test_a_reused_packing_follows_an_edit_in_an_earlier_section(store_path: Path) -> None:
+    """A decision repeating a fact edited to match it is left out, as a new handle does."""
+    with Memex.open(store_path) as mx:
+        # Near but not a near-duplicate (5 of 7 word trigrams shared), and as many tokens
+        # as the edit below, so the decisions section gets the same allowance after it.
+        fact = mx.remember("we decided to run nightly backups at ten", kind="fact")
+        mx.remember("We decided to run nightly backups at two.", kind="decision")
+        before = mx.context("backups", budget_tokens=600)
+        assert before.text.lower().count("nightly backups") == 2
+        again = mx.context("backups", budget_tokens=600)
+        assert again.text == before.text and again.stats["cache_hit_rate"] == 1.0
+        mx.update(fact.id, content="we decided to run nightly backups at two")
+        after = mx.context("backups", budget_tokens=600)
+        assert {s.name: s.cached for s in after.sections if s.stable}["decisions"] is True
+    with Memex.open(store_path) as fresh:
+        expected = fresh.context("backups", budget_tokens=600)
+    assert after.text == expected.text
+    assert after.text.lower().count("nightly backups") == 1
+    reasons = [e.reason for e in after.manifest if e.section == "decisions"]
+    assert reasons == [f"duplicate of {fact.id}"]
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "xml"])
+def test_recent_conversation_holds_as_many_latest_turns_as_fit(mx: Memex, fmt: str) -> None:
+    mx.remember_many(
+        {"content": f"turn {i}: ok", "kind": "message", "created_at": T0 + timedelta(minutes=i)}
+        for i in range(80)
+    )
+    counter = make_counter("auto")
+    for budget in (40, 300, 900):
+        ctx = mx.context("", budget_tokens=budget, sections=["recent"], format=fmt)
+        (section,) = ctx.sections
+        shown = [m.content for m in section.memories]
+        assert shown == [f"turn {i}: ok" for i in range(80 - len(shown), 80)]
+        left_over = [e for e in ctx.manifest if not e.included]
+        assert len(shown) < 80 and left_over, "the next older turn is offered but does not fit"
+        assert section.tokens + left_over[0].tokens > section.allowance
+        assert counter.count(ctx.text) == ctx.tokens <= budget
+
+
 def test_unused_budget_flows_to_sections_with_candidates(mx: Memex) -> None:
     mx.remember_many(
         [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memex.context.cache import SectionCache
 from memex.core.context import (
     PINNED_TAG,
     Candidate,
+    DedupLayer,
     Deduplicator,
     Entry,
     Format,
@@ -26,6 +27,7 @@ from memex.core.context import (
     section_footer,
     section_header,
     strategy_shares,
+    text_shape,
 )
 from memex.core.models import Hit, Memory, Scope
 from memex.core.query import Filters, Order
@@ -33,6 +35,20 @@ from memex.storage.base import Store
 from memex.tokens import TokenCounter
 
 RecallFn = Callable[[str, int], list[Hit]]
+_PACKS_KEPT = 8
+"""Packings kept per cached section (one per allowance and earlier inclusions seen)."""
+
+
+_Packing = tuple["Packed", "ContextSection", DedupLayer]
+"""A packing worth reusing: the packed section, its rendering, what it included."""
+
+
+@dataclass(slots=True)
+class _CachedSection:
+    """A stable section's cache entry: its candidates, and packings already worked out."""
+
+    candidates: list[Candidate]
+    packs: dict[tuple[int, tuple[tuple[str, str], ...]], _Packing] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +131,16 @@ class ContextState:
     def __init__(self, counter: TokenCounter, cache: SectionCache) -> None:
         self.counter = counter
         self.cache = cache
+        self._min_line: dict[str, int] = {}
+
+    def min_line_tokens(self, fmt: Format) -> int:
+        """Fewer tokens than any memory line takes in ``fmt`` (the date and markup alone,
+        with a margin for how a tokenizer may join them to the content)."""
+        if fmt not in self._min_line:
+            shortest = {"xml": '<memory id="" kind="" date="2000-01-01">x</memory>\n'}
+            line = shortest.get(fmt, "- [2000-01-01] x\n")
+            self._min_line[fmt] = max(1, self.counter.count(line) - 2)
+        return self._min_line[fmt]
 
 
 @dataclass
@@ -214,25 +240,38 @@ class Assembly:
     def _load(
         self, spec: SectionSpec, allowance: int, versions: dict[str, int], counter: TokenCounter
     ) -> tuple[ContextSection, Packed]:
-        """Pack a section. A stable section's rendered candidates come from the cache while
-        nothing they were built from has changed; packing them again is cheap."""
-        cached = False
-        candidates: list[Candidate] | None = None
-        if spec.stable:
-            slot, version = self._slot(spec), self._version(spec, versions)
-            candidates = self.state.cache.get(slot, version)
-            cached = candidates is not None
-            if cached:
-                self.hits += 1
-            else:
-                self.misses += 1
-        if candidates is None:
+        """Pack a section. A stable section's candidates come from the cache while nothing
+        they were built from has changed, and so does its packing while the allowance and
+        what earlier sections included are the same as when it was packed."""
+        if not spec.stable:
             candidates = self._candidates(spec, counter, allowance)
-            if spec.stable:
-                size = sum(len(c.line) + len(c.memory.content) + 400 for c in candidates)
-                self.state.cache.put(slot, version, candidates, size)
-        packed = pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
-        return self._section(packed, cached=cached), packed
+            packed = self._pack(spec, candidates, allowance)
+            return self._section(packed, cached=False), packed
+        slot, version = self._slot(spec), self._version(spec, versions)
+        entry: _CachedSection | None = self.state.cache.get(slot, version)
+        hit = entry is not None
+        if entry is None:
+            self.misses += 1
+            entry = _CachedSection(self._candidates(spec, counter, allowance))
+            size = sum(len(c.line) + 2 * len(c.memory.content) + 600 for c in entry.candidates)
+            self.state.cache.put(slot, version, entry, size)
+        else:
+            self.hits += 1
+        key = (allowance, self.dedup.included)
+        done = entry.packs.get(key)
+        if done is None:
+            self.dedup.seal()
+            packed = self._pack(spec, entry.candidates, allowance)
+            done = (packed, self._section(packed, cached=True), self.dedup.seal())
+            if len(entry.packs) >= _PACKS_KEPT:
+                entry.packs.clear()
+            entry.packs[key] = done
+        else:  # the same packing as before: the deduplicator takes what it included
+            self.dedup.push(done[2])
+        return (done[1] if hit else replace(done[1], cached=False)), done[0]
+
+    def _pack(self, spec: SectionSpec, candidates: list[Candidate], allowance: int) -> Packed:
+        return pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
 
     def _header_tokens(self, spec: SectionSpec) -> int:
         fmt = self.req.fmt
@@ -258,7 +297,11 @@ class Assembly:
                 tags=(PINNED_TAG,) if spec.source == "pinned" else (),
             )
             order: Order = "asc" if spec.stable else "desc"
-            memories, _ = self.store.list(filters, order, spec.limit, None)
+            limit = spec.limit
+            if not spec.stable:
+                # The latest first, and no more than can fit.
+                limit = min(limit, allowance // self.state.min_line_tokens(req.fmt) + 1)
+            memories, _ = self.store.list(filters, order, limit, None)
             if spec.source == "kinds":
                 memories = [m for m in memories if PINNED_TAG not in m.tags]
                 # Most important first, then oldest first: a new memory of the usual
@@ -268,7 +311,13 @@ class Assembly:
         lines = [memory_line(m, req.fmt) for m in memories]
         tokens = counter.count_many(lines)
         return [
-            Candidate(m, line, n, *scores.get(m.id, (m.importance, {})))
+            Candidate(
+                m,
+                line,
+                n,
+                *scores.get(m.id, (m.importance, {})),
+                shape=text_shape(m.content) if spec.stable else None,
+            )
             for m, line, n in zip(memories, lines, tokens, strict=True)
         ]
 

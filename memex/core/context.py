@@ -29,6 +29,8 @@ STRATEGIES: tuple[str, ...] = (
 )
 PINNED_TAG = "pinned"
 TokenCount = Callable[[str], int]
+Shape = tuple[str, frozenset[str]]
+"""A text as deduplication sees it: its normalised words and their word trigrams."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,8 @@ class Candidate:
     tokens: int
     score: float = 0.0
     why: Mapping[str, float] = field(default_factory=dict)
+    shape: Shape | None = None
+    """The content's deduplication shape (``text_shape``), if worked out in advance."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +172,35 @@ def normalise_text(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def _shingles(text: str) -> set[str]:
+def _shingles(text: str) -> frozenset[str]:
     words = text.split()
     if len(words) < 3:
-        return {text}
-    return {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+        return frozenset((text,))
+    return frozenset(" ".join(words[i : i + 3]) for i in range(len(words) - 2))
+
+
+def text_shape(text: str) -> Shape:
+    """The deduplication shape of a text (worth keeping beside a cached candidate)."""
+    norm = normalise_text(text)
+    return norm, _shingles(norm)
+
+
+def shape_of(cand: Candidate) -> Shape:
+    """A candidate's shape, worked out now if it was not in advance."""
+    return cand.shape if cand.shape is not None else text_shape(cand.memory.content)
+
+
+@dataclass(slots=True)
+class DedupLayer:
+    """What one stretch of packing included, as the deduplicator indexes it.
+
+    Sealed layers never change, so a packing that is reused can hand its layer to
+    another context instead of adding its memories one by one again.
+    """
+
+    exact: dict[str, str] = field(default_factory=dict)
+    index: dict[str, list[int]] = field(default_factory=dict)
+    items: list[tuple[str, str, frozenset[str]]] = field(default_factory=list)
 
 
 class Deduplicator:
@@ -180,34 +208,55 @@ class Deduplicator:
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
-        self._exact: dict[str, str] = {}
-        self._index: dict[str, set[int]] = {}
-        self._items: list[tuple[str, set[str]]] = []
+        self._sealed: list[DedupLayer] = []
+        self._top = DedupLayer()
 
-    def duplicate_of(self, memory_id: str, text: str) -> str | None:
+    @property
+    def included(self) -> tuple[tuple[str, str], ...]:
+        """Each memory added so far, in order, and its normalised text: all that the next
+        decision depends on."""
+        layers = [*self._sealed, self._top]
+        return tuple((memory_id, norm) for layer in layers for memory_id, norm, _ in layer.items)
+
+    def seal(self) -> DedupLayer:
+        """Close what was added since the last seal into a layer of its own, and return it."""
+        layer, self._top = self._top, DedupLayer()
+        if layer.items:
+            self._sealed.append(layer)
+        return layer
+
+    def push(self, layer: DedupLayer) -> None:
+        """Include a sealed layer's memories (as if each had been added)."""
+        self.seal()
+        if layer.items:
+            self._sealed.append(layer)
+
+    def duplicate_of(self, memory_id: str, text: str | Shape) -> str | None:
         """The id of an included memory this text nearly repeats, if any."""
-        norm = normalise_text(text)
-        if norm in self._exact:
-            return self._exact[norm]
-        grams = _shingles(norm)
-        counts: dict[int, int] = {}
-        for gram in grams:
-            for i in self._index.get(gram, ()):
-                counts[i] = counts.get(i, 0) + 1
-        for i, shared in counts.items():
-            other_id, other = self._items[i]
-            if shared / len(grams | other) >= self.threshold:
-                return other_id
+        norm, grams = text_shape(text) if isinstance(text, str) else text
+        layers = [*self._sealed, self._top]
+        for layer in layers:
+            if norm in layer.exact:
+                return layer.exact[norm]
+        for layer in layers:
+            counts: dict[int, int] = {}
+            for gram in grams:
+                for i in layer.index.get(gram, ()):
+                    counts[i] = counts.get(i, 0) + 1
+            for i, shared in counts.items():
+                other_id, _, other = layer.items[i]
+                if shared / len(grams | other) >= self.threshold:
+                    return other_id
         return None
 
-    def add(self, memory_id: str, text: str) -> None:
-        norm = normalise_text(text)
-        self._exact.setdefault(norm, memory_id)
-        grams = _shingles(norm)
-        position = len(self._items)
-        self._items.append((memory_id, grams))
+    def add(self, memory_id: str, text: str | Shape) -> None:
+        norm, grams = text_shape(text) if isinstance(text, str) else text
+        top = self._top
+        top.exact.setdefault(norm, memory_id)
+        position = len(top.items)
+        top.items.append((memory_id, norm, grams))
         for gram in grams:
-            self._index.setdefault(gram, set()).add(position)
+            top.index.setdefault(gram, []).append(position)
 
 
 def pack_section(
@@ -234,13 +283,14 @@ def pack_section(
         if used + cost > allowance:
             entries.append(_entry(cand, spec, False, "budget"))
             continue
-        dup = dedup.duplicate_of(cand.memory.id, cand.memory.content)
+        shape = shape_of(cand)
+        dup = dedup.duplicate_of(cand.memory.id, shape)
         if dup is not None:
             entries.append(_entry(cand, spec, False, f"duplicate of {dup}"))
             continue
         chosen.append(cand)
         used += cost
-        dedup.add(cand.memory.id, cand.memory.content)
+        dedup.add(cand.memory.id, shape)
         entries.append(_entry(cand, spec, True, "relevance" if not spec.stable else spec.source))
     return Packed(spec, chosen, used, allowance, entries)
 
