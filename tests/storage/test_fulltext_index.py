@@ -1,25 +1,32 @@
-"""SQLite-specific: the tantivy full-text index agrees with FTS5, follows writes (through
-the FTS5-scored tail and through catch-ups), and is rebuilt when lost, broken, foreign or
-ahead of the store."""
+"""SQLite-specific: the tantivy full-text index agrees with FTS5 (unscoped and within any
+scope), follows writes (through the FTS5-scored tail and through catch-ups), and is
+rebuilt when lost, broken, foreign, ahead of the store or of an older format."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from test_vector_index import fill
+import tantivy
+from test_vector_index import EXACT, fill, sentences
 
 from memex import Memex, Settings
+from memex.core.models import Scope
+from memex.core.query import Filters
+from memex.core.text import query_terms
 from memex.errors import ConfigError
-from memex.storage.sqlite.fulltext import TAIL_ROWS, FullTextIndex
+from memex.storage.sqlite.fulltext import FORMAT, TAIL_ROWS, FullTextIndex
 from memex.storage.sqlite.store import SQLiteStore
 
 INDEXED = Settings(lexical_index_min=2_000)
@@ -50,10 +57,57 @@ def is_indexed(mx: Memex) -> bool:
     return fulltext(mx)[1]._index is not None
 
 
+def index_answers(mx: Memex, query: str, scope: Mapping[str, str], k: int = 10) -> bool:
+    """Whether the index itself answers this scoped search (no fallback to FTS5)."""
+    store, index = fulltext(mx)
+    filters = Filters.build(scope=Scope.of({"tenant": "default", **scope}))
+    return store._run(lambda c: index.search(c, filters, query_terms(query), k)) is not None
+
+
+def within(mx: Memex, ids: list[str], scope: Mapping[str, str]) -> bool:
+    """Whether every memory of ``ids`` has every scope field ``scope`` sets."""
+    return all(mx.get(i).scope.as_dict().items() >= scope.items() for i in ids)
+
+
+def mean_overlap(expected: list[list[str]], got: list[list[str]]) -> float:
+    """The mean share of each expected list found in the other (1.0 for two empty lists)."""
+    shares = [
+        len(set(a) & set(b)) / len(a) if a else float(not b)
+        for a, b in zip(expected, got, strict=True)
+    ]
+    return sum(shares) / len(shares)
+
+
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     path = tmp_path_factory.mktemp("fulltext") / "memex.db"
     return path, fill(path, 6_000)
+
+
+@pytest.fixture(scope="module")
+def scoped_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Memories over every mix of project, user, agent and session, some left unset,
+    and a second tenant sharing the same project names."""
+    path = tmp_path_factory.mktemp("scoped") / "memex.db"
+    texts = sentences(3_600, seed=2)
+    with Memex.open(path, EXACT) as mx:
+        mx.remember_many(
+            {"content": t, "scope": grid_scope(i)} for i, t in enumerate(texts[:3_000])
+        )
+        mx.scoped(tenant="elsewhere").remember_many(
+            {"content": t, "scope": grid_scope(i)} for i, t in enumerate(texts[3_000:])
+        )
+    return path, texts[:3_000]
+
+
+def grid_scope(i: int) -> dict[str, str]:
+    fields = {
+        "project": ("p0", "p1", None)[i % 3],
+        "user": ("u0", "u1", None)[i // 3 % 3],
+        "agent": ("a0", None)[i // 9 % 2],
+        "session": ("s0", "s1", "s2", None)[i // 18 % 4],
+    }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @pytest.fixture
@@ -97,6 +151,122 @@ def test_index_ranks_like_fts5(sample_store: tuple[Path, list[str]], tmp_path: P
     assert sum(scoped_overlap) / len(scoped_overlap) >= 0.9
     with Memex.open(path, INDEXED) as mx:
         assert all(mx.get(i).scope.project == "p1" for ids in got_scoped for i in ids)
+
+
+SCOPES: list[dict[str, str]] = [
+    {"project": "p0"},
+    {"user": "u1"},
+    {"agent": "a0"},
+    {"session": "s2"},
+    {"project": "p1", "user": "u0"},
+    {"user": "u0", "session": "s1"},
+    {"agent": "a0", "session": "s0"},
+    {"project": "p0", "user": "u1", "agent": "a0", "session": "s0"},
+]
+
+
+def test_scoped_searches_agree_with_fts5(scoped_store: tuple[Path, list[str]]) -> None:
+    path, texts = scoped_store
+    asked = queries(texts, 15)
+    with Memex.open(path, FTS5_ONLY) as mx:
+        expected = [[top_ids(mx, q, scope=s) for q in asked] for s in SCOPES]
+        assert not folder(path).exists()
+    with Memex.open(path, INDEXED) as mx:
+        got = [[top_ids(mx, q, scope=s) for q in asked] for s in SCOPES]
+        for scope, want, have in zip(SCOPES, expected, got, strict=True):
+            assert all(want), scope  # every scope holds matches for every query
+            assert mean_overlap(want, have) >= 0.9, scope
+            assert all(within(mx, ids, scope) for ids in have), scope
+            assert all(index_answers(mx, q, scope) for q in asked[:3]), scope
+        assert is_indexed(mx)
+
+
+def test_scope_terms_count_what_the_tables_hold(scoped_store: tuple[Path, list[str]]) -> None:
+    path, _ = scoped_store
+    with Memex.open(path, INDEXED) as mx:
+        top_ids(mx, "garden piano")
+        store, index = fulltext(mx)
+        assert index._index is not None
+        searcher = index._index.searcher()
+        for name, column in [("tenant", "tenant"), ("project", "project"), ("user", "user_id")]:
+            for value, count in store._run(
+                lambda c, column=column: c.execute(
+                    f"SELECT {column}, count(*) FROM memories WHERE {column} IS NOT NULL "
+                    f"GROUP BY {column}"
+                ).fetchall()
+            ):
+                assert searcher.doc_freq("scope", f"{name}={value}") == count, (name, value)
+
+
+def test_scope_filters_on_new_and_indexed_memories(store_copy: Path) -> None:
+    with Memex.open(store_copy, INDEXED) as mx:
+        loose = mx.remember("the okapi lighthouse keeper", scope={"user": "u9"})
+        placed = mx.remember("the okapi harbour master", scope={"project": "p0", "user": "u9"})
+        store, index = fulltext(mx)
+        for caught_up in (False, True):  # first through the FTS5 tail, then the index
+            if caught_up:
+                assert store._run(lambda c: index.catch_up(c, force=True))
+            assert set(top_ids(mx, "okapi")) == {loose.id, placed.id}
+            assert top_ids(mx, "okapi", scope={"project": "p0"}) == [placed.id]
+            assert top_ids(mx, "okapi", scope={"user": "u9"})[:2] in (
+                [loose.id, placed.id],
+                [placed.id, loose.id],
+            )
+            assert top_ids(mx, "okapi lighthouse", scope={"user": "u9", "project": "p0"}) == [
+                placed.id
+            ]
+            assert top_ids(mx, "okapi", scope={"project": "p1"}) == []
+            assert top_ids(mx, "okapi", scope={"project": "nowhere"}) == []
+            assert top_ids(mx, "okapi", scope={"agent": "a0"}) == []
+            assert top_ids(mx.scoped(tenant="someone-else"), "okapi") == []
+            for scope in ({"project": "nowhere"}, {"project": "p0"}, {"user": "u9"}):
+                assert index_answers(mx, "okapi", scope)
+        assert is_indexed(mx)
+
+
+def write_format_1(path: Path) -> None:
+    """The index folder an earlier memex wrote: the tenant as the only scope field."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("key", stored=False, indexed=True, fast=True)
+    builder.add_text_field("tenant", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
+    where = folder(path)
+    where.mkdir()
+    index = tantivy.Index(builder.build(), path=str(where))
+    writer = index.writer(15_000_000, 1)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for seq, tenant, content in conn.execute("SELECT seq, tenant, content FROM memories"):
+            doc = tantivy.Document()
+            doc.add_unsigned("key", seq)
+            doc.add_text("tenant", tenant)
+            doc.add_text("text", content)
+            writer.add_document(doc)
+        store_id = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
+        max_seq = conn.execute("SELECT max(seq) FROM memories").fetchone()[0]
+        change_pos = conn.execute("SELECT coalesce(max(pos), 0) FROM index_changes").fetchone()[0]
+    writer.commit()
+    del writer
+    mark = {"format": 1, "store_id": store_id, "max_seq": max_seq, "change_pos": change_pos}
+    (where / "watermark.json").write_text(json.dumps(mark))
+
+
+def test_an_index_of_the_previous_format_is_rebuilt(
+    sample_store: tuple[Path, list[str]], store_copy: Path
+) -> None:
+    asked = queries(sample_store[1], 15)
+    with Memex.open(store_copy, FTS5_ONLY) as mx:
+        expected = [top_ids(mx, q, scope={"project": "p1"}) for q in asked]
+    write_format_1(store_copy)
+    assert tantivy.Index.open(str(folder(store_copy))).searcher().num_docs == 6_000
+    with Memex.open(store_copy, INDEXED) as mx:
+        got = [top_ids(mx, q, scope={"project": "p1"}) for q in asked]
+        assert is_indexed(mx)
+        assert index_answers(mx, asked[0], {"project": "p1"})
+        assert all(within(mx, ids, {"project": "p1"}) for ids in got)
+    assert mean_overlap(expected, got) >= 0.9
+    assert watermark(store_copy)["format"] == FORMAT == 2
+    searcher = tantivy.Index.open(str(folder(store_copy))).searcher()
+    assert searcher.doc_freq("scope", "project=p1") == 2_000
 
 
 def test_new_memory_is_found_before_and_after_a_catch_up(store_copy: Path) -> None:

@@ -3,20 +3,26 @@
 FTS5 answers a disjunctive BM25 query in tens to hundreds of milliseconds once a store
 holds a few hundred thousand memories; tantivy answers the same query in one or two.
 The index lives in a folder beside the store (``<store file>.lexical/``), one per store
-(BM25 statistics are store-wide in FTS5 too), keyed by ``memories.seq``, with the tenant
-as a raw term the query must match. It keeps term frequencies only, no text.
+(BM25 statistics are store-wide in FTS5 too), keyed by ``memories.seq``. It keeps term
+frequencies only, no text, and a raw ``scope`` term for each scope field the memory
+sets: ``tenant=<t>``, ``project=<p>``, ``user=<u>``, ``agent=<a>``, ``session=<s>``
+(scope values never contain ``=``). A query must match the term of every field its scope
+sets, so a project's search walks that project's postings only instead of discarding
+other projects' hits after the fact. A memory's scope never changes, so its terms are
+written with its row and replaced with its content.
 
 It is derived data. A sidecar ``watermark.json`` in the folder names the store it was
 built from and what it holds: every row up to ``max_seq`` and every ``index_changes``
 entry up to ``change_pos``. It is written (atomically) only after the tantivy commit, so
 the index is never behind its watermark; a catch-up deletes before it adds, so replaying
 work the watermark did not record is harmless. A missing, unreadable or foreign folder,
-or one ahead of the store, is rebuilt from SQLite.
+one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite.
 
 Writes never commit tantivy. A query that finds a small lag scores the rows after the
 watermark and the rows changed since it with FTS5 (restricted by rowid, so cheap) and
 merges them with the index's hits, leaving out index hits for those keys; a larger lag
-is caught up first. Every hit passes through the SQL filter, as on the FTS5 path.
+is caught up first. Every hit passes through the SQL filter, as on the FTS5 path, scope
+included: the scope terms narrow the search, the tables decide.
 """
 
 from __future__ import annotations
@@ -38,15 +44,16 @@ import tantivy
 
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
-from memex.storage.sqlite import lexical, reads
+from memex.storage.sqlite import lexical, reads, sql
 
-FORMAT = 1
+FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 TAIL_ROWS = 2_000
 TAIL_CHANGES = 500
 OVERFETCH = 4
 _MARK_FILE = "watermark.json"
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
+_ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ class Mark:
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("key", stored=False, indexed=True, fast=True)
-    builder.add_text_field("tenant", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("scope", stored=False, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
     return builder.build()
 
@@ -207,10 +214,10 @@ class FullTextIndex:
             changed = sorted({int(s) for _, s in changes if s <= mark.max_seq})
             for key in changed:
                 writer.delete_documents_by_query(key_query(self._schema, "key", key))
-            for seq, tenant, content in reads.in_chunks(
-                conn, "SELECT seq, tenant, content FROM memories WHERE seq IN ({marks})", changed
+            for row in reads.in_chunks(
+                conn, f"SELECT {_ROW} FROM memories WHERE seq IN ({{marks}})", changed
             ):
-                writer.add_document(self._document(seq, tenant, content))
+                writer.add_document(self._document(row))
         # Rows a killed catch-up committed without recording them: replace, not repeat.
         writer.delete_documents_by_query(
             tantivy.Query.range_query(
@@ -219,18 +226,22 @@ class FullTextIndex:
         )
         max_seq = mark.max_seq
         cursor = conn.execute(
-            "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
+            f"SELECT {_ROW} FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
         )
         while rows := cursor.fetchmany(5_000):
-            for seq, tenant, content in rows:
-                writer.add_document(self._document(seq, tenant, content))
+            for row in rows:
+                writer.add_document(self._document(row))
             max_seq = int(rows[-1][0])
         return Mark(max_seq, change_pos)
 
-    def _document(self, seq: int, tenant: str, content: str) -> tantivy.Document:
+    def _document(self, row: Sequence[Any]) -> tantivy.Document:
+        """A row of ``_ROW`` (key, scope columns, content) as an index document."""
+        seq, *scope, content = row
         doc = tantivy.Document()
         doc.add_unsigned("key", int(seq))
-        doc.add_text("tenant", tenant)
+        for name, value in zip(sql.SCOPE_COLUMNS, scope, strict=True):
+            if value is not None:
+                doc.add_text("scope", f"{name}={value}")
         doc.add_text("text", content)
         return doc
 
@@ -294,8 +305,7 @@ class FullTextIndex:
         None when the index cannot answer (being built elsewhere, or too few index hits
         pass the filters): the caller runs the FTS5 query instead.
         """
-        tenant = filters.scope.tenant
-        if tenant is None:
+        if filters.scope.tenant is None:
             return None
         with self._lock:
             if not self._ready(conn):
@@ -303,7 +313,7 @@ class FullTextIndex:
             try:
                 self._catch_up(conn, force=False)
                 with _snapshot(conn):
-                    return self._search(conn, filters, tenant, terms, limit)
+                    return self._search(conn, filters, terms, limit)
             except (ValueError, OSError):
                 self._index = None  # an unreadable index is reopened or rebuilt on next use
                 return None
@@ -312,7 +322,6 @@ class FullTextIndex:
         self,
         conn: sqlite3.Connection,
         filters: Filters,
-        tenant: str,
         terms: Sequence[str],
         limit: int,
     ) -> list[Candidate] | None:
@@ -329,7 +338,7 @@ class FullTextIndex:
         kept_terms, tokens = self._prune(searcher, terms)
         indexed: list[Candidate] = []
         if tokens:
-            found = self._indexed(conn, searcher, filters, tenant, tokens, limit, mark, pending)
+            found = self._indexed(conn, searcher, filters, tokens, limit, mark, pending)
             if found is None:
                 return None
             indexed = found
@@ -345,28 +354,26 @@ class FullTextIndex:
         conn: sqlite3.Connection,
         searcher: tantivy.Searcher,
         filters: Filters,
-        tenant: str,
         tokens: Sequence[str],
         limit: int,
         mark: Mark,
         pending: set[int],
     ) -> list[Candidate] | None:
         """The index's best hits that pass the filters; None if too few pass."""
-        should = [
-            (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", t))
-            for t in tokens
-        ]
-        query = tantivy.Query.boolean_query(
-            [
-                (
-                    tantivy.Occur.Must,
-                    tantivy.Query.const_score_query(
-                        tantivy.Query.term_query(self._schema, "tenant", tenant), 0.0
-                    ),
+        term = tantivy.Query.term_query
+        should = [(tantivy.Occur.Should, term(self._schema, "text", t)) for t in tokens]
+        # Scope terms score nothing: the ranking is the text's BM25 alone.
+        clauses = [
+            (
+                tantivy.Occur.Must,
+                tantivy.Query.const_score_query(
+                    term(self._schema, "scope", f"{name}={value}"), 0.0
                 ),
-                (tantivy.Occur.Must, tantivy.Query.boolean_query(should)),
-            ]
-        )
+            )
+            for name, value in filters.scope.items()
+        ]
+        clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
+        query = tantivy.Query.boolean_query(clauses)
         total = max(int(searcher.num_docs), 1)
         pool = min(limit * OVERFETCH, total)
         for _ in range(3):

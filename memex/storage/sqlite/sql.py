@@ -23,6 +23,8 @@ HISTORY_COLUMNS = (
     "deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
 )
 _SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}
+# Every scope field and its column, in the order of memex.core.models.SCOPE_FIELDS.
+SCOPE_COLUMNS = {"tenant": "tenant", **_SCOPE_COLUMNS}
 
 
 def _opt(value: datetime | None) -> int | None:
