@@ -320,3 +320,30 @@ def test_pure_helpers() -> None:
     assert dedup.duplicate_of("3", "A dog slept in the garden all day") is None
     assert [s.name for s in resolve_sections(["recall", "facts"])] == ["facts", "recall"]
     assert HeuristicCounter().count("abcdefgh") == 2
+
+
+def test_a_restored_snapshot_deduplicates_like_the_original() -> None:
+    texts = [
+        "The cat sat on the mat near the door",
+        "A dog slept in the garden all day long",
+        "Deploys happen on Tuesdays after the standup",
+        "the cat sat on the mat near the door!",
+        "A dog slept in the garden all day long too",
+        "Rollbacks need a ticket and a second reviewer",
+    ]
+    original = Deduplicator()
+    original.add("a", texts[0])
+    original.add("b", texts[1])
+    snapshot = original.snapshot()
+    original.add("c", texts[2])
+    restored = Deduplicator()
+    restored.restore(snapshot)
+    restored.add("c", texts[2])
+    assert restored.included == original.included
+    probes = [*texts[3:], texts[2].lower(), "Something else entirely, with no overlap at all"]
+    answers = [original.duplicate_of("x", t) for t in probes]
+    assert answers == [restored.duplicate_of("x", t) for t in probes]
+    assert answers[:2] == ["a", "b"] and answers[2] is None and answers[3] == "c"
+    restored.add("d", texts[5])  # a snapshot is never changed by what comes after it
+    assert [item[0] for item in snapshot.items] == ["a", "b"]
+    assert sorted(snapshot.exact.values()) == ["a", "b"]

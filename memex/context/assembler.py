@@ -40,7 +40,8 @@ _PACKS_KEPT = 8
 
 
 _Packing = tuple["Packed", "ContextSection", DedupLayer]
-"""A packing worth reusing: the packed section, its rendering, what it included."""
+"""A packing worth reusing: the packed section, its rendering, and the deduplicator's
+state after it."""
 
 
 @dataclass(slots=True)
@@ -260,14 +261,13 @@ class Assembly:
         key = (allowance, self.dedup.included)
         done = entry.packs.get(key)
         if done is None:
-            self.dedup.seal()
             packed = self._pack(spec, entry.candidates, allowance)
-            done = (packed, self._section(packed, cached=True), self.dedup.seal())
+            done = (packed, self._section(packed, cached=True), self.dedup.snapshot())
             if len(entry.packs) >= _PACKS_KEPT:
                 entry.packs.clear()
             entry.packs[key] = done
-        else:  # the same packing as before: the deduplicator takes what it included
-            self.dedup.push(done[2])
+        else:  # the same packing as before, from the same state: take the state after it
+            self.dedup.restore(done[2])
         return (done[1] if hit else replace(done[1], cached=False)), done[0]
 
     def _pack(self, spec: SectionSpec, candidates: list[Candidate], allowance: int) -> Packed:

@@ -192,10 +192,10 @@ def shape_of(cand: Candidate) -> Shape:
 
 @dataclass(slots=True)
 class DedupLayer:
-    """What one stretch of packing included, as the deduplicator indexes it.
+    """What the deduplicator has indexed, as one unit.
 
-    Sealed layers never change, so a packing that is reused can hand its layer to
-    another context instead of adding its memories one by one again.
+    A snapshot never changes once taken, so a packing that is reused can hand the state
+    after it to another context instead of adding its memories one by one again.
     """
 
     exact: dict[str, str] = field(default_factory=dict)
@@ -208,33 +208,37 @@ class Deduplicator:
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
-        self._sealed: list[DedupLayer] = []
+        self._base = DedupLayer()  # a snapshot, shared: never changed here
         self._top = DedupLayer()
 
     @property
     def included(self) -> tuple[tuple[str, str], ...]:
         """Each memory added so far, in order, and its normalised text: all that the next
         decision depends on."""
-        layers = [*self._sealed, self._top]
+        layers = (self._base, self._top)
         return tuple((memory_id, norm) for layer in layers for memory_id, norm, _ in layer.items)
 
-    def seal(self) -> DedupLayer:
-        """Close what was added since the last seal into a layer of its own, and return it."""
-        layer, self._top = self._top, DedupLayer()
-        if layer.items:
-            self._sealed.append(layer)
-        return layer
+    def snapshot(self) -> DedupLayer:
+        """Everything included so far, in one layer that nothing changes afterwards."""
+        merged = DedupLayer()
+        for layer in (self._base, self._top):
+            offset = len(merged.items)
+            for norm, memory_id in layer.exact.items():
+                merged.exact.setdefault(norm, memory_id)
+            for gram, positions in layer.index.items():
+                merged.index.setdefault(gram, []).extend(i + offset for i in positions)
+            merged.items.extend(layer.items)
+        return merged
 
-    def push(self, layer: DedupLayer) -> None:
-        """Include a sealed layer's memories (as if each had been added)."""
-        self.seal()
-        if layer.items:
-            self._sealed.append(layer)
+    def restore(self, snapshot: DedupLayer) -> None:
+        """Continue from a snapshot (taken from a deduplicator in the same state as this
+        one, plus what it added since): as if each of its memories had been added."""
+        self._base, self._top = snapshot, DedupLayer()
 
     def duplicate_of(self, memory_id: str, text: str | Shape) -> str | None:
         """The id of an included memory this text nearly repeats, if any."""
         norm, grams = text_shape(text) if isinstance(text, str) else text
-        layers = [*self._sealed, self._top]
+        layers = (self._base, self._top)
         for layer in layers:
             if norm in layer.exact:
                 return layer.exact[norm]
