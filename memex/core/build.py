@@ -71,8 +71,10 @@ def build_memory(
     valid_until = opt_time(item.get("valid_until"), "valid_until")
     if valid_until is not None and valid_until < valid_from:
         raise ValidationError("valid_until must not be earlier than valid_from")
-    memory_id = item.get("id") or new_id(int(created.timestamp() * 1000))
-    if not isinstance(memory_id, str) or not is_valid_id(memory_id):
+    memory_id = item.get("id")
+    if memory_id is None or memory_id == "":
+        memory_id = new_id(int(created.timestamp() * 1000))
+    elif not isinstance(memory_id, str) or not is_valid_id(memory_id):
         raise ValidationError(f"id must be a UUID string, not {memory_id!r}")
     source = item.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > 512):
@@ -87,7 +89,7 @@ def build_memory(
         id=memory_id.lower(),
         content=content,
         kind=validate_kind(item.get("kind") or "note"),
-        scope=within.narrow(Scope.of(item.get("scope"))),
+        scope=within.narrow(Scope.of(scope)) if (scope := item.get("scope")) else within,
         tags=validate_tags(item.get("tags")),
         metadata=validate_metadata(item.get("metadata")),
         importance=validate_importance(item.get("importance", 0.5)),

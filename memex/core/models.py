@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -196,12 +197,19 @@ def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValidationError(
                 f"metadata key must be a name of letters, digits and _.- , not {key!r}"
             )
+    if all(type(v) in _JSON_SCALARS for v in metadata.values()) and not any(
+        type(v) is float and not math.isfinite(v) for v in metadata.values()
+    ):
+        return dict(metadata)  # flat and plain: what a JSON round trip would give
     try:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
     result: dict[str, Any] = json.loads(encoded)
     return result
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def validate_metadata_filter(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -120,3 +120,20 @@ def test_parse_lines_reports_line_numbers() -> None:
         list(parse_lines(['{"content": "a", "colour": 1}']))
     with pytest.raises(ImportFormatError, match="missing field 'content'"):
         list(parse_lines(['{"kind": "fact"}']))
+
+
+def test_metadata_comes_back_as_its_json_round_trip() -> None:
+    import json
+
+    cases = [
+        {"n": 1, "s": "x", "f": 0.5, "b": True, "none": None},
+        {"nested": {"a": (1, 2)}, "list": [1, {"b": None}]},
+        {"big": 10**20, "neg": -0.0},
+    ]
+    for metadata in cases:
+        got = validate_metadata(metadata)
+        assert got == json.loads(json.dumps(metadata)) and got is not metadata
+    assert validate_metadata({"t": (1, 2)}) == {"t": [1, 2]}
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ValidationError, match="JSON"):
+            validate_metadata({"k": bad})
