@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from memex.core.ranking import (
     Candidate,
     Fused,
     FusionWeights,
+    _fused,
     boost,
     fuse,
     rank,
@@ -106,6 +108,16 @@ def test_spread_to_neighbours(
         assert x.neighbours == pytest.approx(
             x.score - next((y.score for y in fused if y.key == x.key), 0.0)
         )
+
+
+def test_fusion_builds_the_same_values_as_the_constructor() -> None:
+    """fuse and spread_to_neighbours set Fused's slots directly; the result is a Fused."""
+    built = _fused(7, 0.5, 1, None, 0.25, 0.0, 0.125)
+    assert built == Fused(7, 0.5, 1, None, 0.25, 0.0, 0.125)
+    assert type(built) is Fused
+    assert hash(built) == hash(Fused(7, 0.5, 1, None, 0.25, 0.0, 0.125))
+    with pytest.raises(FrozenInstanceError):
+        built.score = 1.0  # type: ignore[misc]
 
 
 def test_rank_boosts_drops_the_missing_and_sorts() -> None:

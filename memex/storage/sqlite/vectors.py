@@ -449,4 +449,9 @@ def _grown(array: npt.NDArray[_A], size: int, capacity: int) -> npt.NDArray[_A]:
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
     order = np.lexsort((keys, -scores))
-    return [Candidate(int(keys[i]), float(scores[i])) for i in order]
+    # tolist converts every element at once; indexing the arrays one element at a time
+    # costs about as much as building the candidate.
+    return [
+        Candidate(key, score)
+        for key, score in zip(keys[order].tolist(), scores[order].tolist(), strict=True)
+    ]

@@ -1,0 +1,160 @@
+"""Thread neighbours: the one-statement lookup against a row-by-row reference, on real stores."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memex import Settings
+from memex.core.ids import new_id
+from memex.core.models import Memory, Scope, content_hash
+from memex.core.query import Filters
+from memex.storage.base import StoredVectors, WriteBatch
+from memex.storage.open import open_store
+from memex.storage.sqlite import sql
+from memex.storage.sqlite.neighbours import neighbour_query, thread_neighbours
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+NOW = T0 + timedelta(hours=3)
+KINDS = ("message", "message", "message", "fact", "event")
+THREAD = ("tenant", "project", "user_id", "agent", "session", "kind")
+
+
+def random_memory(rng: random.Random) -> tuple[Memory, np.ndarray]:
+    # Few distinct minutes, so creation times often tie and the key decides.
+    created = T0 + timedelta(minutes=rng.randrange(60))
+    scope = Scope(
+        tenant=rng.choice(("t1", "t1", "t1", "t2")),
+        project=rng.choice(("a", "a", "b", None)),
+        user=rng.choice((None, None, "u")),
+        session=rng.choice(("s1", "s2", None)),
+    )
+    valid_until = rng.choice((None,) * 8 + (NOW - timedelta(minutes=5),))
+    content = f"memory {rng.random()}"
+    memory = Memory(
+        id=new_id(),
+        content=content,
+        kind=rng.choice(KINDS),
+        scope=scope,
+        tags=("x",) if rng.random() < 0.3 else (),
+        metadata={},
+        importance=0.5,
+        created_at=created,
+        updated_at=created,
+        expires_at=rng.choice((None,) * 8 + (NOW - timedelta(hours=1), NOW + timedelta(hours=1))),
+        last_accessed_at=None,
+        access_count=0,
+        source=None,
+        content_hash=content_hash(content),
+        version=1,
+        valid_from=created,
+        valid_until=valid_until,
+        superseded_by=new_id() if valid_until is not None else None,
+        deleted_at=NOW - timedelta(hours=2) if rng.random() < 0.1 else None,
+    )
+    return memory, np.array([1, 0, 0, 0], dtype=np.float32)
+
+
+def random_filters(rng: random.Random) -> Filters:
+    return Filters.build(
+        scope=Scope(
+            tenant=rng.choice(("t1", "t1", "t2")),
+            project=rng.choice((None, "a", "b")),
+            session=rng.choice((None, None, "s1")),
+        ),
+        kinds=rng.choice((None, None, ["message"], ["message", "fact"])),
+        tags=rng.choice((None, None, None, ["x"])),
+        until=rng.choice((None, None, T0 + timedelta(minutes=40))),
+        as_of=rng.choice((None, None, None, NOW - timedelta(minutes=10))),
+        include_deleted=rng.random() < 0.2,
+        include_superseded=rng.random() < 0.2,
+    )
+
+
+def reference(
+    conn: sqlite3.Connection, filters: Filters, keys: list[int], radius: int
+) -> dict[int, list[int]]:
+    """Each key's thread read whole and walked in Python."""
+    conn.row_factory = sqlite3.Row
+    rows = {r["seq"]: r for r in conn.execute("SELECT * FROM memories")}
+    conn.row_factory = None
+    where, params = sql.filter_clause(filters, NOW)
+    passing = {r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)}
+    out: dict[int, list[int]] = {}
+    for key in keys:
+        if key not in rows:
+            continue
+        me = rows[key]
+        thread = sorted(
+            (r["created_at"], seq)
+            for seq, r in rows.items()
+            if seq in passing and all(r[c] == me[c] for c in THREAD)
+        )
+        at = (me["created_at"], key)
+        before = [seq for t, seq in reversed(thread) if (t, seq) < at][:radius]
+        after = [seq for t, seq in thread if (t, seq) > at][:radius]
+        if before or after:
+            out[key] = before + after
+    return out
+
+
+@pytest.fixture(params=[1, 2, 3])
+def filled(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, int]:
+    """A store of random threads (seeded by the parameter), closed after writing."""
+    seed = request.param
+    rng = random.Random(seed)
+    store = open_store(tmp_path / "threads.db", Settings())
+    by_tenant: dict[str, list[tuple[Memory, np.ndarray]]] = {}
+    for _ in range(400):
+        memory, vector = random_memory(rng)
+        by_tenant.setdefault(memory.scope.tenant or "", []).append((memory, vector))
+    for tenant, items in by_tenant.items():
+        rng.shuffle(items)  # keys in another order than creation times
+        store.write(Scope(tenant=tenant), WriteBatch(inserts=items), StoredVectors("test:unit", 4))
+    store.close()
+    return tmp_path / "threads.db", seed
+
+
+def test_neighbours_match_a_reference_walk(filled: tuple[Path, int]) -> None:
+    path, seed = filled
+    rng = random.Random(seed * 1000)
+    conn = sqlite3.connect(path)
+    try:
+        top = conn.execute("SELECT max(seq) FROM memories").fetchone()[0]
+        for _ in range(60):
+            filters = random_filters(rng)
+            radius = rng.randint(1, 3)
+            # Keys of any tenant or state, a few twice, and one that does not exist.
+            keys = [*rng.sample(range(1, top + 1), 20), top + 5]
+            keys += rng.sample(keys, 2)
+            expected = reference(conn, filters, list(dict.fromkeys(keys)), radius)
+            got = thread_neighbours(conn, filters, keys, radius, NOW)
+            assert got == expected
+            assert list(got) == list(expected)  # in the order keys were given
+        assert thread_neighbours(conn, random_filters(rng), [], 2, NOW) == {}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("project", [None, "a"])
+def test_neighbours_scan_a_short_range_of_one_project(tmp_path: Path, project: str | None) -> None:
+    """Each side is a range scan of one project's memories, never the whole tenant."""
+    store = open_store(tmp_path / "plan.db", Settings())
+    store.close()
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        filters = Filters.build(scope=Scope(tenant="t1", project=project), kinds=["message"])
+        query, params = neighbour_query(filters, [1, 2, 3], 2, NOW)
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params)]
+        scans = [step for step in plan if "memories_tenant_project" in step]
+        assert len(scans) == 2
+        assert "(tenant=? AND project=? AND created_at<?)" in scans[0]
+        assert "(tenant=? AND project=? AND created_at>?)" in scans[1]
+        assert not [step for step in plan if step.startswith("SCAN") and "memories" in step]
+    finally:
+        conn.close()
