@@ -143,7 +143,7 @@ def test_neighbours_match_a_reference_walk(filled: tuple[Path, int]) -> None:
 
 @pytest.mark.parametrize("project", [None, "a"])
 def test_neighbours_scan_a_short_range_of_one_project(tmp_path: Path, project: str | None) -> None:
-    """Each side is a range scan of one project's memories, never the whole tenant."""
+    """Each side is a range scan of one thread (project and kind), never the tenant."""
     store = open_store(tmp_path / "plan.db", Settings())
     store.close()
     conn = sqlite3.connect(tmp_path / "plan.db")
@@ -151,10 +151,10 @@ def test_neighbours_scan_a_short_range_of_one_project(tmp_path: Path, project: s
         filters = Filters.build(scope=Scope(tenant="t1", project=project), kinds=["message"])
         query, params = neighbour_query(filters, [1, 2, 3], 2, NOW)
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params)]
-        scans = [step for step in plan if "memories_tenant_project" in step]
+        scans = [step for step in plan if "memories_thread" in step]
         assert len(scans) == 2
-        assert "(tenant=? AND project=? AND created_at<?)" in scans[0]
-        assert "(tenant=? AND project=? AND created_at>?)" in scans[1]
+        assert "(tenant=? AND project=? AND kind=? AND created_at<?)" in scans[0]
+        assert "(tenant=? AND project=? AND kind=? AND created_at>?)" in scans[1]
         assert not [step for step in plan if step.startswith("SCAN") and "memories" in step]
     finally:
         conn.close()

@@ -28,15 +28,16 @@ def neighbour_query(
 
     Rows are (position of the key in ``keys``, side, sort key, sort key, neighbour),
     in the order ``thread_neighbours`` returns them. Each side of each key is one
-    range scan of the (tenant, project, created_at) index that stops after ``radius``
-    rows of the thread. The index is named because the planner, without statistics,
-    picks (tenant, kind, created_at), which walks every project's memories of that kind.
+    range scan of the thread index (tenant, project, kind, created_at) that stops after
+    ``radius`` rows of the thread. The index is named because the planner, without
+    statistics, may pick (tenant, kind, created_at), which walks every project's
+    memories of that kind.
     """
     where, params = sql.filter_clause(filters, now, alias="n")
     arms = [
         f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, x.seq "
         "FROM k JOIN memories m ON m.seq = k.seq JOIN memories x ON x.seq IN ("
-        "SELECT n.seq FROM memories n INDEXED BY memories_tenant_project "
+        "SELECT n.seq FROM memories n INDEXED BY memories_thread "
         f"WHERE {_SAME_THREAD} AND {where} AND {scan} LIMIT ?)"
         for side, sign, scan in _SIDES
     ]
@@ -59,9 +60,8 @@ def thread_neighbours(
 
     Nearest first on each side, before then after; keys without any are left out.
     All keys are asked in one statement, which saves the per-statement cost of two
-    statements a key (about 7% of the lookup at 100K memories). The rest goes to the
-    index scans: a scan reads and skips every memory of other kinds in between, which
-    for a rare kind is a hundred rows or more.
+    statements a key; each scan reads only rows of its key's thread (other users,
+    agents or sessions of the same project and kind are still read and skipped).
     """
     unique = list(dict.fromkeys(keys))
     query, params = neighbour_query(filters, unique, radius, now)
