@@ -40,6 +40,20 @@ class Filters:
     include_deleted: bool = False
     include_superseded: bool = False
 
+    def pool(self, limit: int, indexed: tuple[str, ...]) -> int:
+        """How many hits an index should return for ``limit`` to pass these filters.
+
+        Four times ``limit`` when something beyond the scope fields in ``indexed`` may
+        drop hits (kinds, tags, metadata, time, another scope field); otherwise only
+        forgotten, expired or superseded memories can, so an eighth more is enough (the
+        caller retries with a larger pool if too few pass).
+        """
+        scope_left = any(name not in indexed for name, _ in self.scope.items())
+        narrow = self.kinds or self.tags or self.metadata or self.since or self.until
+        if narrow or scope_left or self.as_of is not None:
+            return limit * 4
+        return limit + limit // 8 + 8
+
     @classmethod
     def build(
         cls,

@@ -19,7 +19,7 @@ from memex.core.models import (
     validate_metadata,
     validate_tags,
 )
-from memex.core.query import decode_cursor, encode_cursor
+from memex.core.query import Filters, decode_cursor, encode_cursor
 from memex.core.records import parse_lines
 from memex.core.text import query_terms
 from memex.errors import ImportFormatError, ScopeError, ValidationError
@@ -137,3 +137,20 @@ def test_metadata_comes_back_as_its_json_round_trip() -> None:
     for bad in (float("inf"), float("-inf"), float("nan")):
         with pytest.raises(ValidationError, match="JSON"):
             validate_metadata({"k": bad})
+
+
+def test_an_index_overfetches_only_for_filters_it_cannot_apply() -> None:
+    indexed = ("tenant", "project")
+    scoped = Filters.build(scope=Scope(tenant="t", project="p"))
+    assert scoped.pool(100, indexed) == 120
+    assert Filters.build(scope=Scope(tenant="t")).pool(10, indexed) == 19
+    narrow = [
+        Filters.build(scope=Scope(tenant="t", user="u")),
+        Filters.build(scope=Scope(tenant="t"), kinds=["fact"]),
+        Filters.build(scope=Scope(tenant="t"), tags=["x"]),
+        Filters.build(scope=Scope(tenant="t"), metadata={"a": 1}),
+        Filters.build(scope=Scope(tenant="t"), since="2024-01-01T00:00:00Z"),
+        Filters.build(scope=Scope(tenant="t"), as_of="2024-01-01T00:00:00Z"),
+    ]
+    assert [f.pool(100, indexed) for f in narrow] == [400] * len(narrow)
+    assert narrow[0].pool(100, ("tenant", "project", "user")) == 120

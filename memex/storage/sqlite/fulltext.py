@@ -49,7 +49,6 @@ from memex.storage.sqlite import lexical, reads, sql
 FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 TAIL_ROWS = 2_000
 TAIL_CHANGES = 500
-OVERFETCH = 4
 _MARK_FILE = "watermark.json"
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
@@ -375,7 +374,7 @@ class FullTextIndex:
         clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
         query = tantivy.Query.boolean_query(clauses)
         total = max(int(searcher.num_docs), 1)
-        pool = min(limit * OVERFETCH, total)
+        pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
         for _ in range(3):
             hits = searcher.search(query, pool, count=False).hits
             keys = searcher.fast_field_values("key", [address for _, address in hits])

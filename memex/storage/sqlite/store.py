@@ -359,7 +359,7 @@ class SQLiteStore:
             # just those; if too few pass, try once more with a pool sized by the share
             # that passed. Narrow filters: score only the rows SQL says may be returned.
             total = index.count(conn, tenant)
-            pool = min(limit * 4, total)
+            pool = min(filters.pool(limit, ("tenant", "project")), total)
             project = filters.scope.project
             for _ in range(2):
                 found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
