@@ -372,7 +372,11 @@ class VectorIndex:
             keys, matrix, projects = keys[mask], matrix[mask], projects[mask]
             if len(keys) == 0:
                 return []
-        scores = matrix @ query
+        # Not ``matrix @ query``: BLAS splits a matrix-vector product over its threads,
+        # and when another process keeps a core busy, waiting for the second thread costs
+        # milliseconds (8 ms for 3,000 vectors on 2 cores, where one thread takes 0.1 ms).
+        # einsum's own loop runs on this thread only.
+        scores = np.einsum("ij,j->i", matrix, query)
         if code is not None:
             inside = projects == code
             limit = min(limit, int(inside.sum()))
