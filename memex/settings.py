@@ -56,7 +56,7 @@ class Settings:
     beside the store file) instead of an exact scan."""
     ann_probes: int = 48
     """Lists of the approximate index scanned per query: more is slower and more exact."""
-    lexical_index_min: int = 50_000
+    lexical_index_min: int = 1_000
     """A store with this many memories answers the full-text leg from a tantivy index
     (saved beside the store file, kept in step with SQLite) instead of an FTS5 query."""
     neighbour_share: float = 0.5

@@ -61,7 +61,7 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         ann_min_vectors: int = 50_000,
         ann_probes: int = 48,
-        lexical_index_min: int = 50_000,
+        lexical_index_min: int = 1_000,
     ):
         self._path = Path(path)
         self._ann = (ann_min_vectors, ann_probes)
