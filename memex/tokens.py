@@ -102,7 +102,8 @@ class HFTokenCounter:
             with self._lock:
                 for i, enc in zip(missing, encoded, strict=True):
                     out[i] = len(enc.ids)
-                    self._cache[texts[i]] = len(enc.ids)
+                    if len(texts[i]) <= _KEEP_CHARS:  # a cache of whole contexts would grow large
+                        self._cache[texts[i]] = len(enc.ids)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return [n or 0 for n in out]
@@ -142,11 +143,13 @@ class HFTokenCounter:
     def _remember(self, key: str, n: int) -> None:
         assert self._lines is not None
         with self._lock:
-            if len(self._lines) >= self._cache_size * 4:
+            if len(self._lines) >= self._cache_size:
                 self._lines.clear()
             self._lines[key] = n
 
 
+_KEEP_CHARS = 4_096
+"""Texts up to this long have their counts kept (memory lines, section headers)."""
 _MARK = "\u2581"
 """SentencePiece's word mark, which the Llama 2 normaliser puts before a text and for
 every space."""
