@@ -137,6 +137,9 @@ def test_writes_during_reindex_abort_the_swap(store_path: Path) -> None:
         lambda mx: mx.history(None),
         lambda mx: mx.get(""),
         lambda mx: Memex.open(mx.location, settings=mx.settings, not_a_setting=1),
+        lambda mx: mx.remember_many([{"content": "x", "scope": ""}]),
+        lambda mx: mx.remember_many([{"content": "x", "scope": 0}]),
+        lambda mx: mx.remember_many([{"content": "x", "id": 0}]),
     ],
 )
 def test_odd_input_is_a_memex_error(mx: Memex, call: object) -> None:

@@ -89,7 +89,7 @@ def build_memory(
         id=memory_id.lower(),
         content=content,
         kind=validate_kind(item.get("kind") or "note"),
-        scope=within.narrow(Scope.of(scope)) if (scope := item.get("scope")) else within,
+        scope=within if (scope := item.get("scope")) is None else within.narrow(Scope.of(scope)),
         tags=validate_tags(item.get("tags")),
         metadata=validate_metadata(item.get("metadata")),
         importance=validate_importance(item.get("importance", 0.5)),
