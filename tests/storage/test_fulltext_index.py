@@ -8,13 +8,9 @@ import contextlib
 import json
 import random
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -389,22 +385,10 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_index_survives_being_killed_mid_catch_up(store_copy: Path) -> None:
-    rng = random.Random(5)
-    for _ in range(3):
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(store_copy)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("caught up"), (
-            child.stderr.read() if child.stderr else ""
-        )
-        time.sleep(rng.uniform(0.05, 1.0))
-        child.send_signal(signal.SIGKILL)
-        child.communicate()
+def test_index_survives_being_killed_mid_catch_up(
+    store_copy: Path, kill_midway: Callable[..., None]
+) -> None:
+    kill_midway([CHILD, str(store_copy)], "caught up")
     with Memex.open(store_copy, INDEXED) as mx:
         store, index = fulltext(mx)
         assert store._run(lambda c: index.catch_up(c, force=True))

@@ -4,11 +4,8 @@ with the table across handles and processes, and is rebuilt when lost, stale or 
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
 import textwrap
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -180,24 +177,12 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_index_survives_being_killed_mid_write(tmp_path: Path) -> None:
+def test_index_survives_being_killed_mid_write(
+    tmp_path: Path, kill_midway: Callable[..., None]
+) -> None:
     path = tmp_path / "memex.db"
     fill(path, 2_500)
-    rng = random.Random(5)
-    for _ in range(3):
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), str(Path(__file__).parent)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("saved"), (
-            child.stderr.read() if child.stderr else ""
-        )
-        time.sleep(rng.uniform(0.05, 1.0))
-        child.send_signal(signal.SIGKILL)
-        child.communicate()
+    kill_midway([CHILD, str(path), str(Path(__file__).parent)], "saved")
     with Memex.open(path, APPROXIMATE) as mx:
         store = mx._engine.store
         assert isinstance(store, SQLiteStore)
