@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memex.core.models import Scope, utcnow
@@ -14,16 +14,21 @@ MAX_VARS = 900
 
 
 def in_chunks(
-    conn: sqlite3.Connection, query: str, keys: Sequence[int], params: Sequence[Any] = ()
+    conn: sqlite3.Connection,
+    query: str,
+    keys: Sequence[Any],
+    params: Sequence[Any] = (),
+    convert: Callable[[Any], Any] = int,
 ) -> list[tuple[Any, ...]]:
     """Rows of ``query`` for every key, asked a chunk of keys at a time.
 
     ``query`` has one ``{marks}`` placeholder for the chunk's parameter marks; the
-    chunk's keys come first, then ``params``.
+    chunk's keys come first (each passed through ``convert``: row keys may come as
+    numpy integers), then ``params``.
     """
     rows: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), MAX_VARS):
-        chunk = [int(k) for k in keys[start : start + MAX_VARS]]
+        chunk = [convert(k) for k in keys[start : start + MAX_VARS]]
         marks = ",".join("?" * len(chunk))
         rows.extend(conn.execute(query.format(marks=marks), [*chunk, *params]).fetchall())
     return rows
@@ -49,19 +54,11 @@ def vectors_by_hash(
     conn: sqlite3.Connection, tenant: str, hashes: Sequence[str]
 ) -> dict[str, bytes]:
     """Stored vectors of the tenant's memories with these content hashes."""
-    unique = list(dict.fromkeys(hashes))
-    out: dict[str, bytes] = {}
-    for start in range(0, len(unique), MAX_VARS):
-        chunk = unique[start : start + MAX_VARS]
-        marks = ",".join("?" * len(chunk))
-        out.update(
-            conn.execute(
-                "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v "
-                f"ON v.seq = m.seq WHERE m.tenant = ? AND m.content_hash IN ({marks})",
-                [tenant, *chunk],
-            ).fetchall()
-        )
-    return out
+    query = (
+        "SELECT m.content_hash, v.vector FROM memories m JOIN vectors v ON v.seq = m.seq "
+        "WHERE m.content_hash IN ({marks}) AND m.tenant = ?"
+    )
+    return dict(in_chunks(conn, query, list(dict.fromkeys(hashes)), [tenant], convert=str))
 
 
 def history(conn: sqlite3.Connection, scope: Scope, memory_id: str) -> list[tuple[Any, ...]]:
