@@ -312,25 +312,15 @@ def versions() -> dict[str, str]:
 # -- speed --------------------------------------------------------------------------------
 
 
-def mem0_metadata(item: dict[str, Any]) -> dict[str, Any]:
-    """The memex item's metadata as mem0 metadata (mem0 keeps ``created_at`` if given)."""
+def peer_metadata(item: dict[str, Any], created_at: Any) -> dict[str, Any]:
+    """The memex item's metadata as a peer's flat metadata, with its creation time given
+    as that peer wants it (mem0 keeps an ISO ``created_at``; chroma takes scalars)."""
     return {
         "project": item["scope"]["project"],
         "kind": item["kind"],
         "tags": item["tags"],
         **item["metadata"],
-        "created_at": item["created_at"].isoformat(),
-    }
-
-
-def chroma_metadata(item: dict[str, Any]) -> dict[str, Any]:
-    """The memex item's metadata as chroma metadata (scalars and string lists)."""
-    return {
-        "project": item["scope"]["project"],
-        "kind": item["kind"],
-        "tags": item["tags"],
-        **item["metadata"],
-        "created_at": item["created_at"].timestamp(),
+        "created_at": created_at,
     }
 
 
@@ -380,13 +370,16 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             collection.add(
                 ids=[str(it["metadata"]["n"]) for it in batch],
                 documents=[it["content"] for it in batch],
-                metadatas=[chroma_metadata(it) for it in batch],
+                metadatas=[peer_metadata(it, it["created_at"].timestamp()) for it in batch],
             )
 
         def ingest_mem0(batch: list[dict[str, Any]]) -> None:
             for it in batch:
                 memory.add(
-                    it["content"], user_id=MEM0_USER, metadata=mem0_metadata(it), infer=False
+                    it["content"],
+                    user_id=MEM0_USER,
+                    metadata=peer_metadata(it, it["created_at"].isoformat()),
+                    infer=False,
                 )
 
         systems: list[tuple[str, Callable[[list[dict[str, Any]]], None]]] = [
