@@ -1,4 +1,5 @@
-"""The recall pipeline: search both legs, fuse, spread to neighbours, boost, build the top k.
+"""The recall pipeline: search both legs, fuse, spread to neighbours, lift by episode,
+boost, build the top k.
 
 ``Memex.recall`` validates its arguments and builds the filters; this module runs the
 search. The decisions (fusion, neighbour spreading, boosts) are pure functions in
@@ -11,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from memex.core.episodes import EpisodeWeights, lift_episodes
 from memex.core.models import Hit, utcnow
 from memex.core.query import Filters
 from memex.core.ranking import FusionWeights, fuse, rank, spread_to_neighbours
@@ -25,6 +27,14 @@ Enough to reach past the first page of a k=10 recall; each costs two short index
 (about 70 µs), and the result does not depend on ``k``."""
 
 
+EPISODE_CANDIDATES = 100
+"""How many of the best candidates (after neighbour spreading) are read as episodes.
+
+Lifts only raise scores, so the candidates below keep their order under the lifted
+ones. On LoCoMo, 100 gives the same recall as every candidate (about 180) at half the
+cost (about 2 ms); 40 loses 0.005 of recall@10."""
+
+
 def default_weights(engine: Engine) -> FusionWeights:
     """Fusion weights from the settings (the embedder's own vector share by default)."""
     settings = engine.settings
@@ -35,6 +45,18 @@ def default_weights(engine: Engine) -> FusionWeights:
         importance_weight=settings.importance_weight,
         recency_weight=settings.recency_weight,
         recency_half_life_days=settings.recency_half_life_days,
+    )
+
+
+def episode_weights(engine: Engine) -> EpisodeWeights | None:
+    """Episode weights from the settings; None when episodes are turned off."""
+    s = engine.settings
+    if s.episode_minutes <= 0 or (s.episode_best_share <= 0 and s.episode_coverage_share <= 0):
+        return None
+    return EpisodeWeights(
+        window_us=round(s.episode_minutes * 60_000_000),
+        best=s.episode_best_share,
+        coverage=s.episode_coverage_share,
     )
 
 
@@ -53,9 +75,10 @@ def search(
     settings = engine.settings
     w = weights or default_weights(engine)
     pool = max(settings.candidates, k)
+    terms = query_terms(query)
     lexical = []
     if mode != "vector":
-        lexical = engine.store.search_lexical(filters, query_terms(query), pool)
+        lexical = engine.store.search_lexical(filters, terms, pool)
     vector = []
     if mode != "lexical":
         qv = query_vector if query_vector is not None else engine.embed_query(query)
@@ -68,6 +91,11 @@ def search(
             filters, [f.key for f in fused[:NEIGHBOUR_HITS]], settings.neighbour_radius
         )
         fused = spread_to_neighbours(fused, around, settings.neighbour_share)
+    episodes = episode_weights(engine)
+    if mode == "hybrid" and episodes is not None and fused:
+        head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
+        placed = engine.store.placements(filters, [f.key for f in head])
+        fused = lift_episodes(head, placed, terms, episodes) + tail
     now = utcnow()
     if w.importance_weight or w.recency_weight:  # boosts may lift any candidate
         inputs = engine.store.boost_inputs(filters, [f.key for f in fused])
@@ -83,6 +111,8 @@ def search(
                 explain = {"lexical": f.lexical, "vector": f.vector, **parts}
                 if f.neighbours:
                     explain["neighbours"] = f.neighbours
+                if f.episode:
+                    explain["episode"] = f.episode
                 hits.append(Hit(memory, score, f.lexical_rank, f.vector_rank, explain))
     engine.access.add(tenant, [hit.memory.id for hit in hits], now)
     return hits

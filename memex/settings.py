@@ -64,6 +64,14 @@ class Settings:
     scope and kind, creation order): turns just before or after a match (0 turns it off)."""
     neighbour_radius: int = 2
     """How many memories on each side of a hit count as its neighbours."""
+    episode_minutes: float = 60.0
+    """Memories of one thread written at most this many minutes apart share an episode
+    (a conversation, a work session); hybrid recall lifts a candidate by what its
+    episode holds (0 turns episodes off)."""
+    episode_best_share: float = 0.3
+    """Share of the best score in a candidate's episode added to its own."""
+    episode_coverage_share: float = 0.5
+    """Weight of how many of the query's words a candidate's episode holds."""
     embed_batch_size: int = 256
     query_cache_size: int = 1024
     """Query embeddings kept in memory for repeated queries."""
@@ -110,6 +118,12 @@ class Settings:
             raise ConfigError("query_cache_size must not be negative")
         if not 0.0 <= self.neighbour_share <= 1.0 or self.neighbour_radius < 0:
             raise ConfigError("neighbour_share must be from 0 to 1, neighbour_radius at least 0")
+        if self.episode_minutes < 0:
+            raise ConfigError("episode_minutes must not be negative")
+        if not (
+            0.0 <= self.episode_best_share <= 1.0 and 0.0 <= self.episode_coverage_share <= 1.0
+        ):
+            raise ConfigError("episode_best_share and episode_coverage_share must be from 0 to 1")
         if self.openai_timeout <= 0 or self.access_flush_seconds <= 0:
             raise ConfigError("openai_timeout and access_flush_seconds must be positive")
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from memex import Hit, Memex
-from memex.core.models import utcnow
+from memex.core.episodes import EpisodeWeights, Placement, lift_episodes
+from memex.core.models import to_micros, utcnow
 from memex.core.ranking import FusionWeights, boost, fuse, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
@@ -54,6 +55,19 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
             flt, [f.key for f in fused[:20]], settings.neighbour_radius
         )
         fused = spread_to_neighbours(fused, around, settings.neighbour_share)
+    if fused and settings.episode_minutes > 0:
+        head = fused[:100]
+        built = engine.store.fetch(flt, [f.key for f in head])
+        placed = {
+            key: Placement((m.scope, m.kind), to_micros(m.created_at), m.content)
+            for key, m in built.items()
+        }
+        episodes = EpisodeWeights(
+            window_us=round(settings.episode_minutes * 60_000_000),
+            best=settings.episode_best_share,
+            coverage=settings.episode_coverage_share,
+        )
+        fused = lift_episodes(head, placed, query_terms(query), episodes) + fused[100:]
     boosted = bool(w.importance_weight or w.recency_weight)
     shortlist = fused if boosted else fused[: k * 2]
     found = engine.store.fetch(flt, [f.key for f in shortlist])
@@ -69,6 +83,8 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
         explain = {"lexical": f.lexical, "vector": f.vector, **parts}
         if f.neighbours:
             explain["neighbours"] = f.neighbours
+        if f.episode:
+            explain["episode"] = f.episode
         hits.append((score, f.key, Hit(m, score, f.lexical_rank, f.vector_rank, explain)))
     hits.sort(key=lambda h: (-h[0], h[1]))
     return [h for _, _, h in hits[:k]]
@@ -107,16 +123,20 @@ def same(got: list[Hit], expected: list[Hit]) -> None:
 @pytest.mark.parametrize(
     ("boosts", "candidates"),
     [({}, 100), ({"importance_weight": 0.3, "recency_weight": 0.2}, 100),
-     ({"importance_weight": 0.5}, 30), ({"recency_weight": 0.4}, 200)],
+     ({"importance_weight": 0.5}, 30), ({"recency_weight": 0.4}, 200),
+     ({"episode_minutes": 30 * 24 * 60.0}, 100), ({"episode_minutes": 0.0}, 100)],
 )  # fmt: skip
 def test_recall_equals_building_every_candidate(
     tmp_path: Path, boosts: dict[str, float], candidates: int
 ) -> None:
+    """Including the episode lift, computed here from fully built memories."""
     with Memex.open(tmp_path / "m.db", candidates=candidates, **boosts) as mx:
         fill(mx, 400)
         for query in QUERIES:
             for k in (1, 5, 10, 50):
                 same(mx.recall(query, k=k), reference_recall(mx, query, k))
+            lifted = ["episode" in h.explain for h in mx.recall(query, k=50)]
+            assert any(lifted) == (mx._engine.settings.episode_minutes > 0)
             same(
                 mx.recall(query, k=7, kinds=["fact", "note"], tags=["a"], scope={"project": "web"}),
                 reference_recall(

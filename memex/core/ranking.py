@@ -43,6 +43,8 @@ class Fused:
     vector: float
     neighbours: float = 0.0
     """What the memory's neighbouring hits added to its score (see ``spread_to_neighbours``)."""
+    episode: float = 0.0
+    """What the memory's episode added to its score (see ``memex.core.episodes``)."""
 
 
 # Recall builds a few hundred of these per query, and a frozen dataclass's __init__ sets
@@ -57,6 +59,7 @@ _new = object.__new__
     _set_lexical,
     _set_vector,
     _set_neighbours,
+    _set_episode,
 ) = (Fused.__dict__[f.name].__set__ for f in fields(Fused))
 
 
@@ -68,6 +71,7 @@ def _fused(
     lexical: float,
     vector: float,
     neighbours: float,
+    episode: float = 0.0,
 ) -> Fused:
     """``Fused(key, score, ...)``, built without its __init__."""
     f: Fused = _new(Fused)
@@ -78,7 +82,22 @@ def _fused(
     _set_lexical(f, lexical)
     _set_vector(f, vector)
     _set_neighbours(f, neighbours)
+    _set_episode(f, episode)
     return f
+
+
+def with_extra(f: Fused, *, neighbours: float = 0.0, episode: float = 0.0) -> Fused:
+    """``f`` with ``neighbours`` and ``episode`` added to its score and to those parts."""
+    return _fused(
+        f.key,
+        f.score + neighbours + episode,
+        f.lexical_rank,
+        f.vector_rank,
+        f.lexical,
+        f.vector,
+        f.neighbours + neighbours,
+        f.episode + episode,
+    )
 
 
 def _normalise_max(cands: Sequence[Candidate]) -> dict[int, float]:
@@ -159,20 +178,7 @@ def spread_to_neighbours(
     out: list[Fused] = []
     for f in fused:
         extra = gift.get(f.key)
-        if extra is None:
-            out.append(f)
-        else:
-            out.append(
-                _fused(
-                    f.key,
-                    f.score + extra,
-                    f.lexical_rank,
-                    f.vector_rank,
-                    f.lexical,
-                    f.vector,
-                    extra,
-                )
-            )
+        out.append(f if extra is None else with_extra(f, neighbours=extra))
     known = score.keys()
     out.extend(
         _fused(key, extra, None, None, 0.0, 0.0, extra)

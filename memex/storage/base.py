@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from memex.core.episodes import Placement
 from memex.core.models import Memory, Scope
 from memex.core.query import Filters, Order
 from memex.core.ranking import Candidate
@@ -84,6 +85,11 @@ class Store(Protocol):
     ) -> dict[int, tuple[float, datetime]]:
         """Importance and creation time of the memories behind ``keys`` that pass
         ``filters`` (others are left out): what ranking boosts need, and no more."""
+        ...
+
+    def placements(self, filters: Filters, keys: Sequence[int]) -> dict[int, Placement]:
+        """Thread (scope and kind), creation time and text of the memories behind ``keys``
+        that pass ``filters`` (others are left out): what episode scoring needs."""
         ...
 
     def search_lexical(

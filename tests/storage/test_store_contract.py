@@ -318,3 +318,28 @@ def test_neighbours_follow_the_thread_in_creation_order(store: Store) -> None:
     assert by_content["other session"] not in found  # alone in its thread
     assert store.neighbours(flt(), [k[0]], 0) == {}
     assert store.neighbours(flt(), [], 2) == {}
+
+
+def test_placements_give_thread_time_and_text_of_live_memories(store: Store) -> None:
+    chat = Scope(tenant="t1", project="p", session="s1")
+    a = memory("turn one", minutes=1, kind="message", scope=chat)
+    b = memory("turn two", minutes=2, kind="message", scope=chat)
+    other = memory("turn elsewhere", minutes=1, kind="message", scope=Scope(tenant="t1"))
+    note = memory("turn as a note", minutes=1, kind="note", scope=chat)
+    gone = memory("turn forgotten", minutes=3, kind="message", scope=chat, deleted_at=T0)
+    put(store, *[(m, vec(1, 0, 0, 0)) for m in (a, b, other, note, gone)])
+    keys = [c.key for c in store.search_lexical(flt(), ["turn"], 20)]
+    assert len(keys) == 4  # the forgotten one is not a candidate
+    gone_key = max(keys) + 1  # written last: the next key
+    placed = store.placements(flt(), [*keys, gone_key])
+    by_text = {p.text: p for p in placed.values()}
+    assert set(by_text) == {"turn one", "turn two", "turn elsewhere", "turn as a note"}
+    assert by_text["turn one"].thread == by_text["turn two"].thread
+    assert by_text["turn one"].thread != by_text["turn elsewhere"].thread  # other scope
+    assert by_text["turn one"].thread != by_text["turn as a note"].thread  # other kind
+    micros = by_text["turn two"].created_us - by_text["turn one"].created_us
+    assert micros == 60_000_000
+    project = Filters.build(scope=Scope(tenant="t1", project="p"))
+    in_project = store.placements(project, keys)
+    assert {p.text for p in in_project.values()} == {"turn one", "turn two", "turn as a note"}
+    assert store.placements(flt(), []) == {}

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from memex.core.episodes import Placement
 from memex.core.models import (
     STORED_COLUMNS,
     Memory,
@@ -48,6 +49,7 @@ _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
 _CREATED = STORED_COLUMNS.index("created_at")
+_THREAD = ", ".join(f"m.{c}" for c in (*sql.SCOPE_COLUMNS.values(), "kind"))
 
 
 class SQLiteStore:
@@ -311,6 +313,14 @@ class SQLiteStore:
         columns = "m.seq, m.importance, m.created_at"
         rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
         return {seq: (importance, from_micros(created)) for seq, importance, created in rows}
+
+    def placements(self, filters: Filters, keys: Sequence[int]) -> dict[int, Placement]:
+        if not keys:
+            return {}
+        where, params = sql.filter_clause(filters, utcnow())
+        columns = f"m.seq, {_THREAD}, m.created_at, m.content"
+        rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
+        return {r[0]: Placement(r[1:7], r[7], r[8]) for r in rows}
 
     def neighbours(
         self, filters: Filters, keys: Sequence[int], radius: int
