@@ -17,6 +17,7 @@ from memex.core.models import to_micros, utcnow
 from memex.core.ranking import FusionWeights, boost, fuse, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
+from memex.retrieval import EPISODE_CANDIDATES
 
 WORDS = [
     "deploy",
@@ -56,7 +57,7 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
         )
         fused = spread_to_neighbours(fused, around, settings.neighbour_share)
     if fused and settings.episode_minutes > 0:
-        head = fused[:100]
+        head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
         built = engine.store.fetch(flt, [f.key for f in head])
         placed = {
             key: Placement((m.scope, m.kind), to_micros(m.created_at), m.content)
@@ -67,7 +68,7 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
             best=settings.episode_best_share,
             coverage=settings.episode_coverage_share,
         )
-        fused = lift_episodes(head, placed, query_terms(query), episodes) + fused[100:]
+        fused = lift_episodes(head, placed, query_terms(query), episodes) + tail
     boosted = bool(w.importance_weight or w.recency_weight)
     shortlist = fused if boosted else fused[: k * 2]
     found = engine.store.fetch(flt, [f.key for f in shortlist])
