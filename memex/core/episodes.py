@@ -132,8 +132,8 @@ def _window_reduce(
     among the members within ``window`` of it.
 
     The window's ends only move forward; each window is then reduced by ``max`` and an
-    OR over its slice, which for the hundred or so candidates of a recall is cheaper
-    than keeping running counts.
+    OR over its slice, which for the few dozen candidates of a recall is cheaper than
+    keeping running counts.
     """
     scores = [score[key] for _, key, _ in members]
     masks = [mask for _, _, mask in members]
