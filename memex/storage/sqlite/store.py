@@ -49,7 +49,8 @@ _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
 _MAX_VARS = 900
 _CREATED = STORED_COLUMNS.index("created_at")
-_THREAD = ", ".join(f"m.{c}" for c in (*sql.SCOPE_COLUMNS.values(), "kind"))
+_THREAD_COLUMNS = (*sql.SCOPE_COLUMNS.values(), "kind")
+_THREAD = ", ".join(f"m.{c}" for c in _THREAD_COLUMNS)
 
 
 class SQLiteStore:
@@ -320,7 +321,8 @@ class SQLiteStore:
         where, params = sql.filter_clause(filters, utcnow())
         columns = f"m.seq, {_THREAD}, m.created_at, m.content"
         rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
-        return {r[0]: Placement(r[1:7], r[7], r[8]) for r in rows}
+        end = 1 + len(_THREAD_COLUMNS)  # seq, the thread's columns, created_at, content
+        return {r[0]: Placement(r[1:end], r[end], r[end + 1]) for r in rows}
 
     def neighbours(
         self, filters: Filters, keys: Sequence[int], radius: int
