@@ -6,13 +6,14 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memex.core.models import Scope, content_hash
+from memex.core.progress import Progress, Tally
 from memex.embedders.base import Embedder, Vectors, make_embedder, query_text_for
 from memex.errors import (
     ConfigError,
@@ -26,9 +27,6 @@ from memex.storage.base import Store, StoredVectors
 
 if TYPE_CHECKING:
     from memex.context.assembler import ContextState
-
-Progress = Callable[[int], None]
-"""Called with the number of items just finished, for progress bars."""
 
 
 class AccessLog:
@@ -131,11 +129,12 @@ class Engine:
     def reindex(self, target: Embedder, progress: Progress | None = None) -> int:
         """Re-embed every memory of every tenant with ``target`` and switch to it."""
 
+        tally = Tally(progress, "embedding")
+
         def batches() -> Iterator[list[tuple[int, str, Vectors]]]:
             for rows in self.store.iter_contents(self.settings.embed_batch_size):
                 vectors = self.embed([content for _, _, content in rows], target)
-                if progress:
-                    progress(len(rows))
+                tally.advance(len(rows))
                 yield [
                     (key, content_hash(content), vectors[i])
                     for i, (key, _, content) in enumerate(rows)
@@ -159,15 +158,13 @@ class Engine:
         todo = [i for i, h in enumerate(hashes) if h not in cached]
         fresh: dict[int, np.ndarray] = {}
         size = self.settings.embed_batch_size
-        done = len(contents) - len(todo)
-        if progress and done:
-            progress(done)
+        tally = Tally(progress, "embedding", len(contents))
+        tally.advance(len(contents) - len(todo))
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
             vectors = self.embed([contents[i] for i in chunk])
             fresh.update(zip(chunk, vectors, strict=True))
-            if progress:
-                progress(len(chunk))
+            tally.advance(len(chunk))
         dims = self.dimensions(fresh, cached)
         out = np.zeros((len(contents), dims), dtype=np.float32)
         for i, h in enumerate(hashes):

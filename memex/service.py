@@ -28,11 +28,12 @@ from memex.core.models import (
     validate_metadata,
     validate_tags,
 )
+from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights
 from memex.core.records import parse_lines, with_line
 from memex.embedders.base import Embedder, make_embedder
-from memex.engine import Engine, Progress, choose_embedder
+from memex.engine import Engine, choose_embedder
 from memex.errors import (
     NotFoundError,
     ScopeError,

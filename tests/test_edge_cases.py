@@ -22,6 +22,7 @@ from memex import (
     StoreCorruptError,
     ValidationError,
 )
+from memex.core.progress import Step
 from memex.embedders.base import normalise
 from memex.interfaces.cli.app import app
 
@@ -105,11 +106,11 @@ def test_writes_during_reindex_abort_the_swap(store_path: Path) -> None:
         doomed = mx.remember("another memory")
         calls = []
 
-        def meddle(n: int) -> None:
-            if not calls:
+        def meddle(step: Step) -> None:
+            if step.done and not calls:  # a batch is embedded: the reindex is under way
                 mx.update(keep.id, content="changed during the reindex")
                 mx.purge(doomed.id)
-            calls.append(n)
+                calls.append(step)
 
         with pytest.raises(ConflictError, match="during the reindex"):
             mx.reindex(LetterEmbedder("letters:b"), progress=meddle)

@@ -368,9 +368,8 @@ def import_(
         raise fail(f"cannot read {file}: {exc.strerror or exc}", 2) from None
     except UnicodeDecodeError:
         raise fail(f"{file} is not UTF-8 text", 2) from None
-    total = sum(1 for line in lines if line.strip())
-    with session(store, tenant) as mx, progress_bar(err, "importing", total) as advance:
-        imported = mx.import_lines(lines, progress=advance)
+    with session(store, tenant) as mx, progress_bar(err) as report:
+        imported = mx.import_lines(lines, progress=report)
     if as_json:
         emit({"imported": len(imported)})
     else:
@@ -388,6 +387,7 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export memories as JSON Lines (superseded versions included)."""
+    from memex.core.progress import Step
     from memex.core.records import to_line
 
     with session(store, tenant) as mx:
@@ -398,11 +398,11 @@ def export(
         count = 0
         target = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            with progress_bar(err, "exporting", expected, show=output is not None) as advance:
+            with progress_bar(err, show=output is not None) as report:
                 for memory in mx.iter_all(include_deleted=include_deleted):
                     target.write(to_line(memory) + "\n")
                     count += 1
-                    advance(1)
+                    report(Step("exporting", count, expected))
         finally:
             if output:
                 target.close()
@@ -424,10 +424,8 @@ def reindex(
     """Re-embed every memory (to switch embedding models, or repair vectors)."""
     # Opened with the store's own model, whatever is configured: switching is the point.
     with session(store, None, embedder="auto") as mx:
-        total = mx.stats()
-        expected = total.memories + total.deleted + total.superseded + total.expired
-        with progress_bar(err, "reindexing", expected) as advance:
-            count = mx.reindex(embedder, progress=advance)
+        with progress_bar(err) as report:
+            count = mx.reindex(embedder, progress=report)
         name = mx.embedder.name
     if as_json:
         emit({"reindexed": count, "embedder": name})
