@@ -1,28 +1,85 @@
-"""memex: persistent memory for AI agents and developer tools."""
+"""memex: persistent memory for AI agents and developer tools.
 
-from memex.context import Context, ContextSection
-from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
-from memex.core.ranking import FusionWeights
-from memex.embedders.base import Embedder
-from memex.errors import (
-    ConfigError,
-    ConflictError,
-    EmbedderError,
-    EmbedderMismatchError,
-    ImportFormatError,
-    MemexError,
-    NotFoundError,
-    SchemaVersionError,
-    ScopeError,
-    StoreCorruptError,
-    StoreError,
-    StoreLockedError,
-    ValidationError,
-)
-from memex.service import Memex
-from memex.settings import Settings
+The public names are imported on first use, so ``import memex`` (and the command
+line, which starts on every hook an agent runs) costs only what it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "Context": "memex.context.assembler",
+    "ContextSection": "memex.context.assembler",
+    "KNOWN_KINDS": "memex.core.models",
+    "Hit": "memex.core.models",
+    "Memory": "memex.core.models",
+    "Page": "memex.core.models",
+    "Scope": "memex.core.models",
+    "Stats": "memex.core.models",
+    "FusionWeights": "memex.core.ranking",
+    "Embedder": "memex.embedders.base",
+    "Memex": "memex.service",
+    "Settings": "memex.settings",
+    **dict.fromkeys(
+        (
+            "ConfigError",
+            "ConflictError",
+            "EmbedderError",
+            "EmbedderMismatchError",
+            "ImportFormatError",
+            "MemexError",
+            "NotFoundError",
+            "SchemaVersionError",
+            "ScopeError",
+            "StoreCorruptError",
+            "StoreError",
+            "StoreLockedError",
+            "ValidationError",
+        ),
+        "memex.errors",
+    ),
+}
+
+if TYPE_CHECKING:
+    from memex.context.assembler import Context, ContextSection
+    from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
+    from memex.core.ranking import FusionWeights
+    from memex.embedders.base import Embedder
+    from memex.errors import (
+        ConfigError,
+        ConflictError,
+        EmbedderError,
+        EmbedderMismatchError,
+        ImportFormatError,
+        MemexError,
+        NotFoundError,
+        SchemaVersionError,
+        ScopeError,
+        StoreCorruptError,
+        StoreError,
+        StoreLockedError,
+        ValidationError,
+    )
+    from memex.service import Memex
+    from memex.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'memex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "KNOWN_KINDS",

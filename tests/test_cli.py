@@ -1,6 +1,6 @@
 """The ``memex`` command end to end: every command with --json, and every failure mode.
 
-Each test drives the real typer app through click's CliRunner against a store file in a
+Each test runs the real command in process (tests/clirun.py) against a store file in a
 temporary directory, parses the JSON the command prints, and checks exit codes and the
 one-line ``error: ...`` message on standard error for bad input.
 """
@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from clirun import Result, run_cli
 
-from memex.interfaces.cli.app import app
 from memex.interfaces.cli.demo import QUERIES
+from memex.interfaces.cli.parser import build
 
-RUNNER = CliRunner()
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
@@ -39,9 +37,7 @@ def invoke(
     env: dict[str, str] | None = None,
 ) -> Result:
     """Run ``memex <args> --store <store>``; unexpected exceptions propagate to pytest."""
-    return RUNNER.invoke(
-        app, [*args, "--store", str(store)], input=stdin, env=env, catch_exceptions=False
-    )
+    return run_cli([*args, "--store", str(store)], stdin=stdin, env=env)
 
 
 def run_json(store: Path, *args: str, stdin: str | None = None) -> Any:
@@ -623,9 +619,7 @@ def test_sqlite_url_store_opens_the_absolute_path(
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     target = tmp_path / "by-url" / "memex.db"
-    result = RUNNER.invoke(
-        app, ["stats", "--json", "--store", f"sqlite:///{target}"], catch_exceptions=False
-    )
+    result = run_cli(["stats", "--json", "--store", f"sqlite:///{target}"])
     assert result.exit_code == 0, result.output
     assert target.is_file()
     assert not (cwd / "sqlite:").exists()
@@ -633,7 +627,7 @@ def test_sqlite_url_store_opens_the_absolute_path(
 
 def test_unsupported_store_url_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = RUNNER.invoke(app, ["stats", "--store", "postgres://x/y"], catch_exceptions=False)
+    result = run_cli(["stats", "--store", "postgres://x/y"])
     assert not (tmp_path / "postgres:").exists(), "a local directory was created for a URL"
     message = assert_error(result, 3)
     assert "postgres" in message
@@ -643,9 +637,10 @@ def test_unsupported_store_url_exits_3(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def registered_commands() -> list[str]:
-    group = typer.main.get_command(app)
-    names = list(getattr(group, "commands", {}))
-    assert names, "the app registers no commands"
+    parser = build()
+    actions = [a for a in parser._actions if a.dest == "command"]
+    names = list(getattr(actions[0], "choices", {}))
+    assert names, "the command line registers no commands"
     return sorted(names)
 
 

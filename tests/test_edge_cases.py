@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from clirun import run_cli
 
 from memex import (
     ConflictError,
@@ -24,7 +24,6 @@ from memex import (
 )
 from memex.core.progress import Step
 from memex.embedders.base import normalise
-from memex.interfaces.cli.app import app
 
 
 class LetterEmbedder:
@@ -52,12 +51,11 @@ class LetterEmbedder:
 
 
 def test_line_separators_survive_export_and_import(tmp_path: Path) -> None:
-    runner = CliRunner()
     src, dst, dump = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "dump.jsonl"
     with Memex.open(src) as mx:
         m = mx.remember("line one\u2028still the same\u0085memory")
-    assert runner.invoke(app, ["export", "-o", str(dump), "--store", str(src)]).exit_code == 0
-    result = runner.invoke(app, ["import", str(dump), "--store", str(dst)])
+    assert run_cli(["export", "-o", str(dump), "--store", str(src)]).exit_code == 0
+    result = run_cli(["import", str(dump), "--store", str(dst)])
     assert result.exit_code == 0, result.output
     with Memex.open(dst) as mx:
         assert mx.get(m.id).content == m.content

@@ -1,75 +1,145 @@
-"""Rich renderings of memex values for people at a terminal."""
+"""Plain-text renderings of memex values for people at a terminal.
+
+Stored text is untrusted: a memory may hold markup, terminal control sequences or
+bidirectional overrides copied from a chat or a web page. Everything here prints it
+literally (no markup language is interpreted) and shows control characters as visible
+escapes (``\\x1b``), so nothing stored can restyle, retitle or rewrite the terminal.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import shutil
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from memex.core.models import Hit, Memory, Stats
 
-from memex.core.models import Hit, Memory, Stats
-
-
-def _scope(memory: Memory) -> str:
-    return " ".join(f"{k}={v}" for k, v in memory.scope.items() if k != "tenant")
-
-
-def _short(text: str, width: int = 90) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+# C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional
+# embeddings, overrides and isolates that can make text read differently than it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_BREAK = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
 
 
-def hits(console: Console, found: Sequence[Hit]) -> None:
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control and bidirectional-override characters shown as escapes;
+    tabs and line breaks are kept."""
+    return _CONTROL.sub(_escape, text)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: whitespace runs folded to a space, controls escaped."""
+    return _CONTROL_OR_BREAK.sub(_escape, " ".join(text.split()))
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
+    total = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        total += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+    return total
+
+
+def clip(text: str, columns: int) -> str:
+    """``text`` cut to at most ``columns`` columns, ending in "…" when cut."""
+    if width(text) <= columns:
+        return text
+    if columns <= 1:
+        return "…"[:columns]
+    out: list[str] = []
+    used = 0
+    for char in text:
+        step = width(char)
+        if used + step > columns - 1:
+            break
+        out.append(char)
+        used += step
+    return "".join(out) + "…"
+
+
+def when(value: datetime | None) -> str:
+    """A time to the minute, with its zone (memex keeps times in UTC)."""
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M") + ("Z" if value.utcoffset() is not None else "")
+
+
+def terminal_columns() -> int:
+    """The terminal's width ($COLUMNS first), 100 when there is none."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def table(
+    out: TextIO, header: Sequence[str], rows: Iterable[Sequence[str]], *, flexible: int
+) -> None:
+    """Columns padded to their widest cell; column ``flexible`` takes the room left."""
+    cells = [[one_line(c) for c in row] for row in rows]
+    widths = [max([width(h), *(width(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    fixed = sum(w for i, w in enumerate(widths) if i != flexible) + 2 * (len(header) - 1)
+    widths[flexible] = max(12, min(widths[flexible], terminal_columns() - fixed))
+    for row in [list(header), *cells]:
+        parts = []
+        for i, cell in enumerate(row):
+            text = clip(cell, widths[i])
+            pad = widths[i] - width(text)
+            last = i == len(row) - 1
+            parts.append(text if last else text + " " * pad)
+        out.write("  ".join(parts).rstrip() + "\n")
+
+
+def hits(out: TextIO, found: Sequence[Hit]) -> None:
     """A table of recall hits, best first."""
     if not found:
-        console.print("no memories found")
+        out.write("no memories found\n")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("score", justify="right")
-    table.add_column("kind")
-    table.add_column("content")
-    table.add_column("id", style="dim", no_wrap=True)
-    for hit in found:
-        table.add_row(
-            f"{hit.score:.3f}", hit.memory.kind, _short(hit.memory.content), hit.memory.id
-        )
-    console.print(table)
+    rows = [(f"{h.score:.3f}", h.memory.kind, h.memory.content, h.memory.id) for h in found]
+    table(out, ("score", "kind", "content", "id"), rows, flexible=2)
 
 
-def memories(console: Console, items: Sequence[Memory]) -> None:
+def memories(out: TextIO, items: Sequence[Memory]) -> None:
     """A table of memories."""
     if not items:
-        console.print("no memories")
+        out.write("no memories\n")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("created", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("content")
-    table.add_column("id", style="dim", no_wrap=True)
-    for m in items:
-        table.add_row(m.created_at.strftime("%Y-%m-%d %H:%M"), m.kind, _short(m.content), m.id)
-    console.print(table)
+    rows = [(when(m.created_at), m.kind, m.content, m.id) for m in items]
+    table(out, ("created", "kind", "content", "id"), rows, flexible=2)
 
 
-def memory(console: Console, m: Memory) -> None:
-    """Every field of one memory."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in m.to_dict().items():
+def memory(out: TextIO, m: Memory) -> None:
+    """Every field of one memory, one per line; the content in full, as it is."""
+    fields = m.to_dict()
+    content = fields.pop("content")
+    label = max(len(k) for k in fields)
+    for key, value in fields.items():
         if value in (None, [], {}):
             continue
-        table.add_row(key, str(value))
-    console.print(table)
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            shown = ", ".join(str(v) for v in value)
+        else:
+            shown = str(value)
+        out.write(f"{key.ljust(label)}  {one_line(shown)}\n")
+    out.write("\n" + escape_controls(content).rstrip("\n") + "\n")
 
 
-def versions(console: Console, items: Sequence[Memory]) -> None:
+def versions(out: TextIO, items: Sequence[Memory]) -> None:
     """A memory's versions, oldest first."""
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("version", justify="right")
-    table.add_column("updated", no_wrap=True)
-    table.add_column("state")
-    table.add_column("content")
+    rows = []
     for m in items:
         if m.deleted_at:
             state = "forgotten"
@@ -77,27 +147,25 @@ def versions(console: Console, items: Sequence[Memory]) -> None:
             state = f"superseded by {m.superseded_by}"
         else:
             state = "live"
-        table.add_row(
-            str(m.version), m.updated_at.strftime("%Y-%m-%d %H:%M:%S"), state, _short(m.content)
-        )
-    console.print(table)
+        rows.append((str(m.version), when(m.updated_at), state, m.content))
+    table(out, ("version", "updated", "state", "content"), rows, flexible=3)
 
 
-def stats(console: Console, s: Stats) -> None:
+def stats(out: TextIO, s: Stats) -> None:
     """Store statistics."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("store", s.path)
-    table.add_row("memories", str(s.memories))
-    table.add_row("forgotten", str(s.deleted))
-    table.add_row("superseded", str(s.superseded))
-    table.add_row("expired", str(s.expired))
-    table.add_row("versions", str(s.versions))
-    for kind, count in s.by_kind.items():
-        table.add_row(f"  {kind}", str(count))
-    table.add_row("embedder", f"{s.embedder} ({s.dimensions or '?'} dimensions)")
-    table.add_row("vectors", str(s.vectors))
-    table.add_row("schema", str(s.schema_version))
-    table.add_row("size", f"{s.size_bytes / 1_048_576:.1f} MiB")
-    console.print(table)
+    rows = [
+        ("store", s.path),
+        ("memories", str(s.memories)),
+        ("forgotten", str(s.deleted)),
+        ("superseded", str(s.superseded)),
+        ("expired", str(s.expired)),
+        ("versions", str(s.versions)),
+        *((f"  {kind}", str(count)) for kind, count in s.by_kind.items()),
+        ("embedder", f"{s.embedder} ({s.dimensions or '?'} dimensions)"),
+        ("vectors", str(s.vectors)),
+        ("schema", str(s.schema_version)),
+        ("size", f"{s.size_bytes / 1_048_576:.1f} MiB"),
+    ]
+    label = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.write(f"{key.ljust(label)}  {one_line(value)}\n")

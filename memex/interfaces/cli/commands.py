@@ -1,0 +1,355 @@
+"""What each ``memex`` command does: parse its input, call one Memex method, render.
+
+Nothing here is imported before a command runs, and each command imports only what
+it needs, so ``memex --version`` and ``memex get`` start in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+from memex.errors import ValidationError
+from memex.interfaces.cli import render
+
+if TYPE_CHECKING:
+    from memex.service import Memex
+
+
+class Cli:
+    """One run of the command: its arguments and where its output goes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: TextIO = sys.stdout
+        self.err: TextIO = sys.stderr
+
+    @property
+    def as_json(self) -> bool:
+        return bool(self.args.json)
+
+    def emit(self, data: Any) -> None:
+        """JSON on standard output, exactly as the values are (no escaping for terminals)."""
+        self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+    def say(self, line: str) -> None:
+        """A one-line report for people; stored text in it is shown literally."""
+        self.out.write(render.one_line(line) + "\n")
+
+    @contextmanager
+    def store(self, **options: Any) -> Iterator[Memex]:
+        """The store the options name, opened for the command's tenant."""
+        from memex.service import Memex
+
+        location = self.args.store or os.environ.get("MEMEX_STORE") or None
+        tenant = options.pop("tenant", self.args.tenant)
+        with Memex.open(location, tenant=tenant, **options) as mx:
+            yield mx
+
+
+def scope(args: argparse.Namespace) -> dict[str, str]:
+    """The scope fields given on the command line."""
+    fields = {name: getattr(args, name, None) for name in ("project", "user", "agent", "session")}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def metadata(pairs: list[str] | None) -> dict[str, Any] | None:
+    """``KEY=VALUE`` pairs as a dict; a value that parses as JSON keeps its type."""
+    if not pairs:
+        return None
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"--meta takes KEY=VALUE, not {pair!r}")
+        result[key] = _meta_value(raw)
+    return result
+
+
+def read_input(name: str) -> str:
+    """The text of a file, or of standard input for ``-``, which must be UTF-8."""
+    if name == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ValidationError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = "standard input" if name == "-" else name
+        raise ValidationError(f"{where} is not UTF-8 text (byte {exc.start})") from exc
+
+
+def _meta_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def remember(cli: Cli) -> None:
+    a = cli.args
+    text = read_input("-") if a.content == "-" else a.content
+    with cli.store() as mx:
+        memory = mx.remember(
+            text,
+            kind=a.kind,
+            tags=a.tags,
+            metadata=metadata(a.meta),
+            scope=scope(a),
+            importance=a.importance,
+            ttl=a.ttl,
+            expires_at=a.expires_at,
+            created_at=a.created_at,
+            source=a.source,
+            supersedes=a.supersedes,
+        )
+    if cli.as_json:
+        cli.emit(memory.to_dict())
+    else:
+        cli.say(f"remembered {memory.id}")
+
+
+def recall(cli: Cli) -> None:
+    a = cli.args
+    with cli.store() as mx:
+        hits = mx.recall(
+            a.query,
+            a.k,
+            kinds=a.kinds,
+            tags=a.tags,
+            metadata=metadata(a.meta),
+            since=a.since,
+            until=a.until,
+            as_of=a.as_of,
+            mode=a.mode,
+            scope=scope(a),
+        )
+    if cli.as_json:
+        cli.emit([h.to_dict() for h in hits])
+    else:
+        render.hits(cli.out, hits)
+
+
+def get(cli: Cli) -> None:
+    with cli.store() as mx:
+        memory = mx.get(cli.args.id)
+    if cli.as_json:
+        cli.emit(memory.to_dict())
+    else:
+        render.memory(cli.out, memory)
+
+
+def list_(cli: Cli) -> None:
+    a = cli.args
+    with cli.store() as mx:
+        page = mx.list(
+            scope=scope(a),
+            kinds=a.kinds,
+            tags=a.tags,
+            metadata=metadata(a.meta),
+            since=a.since,
+            until=a.until,
+            order=a.order,
+            limit=a.limit,
+            cursor=a.cursor,
+            include_deleted=a.include_deleted,
+        )
+    if cli.as_json:
+        cli.emit({"items": [m.to_dict() for m in page.items], "next_cursor": page.next_cursor})
+        return
+    render.memories(cli.out, page.items)
+    if page.next_cursor:
+        cli.say(f"next page: --cursor {page.next_cursor}")
+
+
+def update(cli: Cli) -> None:
+    a = cli.args
+    changes: dict[str, Any] = {}
+    if a.source is not None:
+        changes["source"] = a.source
+    if a.expires_at is not None:
+        changes["expires_at"] = a.expires_at
+    with cli.store() as mx:
+        memory = mx.update(
+            a.id,
+            content=a.content,
+            kind=a.kind,
+            tags=a.tags,
+            metadata=metadata(a.meta),
+            importance=a.importance,
+            **changes,
+        )
+    if cli.as_json:
+        cli.emit(memory.to_dict())
+    else:
+        cli.say(f"updated {memory.id} to version {memory.version}")
+
+
+def forget(cli: Cli) -> None:
+    a = cli.args
+    with cli.store() as mx:
+        if a.purge:
+            mx.purge(a.id)
+            result: dict[str, Any] = {"id": a.id.strip().lower(), "purged": True}
+        else:
+            memory = mx.forget(a.id)
+            result = {"id": memory.id, "purged": False, "version": memory.version}
+    if cli.as_json:
+        cli.emit(result)
+    else:
+        cli.say(f"{'purged' if a.purge else 'forgot'} {result['id']}")
+
+
+def history(cli: Cli) -> None:
+    with cli.store() as mx:
+        versions = mx.history(cli.args.id)
+    if cli.as_json:
+        cli.emit([m.to_dict() for m in versions])
+    else:
+        render.versions(cli.out, versions)
+
+
+def stats(cli: Cli) -> None:
+    with cli.store() as mx:
+        result = mx.stats()
+    if cli.as_json:
+        cli.emit(result.to_dict())
+    else:
+        render.stats(cli.out, result)
+
+
+def import_(cli: Cli) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    # Records end at "\n" only: JSON strings may hold U+2028 and other line breaks.
+    lines = read_input(cli.args.file).split("\n")
+    with cli.store() as mx, progress_bar(cli.err) as report:
+        imported = mx.import_lines(lines, progress=report)
+    if cli.as_json:
+        cli.emit({"imported": len(imported)})
+    else:
+        cli.say(f"imported {len(imported)} memories")
+
+
+def export(cli: Cli) -> None:
+    from memex.core.progress import Step
+    from memex.core.records import to_line
+    from memex.interfaces.cli.progress import progress_bar
+
+    a = cli.args
+    with cli.store() as mx:
+        total = mx.stats()
+        expected = total.memories + total.superseded + total.expired
+        if a.everything:
+            expected += total.deleted
+        count = 0
+        target = open(a.output, "w", encoding="utf-8") if a.output else cli.out  # noqa: SIM115
+        try:
+            with progress_bar(cli.err, show=a.output is not None) as report:
+                for memory in mx.iter_all(include_deleted=a.everything):
+                    target.write(to_line(memory) + "\n")
+                    count += 1
+                    report(Step("exporting", count, expected))
+        finally:
+            if a.output:
+                target.close()
+    if a.output:
+        if cli.as_json:
+            cli.emit({"exported": count, "output": a.output})
+        else:
+            cli.say(f"exported {count} memories to {a.output}")
+
+
+def reindex(cli: Cli) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    if cli.args.tenant is not None:
+        raise ValidationError("reindex covers every tenant of the store; drop --tenant")
+    # Opened with the store's own model, whatever is configured: switching is the point.
+    with cli.store(embedder="auto", tenant=None) as mx, progress_bar(cli.err) as report:
+        count = mx.reindex(cli.args.embedder, progress=report)
+        name = mx.embedder.name
+    if cli.as_json:
+        cli.emit({"reindexed": count, "embedder": name})
+    else:
+        cli.say(f"reindexed {count} memories with {name}")
+
+
+def expire(cli: Cli) -> None:
+    with cli.store() as mx:
+        count = mx.expire()
+    if cli.as_json:
+        cli.emit({"expired": count})
+    else:
+        cli.say(f"expired {count} memories")
+
+
+def context(cli: Cli) -> None:
+    a = cli.args
+    with cli.store() as mx:
+        result = mx.context(
+            a.query,
+            a.budget,
+            scope=scope(a),
+            strategy=a.strategy,
+            sections=a.sections,
+            session=a.conversation,
+            format="xml" if a.fmt == "xml" else "markdown",
+            time_limit_ms=a.time_limit_ms,
+        )
+    if cli.as_json or a.fmt == "json":
+        cli.emit(result.to_dict())
+        return
+    # Piped, the text is exactly what a model would get; on a terminal, stored control
+    # sequences are shown as escapes instead of being obeyed.
+    cli.out.write(render.escape_controls(result.text) if cli.out.isatty() else result.text)
+    note = f"{result.tokens}/{a.budget} tokens"
+    if result.prefix_tokens_reused is not None:
+        note += f", {result.prefix_tokens_reused} repeat the session's previous context"
+    cli.err.write(note + "\n")
+
+
+def quickstart(cli: Cli) -> None:
+    from memex.interfaces.cli.demo import run_demo
+
+    with cli.store(tenant=None) as mx:
+        results = run_demo(mx)
+        location = mx.location
+    if cli.as_json:
+        cli.emit([{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in results])
+        return
+    cli.say(f"store: {location}")
+    for query, hits in results:
+        cli.out.write("\n")
+        cli.say(f"recall {query!r}")
+        render.hits(cli.out, hits)
+
+
+COMMANDS: dict[str, Callable[[Cli], None]] = {
+    "remember": remember,
+    "recall": recall,
+    "get": get,
+    "list": list_,
+    "update": update,
+    "forget": forget,
+    "history": history,
+    "stats": stats,
+    "import": import_,
+    "export": export,
+    "reindex": reindex,
+    "expire": expire,
+    "context": context,
+    "quickstart": quickstart,
+}

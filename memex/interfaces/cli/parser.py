@@ -1,0 +1,172 @@
+"""The ``memex`` command line: every command, argument and option, on argparse.
+
+Global options (``--store``, ``--tenant``, ``--json``) work before the command, as in
+``memex --store team.db list``, and after it. A usage error is one ``error: ...`` line
+on standard error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from memex.interfaces.cli.render import one_line
+
+MODES = ("hybrid", "lexical", "vector")
+FORMATS = ("markdown", "xml", "json")
+STRATEGIES = ("balanced", "relevance_first", "priority_first", "time_based", "adaptive")
+EMBEDDERS = ("wordllama", "minilm", "openai")
+
+
+class UsageError(Exception):
+    """A command line that does not parse: its one-line message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised, not printed with the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(one_line(message))
+
+
+def _globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes; below the top, an absent one keeps the top's."""
+    unset = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--store",
+        "-s",
+        metavar="PATH",
+        default=unset,
+        help="store file, directory or sqlite:/// URL "
+        "(default: $MEMEX_STORE, else $MEMEX_HOME/memex.db, else the user data directory)",
+    )
+    parser.add_argument("--tenant", default=unset, help="tenant to work in")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+
+
+def _scope(parser: argparse.ArgumentParser, *, session: bool = True) -> None:
+    parser.add_argument("--project", help="scope: project")
+    parser.add_argument("--user", help="scope: user")
+    parser.add_argument("--agent", help="scope: agent")
+    if session:
+        parser.add_argument("--session", help="scope: session")
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")
+    parser.add_argument("--tag", "-t", action="append", dest="tags", help="only with this tag")
+    parser.add_argument("--meta", action="append", help="metadata KEY=VALUE (repeat)")
+    parser.add_argument("--since", help="created at or after (ISO time; no zone means UTC)")
+    parser.add_argument("--until", help="created before (ISO time; no zone means UTC)")
+
+
+def build() -> Parser:
+    """The parser of the whole command line."""
+    from memex import __version__
+
+    top = Parser(
+        prog="memex",
+        description="Persistent memory for AI agents and developer tools.",
+        epilog="Exit status: 0 ok, 1 not found, 2 bad input, 3 store or environment problem.",
+    )
+    top.add_argument("--version", action="version", version=f"memex {__version__}")
+    _globals(top, top=True)
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        _globals(sub, top=False)
+        return sub
+
+    p = command("remember", "Store a memory.")
+    p.add_argument("content", help="the memory's text; - reads standard input")
+    p.add_argument("--kind", "-k", default="note", help="fact, decision, note, ... (note)")
+    p.add_argument("--tag", "-t", action="append", dest="tags", help="a tag (repeat)")
+    p.add_argument("--meta", action="append", help="metadata KEY=VALUE (repeat; JSON values)")
+    p.add_argument("--importance", type=float, default=0.5, help="0 to 1 (0.5)")
+    p.add_argument("--ttl", type=float, help="expire after this many seconds")
+    p.add_argument("--expires-at", help="expire at this time (ISO 8601)")
+    p.add_argument("--created-at", help="when it happened (ISO 8601)")
+    p.add_argument("--source", help="where it came from")
+    p.add_argument("--supersedes", metavar="ID", help="a memory this one replaces")
+    _scope(p)
+
+    p = command("recall", "Find the memories that best match a query.")
+    p.add_argument("query", help="what to look for")
+    p.add_argument("-k", "--limit", type=int, default=10, dest="k", help="how many (10)")
+    _filters(p)
+    p.add_argument("--as-of", help="what was valid at this time")
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="hybrid, lexical or vector")
+    _scope(p)
+
+    p = command("get", "Show one memory.")
+    p.add_argument("id", metavar="ID")
+
+    p = command("list", "List memories by time, a page at a time.")
+    _filters(p)
+    p.add_argument("--order", choices=("desc", "asc"), default="desc", help="desc or asc")
+    p.add_argument("--limit", type=int, default=20, help="page size (20)")
+    p.add_argument("--cursor", help="the next_cursor of the previous page")
+    p.add_argument("--all", action="store_true", dest="include_deleted", help="with forgotten")
+    _scope(p)
+
+    p = command("update", "Change a memory (the previous version stays in its history).")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--content", help="new text")
+    p.add_argument("--kind", help="new kind")
+    p.add_argument("--tag", "-t", action="append", dest="tags", help="replace the tags")
+    p.add_argument("--meta", action="append", help="replace the metadata with KEY=VALUE pairs")
+    p.add_argument("--importance", type=float, help="new importance")
+    p.add_argument("--source", help="new source")
+    p.add_argument("--expires-at", help="new expiry time (ISO 8601)")
+
+    p = command("forget", "Forget a memory (soft delete; --purge removes it for good).")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--purge", action="store_true", help="delete it and its history for good")
+
+    p = command("history", "Show every version of a memory.")
+    p.add_argument("id", metavar="ID")
+
+    command("stats", "Show counts and sizes of the store.")
+
+    p = command("import", "Import memories from JSON Lines, all or nothing.")
+    p.add_argument("file", metavar="FILE.jsonl", help="JSON Lines; - reads standard input")
+
+    p = command("export", "Export memories as JSON Lines.")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--all", action="store_true", dest="everything", help="every version too")
+
+    p = command("reindex", "Re-embed every memory (to switch models, or repair vectors).")
+    p.add_argument("--embedder", choices=EMBEDDERS, help="switch to this embedder")
+
+    command("expire", "Forget every memory whose expiry time has passed.")
+
+    p = command("context", "Assemble the context for a model call within a token budget.")
+    p.add_argument("query", nargs="?", default="", help="what the next model call is about")
+    p.add_argument("--budget", "-b", type=int, default=4000, help="token budget (4000)")
+    p.add_argument("--format", "-f", choices=FORMATS, default="markdown", dest="fmt")
+    p.add_argument("--session", dest="conversation", help="conversation id")
+    p.add_argument("--strategy", choices=STRATEGIES, default="balanced")
+    p.add_argument("--section", action="append", dest="sections", help="only these sections")
+    p.add_argument("--time-limit-ms", type=float, help="stop loading sections after this")
+    _scope(p, session=False)
+
+    command("quickstart", "Store a few example memories and recall them.")
+    return top
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` (default: the process's arguments)."""
+    parser = build()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command is None:  # a bare `memex`: show what it can do
+        parser.print_help(sys.stdout)
+        raise SystemExit(2)
+    return args
