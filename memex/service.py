@@ -32,6 +32,7 @@ from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights
 from memex.core.records import parse_lines, with_line
+from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
 from memex.engine import Engine, choose_embedder
 from memex.errors import (
@@ -171,7 +172,7 @@ class Memex(ContextMixin):
         """Store one memory and return it.
 
         ``supersedes`` names a memory this one replaces: the old one stays in history,
-        valid until this one's ``valid_from``.
+        valid until this one's ``valid_from``. A time without a zone is UTC.
         """
         item: dict[str, Any] = {
             "content": content,
@@ -241,7 +242,7 @@ class Memex(ContextMixin):
             raise ValidationError("the batch supersedes the same memory twice")
         for position, old_id in supersede:
             new = memories[position]
-            old = self._get_visible(old_id)
+            old = self._get_visible(old_id, now)
             if old.valid_until is not None and old.valid_until <= now:
                 raise ValidationError(f"memory {old_id} is already superseded")
             if new.valid_from < old.valid_from:
@@ -294,8 +295,10 @@ class Memex(ContextMixin):
         expires_at: datetime | str | None = _UNSET,
         source: str | None = _UNSET,
     ) -> Memory:
-        """Change a memory in place, as a new version (the old one stays in ``history``)."""
-        old = self._get_visible(memory_id)
+        """Change a memory in place, as a new version (the old one stays in ``history``);
+        a forgotten or expired memory is not found, as by ``get``."""
+        now = utcnow()
+        old = self._get_visible(memory_id, now)
         changes: dict[str, Any] = {}
         if content is not None:
             changes["content"] = validate_content(content, self.settings.max_content_bytes)
@@ -314,7 +317,7 @@ class Memex(ContextMixin):
             changes["source"] = source
         if not changes:
             raise ValidationError("nothing to update: give at least one field to change")
-        new = old.with_changes(**changes, updated_at=utcnow(), version=old.version + 1)
+        new = old.with_changes(**changes, updated_at=now, version=old.version + 1)
         vector = None
         engine = self._engine
         if new.content_hash != old.content_hash:
@@ -324,20 +327,25 @@ class Memex(ContextMixin):
         return new
 
     def forget(self, memory_id: str) -> Memory:
-        """Soft-delete a memory: it is no longer recalled, but its history remains."""
-        old = self._get_visible(memory_id)
+        """Soft-delete a memory: no read but ``history`` returns it, at any ``as_of``;
+        a forgotten or expired memory is not found, as by ``get``."""
         now = utcnow()
+        # Checked at the deleted_at written, which is thus before any expires_at: what
+        # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
+        old = self._get_visible(memory_id, now)
         new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
         self._write_updates([(new, old.version)])
         return new
 
     def purge(self, memory_id: str) -> None:
-        """Delete a memory, its whole history and its vector, for good."""
+        """Delete a memory, its whole history and its vector, for good (in any state)."""
         if not self._engine.store.purge(self._scope, _id(memory_id)):
             raise NotFoundError(f"no memory {memory_id}")
 
     def expire(self) -> int:
-        """Soft-delete every memory whose expiry time has passed; return how many."""
+        """Record each expiry that has passed as a version with ``deleted_at``; return how
+        many. No read changes: expired memories are hidden from ``expires_at`` on anyway,
+        and an earlier ``as_of`` still sees them."""
         now = utcnow()
         stale = self._engine.store.expired(self._scope, now)
         self._write_updates(
@@ -357,20 +365,21 @@ class Memex(ContextMixin):
 
     # -- reads -----------------------------------------------------------------------
 
-    def _get_visible(self, memory_id: str) -> Memory:
+    def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
         memory = self._engine.store.get(self._scope, _id(memory_id))
-        if memory is None:
+        if memory is None or (now is not None and is_hidden(memory.state(now))):
             raise NotFoundError(f"no memory {memory_id}")
         return memory
 
     def get(self, memory_id: str) -> Memory:
-        """One memory by id (forgotten ones are not found)."""
+        """One memory by id, superseded or not yet valid too; a forgotten or expired one
+        is a NotFoundError."""
         memory = self._get_visible(memory_id)
         self._engine.access.add(self._scope.tenant or "", [_id(memory_id)], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
-        """Every version of a memory, oldest first, including after ``forget``."""
+        """Every version of a memory, oldest first, in any state (forgotten too)."""
         versions = self._engine.store.history(self._scope, _id(memory_id))
         if not versions:
             raise NotFoundError(f"no memory {memory_id}")
@@ -398,8 +407,9 @@ class Memex(ContextMixin):
     ) -> builtins.list[Hit]:
         """The ``k`` memories that best match ``query``, best first.
 
-        Fuses full-text (BM25) and vector similarity; ``as_of`` recalls what was valid
-        at that time. ``query_vector`` skips embedding the query.
+        Fuses full-text (BM25) and vector similarity. Recalls the memories current at
+        ``as_of`` (default: now): not forgotten, not expired by then, valid then.
+        Times without a zone are UTC. ``query_vector`` skips embedding the query.
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must not be empty")
@@ -441,7 +451,10 @@ class Memex(ContextMixin):
         include_deleted: bool = False,
         include_superseded: bool = False,
     ) -> Page:
-        """A page of memories by creation time (newest first by default), keyset-paginated."""
+        """A page of memories by creation time (newest first by default), keyset-paginated.
+
+        ``include_superseded`` adds superseded and not yet valid memories, ``include_deleted``
+        forgotten and expired ones. Times without a zone are UTC."""
         if order not in ("asc", "desc"):
             raise ValidationError("order must be asc or desc")
         validate_count(limit, "limit", 1, 10_000)
@@ -468,7 +481,7 @@ class Memex(ContextMixin):
         tags: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> builtins.list[Memory]:
-        """Memories created in ``[start, end)``, oldest first."""
+        """Current memories created in ``[start, end)``, oldest first (naive times: UTC)."""
         filters = self._filters(scope=scope, kinds=kinds, tags=tags)
         s, e = opt_time(start, "start"), opt_time(end, "end")
         if s and e and s > e:
@@ -478,8 +491,8 @@ class Memex(ContextMixin):
         return self._engine.store.range(filters, s, e, limit)
 
     def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
-        """Every memory in scope, oldest first: superseded and expired ones included,
-        forgotten ones only with ``include_deleted``."""
+        """Every memory in scope, oldest first: superseded, pending and expired ones
+        included, forgotten ones only with ``include_deleted``."""
         cursor = None
         while True:
             page = self.list(
@@ -489,13 +502,15 @@ class Memex(ContextMixin):
                 include_deleted=True,
                 include_superseded=True,
             )
-            yield from (m for m in page.items if include_deleted or m.deleted_at is None)
+            yield from (m for m in page.items if include_deleted or m.state() != "forgotten")
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     def stats(self) -> Stats:
-        """Counts and sizes for this handle's scope."""
+        """Counts and sizes for this handle's scope; each memory counts once, by its state
+        now: ``deleted`` (forgotten), else ``expired``, else ``superseded``, else
+        ``memories``, which ``by_kind`` breaks down."""
         engine = self._engine
         raw = engine.store.stats(self._scope, utcnow())
         model = engine.store.vectors_model()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,6 +141,23 @@ def test_writes_from_another_handle_invalidate_too(store_path: Path) -> None:
         ctx = a.context("ports", budget_tokens=800)
         facts = next(s for s in ctx.sections if s.name == "facts")
         assert facts.cached is False and "9443" in ctx.text
+
+
+def test_a_section_is_rebuilt_when_one_of_its_memories_expires_or_is_superseded(
+    mx: Memex,
+) -> None:
+    mx.context("")  # loads the tokenizer: the next calls are quick
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    mx.remember("the vicuna grazes at dawn", kind="fact", expires_at=due)
+    old = mx.remember("the wombat digs at dusk", kind="fact")
+    mx.supersede(old.id, "the wombat sleeps at noon", valid_from=due)
+    before = mx.context("").text
+    assert "vicuna" in before and "dusk" in before and "noon" not in before
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.05)
+    after = mx.context("")  # no write since: the section's change counters are as they were
+    facts = next(s for s in after.sections if s.name == "facts")
+    assert facts.cached is False
+    assert "vicuna" not in after.text and "dusk" not in after.text and "noon" in after.text
 
 
 def test_session_reuses_the_stable_prefix(mx: Memex) -> None:

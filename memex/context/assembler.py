@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from memex.context.cache import SectionCache
@@ -29,7 +30,7 @@ from memex.core.context import (
     strategy_shares,
     text_shape,
 )
-from memex.core.models import Hit, Memory, Scope
+from memex.core.models import Hit, Memory, Scope, utcnow
 from memex.core.query import Filters, Order
 from memex.storage.base import Store
 from memex.tokens import TokenCounter
@@ -50,6 +51,14 @@ class _CachedSection:
 
     candidates: list[Candidate]
     packs: dict[tuple[int, tuple[tuple[str, str], ...]], _Packing] = field(default_factory=dict)
+    # When the first candidate expires or is superseded: no write marks that moment, so
+    # the entry itself must not outlive it.
+    until: datetime | None = None
+
+    @classmethod
+    def of(cls, candidates: list[Candidate]) -> _CachedSection:
+        ends = [t for c in candidates for t in (c.memory.expires_at, c.memory.valid_until) if t]
+        return cls(candidates, until=min(ends, default=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +259,12 @@ class Assembly:
             return self._section(packed, cached=False), packed
         slot, version = self._slot(spec), self._version(spec, versions)
         entry: _CachedSection | None = self.state.cache.get(slot, version)
+        if entry is not None and entry.until is not None and entry.until <= utcnow():
+            entry = None
         hit = entry is not None
         if entry is None:
             self.misses += 1
-            entry = _CachedSection(self._candidates(spec, counter, allowance))
+            entry = _CachedSection.of(self._candidates(spec, counter, allowance))
             size = sum(len(c.line) + 2 * len(c.memory.content) + 600 for c in entry.candidates)
             self.state.cache.put(slot, version, entry, size)
         else:

@@ -71,6 +71,12 @@ def build_memory(
     valid_until = opt_time(item.get("valid_until"), "valid_until")
     if valid_until is not None and valid_until < valid_from:
         raise ValidationError("valid_until must not be earlier than valid_from")
+    deleted_at = opt_time(item.get("deleted_at"), "deleted_at")
+    if deleted_at is not None and deleted_at > now:
+        # A deletion is a past event. One dated ahead leaves a row read as live that
+        # carries a deletion, which a later write could turn from a recorded expiry into
+        # a forget (see memex.core.visibility.is_forgotten).
+        raise ValidationError("deleted_at must not be in the future")
     memory_id = item.get("id")
     if memory_id is None or memory_id == "":
         memory_id = new_id(int(created.timestamp() * 1000))
@@ -104,7 +110,7 @@ def build_memory(
         valid_from=valid_from,
         valid_until=valid_until,
         superseded_by=superseded_by,
-        deleted_at=opt_time(item.get("deleted_at"), "deleted_at"),
+        deleted_at=deleted_at,
     )
     return memory, supersedes
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memex.core.visibility import State, state_at
 from memex.errors import ValidationError
 
 KNOWN_KINDS: tuple[str, ...] = (
@@ -296,15 +297,17 @@ class Memory(_Stored):
     superseded_by: str | None = None
     deleted_at: datetime | None = None
 
+    def state(self, at: datetime | None = None) -> State:
+        """Forgotten, expired, superseded, pending or current at ``at`` (default: now;
+        naive means UTC); the rule every read follows, see ``memex.core.visibility``."""
+        return state_at(
+            at or utcnow(), deleted_at=self.deleted_at, expires_at=self.expires_at,
+            valid_from=self.valid_from, valid_until=self.valid_until,
+        )  # fmt: skip
+
     def is_current(self, at: datetime | None = None) -> bool:
-        """Whether the memory is live and valid at ``at`` (default: now)."""
-        now = at or utcnow()
-        return (
-            self.deleted_at is None
-            and (self.expires_at is None or self.expires_at > now)
-            and self.valid_from <= now
-            and (self.valid_until is None or self.valid_until > now)
-        )
+        """Whether ``recall`` with ``as_of=at`` (default: now) may return the memory."""
+        return self.state(at) == "current"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: times as ISO 8601 strings, scope as a dict, tags as a list."""

@@ -25,9 +25,11 @@ Order = Literal["asc", "desc"]
 class Filters:
     """What a read may return. ``scope`` always carries a tenant once it reaches a store.
 
-    ``as_of`` asks for what was valid at that time (superseded memories included);
-    without it only memories valid now are returned. Deleted and expired memories are
-    left out unless ``include_deleted`` is set (history and export use it).
+    Visibility follows ``memex.core.visibility`` at ``as_of`` (default: now): forgotten
+    memories, and those expired by then, are left out unless ``include_deleted`` is set
+    (export uses it); so are superseded memories and those whose validity has not begun,
+    unless ``include_superseded`` is set without ``as_of`` (with ``as_of``, only what was
+    valid at that time). Times without a zone are UTC.
     """
 
     scope: Scope = field(default_factory=Scope)

@@ -73,7 +73,11 @@ class Store(Protocol):
         ...
 
     def get(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
-        """One memory by id within the scope, or None."""
+        """One memory by id within the scope, or None.
+
+        Forgotten and expired memories count as absent unless ``include_deleted``;
+        superseded ones and ones whose validity has not begun are returned.
+        """
         ...
 
     def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
@@ -136,7 +140,7 @@ class Store(Protocol):
         ...
 
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
-        """Live memories whose expiry time has passed."""
+        """Memories whose expiry time has passed that ``expire`` has not recorded yet."""
         ...
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:

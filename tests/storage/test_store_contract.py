@@ -278,6 +278,29 @@ def test_stats_counts(store: Store) -> None:
     assert store.stats(Scope(tenant="t2"), now)["memories"] == 0
 
 
+def test_get_and_stats_follow_the_visibility_rule(store: Store) -> None:
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    expired = memory("expired", kind="a", expires_at=now - hour)
+    recorded = memory("recorded", kind="b", expires_at=now - hour, deleted_at=now - hour / 2)
+    forgotten = memory("forgotten", kind="c", expires_at=now + hour, deleted_at=now - hour)
+    both = memory("both", kind="d", expires_at=now - hour, valid_until=now - 2 * hour)
+    superseded = memory("superseded", kind="e", valid_until=now - hour)
+    pending = memory("pending", kind="f", valid_from=now + hour)
+    live = memory("live", kind="f")
+    items = (expired, recorded, forgotten, both, superseded, pending, live)
+    put(store, *[(m, vec(1, 0, 0, 0)) for m in items])
+    t1 = Scope(tenant="t1")
+    found = {m.content for m in items if store.get(t1, m.id) is not None}
+    assert found == {"superseded", "pending", "live"}
+    assert all(store.get(t1, m.id, include_deleted=True) == m for m in items)
+    stats = store.stats(t1, now)
+    counts = [stats[k] for k in ("memories", "deleted", "superseded", "expired")]
+    assert counts == [2, 1, 1, 3]  # each memory once: forgotten > expired > superseded
+    assert stats["by_kind"] == {"f": 2}
+    assert [m.id for m in store.expired(t1, now)] == [expired.id, both.id]
+
+
 def test_vector_search_within_a_project_is_exact(store: Store) -> None:
     rng = np.random.default_rng(11)
     vectors = rng.normal(size=(240, 4)).astype(np.float32)

@@ -11,6 +11,13 @@ from memex.core.query import Filters
 from memex.storage.sqlite import sql
 
 MAX_VARS = 900
+_BUCKETS = {
+    "forgotten": "deleted",
+    "expired": "expired",
+    "superseded": "superseded",
+    "pending": "memories",
+    "current": "memories",
+}
 
 
 def in_chunks(
@@ -74,25 +81,24 @@ def history(conn: sqlite3.Connection, scope: Scope, memory_id: str) -> list[tupl
 
 
 def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
-    """Counts within the scope at time ``at`` (microseconds), and the file's size in pages."""
+    """Counts within the scope at time ``at`` (microseconds), and the file's size in pages.
+
+    Each memory is counted once, by its state at ``at`` (``memex.core.visibility``):
+    ``deleted`` (forgotten), ``expired``, ``superseded``, else ``memories`` (current or
+    pending), which ``by_kind`` breaks down.
+    """
     where, params = sql.scope_clause(scope)
-    live, deleted, superseded, expired = conn.execute(
-        "SELECT "
-        "sum(m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) "
-        "    AND (m.valid_until IS NULL OR m.valid_until > ?)), "
-        "sum(m.deleted_at IS NOT NULL), "
-        "sum(m.deleted_at IS NULL AND m.valid_until IS NOT NULL AND m.valid_until <= ?), "
-        "sum(m.deleted_at IS NULL AND m.expires_at IS NOT NULL AND m.expires_at <= ?) "
-        f"FROM memories m WHERE {where}",
-        [at, at, at, at, *params],
-    ).fetchone()
-    by_kind = dict(
-        conn.execute(
-            f"SELECT m.kind, count(*) FROM memories m WHERE {where} "
-            "AND m.deleted_at IS NULL GROUP BY m.kind ORDER BY m.kind",
-            params,
-        ).fetchall()
-    )
+    counts = {"memories": 0, "deleted": 0, "superseded": 0, "expired": 0}
+    by_kind: dict[str, int] = {}
+    for kind, state, count in conn.execute(
+        f"SELECT m.kind, {sql.state_sql()} AS state, count(*) FROM memories m "
+        f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+        [at, at, at, *params],
+    ):
+        bucket = _BUCKETS[state]
+        counts[bucket] += count
+        if bucket == "memories":
+            by_kind[kind] = by_kind.get(kind, 0) + count
     hwhere, hparams = sql.scope_clause(scope, "h")
     versions = conn.execute(  # past versions, and every memory's current one
         f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "
@@ -106,10 +112,7 @@ def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     return {
-        "memories": live or 0,
-        "deleted": deleted or 0,
-        "superseded": superseded or 0,
-        "expired": expired or 0,
+        **counts,
         "versions": versions,
         "by_kind": by_kind,
         "vectors": vectors,

@@ -134,8 +134,34 @@ def scope_clause(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
     return " AND ".join(parts), params
 
 
+def forgotten_sql(alias: str = "m") -> str:
+    """True for a forgotten row, false otherwise (never NULL): the SQL of
+    ``memex.core.visibility.is_forgotten``. A ``deleted_at`` at or after ``expires_at``
+    is ``expire``'s record of an expiry, not a forget."""
+    return (
+        f"({alias}.deleted_at IS NOT NULL AND "
+        f"({alias}.expires_at IS NULL OR {alias}.deleted_at < {alias}.expires_at))"
+    )
+
+
+def state_sql(alias: str = "m") -> str:
+    """A row's state at a time given three times as parameters: the SQL of
+    ``memex.core.visibility.state_at`` (a NULL time makes its comparison fall through)."""
+    return (
+        f"CASE WHEN {forgotten_sql(alias)} THEN 'forgotten' "
+        f"WHEN {alias}.expires_at <= ? THEN 'expired' "
+        f"WHEN {alias}.valid_until <= ? THEN 'superseded' "
+        f"WHEN {alias}.valid_from > ? THEN 'pending' ELSE 'current' END"
+    )
+
+
 def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[str, list[Any]]:
-    """A WHERE clause (without the keyword) selecting what ``filters`` allows."""
+    """A WHERE clause (without the keyword) selecting what ``filters`` allows.
+
+    Visibility follows ``memex.core.visibility`` at ``filters.as_of`` or ``now``:
+    forgotten and expired rows are left out unless ``include_deleted``; superseded and
+    pending ones unless ``include_superseded`` without ``as_of``.
+    """
     sql, params = scope_clause(filters.scope, alias)
     parts = [sql]
     if filters.kinds:
@@ -168,7 +194,7 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         params.append(to_micros(filters.until))
     at = to_micros(filters.as_of or now)
     if not filters.include_deleted:
-        parts.append(f"{alias}.deleted_at IS NULL")
+        parts.append(f"NOT {forgotten_sql(alias)}")
         parts.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > ?)")
         params.append(at)
     if filters.as_of is not None or not filters.include_superseded:

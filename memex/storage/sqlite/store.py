@@ -287,9 +287,9 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------
 
     def get(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
-        where, params = sql.scope_clause(scope)
-        if not include_deleted:
-            where += " AND m.deleted_at IS NULL"
+        # Any valid time: superseded and pending memories are found by id.
+        visible = Filters(scope=scope, include_deleted=include_deleted, include_superseded=True)
+        where, params = sql.filter_clause(visible, utcnow())
         row = self._run(
             lambda c: c.execute(
                 f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} AND m.id = ?",

@@ -1,0 +1,75 @@
+"""What a read sees: the state of a stored memory at a time, as one pure rule.
+
+A memory is in exactly one state at a time ``at``, the first of these that holds:
+
+``forgotten``
+    ``forget`` ran (``deleted_at`` is set and is not a recorded expiry, see
+    ``is_forgotten``). Hidden from every read but ``history``, at every ``at``.
+``expired``
+    ``expires_at`` has come (``expires_at <= at``), whether or not ``expire`` has
+    recorded it yet. Hidden from ``get``, ``list``, ``range``, ``recall`` and
+    ``context`` as if forgotten at ``expires_at``; a read of an earlier ``at`` (``recall``
+    with ``as_of``) still sees it.
+``superseded``
+    Its validity has ended (``valid_until <= at``). ``get`` returns it, ``list`` only
+    with ``include_superseded``, ``recall`` only with an ``as_of`` inside its validity.
+``pending``
+    Its validity has not begun (``valid_from > at``). ``get`` returns it, ``list`` only
+    with ``include_superseded``; ``recall`` once ``at`` reaches ``valid_from``.
+``current``
+    Everything else: every read returns it.
+
+The SQL of a backend (``memex.storage.sqlite.sql``) spells the same rule; a test holds
+the two to agree on a table of cases. Naive datetimes are taken as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+State = Literal["forgotten", "expired", "superseded", "pending", "current"]
+STATES: tuple[State, ...] = ("forgotten", "expired", "superseded", "pending", "current")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def is_forgotten(deleted_at: datetime | None, expires_at: datetime | None) -> bool:
+    """Whether a memory's ``deleted_at`` comes from ``forget`` rather than ``expire``.
+
+    ``expire`` records an expiry with ``deleted_at`` at or after ``expires_at``;
+    ``forget`` refuses an expired memory, so what it writes is always earlier than
+    ``expires_at`` (or the memory has none). An exported record keeps both times, so
+    the distinction survives export and import.
+    """
+    if deleted_at is None:
+        return False
+    return expires_at is None or _utc(deleted_at) < _utc(expires_at)
+
+
+def state_at(
+    at: datetime,
+    *,
+    deleted_at: datetime | None,
+    expires_at: datetime | None,
+    valid_from: datetime,
+    valid_until: datetime | None,
+) -> State:
+    """The state of a memory with these times at ``at`` (see the module docstring)."""
+    at = _utc(at)
+    if is_forgotten(deleted_at, expires_at):
+        return "forgotten"
+    if expires_at is not None and _utc(expires_at) <= at:
+        return "expired"
+    if valid_until is not None and _utc(valid_until) <= at:
+        return "superseded"
+    if _utc(valid_from) > at:
+        return "pending"
+    return "current"
+
+
+def is_hidden(state: State) -> bool:
+    """Whether ``get`` (and every write naming the memory) treats it as not there."""
+    return state in ("forgotten", "expired")
