@@ -18,6 +18,7 @@ MODES = ("hybrid", "lexical", "vector")
 FORMATS = ("markdown", "xml", "json")
 STRATEGIES = ("balanced", "relevance_first", "priority_first", "time_based", "adaptive")
 EMBEDDERS = ("wordllama", "minilm", "openai")
+UTC_NOTE = " (ISO 8601; UTC unless it names an offset)"
 
 
 class UsageError(Exception):
@@ -63,8 +64,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")
     parser.add_argument("--tag", "-t", action="append", dest="tags", help="only with this tag")
     parser.add_argument("--meta", action="append", help="metadata KEY=VALUE (repeat)")
-    parser.add_argument("--since", help="created at or after (ISO time; no zone means UTC)")
-    parser.add_argument("--until", help="created before (ISO time; no zone means UTC)")
+    parser.add_argument("--since", help="created at or after this time" + UTC_NOTE)
+    parser.add_argument("--until", help="created before this time" + UTC_NOTE)
 
 
 def build() -> Parser:
@@ -92,8 +93,8 @@ def build() -> Parser:
     p.add_argument("--meta", action="append", help="metadata KEY=VALUE (repeat; JSON values)")
     p.add_argument("--importance", type=float, default=0.5, help="0 to 1 (0.5)")
     p.add_argument("--ttl", type=float, help="expire after this many seconds")
-    p.add_argument("--expires-at", help="expire at this time (ISO 8601)")
-    p.add_argument("--created-at", help="when it happened (ISO 8601)")
+    p.add_argument("--expires-at", help="expire at this time" + UTC_NOTE)
+    p.add_argument("--created-at", help="when it happened" + UTC_NOTE)
     p.add_argument("--source", help="where it came from")
     p.add_argument("--supersedes", metavar="ID", help="a memory this one replaces")
     _scope(p)
@@ -102,7 +103,7 @@ def build() -> Parser:
     p.add_argument("query", help="what to look for")
     p.add_argument("-k", "--limit", type=int, default=10, dest="k", help="how many (10)")
     _filters(p)
-    p.add_argument("--as-of", help="what was valid at this time")
+    p.add_argument("--as-of", help="what was valid at this time" + UTC_NOTE)
     p.add_argument("--mode", choices=MODES, default="hybrid", help="hybrid, lexical or vector")
     _scope(p)
 
@@ -114,7 +115,9 @@ def build() -> Parser:
     p.add_argument("--order", choices=("desc", "asc"), default="desc", help="desc or asc")
     p.add_argument("--limit", type=int, default=20, help="page size (20)")
     p.add_argument("--cursor", help="the next_cursor of the previous page")
-    p.add_argument("--all", action="store_true", dest="include_deleted", help="with forgotten")
+    p.add_argument(
+        "--all", action="store_true", dest="include_deleted", help="with forgotten and expired"
+    )
     _scope(p)
 
     p = command("update", "Change a memory (the previous version stays in its history).")
@@ -125,7 +128,7 @@ def build() -> Parser:
     p.add_argument("--meta", action="append", help="replace the metadata with KEY=VALUE pairs")
     p.add_argument("--importance", type=float, help="new importance")
     p.add_argument("--source", help="new source")
-    p.add_argument("--expires-at", help="new expiry time (ISO 8601)")
+    p.add_argument("--expires-at", help="new expiry time" + UTC_NOTE)
 
     p = command("forget", "Forget a memory (soft delete; --purge removes it for good).")
     p.add_argument("id", metavar="ID")

@@ -141,13 +141,15 @@ def versions(out: TextIO, items: Sequence[Memory]) -> None:
     """A memory's versions, oldest first."""
     rows = []
     for m in items:
-        if m.deleted_at:
-            state = "forgotten"
+        state = m.state(m.updated_at)  # what this version said when it was written
+        shown: str
+        if state in ("forgotten", "expired"):
+            shown = state
         elif m.superseded_by:
-            state = f"superseded by {m.superseded_by}"
+            shown = f"superseded by {m.superseded_by}"
         else:
-            state = "live"
-        rows.append((str(m.version), when(m.updated_at), state, m.content))
+            shown = "pending" if state == "pending" else "live"
+        rows.append((str(m.version), when(m.updated_at), shown, m.content))
     table(out, ("version", "updated", "state", "content"), rows, flexible=3)
 
 
