@@ -16,7 +16,9 @@ from memex.errors import (
     ScopeError,
     StoreCorruptError,
     StoreError,
+    StoreFullError,
     StoreLockedError,
+    StoreReadOnlyError,
     ValidationError,
 )
 from memex.service import Memex
@@ -48,7 +50,9 @@ __all__ = [
     "Stats",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreLockedError",
+    "StoreReadOnlyError",
     "ValidationError",
     "__version__",
 ]
