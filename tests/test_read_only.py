@@ -16,7 +16,7 @@ from pathlib import Path
 import namespaces
 import pytest
 
-from memex import Memex, Settings, StoreReadOnlyError
+from memex import Memex, Settings, StoreError, StoreReadOnlyError
 from memex.storage.sqlite.migrate import LATEST, upgrade
 
 SMALL_INDEXES = Settings(lexical_index_min=100, ann_min_vectors=200)
@@ -136,6 +136,7 @@ def test_read_only_when_asked(tmp_path: Path) -> None:
         )
         assert mx.stats().memories == len(mx.list(limit=1000).items) == 301
         assert len(mx.range()) == 301 and len(mx.history(needle.id)) == 1
+        assert mx._engine.access.flush() is True  # reads left nothing to write
         message = f"store {path} is read-only (opened read-only); nothing was written"
         writes = [
             lambda: mx.remember("no"),
@@ -180,9 +181,9 @@ def test_read_only_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_read_only_store_is_never_created_or_upgraded(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
-    with pytest.raises(Exception, match="no store at .*not created") as caught:
+    with pytest.raises(StoreError) as caught:
         Memex.open(missing, read_only=True)
-    assert type(caught.value).__name__ == "StoreError"
+    assert str(caught.value) == f"no store at {missing} (a store opened read-only is not created)"
     assert not missing.exists()
 
     old = tmp_path / "old.db"

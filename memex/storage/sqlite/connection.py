@@ -1,4 +1,5 @@
-"""SQLite connections: pragmas, one-writer transactions and driver-error translation."""
+"""SQLite connections: read-write or read-only, one per thread; one-writer transactions;
+driver errors translated by result code."""
 
 from __future__ import annotations
 
