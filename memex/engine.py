@@ -21,7 +21,9 @@ from memex.errors import (
     EmbedderError,
     EmbedderMismatchError,
     MemexError,
+    StoreError,
     StoreLockedError,
+    StoreReadOnlyError,
 )
 from memex.settings import Settings
 from memex.storage.base import Store, StoredVectors
@@ -75,7 +77,8 @@ class AccessLog:
     def save_context(self, tenant: str, session: str, text: str, prefix_hash: str) -> str:
         """Save a session's latest context now, or later if another process is writing.
 
-        Returns ``saved``, ``pending`` (kept in memory for the next flush) or ``read-only``.
+        Returns ``saved``, ``pending`` (kept in memory for the next flush: the store is
+        busy, or its device full) or ``read-only``.
         """
         if not self._enabled:
             return "read-only"
@@ -85,7 +88,9 @@ class AccessLog:
             try:
                 self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash)
                 return "saved"
-            except StoreLockedError:
+            except StoreReadOnlyError:
+                return "read-only"
+            except StoreError:  # busy, or a full disk: the context is still served
                 with self._lock:
                     self._sessions[(tenant, session)] = (text, prefix_hash)
                     self._start()

@@ -15,7 +15,10 @@ from memex import Memex, StoreFullError
 def test_sqlite_full_is_reported_as_no_space_left(tmp_path: Path) -> None:
     path = tmp_path / "memex.db"
     with Memex.open(path) as mx:
-        first = mx.remember_many({"content": f"kept {i}"} for i in range(20))
+        first = mx.remember_many(
+            {"content": f"kept {i} " + "words of a long note " * 30, "kind": "fact"}
+            for i in range(20)
+        )
         # SQLite's own SQLITE_FULL: the store may not grow past a few more pages. The
         # limit holds for this connection, the one this thread writes through.
         conn = mx._engine.store._conn()  # type: ignore[attr-defined]
@@ -27,7 +30,12 @@ def test_sqlite_full_is_reported_as_no_space_left(tmp_path: Path) -> None:
         assert str(caught.value) == f"no space left on the device holding store {path}"
         assert mx.stats().memories == 20  # the whole batch or nothing
         assert [m.content for m in mx.iter_all()] == [m.content for m in first]
+        # A context is a read: it is served even when its session snapshot has no room.
+        context = mx.context("long note", 4000, session="s")
+        assert context.stats["session_snapshot"] == "pending" and "kept 0" in context.text
         conn.execute("PRAGMA max_page_count = 4294967294")
+        assert mx._engine.access.flush() is True  # written once there is room
+        assert mx.context("long note", 4000, session="s").prefix_tokens_reused == context.tokens
         mx.remember_many(batch)
         assert mx.stats().memories == 320
 
