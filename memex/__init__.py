@@ -37,7 +37,9 @@ _HOMES = {
             "ScopeError",
             "StoreCorruptError",
             "StoreError",
+            "StoreFullError",
             "StoreLockedError",
+            "StoreReadOnlyError",
             "ValidationError",
         ),
         "memex.errors",
@@ -61,7 +63,9 @@ if TYPE_CHECKING:
         ScopeError,
         StoreCorruptError,
         StoreError,
+        StoreFullError,
         StoreLockedError,
+        StoreReadOnlyError,
         ValidationError,
     )
     from memex.service import Memex
@@ -105,7 +109,9 @@ __all__ = [
     "Stats",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreLockedError",
+    "StoreReadOnlyError",
     "ValidationError",
     "__version__",
 ]

@@ -15,6 +15,9 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     └── StoreError               the storage backend failed
         ├── StoreCorruptError    the store file is not a readable memex store
         ├── StoreLockedError     another process held the store past the busy timeout
+        ├── StoreReadOnlyError   a write to a store that is open read-only (asked, or forced
+        │                        by a file or folder this process cannot write)
+        ├── StoreFullError       no space left on the device holding the store
         └── SchemaVersionError   the store was made by a newer memex
 """
 
@@ -71,6 +74,19 @@ class StoreCorruptError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another process held the store for longer than the busy timeout."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store is open read-only: asked for, or its file or folder cannot be written."""
+
+    @classmethod
+    def refused(cls, location: str, reason: str) -> StoreReadOnlyError:
+        """A write refused by a store that is read-only for ``reason``."""
+        return cls(f"store {location} is read-only ({reason}); nothing was written")
+
+
+class StoreFullError(StoreError):
+    """No space is left on the device that holds the store."""
 
 
 class SchemaVersionError(StoreError):

@@ -38,6 +38,7 @@ from memex.engine import Engine, choose_embedder
 from memex.errors import (
     NotFoundError,
     ScopeError,
+    StoreReadOnlyError,
     ValidationError,
 )
 from memex.retrieval import search
@@ -71,6 +72,7 @@ class Memex(ContextMixin):
         settings: Settings | None = None,
         *,
         embedder: Embedder | str | None = None,
+        read_only: bool | None = None,
         **overrides: Any,
     ) -> Memex:
         """Open (creating if needed) the store at ``path``.
@@ -78,7 +80,11 @@ class Memex(ContextMixin):
         ``path=None`` means the default store in $MEMEX_HOME or the user data dir.
         ``embedder`` defaults to the model that made the store's vectors (``wordllama``
         for a new store); naming a different one is an error until ``reindex``.
+        ``read_only=True`` (or the ``read_only`` setting) opens an existing store for
+        reading only; a store this process cannot write is opened so anyway.
         """
+        if read_only is not None:
+            overrides["read_only"] = read_only
         home = None if path is not None else default_home()
         if settings is None:
             settings = Settings.load(home, **overrides)
@@ -97,7 +103,8 @@ class Memex(ContextMixin):
         return cls(engine, root_scope, root=True)
 
     def close(self) -> None:
-        """Write pending access statistics and close the store (root handle only)."""
+        """Close the store (root handle only), writing pending access statistics if no
+        other process is writing: they are dropped rather than waited for."""
         if self._root:
             self._engine.close()
 
@@ -138,6 +145,18 @@ class Memex(ContextMixin):
     def location(self) -> str:
         """Where the store lives."""
         return self._engine.store.location
+
+    @property
+    def read_only(self) -> str | None:
+        """Why writes are refused (``opened read-only``, ``its folder is not writable``),
+        or None when the store can be written."""
+        return self._engine.store.read_only
+
+    def _check_writable(self) -> None:
+        """Refuse a write up front, before any work is done for it."""
+        reason = self._engine.store.read_only
+        if reason is not None:
+            raise StoreReadOnlyError.refused(self.location, reason)
 
     def scoped(self, scope: Scope | Mapping[str, str] | None = None, **fields: str) -> Memex:
         """A handle confined to a narrower scope.
@@ -225,6 +244,7 @@ class Memex(ContextMixin):
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
     ) -> builtins.list[Memory]:
+        self._check_writable()
         if not memories:
             return []
         ids = [m.id for m in memories]
@@ -297,6 +317,7 @@ class Memex(ContextMixin):
     ) -> Memory:
         """Change a memory in place, as a new version (the old one stays in ``history``);
         a forgotten or expired memory is not found, as by ``get``."""
+        self._check_writable()
         now = utcnow()
         old = self._get_visible(memory_id, now)
         changes: dict[str, Any] = {}
@@ -329,6 +350,7 @@ class Memex(ContextMixin):
     def forget(self, memory_id: str) -> Memory:
         """Soft-delete a memory: no read but ``history`` returns it, at any ``as_of``;
         a forgotten or expired memory is not found, as by ``get``."""
+        self._check_writable()
         now = utcnow()
         # Checked at the deleted_at written, which is thus before any expires_at: what
         # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
@@ -339,6 +361,7 @@ class Memex(ContextMixin):
 
     def purge(self, memory_id: str) -> None:
         """Delete a memory, its whole history and its vector, for good (in any state)."""
+        self._check_writable()
         if not self._engine.store.purge(self._scope, _id(memory_id)):
             raise NotFoundError(f"no memory {memory_id}")
 
@@ -346,6 +369,7 @@ class Memex(ContextMixin):
         """Record each expiry that has passed as a version with ``deleted_at``; return how
         many. No read changes: expired memories are hidden from ``expires_at`` on anyway,
         and an earlier ``as_of`` still sees them."""
+        self._check_writable()
         now = utcnow()
         stale = self._engine.store.expired(self._scope, now)
         self._write_updates(
@@ -566,6 +590,7 @@ class Memex(ContextMixin):
         """
         if not self._root:
             raise ScopeError("reindex covers the whole store; call it on the root handle")
+        self._check_writable()
         engine = self._engine
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))

@@ -13,6 +13,8 @@ from memex.errors import ConfigError
 
 DB_FILENAME = "memex.db"
 _OPTIONAL_FLOATS = frozenset({"vector_weight"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
 CONFIG_FILENAME = "config.toml"
 
 
@@ -41,6 +43,10 @@ class Settings:
     """Seconds to wait for another process's write lock before giving up."""
     synchronous: str = "NORMAL"
     """SQLite synchronous mode: NORMAL (durable against crashes of the process) or FULL."""
+    read_only: bool = False
+    """Open the store read-only: reads work, writes raise StoreReadOnlyError, no access
+    statistics or session snapshots are written. A store this process cannot write is
+    opened read-only anyway."""
     vector_weight: float | None = None
     """Share of the semantic leg in hybrid recall, 0 to 1; None: the embedder's own default
     (0.25 for the static WordLlama vectors, 0.4 for contextual models)."""
@@ -162,6 +168,8 @@ class Settings:
             try:
                 if raw is None or kind is type(None) or isinstance(raw, kind):
                     coerced[name] = raw
+                elif kind is bool:
+                    coerced[name] = _boolean(raw)
                 elif kind is int:
                     coerced[name] = int(raw)
                 elif kind is float:
@@ -169,7 +177,8 @@ class Settings:
                 else:
                     coerced[name] = str(raw)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"setting {name} must be a {kind.__name__}, not {raw!r}") from exc
+                wanted = "yes/no value (1/0, true/false)" if kind is bool else kind.__name__
+                raise ConfigError(f"setting {name} must be a {wanted}, not {raw!r}") from exc
         return cls(**coerced)
 
     def as_dict(self) -> dict[str, Any]:
@@ -179,3 +188,13 @@ class Settings:
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some settings replaced."""
         return replace(self, **changes)
+
+
+def _boolean(raw: object) -> bool:
+    """A yes/no setting from a string (1/0, true/false, yes/no, on/off) or a 0/1 number."""
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(raw)

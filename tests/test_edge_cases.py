@@ -216,7 +216,7 @@ def test_thread_connections_close_with_their_threads(mx: Memex) -> None:
         t.join()
     gc.collect()
     assert not errors
-    assert len(store._holders) <= 2
+    assert len(store._connections.holders) <= 2
 
 
 def test_ids_are_case_insensitive_everywhere(mx: Memex) -> None:

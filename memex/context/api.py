@@ -93,7 +93,7 @@ class ContextMixin:
         def recall(text: str, k: int) -> list[Any]:
             return handle.recall(text, k, scope=scope)  # type: ignore[attr-defined, no-any-return]
 
-        return Assembly(request, engine.store, engine.context_state(), recall)
+        return Assembly(request, engine.store, engine.context_state(), recall, engine.access)
 
     async def acontext_iter(
         self, query: str = "", budget_tokens: int = 4000, **options: Any

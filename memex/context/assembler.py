@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from memex.context.cache import SectionCache
 from memex.core.context import (
@@ -135,6 +135,18 @@ class Context:
         }
 
 
+class Snapshots(Protocol):
+    """Where sessions' latest contexts are saved without waiting for another writer."""
+
+    def pending_context(self, tenant: str, session: str) -> str | None:
+        """A session's latest context while it waits to be written, else None."""
+        ...
+
+    def save_context(self, tenant: str, session: str, text: str, prefix_hash: str) -> str:
+        """Save now or later: ``saved``, ``pending`` or ``read-only`` (not saved)."""
+        ...
+
+
 class ContextState:
     """What outlives one call in this process: the token counter and the section cache."""
 
@@ -170,11 +182,19 @@ class Request:
 class Assembly:
     """One context being assembled: iterate for sections as they are ready, then ``result``."""
 
-    def __init__(self, req: Request, store: Store, state: ContextState, recall: RecallFn) -> None:
+    def __init__(
+        self,
+        req: Request,
+        store: Store,
+        state: ContextState,
+        recall: RecallFn,
+        snapshots: Snapshots,
+    ) -> None:
         self.req = req
         self.store = store
         self.state = state
         self.recall = recall
+        self.snapshots = snapshots
         self.started = time.perf_counter()
         self.packed: dict[str, Packed] = {}
         self.done: dict[str, ContextSection] = {}
@@ -372,14 +392,18 @@ class Assembly:
         prefix_hash = digest(stable_part)
         reused: int | None = None
         sessions_seen = 0
+        snapshot: str | None = None
         if req.session is not None:
             key = "&".join(f"{k}={v}" for k, v in req.scope.items() if k != "tenant")
-            session = f"{key}#{req.session}"
-            previous = self.store.last_context(req.scope, session)
+            session, tenant = f"{key}#{req.session}", str(req.scope.tenant)
+            previous, others = self.store.last_context(req.scope, session, prefix_hash)
+            waiting = self.snapshots.pending_context(tenant, session)
+            previous = waiting if waiting is not None else previous
             if previous is not None:
                 shared = common_prefix(previous, text)
                 reused = self.state.counter.count(shared) if shared else 0
-            sessions_seen = self.store.save_context(req.scope, session, text, prefix_hash)
+            snapshot = self.snapshots.save_context(tenant, session, text, prefix_hash)
+            sessions_seen = others + 1
         sections = [self._final_section(s, packed) for s in ordered]
         manifest = [e for p in self.packed.values() for e in p.entries]
         kept = {m.id for s in sections for m in s.memories}
@@ -399,6 +423,7 @@ class Assembly:
             "strategy": req.strategy,
             "stable_tokens": self.state.counter.count(stable_part) if stable_part else 0,
             "prefix_sessions": sessions_seen,
+            "session_snapshot": snapshot,
             "trimmed": trimmed,
         }
         return Context(

@@ -52,6 +52,12 @@ class Store(Protocol):
         """Where the store lives (a file path or URL without secrets)."""
         ...
 
+    @property
+    def read_only(self) -> str | None:
+        """Why writes are refused with StoreReadOnlyError (opened read-only, or the store
+        cannot be written by this process); None when the store can be written."""
+        ...
+
     def close(self) -> None:
         """Release connections and caches."""
         ...
@@ -148,7 +154,10 @@ class Store(Protocol):
         ...
 
     def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
-        """Add read counts and last-read times (id -> (count, time)); no new version."""
+        """Add read counts and last-read times (id -> (count, time)); no new version.
+
+        Never waits: raises StoreLockedError at once while another writer holds the store.
+        """
         ...
 
     def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
@@ -156,12 +165,16 @@ class Store(Protocol):
         within the scope's tenant (and project, if set). Absent keys count 0."""
         ...
 
-    def last_context(self, scope: Scope, session: str) -> str | None:
-        """The text of the session's previous context, if any."""
+    def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
+        """The text of the session's previous context (None if none), and how many other
+        sessions' latest contexts have this prefix hash."""
         ...
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
-        """Record a session's latest context; return how many sessions share its prefix."""
+    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
+        """Record a session's latest context.
+
+        Never waits: raises StoreLockedError at once while another writer holds the store.
+        """
         ...
 
     def size_estimate(self) -> int:

@@ -24,7 +24,11 @@ def resolve_path(location: str | Path) -> Path:
 
 
 def open_store(location: str | Path, settings: Settings) -> Store:
-    """Open (creating and upgrading if needed) the store at ``location``."""
+    """Open (creating and upgrading if needed) the store at ``location``.
+
+    With ``settings.read_only``, or when this process cannot write it, the store is
+    opened read-only: never created, upgraded or written.
+    """
     from memex.storage.sqlite import SQLiteStore
 
     return SQLiteStore(
@@ -34,4 +38,5 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         ann_min_vectors=settings.ann_min_vectors,
         ann_probes=settings.ann_probes,
         lexical_index_min=settings.lexical_index_min,
+        read_only=settings.read_only,
     )

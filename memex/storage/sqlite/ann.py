@@ -146,10 +146,11 @@ class Saved:
 
 
 class IndexFiles:
-    """The folder of index files beside a store file."""
+    """The folder of index files beside a store file; ``writable=False`` only reads it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, writable: bool = True) -> None:
         self.folder = folder
+        self.writable = writable
 
     def _files(self, key: FileKey) -> list[tuple[Watermark, Path]]:
         found: list[tuple[Watermark, Path]] = []
@@ -164,8 +165,9 @@ class IndexFiles:
     def load(self, key: FileKey, newest: Watermark) -> Saved | None:
         """The newest readable file not ahead of ``newest`` (the store's own watermark).
 
-        A file ahead of the store, unreadable or inconsistent is deleted: it belongs to
-        a store that was restored or replaced, or to a write that never completed.
+        A file ahead of the store, unreadable or inconsistent is deleted (skipped, when
+        the folder is only read): it belongs to a store that was restored or replaced,
+        or to a write that never completed.
         """
         for mark, path in self._files(key):
             if mark.max_key > newest.max_key or mark.change_pos > newest.change_pos:
@@ -222,7 +224,7 @@ class IndexFiles:
                     if path.stat().st_mtime < cutoff:
                         path.unlink()
 
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    def _unlink(self, path: Path) -> None:
+        if self.writable:
+            with contextlib.suppress(OSError):
+                path.unlink()

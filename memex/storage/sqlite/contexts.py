@@ -25,18 +25,25 @@ def change_versions(conn: sqlite3.Connection, scope: Scope, keys: Sequence[str])
     return out
 
 
-def last_context(conn: sqlite3.Connection, tenant: str, session: str) -> str | None:
-    """The text of a session's previous context."""
+def last_context(
+    conn: sqlite3.Connection, tenant: str, session: str, prefix_hash: str
+) -> tuple[str | None, int]:
+    """A session's previous context, and how many other sessions last had this prefix."""
     row = conn.execute(
         "SELECT text FROM context_sessions WHERE tenant = ? AND session = ?", (tenant, session)
     ).fetchone()
-    return None if row is None else str(row[0])
+    others = conn.execute(
+        "SELECT count(*) FROM context_sessions WHERE tenant = ? AND prefix_hash = ? "
+        "AND session != ?",
+        (tenant, prefix_hash, session),
+    ).fetchone()[0]
+    return (None if row is None else str(row[0])), int(others)
 
 
 def save_context(
     conn: sqlite3.Connection, tenant: str, session: str, text: str, prefix_hash: str
-) -> int:
-    """Store a session's latest context; return how many sessions share its prefix hash."""
+) -> None:
+    """Store a session's latest context."""
     conn.execute(
         "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
@@ -44,8 +51,3 @@ def save_context(
         "updated_at = excluded.updated_at",
         (tenant, session, prefix_hash, text, to_micros(utcnow())),
     )
-    row = conn.execute(
-        "SELECT count(*) FROM context_sessions WHERE tenant = ? AND prefix_hash = ?",
-        (tenant, prefix_hash),
-    ).fetchone()
-    return int(row[0])

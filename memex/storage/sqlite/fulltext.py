@@ -23,12 +23,18 @@ watermark and the rows changed since it with FTS5 (restricted by rowid, so cheap
 merges them with the index's hits, leaving out index hits for those keys; a larger lag
 is caught up first. Every hit passes through the SQL filter, as on the FTS5 path, scope
 included: the scope terms narrow the search, the tables decide.
+
+A read-only store never builds, catches up or rebuilds the index: it searches the folder
+as it finds it (in place, or from a copy in the temporary folder when the folder cannot
+be written, since tantivy needs lock files beside the index), scores the lag itself,
+and uses FTS5 when there is no usable index.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -45,6 +51,7 @@ import tantivy
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
+from memex.storage.sqlite.connection import lacked_space, writable
 
 FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 TAIL_ROWS = 2_000
@@ -53,6 +60,7 @@ _MARK_FILE = "watermark.json"
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
 _ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +93,11 @@ def _analyzer() -> tantivy.TextAnalyzer:
 class FullTextIndex:
     """The tantivy index of one store, opened, built and caught up on demand."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, writable: bool = True) -> None:
         self.folder = folder
+        self.writable = writable
+        self._opened = folder  # where the index was opened: the folder, or a copy of it
+        self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._schema = _schema()
         self._analyzer = _analyzer()
         self._lock = threading.Lock()
@@ -107,19 +118,54 @@ class FullTextIndex:
         mark = self._read_mark(store_id)
         if mark is not None and mark.max_seq <= high and mark.change_pos <= top_pos:
             try:
-                index = tantivy.Index.open(str(self.folder))
+                index = tantivy.Index.open(str(self._readable()))
                 index.reload()
                 index.searcher()
                 self._index, self._mark = index, mark
                 return True
-            except (ValueError, OSError):
-                pass
+            except (ValueError, OSError, shutil.Error):
+                self.close()
+        self._failed_at = time.monotonic()
+        if not self.writable:
+            return False
         try:
             self._rebuild(conn, store_id)
-            return True
-        except (ValueError, OSError, sqlite3.Error):
-            self._failed_at = time.monotonic()
+        except (ValueError, OSError, sqlite3.Error) as exc:
+            self._warn("build", exc)
             return False
+        self._failed_at = -_RETRY_SECONDS
+        return True
+
+    def _readable(self) -> Path:
+        """Where the index can be opened: in place, unless only this process cannot write
+        the folder (tantivy writes lock files beside the index); then a private copy."""
+        self._opened = self.folder
+        if self.writable or writable(self.folder):
+            return self.folder
+        self._copy = tempfile.TemporaryDirectory(prefix="memex-lexical-")
+        # Without the watermark: a copy never follows the folder (see _refresh_mark).
+        skip = shutil.ignore_patterns(".tantivy-*.lock", _MARK_FILE, ".tmp-*")
+        self._opened = Path(self._copy.name) / "index"
+        shutil.copytree(self.folder, self._opened, ignore=skip)
+        return self._opened
+
+    def _warn(self, action: str, exc: BaseException) -> None:
+        why = "no space left on the device" if lacked_space(exc, self.folder) else str(exc)
+        _log.warning(
+            "cannot %s the full-text index in %s (%s); full-text search uses SQLite's FTS5 "
+            "meanwhile and retries later",
+            action,
+            self.folder,
+            why,
+        )
+
+    def close(self) -> None:
+        """Let go of the index, and of a private copy of it."""
+        self._index = None
+        self._opened = self.folder
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
 
     def _read_mark(self, store_id: str) -> Mark | None:
         try:
@@ -248,7 +294,7 @@ class FullTextIndex:
         """Follow a catch-up made by another process (the sidecar changed)."""
         assert self._index is not None
         try:
-            stat = (self.folder / _MARK_FILE).stat()
+            stat = (self._opened / _MARK_FILE).stat()
         except OSError:
             return
         if (stat.st_mtime_ns, stat.st_ino) != self._stamp:
@@ -283,6 +329,8 @@ class FullTextIndex:
         assert self._index is not None
         store_id = _store_state(conn)[0]
         self._refresh_mark(store_id)
+        if not self.writable:
+            return False
         rows, changes = self._lag(conn)
         if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
             return True
@@ -313,8 +361,11 @@ class FullTextIndex:
                 self._catch_up(conn, force=False)
                 with _snapshot(conn):
                     return self._search(conn, filters, terms, limit)
-            except (ValueError, OSError):
-                self._index = None  # an unreadable index is reopened or rebuilt on next use
+            except (ValueError, OSError) as exc:
+                if lacked_space(exc, self.folder):  # not again on every query
+                    self._warn("update", exc)
+                    self._failed_at = time.monotonic()
+                self.close()  # an unreadable index is reopened or rebuilt on next use
                 return None
 
     def _search(

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-from memex.errors import SchemaVersionError
+from memex.errors import SchemaVersionError, StoreReadOnlyError
 
 _NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -51,12 +51,7 @@ def upgrade(conn: sqlite3.Connection, path: str, target: int | None = None) -> i
     memex is refused rather than misread.
     """
     goal = LATEST if target is None else target
-    version = current_version(conn)
-    if version > LATEST:
-        raise SchemaVersionError(
-            f"store {path} has schema version {version}; this memex understands up to "
-            f"{LATEST} (upgrade memex)"
-        )
+    version = _understood(conn, path)
     if version >= goal:
         return version
     conn.execute("BEGIN IMMEDIATE")
@@ -73,6 +68,30 @@ def upgrade(conn: sqlite3.Connection, path: str, target: int | None = None) -> i
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return version
+
+
+def require_current(conn: sqlite3.Connection, path: str) -> int:
+    """The schema version of a store that is read-only: it must not need any migration."""
+    version = _understood(conn, path)
+    if version == 0:
+        raise StoreReadOnlyError(f"store {path} is empty and cannot be created read-only")
+    if version < LATEST:
+        raise StoreReadOnlyError(
+            f"store {path} has schema version {version} and needs an upgrade to {LATEST}, "
+            "which cannot be done read-only (open it once with write access)"
+        )
+    return version
+
+
+def _understood(conn: sqlite3.Connection, path: str) -> int:
+    """The schema version, refusing a store made by a newer memex rather than misreading it."""
+    version = current_version(conn)
+    if version > LATEST:
+        raise SchemaVersionError(
+            f"store {path} has schema version {version}; this memex understands up to "
+            f"{LATEST} (upgrade memex)"
+        )
     return version
 
 

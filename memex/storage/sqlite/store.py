@@ -8,7 +8,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,15 +31,23 @@ from memex.errors import (
     ConflictError,
     EmbedderError,
     MemexError,
-    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
 from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
-from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
+from memex.storage.sqlite.connection import (
+    Connections,
+    prepare,
+    translate,
+    without_waiting,
+    write_transaction,
+)
 from memex.storage.sqlite.fulltext import FullTextIndex
-from memex.storage.sqlite.migrate import upgrade
+from memex.storage.sqlite.migrate import require_current, upgrade
+from memex.storage.sqlite.nearest import nearest
 from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
 
@@ -65,27 +72,24 @@ class SQLiteStore:
         ann_min_vectors: int = 50_000,
         ann_probes: int = 48,
         lexical_index_min: int = 1_000,
+        read_only: bool = False,
     ):
         self._path = Path(path)
         self._ann = (ann_min_vectors, ann_probes)
         self._lexical_min = lexical_index_min
-        self._fulltext = FullTextIndex(self._path.with_name(self._path.name + ".lexical"))
-        self._busy_timeout = busy_timeout
-        self._synchronous = synchronous
-        self._local = threading.local()
-        self._holders: weakref.WeakSet[Holder] = weakref.WeakSet()
-        self._conn_lock = threading.Lock()
-        self._closed = False
+        self._read_only = prepare(self._path, read_only=read_only)
+        self._connections = self._connect(busy_timeout, synchronous)
+        writable = self._read_only is None
+        self._fulltext = FullTextIndex(
+            self._path.with_name(self._path.name + ".lexical"), writable=writable
+        )
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
-        if self._path.exists() and self._path.is_dir():
-            raise StoreError(f"store path {self._path} is a directory")
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {self._path.parent}: {exc.strerror}") from exc
-        try:
-            self._version = upgrade(self._conn(), str(self._path))
+            if writable:
+                self._version = upgrade(self._conn(), str(self._path))
+            else:
+                self._version = require_current(self._conn(), str(self._path))
         except sqlite3.Error as exc:
             self.close()
             raise translate(exc, str(self._path)) from exc
@@ -93,26 +97,37 @@ class SQLiteStore:
             self.close()
             raise
 
+    def _connect(self, busy_timeout: float, synchronous: str) -> Connections:
+        """This thread's first connection; a store on a full device is opened read-only."""
+
+        def first(read_only: bool) -> Connections:
+            connections = Connections(
+                self._path, busy_timeout=busy_timeout, synchronous=synchronous, read_only=read_only
+            )
+            connections.get()
+            return connections
+
+        try:
+            return first(self._read_only is not None)
+        except StoreFullError:
+            if self._read_only is not None:
+                raise
+            # SQLite cannot create the shared-memory file a writer needs; reading needs none.
+            self._read_only = "no space left on the device"
+            return first(True)
+
     # -- connections ---------------------------------------------------------------
 
     @property
     def location(self) -> str:
         return str(self._path)
 
+    @property
+    def read_only(self) -> str | None:
+        return self._read_only
+
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection; it is closed when the thread ends or the store closes."""
-        if self._closed:
-            raise StoreError(f"store {self._path} is closed")
-        holder: Holder | None = getattr(self._local, "holder", None)
-        if holder is None or holder.pid != os.getpid():
-            conn = connect(
-                self._path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
-            )
-            holder = Holder(conn)
-            self._local.holder = holder
-            with self._conn_lock:
-                self._holders.add(holder)
-        return holder.conn
+        return self._connections.get()
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -125,10 +140,17 @@ class SQLiteStore:
     def _rows(self, query: str, params: Sequence[Any]) -> builtins.list[Any]:
         return self._run(lambda c: c.execute(query, params).fetchall())
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:
+        """Run ``fn`` in a write transaction; without ``wait``, fail at once if another
+        process holds the write lock (StoreLockedError) rather than wait for it."""
+        if self._read_only is not None:
+            raise StoreReadOnlyError.refused(str(self._path), self._read_only)
         conn = self._conn()
+        waiting: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if not wait:
+            waiting = without_waiting(conn, self._connections.busy_timeout)
         try:
-            with write_transaction(conn, str(self._path)):
+            with waiting, write_transaction(conn, str(self._path)):
                 return fn(conn)
         except sqlite3.IntegrityError as exc:
             if "memories.tenant, memories.id" in str(exc):
@@ -140,23 +162,21 @@ class SQLiteStore:
             raise ValidationError("a number is too large for the store") from exc
 
     def close(self) -> None:
-        if self._closed:
+        if self._connections.closed:
             return
-        if self._index is not None:
+        if self._index is not None and self._read_only is None:
             index = self._index
             # The approximate index is derived data: failing to save it costs a catch-up
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
                 self._run(index.save)
-        if self._size is not None and self._size[0] >= self._lexical_min:
+        size = self._size[0] if self._size is not None else 0
+        if self._read_only is None and size >= self._lexical_min:
             # Likewise the full-text index: a lag left here is caught up by the next query.
             with contextlib.suppress(Exception):
                 self._run(lambda c: self._fulltext.catch_up(c, force=True))
-        self._closed = True
-        with self._conn_lock:
-            for holder in list(self._holders):
-                holder.close()
-            self._holders.clear()
+        self._fulltext.close()
+        self._connections.close()
 
     def schema_version(self) -> int:
         return self._version
@@ -282,7 +302,7 @@ class SQLiteStore:
                 rows,
             )
 
-        self._write(apply)
+        self._write(apply, wait=False)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -366,33 +386,7 @@ class SQLiteStore:
                 "dimensions"
             )
 
-        def search(conn: sqlite3.Connection) -> builtins.list[Candidate]:
-            # Broad filters: the nearest few times `limit` rows usually pass, so check
-            # just those; if too few pass, try once more with a pool sized by the share
-            # that passed. Narrow filters: score only the rows SQL says may be returned.
-            total = index.count(conn, tenant)
-            pool = min(filters.pool(limit, ("tenant", "project")), total)
-            project = filters.scope.project
-            for _ in range(2):
-                found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
-                passing = reads.passing(conn, filters, [c.key for c in found])
-                kept = [c for c in found if c.key in passing]
-                if len(kept) >= limit or pool >= total:
-                    return kept[:limit]
-                share = max(len(kept), 1) / max(len(found), 1)
-                pool = min(int(limit / share * 1.5) + 1, total)
-                if pool > max(limit * 64, total // 8):
-                    break
-            where, params = sql.filter_clause(filters, utcnow())
-            allowed = np.fromiter(
-                (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
-                dtype=np.int64,
-            )
-            return index.search(
-                conn, tenant, vector, limit, allowed=allowed, project=project, refresh=False
-            )
-
-        return self._run(search)
+        return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit))
 
     def _vector_index(self) -> VectorIndex | None:
         """The in-memory index, created once the store has vectors (from any process)."""
@@ -403,10 +397,11 @@ class SQLiteStore:
         return self._index
 
     def _new_index(self, model: StoredVectors) -> VectorIndex:
+        folder = self._path.with_name(self._path.name + ".ann")
         return VectorIndex(
             model.model,
             model.dimensions,
-            files=IndexFiles(self._path.with_name(self._path.name + ".ann")),
+            files=IndexFiles(folder, writable=self._read_only is None),
             ann_min_vectors=self._ann[0],
             probes=self._ann[1],
         )
@@ -449,14 +444,16 @@ class SQLiteStore:
         found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
         return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in found.items()}
 
-    def last_context(self, scope: Scope, session: str) -> str | None:
+    def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
         sql.scope_clause(scope)
-        return self._run(lambda c: contexts.last_context(c, str(scope.tenant), session))
+        tenant = str(scope.tenant)
+        return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
+    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
         sql.scope_clause(scope)
-        return self._write(
-            lambda c: contexts.save_context(c, str(scope.tenant), session, text, prefix_hash)
+        tenant = str(scope.tenant)
+        self._write(
+            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash), wait=False
         )
 
     def size_estimate(self) -> int:

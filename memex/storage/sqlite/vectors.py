@@ -13,6 +13,7 @@ model or epoch) starts every tenant afresh.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -39,9 +40,11 @@ from memex.storage.sqlite.ann import (
     bitmap,
     list_count,
 )
+from memex.storage.sqlite.connection import lacked_space
 
 EPOCH_KEY = "vectors_generation"
 _CHUNK = 16_384
+_log = logging.getLogger(__name__)
 _SAVE_RETRY_SECONDS = 60.0
 
 
@@ -312,7 +315,7 @@ class VectorIndex:
         The file is derived data, so a full disk or a read-only folder must not fail a
         search: the index keeps serving from memory and saving is retried later.
         """
-        if self.files is None or state.ivf is None:
+        if self.files is None or not self.files.writable or state.ivf is None:
             return
         if time.monotonic() - state.save_failed_at < _SAVE_RETRY_SECONDS:
             return
@@ -328,8 +331,16 @@ class VectorIndex:
         )
         try:
             self.files.save(self._file_key(conn, tenant, state.epoch), saved)
-        except (OSError, RuntimeError):  # faiss reports its own I/O errors as RuntimeError
+        except (OSError, RuntimeError) as exc:  # faiss reports I/O errors as RuntimeError
             state.save_failed_at = time.monotonic()
+            folder = self.files.folder
+            why = "no space left on the device" if lacked_space(exc, folder) else str(exc)
+            _log.warning(
+                "cannot save the approximate vector index in %s (%s); it is kept in memory "
+                "and saving is retried later",
+                folder,
+                why,
+            )
             return
         state.unsaved = 0
 

@@ -1,0 +1,51 @@
+"""The nearest vectors that pass a recall's filters: oversample and check, or pre-filter."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from memex.core.models import utcnow
+from memex.core.query import Filters
+from memex.core.ranking import Candidate
+from memex.storage.base import Vector
+from memex.storage.sqlite import reads, sql
+from memex.storage.sqlite.vectors import VectorIndex
+
+
+def nearest(
+    conn: sqlite3.Connection,
+    index: VectorIndex,
+    tenant: str,
+    filters: Filters,
+    vector: Vector,
+    limit: int,
+) -> list[Candidate]:
+    """The ``limit`` memories nearest to ``vector`` among those ``filters`` pass.
+
+    Broad filters: the nearest few times ``limit`` rows usually pass, so check just
+    those; if too few pass, try once more with a pool sized by the share that passed.
+    Narrow filters: score only the rows SQL says may be returned.
+    """
+    total = index.count(conn, tenant)
+    pool = min(filters.pool(limit, ("tenant", "project")), total)
+    project = filters.scope.project
+    for _ in range(2):
+        found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
+        passing = reads.passing(conn, filters, [c.key for c in found])
+        kept = [c for c in found if c.key in passing]
+        if len(kept) >= limit or pool >= total:
+            return kept[:limit]
+        share = max(len(kept), 1) / max(len(found), 1)
+        pool = min(int(limit / share * 1.5) + 1, total)
+        if pool > max(limit * 64, total // 8):
+            break
+    where, params = sql.filter_clause(filters, utcnow())
+    allowed = np.fromiter(
+        (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
+        dtype=np.int64,
+    )
+    return index.search(
+        conn, tenant, vector, limit, allowed=allowed, project=project, refresh=False
+    )
