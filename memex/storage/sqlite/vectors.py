@@ -17,8 +17,6 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +26,6 @@ from memex.errors import EmbedderMismatchError
 from memex.storage.sqlite import reads
 from memex.storage.sqlite.ann import (
     TRAIN_PER_LIST,
-    Codes,
     FileKey,
     IndexFiles,
     IvfIndex,
@@ -39,6 +36,7 @@ from memex.storage.sqlite.ann import (
     bitmap,
     list_count,
 )
+from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
 
 EPOCH_KEY = "vectors_generation"
 _CHUNK = 16_384
@@ -67,89 +65,6 @@ def log_changes(conn: sqlite3.Connection, tenant: str, keys: list[int]) -> None:
     )
 
 
-@dataclass
-class _Tenant:
-    dims: int
-    epoch: int
-    max_key: int = 0
-    change_pos: int = 0
-    size: int = 0
-    keys: Keys = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    projects: Codes = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    codes: dict[str | None, int] = field(default_factory=dict)
-    matrix: Matrix | None = None  # exact search, for small tenants
-    ivf: IvfIndex | None = None  # approximate search, for large ones
-    unsaved: int = 0
-    save_failed_at: float = -math.inf
-    bitmaps: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.ivf is None and self.matrix is None:
-            self.matrix = np.zeros((0, self.dims), dtype=np.float32)
-
-    def code(self, project: str | None) -> int:
-        return self.codes.setdefault(project, len(self.codes))
-
-    def append(self, keys: Keys, rows: Matrix, projects: Codes) -> None:
-        need = self.size + len(keys)
-        if need > len(self.keys):
-            capacity = max(need, int(len(self.keys) * 1.5), 1024)
-            self.keys = _grown(self.keys, self.size, capacity)
-            self.projects = _grown(self.projects, self.size, capacity)
-            if self.matrix is not None:
-                self.matrix = _grown(self.matrix, self.size, capacity)
-        self.keys[self.size : need] = keys
-        self.projects[self.size : need] = projects
-        if self.matrix is not None:
-            self.matrix[self.size : need] = rows
-        else:
-            assert self.ivf is not None
-            self.ivf.add(keys, rows)
-            self.unsaved += len(keys)
-        self.size = need
-        self.bitmaps.clear()
-        if len(keys):
-            self.max_key = max(self.max_key, int(keys.max()))
-
-    def replace(self, found: dict[int, bytes], gone: list[int]) -> None:
-        """Apply replaced (``found``) and removed (``gone``) vectors of known keys."""
-        if self.size == 0:
-            return
-        live = self.keys[: self.size]
-        changed = np.asarray(sorted([*found, *gone]), dtype=np.int64)
-        at = np.searchsorted(live, changed)
-        known = (at < self.size) & (live[np.minimum(at, self.size - 1)] == changed)
-        changed, at = changed[known], at[known]
-        if not len(changed):
-            return
-        present = np.fromiter((int(k) in found for k in changed), dtype=bool, count=len(changed))
-        rows = _rows([found[int(k)] for k in changed[present]], self.dims)
-        if self.matrix is not None:
-            self.matrix[at[present]] = rows
-        else:
-            assert self.ivf is not None
-            self.ivf.remove(changed)
-            self.ivf.add(changed[present], rows)
-            self.unsaved += len(changed)
-        drop = at[~present]
-        if len(drop):
-            keep = np.ones(self.size, dtype=bool)
-            keep[drop] = False
-            self.keys = self.keys[: self.size][keep]
-            self.projects = self.projects[: self.size][keep]
-            if self.matrix is not None:
-                self.matrix = self.matrix[: self.size][keep]
-            self.size = int(keep.sum())
-        self.bitmaps.clear()
-
-    def members(self, code: int) -> npt.NDArray[np.uint8]:
-        """The bitmap of this project's keys (cached until the keys change)."""
-        if code not in self.bitmaps:
-            live = self.keys[: self.size]
-            self.bitmaps[code] = bitmap(live[self.projects[: self.size] == code])
-        return self.bitmaps[code]
-
-
 class VectorIndex:
     """Cosine search (vectors are unit length) over per-tenant exact or approximate indexes."""
 
@@ -167,13 +82,13 @@ class VectorIndex:
         self.files = files
         self.ann_min_vectors = ann_min_vectors
         self.probes = probes
-        self._tenants: dict[str, _Tenant] = {}
+        self._tenants: dict[str, TenantVectors] = {}
         self._file_keys: dict[str, FileKey] = {}
         self._lock = threading.Lock()
 
     # -- keeping up with the table ----------------------------------------------------
 
-    def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _Tenant:
+    def _refresh(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
         if stored is not None and stored[0] != self.model:
             raise EmbedderMismatchError(
@@ -199,7 +114,7 @@ class VectorIndex:
 
     def _start(
         self, conn: sqlite3.Connection, tenant: str, epoch: int, newest: Watermark
-    ) -> _Tenant:
+    ) -> TenantVectors:
         """A tenant's state: from its index file if one is usable, else from the table."""
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
@@ -209,7 +124,7 @@ class VectorIndex:
             limit = Watermark(int(high[0]) if high else 0, newest.change_pos)
             saved = self.files.load(self._file_key(conn, tenant, epoch), limit)
             if saved is not None:
-                state = _Tenant(
+                state = TenantVectors(
                     dims=self.dims,
                     epoch=epoch,
                     max_key=saved.mark.max_key,
@@ -222,7 +137,7 @@ class VectorIndex:
                 )
                 return state
         # Changes logged before now are already reflected in the table.
-        state = _Tenant(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
+        state = TenantVectors(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
         count = conn.execute("SELECT count(*) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()
         if count[0] >= self.ann_min_vectors:
             state.ivf = self._train_from_table(conn, tenant, int(count[0]))
@@ -244,9 +159,9 @@ class VectorIndex:
             conn, "SELECT vector FROM vectors WHERE seq IN ({marks})", sample.tolist()
         )
         blobs = [r[0] for r in rows]
-        return IvfIndex.train(_rows(blobs, self.dims), self.dims, nlist)
+        return IvfIndex.train(rows_of(blobs, self.dims), self.dims, nlist)
 
-    def _convert(self, state: _Tenant) -> None:
+    def _convert(self, state: TenantVectors) -> None:
         """Move a tenant that outgrew exact search onto an approximate index."""
         assert state.matrix is not None
         matrix = state.matrix[: state.size]
@@ -258,7 +173,7 @@ class VectorIndex:
         state.matrix = None
         state.unsaved = state.size
 
-    def _load_rows(self, conn: sqlite3.Connection, state: _Tenant, tenant: str) -> None:
+    def _load_rows(self, conn: sqlite3.Connection, state: TenantVectors, tenant: str) -> None:
         """Append the tenant's rows newer than the state, a chunk at a time."""
         # A memory's project never changes, so its code can be kept beside its vector
         # and a project scope becomes a mask instead of a query.
@@ -272,9 +187,9 @@ class VectorIndex:
             projects = np.fromiter(
                 (state.code(r[2]) for r in rows), dtype=np.int32, count=len(rows)
             )
-            state.append(keys, _rows([r[1] for r in rows], self.dims), projects)
+            state.append(keys, rows_of([r[1] for r in rows], self.dims), projects)
 
-    def _apply_changes(self, conn: sqlite3.Connection, state: _Tenant, tenant: str) -> None:
+    def _apply_changes(self, conn: sqlite3.Connection, state: TenantVectors, tenant: str) -> None:
         changes = conn.execute(
             "SELECT pos, seq FROM index_changes WHERE tenant = ? AND pos > ? ORDER BY pos",
             (tenant, state.change_pos),
@@ -286,7 +201,7 @@ class VectorIndex:
         state.replace(found, [k for k in keys if k not in found])
         state.change_pos = changes[-1][0]
 
-    def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> _Tenant:
+    def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
         """Refresh inside one read transaction, so model, epoch, log and rows agree."""
         if conn.in_transaction:
             return self._refresh(conn, tenant)
@@ -306,7 +221,7 @@ class VectorIndex:
             self._file_keys[tenant] = key
         return key
 
-    def _save(self, conn: sqlite3.Connection, tenant: str, state: _Tenant) -> None:
+    def _save(self, conn: sqlite3.Connection, tenant: str, state: TenantVectors) -> None:
         """Save the tenant's approximate index; a failure only costs a later catch-up.
 
         The file is derived data, so a full disk or a read-only folder must not fail a
@@ -390,7 +305,12 @@ class VectorIndex:
         return _ranked(keys[top], scores[top])
 
     def _search_ivf(
-        self, state: _Tenant, query: Matrix, limit: int, allowed: Keys | None, code: int | None
+        self,
+        state: TenantVectors,
+        query: Matrix,
+        limit: int,
+        allowed: Keys | None,
+        code: int | None,
     ) -> list[Candidate]:
         assert state.ivf is not None
         members = state.members(code) if code is not None else None
@@ -410,8 +330,8 @@ class VectorIndex:
         scores, keys = state.ivf.search(query, limit, math.ceil(self.probes / share), members)
         return _ranked(keys, scores)
 
-    def _state(self, tenant: str) -> _Tenant:
-        return self._tenants.get(tenant) or _Tenant(dims=self.dims, epoch=-1)
+    def _state(self, tenant: str) -> TenantVectors:
+        return self._tenants.get(tenant) or TenantVectors(dims=self.dims, epoch=-1)
 
     def count(self, conn: sqlite3.Connection, tenant: str) -> int:
         """How many vectors the tenant's index holds after a refresh."""
@@ -436,19 +356,6 @@ def _watermark(conn: sqlite3.Connection, tenant: str) -> Watermark:
         0
     ]
     return Watermark(int(top or 0), int(pos or 0))
-
-
-def _rows(blobs: list[bytes], dims: int) -> Matrix:
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dims)
-
-
-_A = TypeVar("_A", bound=np.generic)
-
-
-def _grown(array: npt.NDArray[_A], size: int, capacity: int) -> npt.NDArray[_A]:
-    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
-    grown[:size] = array[:size]
-    return grown
 
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
