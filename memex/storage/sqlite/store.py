@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from memex.core.models import (
     to_micros,
     utcnow,
 )
+from memex.core.progress import Progress
 from memex.core.query import Filters, Order, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import (
@@ -33,6 +35,7 @@ from memex.errors import (
     EmbedderError,
     MemexError,
     StoreError,
+    StoreLockedError,
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
@@ -393,6 +396,36 @@ class SQLiteStore:
             )
 
         return self._run(search)
+
+    def build_indexes(
+        self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
+    ) -> None:
+        built = True
+        if self.size_estimate() >= self._lexical_min:
+            text = functools.partial(
+                self._fulltext.build, progress=progress, lagging_only=lagging_only
+            )
+            built = self._derived(text)
+        index = self._vector_index()
+        if index is not None:
+            query = "SELECT DISTINCT tenant FROM vectors"
+            for name in [tenant] if tenant else [r[0] for r in self._rows(query, ())]:
+                self._derived(
+                    functools.partial(
+                        index.build, tenant=name, progress=progress, lagging_only=lagging_only
+                    )
+                )
+        if not built:
+            raise StoreLockedError("another process is writing the full-text index; try again")
+
+    def _derived(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn``, which writes a derived index: its own failures become StoreError."""
+        try:
+            return self._run(fn)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, MemexError):
+                raise
+            raise StoreError(f"cannot write the search indexes beside {self._path}: {exc}") from exc
 
     def _vector_index(self) -> VectorIndex | None:
         """The in-memory index, created once the store has vectors (from any process)."""

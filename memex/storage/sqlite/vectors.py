@@ -8,19 +8,23 @@ watermark: the highest vector key it holds and the last entry of ``index_changes
 log of removed and replaced vectors) it applied. Each refresh replays what is newer, so
 rows added or changed by this or any other process are picked up, and a lost, stale or
 foreign index file is rebuilt from the table, never trusted over it. A reindex (a new
-model or epoch) starts every tenant afresh.
+model or epoch) starts every tenant afresh. ``build`` does ahead of time, with progress,
+what the next search would otherwise do: after a large write, or when asked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
+from memex.core.progress import Progress, Tally
 from memex.core.ranking import Candidate
 from memex.errors import EmbedderMismatchError
 from memex.storage.sqlite import reads
@@ -39,8 +43,16 @@ from memex.storage.sqlite.ann import (
 from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
 
 EPOCH_KEY = "vectors_generation"
-_CHUNK = 16_384
+REPLAY_MIN = 10_000
+_CHUNK = 16_384  # rows read and added per step
 _SAVE_RETRY_SECONDS = 60.0
+
+
+def save_due(unsaved: int, size: int) -> bool:
+    """Whether an approximate index of ``size`` vectors, ``unsaved`` of them changed since
+    its file was written, should be saved now: when none of it is saved yet, or when the
+    next process to load the file would replay a tenth of it (at least ``REPLAY_MIN``)."""
+    return unsaved > 0 and unsaved >= min(size, max(REPLAY_MIN, size // 10))
 
 
 def current_epoch(conn: sqlite3.Connection) -> int:
@@ -84,11 +96,14 @@ class VectorIndex:
         self.probes = probes
         self._tenants: dict[str, TenantVectors] = {}
         self._file_keys: dict[str, FileKey] = {}
+        self._counted: dict[str, tuple[int, int]] = {}  # tenant -> (vectors, highest key)
         self._lock = threading.Lock()
 
     # -- keeping up with the table ----------------------------------------------------
 
-    def _refresh(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
+    def _refresh(
+        self, conn: sqlite3.Connection, tenant: str, progress: Progress | None = None
+    ) -> TenantVectors:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
         if stored is not None and stored[0] != self.model:
             raise EmbedderMismatchError(
@@ -99,23 +114,33 @@ class VectorIndex:
         newest = _watermark(conn, tenant)
         state = self._tenants.get(tenant)
         if state is None or state.epoch != epoch:
-            state = self._start(conn, tenant, epoch, newest)
+            state = self._start(conn, tenant, epoch, newest, progress)
             self._tenants[tenant] = state
+        total = 0
+        if progress is not None:  # counted only for a caller who shows it
+            total = _count(conn, "vectors", "seq", tenant, state.max_key)
+            total += _count(conn, "index_changes", "pos", tenant, state.change_pos)
+        tally = Tally(progress if total else None, "indexing vectors", total)
         if newest.change_pos > state.change_pos:
-            self._apply_changes(conn, state, tenant)
+            self._apply_changes(conn, state, tenant, tally)
         if newest.max_key > state.max_key:
-            self._load_rows(conn, state, tenant)
+            self._load_rows(conn, state, tenant, tally)
         if state.ivf is None and state.size >= self.ann_min_vectors:
             self._convert(state)
-            self._save(conn, tenant, state)
-        elif state.ivf is not None and state.unsaved >= max(10_000, state.size // 10):
-            self._save(conn, tenant, state)
+        if state.ivf is not None and save_due(state.unsaved, state.size):
+            self._save(conn, tenant, state, progress)
         return state
 
     def _start(
-        self, conn: sqlite3.Connection, tenant: str, epoch: int, newest: Watermark
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        epoch: int,
+        newest: Watermark,
+        progress: Progress | None = None,
     ) -> TenantVectors:
-        """A tenant's state: from its index file if one is usable, else from the table."""
+        """A tenant's state: from its index file if one is usable, else a new one (trained
+        on a sample of the table if the tenant is large) for the caller to fill."""
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
             # high-water mark belongs to another (restored or replaced) store.
@@ -140,13 +165,13 @@ class VectorIndex:
         state = TenantVectors(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
         count = conn.execute("SELECT count(*) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()
         if count[0] >= self.ann_min_vectors:
-            state.ivf = self._train_from_table(conn, tenant, int(count[0]))
+            state.ivf = self._train_from_table(conn, tenant, int(count[0]), progress)
             state.matrix = None
-            self._load_rows(conn, state, tenant)
-            self._save(conn, tenant, state)
         return state
 
-    def _train_from_table(self, conn: sqlite3.Connection, tenant: str, count: int) -> IvfIndex:
+    def _train_from_table(
+        self, conn: sqlite3.Connection, tenant: str, count: int, progress: Progress | None
+    ) -> IvfIndex:
         """Train on a random sample read from the table, without loading every vector."""
         nlist = list_count(count)
         keys = np.fromiter(
@@ -159,7 +184,7 @@ class VectorIndex:
             conn, "SELECT vector FROM vectors WHERE seq IN ({marks})", sample.tolist()
         )
         blobs = [r[0] for r in rows]
-        return IvfIndex.train(rows_of(blobs, self.dims), self.dims, nlist)
+        return IvfIndex.train(rows_of(blobs, self.dims), self.dims, nlist, progress)
 
     def _convert(self, state: TenantVectors) -> None:
         """Move a tenant that outgrew exact search onto an approximate index."""
@@ -173,7 +198,9 @@ class VectorIndex:
         state.matrix = None
         state.unsaved = state.size
 
-    def _load_rows(self, conn: sqlite3.Connection, state: TenantVectors, tenant: str) -> None:
+    def _load_rows(
+        self, conn: sqlite3.Connection, state: TenantVectors, tenant: str, tally: Tally
+    ) -> None:
         """Append the tenant's rows newer than the state, a chunk at a time."""
         # A memory's project never changes, so its code can be kept beside its vector
         # and a project scope becomes a mask instead of a query.
@@ -188,8 +215,11 @@ class VectorIndex:
                 (state.code(r[2]) for r in rows), dtype=np.int32, count=len(rows)
             )
             state.append(keys, rows_of([r[1] for r in rows], self.dims), projects)
+            tally.advance(len(rows))
 
-    def _apply_changes(self, conn: sqlite3.Connection, state: TenantVectors, tenant: str) -> None:
+    def _apply_changes(
+        self, conn: sqlite3.Connection, state: TenantVectors, tenant: str, tally: Tally
+    ) -> None:
         changes = conn.execute(
             "SELECT pos, seq FROM index_changes WHERE tenant = ? AND pos > ? ORDER BY pos",
             (tenant, state.change_pos),
@@ -200,16 +230,12 @@ class VectorIndex:
         )
         state.replace(found, [k for k in keys if k not in found])
         state.change_pos = changes[-1][0]
+        tally.advance(len(changes))
 
     def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
         """Refresh inside one read transaction, so model, epoch, log and rows agree."""
-        if conn.in_transaction:
+        with _reading(conn):
             return self._refresh(conn, tenant)
-        conn.execute("BEGIN")
-        try:
-            return self._refresh(conn, tenant)
-        finally:
-            conn.execute("COMMIT")
 
     # -- index files --------------------------------------------------------------------
 
@@ -221,7 +247,13 @@ class VectorIndex:
             self._file_keys[tenant] = key
         return key
 
-    def _save(self, conn: sqlite3.Connection, tenant: str, state: TenantVectors) -> None:
+    def _save(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        state: TenantVectors,
+        progress: Progress | None = None,
+    ) -> None:
         """Save the tenant's approximate index; a failure only costs a later catch-up.
 
         The file is derived data, so a full disk or a read-only folder must not fail a
@@ -241,12 +273,14 @@ class VectorIndex:
             project_names=names,
             mark=Watermark(state.max_key, state.change_pos),
         )
+        tally = Tally(progress, "saving vector index", 1)
         try:
             self.files.save(self._file_key(conn, tenant, state.epoch), saved)
         except (OSError, RuntimeError):  # faiss reports its own I/O errors as RuntimeError
             state.save_failed_at = time.monotonic()
             return
         state.unsaved = 0
+        tally.advance(1)
 
     def save(self, conn: sqlite3.Connection) -> None:
         """Write every approximate index with unsaved changes (on close)."""
@@ -254,6 +288,73 @@ class VectorIndex:
             for tenant, state in self._tenants.items():
                 if state.ivf is not None and state.unsaved:
                     self._save(conn, tenant, state)
+
+    # -- building ahead of searches ------------------------------------------------------
+
+    def build(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        progress: Progress | None = None,
+        *,
+        lagging_only: bool = False,
+    ) -> None:
+        """Bring the tenant's index up to date, saving it if it is approximate, reporting
+        "training vector index", "indexing vectors" and "saving vector index".
+
+        With ``lagging_only``, only when the next process to search the tenant would
+        otherwise train its approximate index or replay more than a save's worth (see
+        ``save_due``) of rows and changes after the saved file.
+
+        Raises:
+            OSError: the approximate index could not be saved.
+        """
+        with self._lock, _reading(conn):
+            if lagging_only and not self._lagging(conn, tenant):
+                return
+            state = self._tenants.get(tenant)
+            if state is not None and state.ivf is None and self._large(conn, tenant):
+                del self._tenants[tenant]  # trained from the table, as the next process would
+            try:
+                state = self._refresh(conn, tenant, progress)
+                if state.ivf is not None and state.unsaved:
+                    self._save(conn, tenant, state, progress)
+            except BaseException:
+                self._tenants.pop(tenant, None)  # maybe half applied: start afresh next time
+                raise
+        if state.unsaved and self.files is not None:
+            raise OSError(f"cannot save the vector index in {self.files.folder}")
+
+    def _lagging(self, conn: sqlite3.Connection, tenant: str) -> bool:
+        """Whether the next process to search the tenant would train its approximate index
+        or replay a save's worth of rows or changes after the saved file (cheap)."""
+        if self.files is None:
+            return False
+        newest = _watermark(conn, tenant)
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        limit = Watermark(int(row[0]) if row else 0, newest.change_pos)
+        saved = self.files.newest(self._file_key(conn, tenant, current_epoch(conn)), limit)
+        if saved is None:
+            return self._large(conn, tenant)
+        state = self._tenants.get(tenant)
+        size = state.size if state is not None and state.ivf is not None else newest.max_key
+        rows = _count(conn, "vectors", "seq", tenant, saved.max_key, size)
+        changes = _count(conn, "index_changes", "pos", tenant, saved.change_pos, size)
+        return save_due(max(rows, changes), size)
+
+    def _large(self, conn: sqlite3.Connection, tenant: str) -> bool:
+        """Whether the tenant holds ``ann_min_vectors`` vectors or more.
+
+        A count stops there, and is remembered: vectors added since then have higher
+        keys, so the count plus the keys since is a bound that spares most recounts.
+        """
+        newest = _watermark(conn, tenant).max_key
+        counted = self._counted.get(tenant)
+        if counted is not None and counted[0] + newest - counted[1] < self.ann_min_vectors:
+            return False
+        count = _count(conn, "vectors", "seq", tenant, 0, self.ann_min_vectors)
+        self._counted[tenant] = (count, newest)
+        return count >= self.ann_min_vectors
 
     # -- searching ------------------------------------------------------------------------
 
@@ -356,6 +457,32 @@ def _watermark(conn: sqlite3.Connection, tenant: str) -> Watermark:
         0
     ]
     return Watermark(int(top or 0), int(pos or 0))
+
+
+def _count(
+    conn: sqlite3.Connection, table: str, key: str, tenant: str, after: int, limit: int = -1
+) -> int:
+    """The tenant's rows of ``table`` with ``key`` above ``after``; counting stops at
+    ``limit`` (-1: never)."""
+    return int(
+        conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE tenant = ? AND {key} > ? LIMIT ?)",
+            (tenant, after, limit),
+        ).fetchone()[0]
+    )
+
+
+@contextlib.contextmanager
+def _reading(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction (unless one is open), so model, epoch, log and rows agree."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
