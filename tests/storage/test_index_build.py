@@ -248,6 +248,20 @@ def test_a_batch_builds_only_what_lags_beyond_the_tail(
         assert marks(path) == (950, ["950.0.npz"])
 
 
+def test_a_reindex_builds_the_new_vector_index(imported: tuple[Path, list[str]]) -> None:
+    path, texts = imported
+    old = {p.name for p in ann_files(path)}
+    steps: list[Step] = []
+    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+        assert mx.reindex("wordllama", progress=steps.append) == 700
+    stages = by_stage(steps)
+    assert list(stages) == [s for s in STAGES if s != "indexing full text"]  # text unchanged
+    assert all(counts_up(stages[s]) for s in STAGES[2:])
+    assert stages["indexing vectors"][-1].total == 700
+    assert len({p.name for p in ann_files(path)} - old) == 1  # the new epoch's file
+    assert recall_elsewhere(path, texts[9])["vector"] == texts[9]
+
+
 @pytest.mark.parametrize(
     ("unsaved", "size", "due"),
     [
