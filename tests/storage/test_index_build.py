@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from memex.core.progress import Step
 from memex.storage.sqlite import ann, fulltext, vectors
 from memex.storage.sqlite.store import SQLiteStore
 
-SMALL = {"lexical_index_min": 50, "ann_min_vectors": 200}
+SMALL: dict[str, Any] = {"lexical_index_min": 50, "ann_min_vectors": 200}
 STAGES = [
     "embedding",
     "indexing full text",
@@ -102,7 +103,7 @@ def imported(tmp_path: Path) -> tuple[Path, list[str]]:
     """A store of 700 memories imported in one call, its indexes built by the import."""
     path = tmp_path / "memex.db"
     texts = sentences(700, seed=1)
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         mx.import_lines(lines(texts))
     return path, texts
 
@@ -114,7 +115,7 @@ def test_an_import_builds_both_indexes_reporting_each_stage(
     monkeypatch.setattr(vectors, "_CHUNK", 128)
     path = tmp_path / "memex.db"
     steps: list[Step] = []
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         mx.import_lines(lines(sentences(700, seed=1)), progress=steps.append)
         assert marks(path) == (700, ["700.0.npz"])  # built before close, not by it
     stages = by_stage(steps)
@@ -182,7 +183,7 @@ def test_a_small_write_after_an_import_builds_nothing(imported: tuple[Path, list
     path, texts = imported
     before = index_state(path)
     steps: list[Step] = []
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         mx.recall(texts[0])  # the indexes are open, as in a running server
         new = mx.remember_many(
             [{"content": "a pangolin naps in the quarry"}], progress=steps.append
@@ -201,7 +202,7 @@ def test_build_indexes_catches_up_any_lag_and_then_has_nothing_to_do(
     imported: tuple[Path, list[str]],
 ) -> None:
     path, _ = imported
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         memory = mx.remember("a walrus counts the pebbles")
         mx.update(mx.list(limit=1, order="asc").items[0].id, content="a heron guards the dune")
         assert marks(path) == (700, ["700.0.npz"])
@@ -229,7 +230,7 @@ def test_a_batch_builds_only_what_lags_beyond_the_tail(
     path, _ = imported
     monkeypatch.setattr(fulltext, "TAIL_ROWS", 100)
     monkeypatch.setattr(vectors, "REPLAY_MIN", 100)
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         steps: list[Step] = []
         mx.remember_many(({"content": t} for t in sentences(99, seed=2)), progress=steps.append)
         assert set(by_stage(steps)) == {"embedding"}
@@ -252,7 +253,7 @@ def test_a_reindex_builds_the_new_vector_index(imported: tuple[Path, list[str]])
     path, texts = imported
     old = {p.name for p in ann_files(path)}
     steps: list[Step] = []
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         assert mx.reindex("wordllama", progress=steps.append) == 700
     stages = by_stage(steps)
     assert list(stages) == [s for s in STAGES if s != "indexing full text"]  # text unchanged
@@ -303,7 +304,7 @@ def test_an_interrupted_build_leaves_the_store_and_the_previous_index_usable(
     monkeypatch.setattr(vectors, "_CHUNK", 50)
     before = index_state(path)
     added = sentences(300, seed=4)
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         with pytest.raises(CancelError):
             mx.remember_many(({"content": t} for t in added), progress=interrupt_at(stage, 100))
         assert mx.stats().memories == 1_000  # the batch was stored before the build
@@ -317,7 +318,7 @@ def test_an_interrupted_build_leaves_the_store_and_the_previous_index_usable(
         for text in (texts[5], added[5], added[250]):
             assert mx.recall(text, 1, mode="lexical")[0].memory.content == text
             assert mx.recall(text, 1, mode="vector")[0].memory.content == text
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         mx.build_indexes()
         store = store_of(mx)
         index = store._fulltext._index
@@ -357,7 +358,7 @@ def test_a_build_killed_midway_leaves_the_store_and_the_index_usable(
 ) -> None:
     path, texts = imported
     kill_midway([CHILD_IMPORTS, str(path)], "ready")
-    with Memex.open(path, **SMALL) as mx:  # type: ignore[arg-type]
+    with Memex.open(path, **SMALL) as mx:
         store = store_of(mx)
         live = store._run(lambda c: c.execute("SELECT count(*) FROM memories").fetchone()[0])
         assert live > 700 and live % 300 == 100  # whole batches only
