@@ -237,7 +237,17 @@ class Engine:
         with self.lock:
             self.embedder = target
             self.query_cache.clear()
+        self.catch_up_indexes(None, progress)
         return count
+
+    def catch_up_indexes(self, tenant: str | None, progress: Progress | None) -> None:
+        """After a write, build what the next search would otherwise spend long building.
+
+        The write is committed by then, so a failure here is not the caller's: it leaves
+        the work to the first search, as before (see ``Store.build_indexes``).
+        """
+        with contextlib.suppress(MemexError):
+            self.store.build_indexes(tenant, progress, lagging_only=True)
 
     def embed_contents(
         self, scope: Scope, contents: Sequence[str], progress: Progress | None = None

@@ -212,7 +212,10 @@ class Memex(ContextMixin):
     def remember_many(
         self, items: Iterable[Mapping[str, Any]], *, progress: Progress | None = None
     ) -> builtins.list[Memory]:
-        """Store many memories in one transaction: all of them, or none on any error."""
+        """Store many memories in one transaction: all of them, or none on any error.
+
+        A batch that leaves the search indexes far behind builds them too, reporting it.
+        """
         now = utcnow()
         memories: builtins.list[Memory] = []
         supersede: builtins.list[tuple[int, str]] = []
@@ -285,6 +288,7 @@ class Memex(ContextMixin):
         vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
         batch.inserts = list(zip(memories, vectors, strict=True))
         engine.store.write(self._scope, batch, engine.model_for(vectors))
+        engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
 
     def supersede(self, memory_id: str, content: str, **fields: Any) -> Memory:
@@ -579,6 +583,16 @@ class Memex(ContextMixin):
             if record.get("id"):
                 explicit.append(memory.id)
         return self._insert(memories, supersede, progress, explicit)
+
+    def build_indexes(self, *, progress: Progress | None = None) -> None:
+        """Bring the search indexes up to date and save them beside the store.
+
+        A recall builds what it lacks by itself, with no sign of it; run this ahead of
+        serving or after another program wrote many memories. Covers every tenant from the
+        root handle, this handle's tenant from a scoped one (full text is store-wide).
+        """
+        self._check_writable()
+        self._engine.store.build_indexes(None if self._root else self._scope.tenant, progress)
 
     def reindex(
         self, embedder: Embedder | str | None = None, *, progress: Progress | None = None

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from memex.core.episodes import Placement
 from memex.core.models import Memory, Scope
+from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import Candidate
 
@@ -187,6 +188,24 @@ class Store(Protocol):
 
     def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
         """Every memory of every tenant as (key, tenant, content), in batches (for reindex)."""
+        ...
+
+    def build_indexes(
+        self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
+    ) -> None:
+        """Bring the derived search indexes up to date and keep them for the next process.
+
+        Derived indexes are what a search would otherwise build or catch up on first use
+        (for SQLite: the full-text index, shared by every tenant, and the vector index of
+        ``tenant``, or of every tenant when None). Each stage is reported through
+        ``progress`` with its real total. With ``lagging_only`` (after every write batch)
+        only what a search would spend long on is done, so a small write costs next to
+        nothing. A backend without derived indexes does nothing.
+
+        Raises:
+            StoreLockedError: another process was writing an index meanwhile.
+            StoreError: an index could not be written (the tables are unaffected).
+        """
         ...
 
     def replace_vectors(

@@ -86,7 +86,7 @@ def scoped_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     and a second tenant sharing the same project names."""
     path = tmp_path_factory.mktemp("scoped") / "memex.db"
     texts = sentences(3_600, seed=2)
-    with Memex.open(path, EXACT) as mx:
+    with Memex.open(path, EXACT, lexical_index_min=10**9) as mx:  # no index built yet
         mx.remember_many(
             {"content": t, "scope": grid_scope(i)} for i, t in enumerate(texts[:3_000])
         )

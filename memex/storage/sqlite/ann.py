@@ -29,6 +29,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from memex.core.progress import Progress, Tally
+
 Matrix = npt.NDArray[np.float32]
 Keys = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.int32]
@@ -37,6 +39,8 @@ Codes = npt.NDArray[np.int32]
 TRAIN_PER_LIST = 40
 MAX_LISTS = 1024
 MIN_LISTS = 16
+#: Rounds of k-means that place the centroids (faiss's default for IVF training).
+ITERATIONS = 10
 
 
 def list_count(size: int) -> int:
@@ -75,15 +79,37 @@ class IvfIndex:
         self._index = index
 
     @classmethod
-    def train(cls, sample: Matrix, dims: int, nlist: int) -> IvfIndex:
-        """Train centroids and the 8-bit quantiser on ``sample`` (unit-length rows)."""
+    def train(
+        cls, sample: Matrix, dims: int, nlist: int, progress: Progress | None = None
+    ) -> IvfIndex:
+        """Train centroids and the 8-bit quantiser on ``sample`` (unit-length rows).
+
+        The centroids come from ``ITERATIONS`` rounds of spherical k-means, as faiss's own
+        IVF training runs them, but one round per call so that each can be reported: at
+        100,000 vectors training takes most of the build.
+        """
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
         nlist = max(1, min(nlist, len(sample)))
+        tally = Tally(progress, "training vector index", ITERATIONS)
+        centroids: Matrix | None = None
+        for _ in range(ITERATIONS):
+            params = faiss.ClusteringParameters()
+            params.niter = 1
+            params.spherical = True  # inner product on unit vectors: centroids stay unit
+            params.seed = 1234  # deterministic clustering for a given sample
+            clustering = faiss.Clustering(dims, nlist, params)
+            if centroids is not None:  # given centroids start the round; none: random rows
+                faiss.copy_array_to_vector(centroids.reshape(-1), clustering.centroids)
+            clustering.train(sample, faiss.IndexFlatIP(dims))
+            centroids = faiss.vector_to_array(clustering.centroids).reshape(nlist, dims)
+            tally.advance(1)
         quantiser = faiss.IndexFlatIP(dims)
+        quantiser.add(centroids)
         index = faiss.IndexIVFScalarQuantizer(
             quantiser, dims, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
-        index.cp.seed = 1234  # deterministic clustering for a given sample
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        # The coarse quantiser holds its nlist centroids, so this trains the 8-bit codes only.
+        index.train(sample)
         return cls(index)
 
     @property
@@ -161,6 +187,13 @@ class IndexFiles:
                     found.append((Watermark(int(parts[1]), int(parts[2])), path))
         found.sort(key=lambda f: (f[0].max_key, f[0].change_pos), reverse=True)
         return found
+
+    def newest(self, key: FileKey, limit: Watermark) -> Watermark | None:
+        """The watermark of the newest file not ahead of ``limit``, without reading it."""
+        for mark, _ in self._files(key):
+            if mark.max_key <= limit.max_key and mark.change_pos <= limit.change_pos:
+                return mark
+        return None
 
     def load(self, key: FileKey, newest: Watermark) -> Saved | None:
         """The newest readable file not ahead of ``newest`` (the store's own watermark).

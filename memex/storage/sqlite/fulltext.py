@@ -18,7 +18,8 @@ the index is never behind its watermark; a catch-up deletes before it adds, so r
 work the watermark did not record is harmless. A missing, unreadable or foreign folder,
 one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite.
 
-Writes never commit tantivy. A query that finds a small lag scores the rows after the
+A write commits tantivy only when its batch leaves the index far behind (``build``
+with ``lagging_only``). A query that finds a small lag scores the rows after the
 watermark and the rows changed since it with FTS5 (restricted by rowid, so cheap) and
 merges them with the index's hits, leaving out index hits for those keys; a larger lag
 is caught up first. Every hit passes through the SQL filter, as on the FTS5 path, scope
@@ -48,6 +49,7 @@ from typing import Any
 
 import tantivy
 
+from memex.core.progress import Progress, Tally
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
@@ -59,6 +61,7 @@ TAIL_CHANGES = 500
 _MARK_FILE = "watermark.json"
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
+_BATCH = 5_000  # rows read and added per step of a build
 _ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 _log = logging.getLogger(__name__)
 
@@ -114,27 +117,41 @@ class FullTextIndex:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
             return False
+        try:
+            self._open(conn)
+        except (ValueError, OSError, sqlite3.Error, shutil.Error) as exc:
+            self._failed_at = time.monotonic()
+            if self.writable:
+                self._warn("build", exc)
+            return False
+        return True
+
+    def _open(self, conn: sqlite3.Connection, progress: Progress | None = None) -> None:
+        """Open the index if it can be trusted, else rebuild it (raising if that fails or
+        the store is read-only)."""
         store_id, high, top_pos = _store_state(conn)
-        mark = self._read_mark(store_id)
-        if mark is not None and mark.max_seq <= high and mark.change_pos <= top_pos:
+        mark = self._trusted_mark(store_id, high, top_pos)
+        if mark is not None:
             try:
                 index = tantivy.Index.open(str(self._readable()))
                 index.reload()
                 index.searcher()
                 self._index, self._mark = index, mark
-                return True
+                self._failed_at = -_RETRY_SECONDS
+                return
             except (ValueError, OSError, shutil.Error):
                 self.close()
-        self._failed_at = time.monotonic()
         if not self.writable:
-            return False
-        try:
-            self._rebuild(conn, store_id)
-        except (ValueError, OSError, sqlite3.Error) as exc:
-            self._warn("build", exc)
-            return False
+            raise ValueError(f"no usable full-text index in {self.folder}, and it is read-only")
+        self._rebuild(conn, store_id, progress)
         self._failed_at = -_RETRY_SECONDS
-        return True
+
+    def _trusted_mark(self, store_id: str, high: int, top_pos: int) -> Mark | None:
+        """The folder's watermark, unless it is missing, foreign or ahead of the store."""
+        mark = self._read_mark(store_id)
+        if mark is not None and mark.max_seq <= high and mark.change_pos <= top_pos:
+            return mark
+        return None
 
     def _readable(self) -> Path:
         """Where the index can be opened: in place, unless only this process cannot write
@@ -194,14 +211,16 @@ class FullTextIndex:
                 os.unlink(tmp)
             raise
 
-    def _rebuild(self, conn: sqlite3.Connection, store_id: str) -> None:
+    def _rebuild(
+        self, conn: sqlite3.Connection, store_id: str, progress: Progress | None = None
+    ) -> None:
         """Build a fresh index in a new folder from SQLite, then move it into place."""
         self._index = None
         parent = self.folder.parent
         build = Path(tempfile.mkdtemp(prefix=self.folder.name + ".build-", dir=parent))
         try:
             index = tantivy.Index(self._schema, path=str(build))
-            mark = self._apply(index, conn, Mark(0, 0), store_id, build)
+            mark = self._apply(index, conn, Mark(0, 0), store_id, build, progress)
             if mark is None:
                 raise ValueError("a fresh index is locked")
             if self.folder.exists():
@@ -224,6 +243,7 @@ class FullTextIndex:
         mark: Mark,
         store_id: str,
         folder: Path,
+        progress: Progress | None = None,
     ) -> Mark | None:
         """Add what SQLite holds beyond ``mark``, commit, then record the new watermark.
 
@@ -235,7 +255,7 @@ class FullTextIndex:
             return None
         try:
             with _snapshot(conn):
-                new = self._replay(writer, conn, mark)
+                new = self._replay(writer, conn, mark, progress)
             writer.commit()
         except BaseException:
             with contextlib.suppress(ValueError):
@@ -246,8 +266,15 @@ class FullTextIndex:
         self._write_mark(folder, store_id, new)
         return new
 
-    def _replay(self, writer: tantivy.IndexWriter, conn: sqlite3.Connection, mark: Mark) -> Mark:
+    def _replay(
+        self,
+        writer: tantivy.IndexWriter,
+        conn: sqlite3.Connection,
+        mark: Mark,
+        progress: Progress | None,
+    ) -> Mark:
         key_query = tantivy.Query.term_query
+        changed: list[int] = []
         if mark.max_seq == 0:
             top = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
             change_pos = int(top or 0)
@@ -257,12 +284,18 @@ class FullTextIndex:
             ).fetchall()
             change_pos = changes[-1][0] if changes else mark.change_pos
             changed = sorted({int(s) for _, s in changes if s <= mark.max_seq})
-            for key in changed:
-                writer.delete_documents_by_query(key_query(self._schema, "key", key))
-            for row in reads.in_chunks(
-                conn, f"SELECT {_ROW} FROM memories WHERE seq IN ({{marks}})", changed
-            ):
-                writer.add_document(self._document(row))
+        total = 0
+        if progress is not None:  # counted only for a caller who shows it
+            fresh = conn.execute("SELECT count(*) FROM memories WHERE seq > ?", (mark.max_seq,))
+            total = len(changed) + int(fresh.fetchone()[0])
+        tally = Tally(progress if total else None, "indexing full text", total)
+        for key in changed:
+            writer.delete_documents_by_query(key_query(self._schema, "key", key))
+        for row in reads.in_chunks(
+            conn, f"SELECT {_ROW} FROM memories WHERE seq IN ({{marks}})", changed
+        ):
+            writer.add_document(self._document(row))
+        tally.advance(len(changed))
         # Rows a killed catch-up committed without recording them: replace, not repeat.
         writer.delete_documents_by_query(
             tantivy.Query.range_query(
@@ -273,10 +306,11 @@ class FullTextIndex:
         cursor = conn.execute(
             f"SELECT {_ROW} FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
         )
-        while rows := cursor.fetchmany(5_000):
+        while rows := cursor.fetchmany(_BATCH):
             for row in rows:
                 writer.add_document(self._document(row))
             max_seq = int(rows[-1][0])
+            tally.advance(len(rows))
         return Mark(max_seq, change_pos)
 
     def _document(self, row: Sequence[Any]) -> tantivy.Document:
@@ -304,14 +338,15 @@ class FullTextIndex:
                 self._index.reload()
                 self._mark = mark
 
-    def _lag(self, conn: sqlite3.Connection) -> tuple[int, int]:
+    def _lag(self, conn: sqlite3.Connection, mark: Mark) -> tuple[int, int]:
+        """Rows and changes after ``mark``, each counted up to its tail limit."""
         rows = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM memories WHERE seq > ? LIMIT ?)",
-            (self._mark.max_seq, TAIL_ROWS),
+            (mark.max_seq, TAIL_ROWS),
         ).fetchone()[0]
         changes = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM index_changes WHERE pos > ? LIMIT ?)",
-            (self._mark.change_pos, TAIL_CHANGES),
+            (mark.change_pos, TAIL_CHANGES),
         ).fetchone()[0]
         return int(rows), int(changes)
 
@@ -325,22 +360,69 @@ class FullTextIndex:
                 return False
             return self._catch_up(conn, force)
 
-    def _catch_up(self, conn: sqlite3.Connection, force: bool) -> bool:
+    def _catch_up(
+        self, conn: sqlite3.Connection, force: bool, progress: Progress | None = None
+    ) -> bool:
         assert self._index is not None
         store_id = _store_state(conn)[0]
         self._refresh_mark(store_id)
         if not self.writable:
             return False
-        rows, changes = self._lag(conn)
+        rows, changes = self._lag(conn, self._mark)
         if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
             return True
-        mark = self._apply(self._index, conn, self._mark, store_id, self.folder)
+        mark = self._apply(self._index, conn, self._mark, store_id, self.folder, progress)
         if mark is None:
             return False
         self._index.reload()
         self._read_mark(store_id)
         self._mark = mark
         return True
+
+    # -- building ahead of queries -------------------------------------------------------
+
+    def build(
+        self,
+        conn: sqlite3.Connection,
+        progress: Progress | None = None,
+        *,
+        lagging_only: bool = False,
+    ) -> bool:
+        """Bring the index up to date and commit it, reporting "indexing full text".
+
+        With ``lagging_only``, only when a query would otherwise build it or catch it up
+        before answering (no usable index, or a lag of ``TAIL_ROWS`` rows or
+        ``TAIL_CHANGES`` changes): a smaller lag costs a query little and a commit per
+        write a lot. False when another process holds the index's writer.
+
+        Raises:
+            ValueError, OSError: the index cannot be written.
+        """
+        with self._lock:
+            if lagging_only and not self._behind(conn):
+                return True
+            if self._index is None:
+                try:
+                    self._open(conn, progress)
+                except (ValueError, OSError, sqlite3.Error):
+                    self._failed_at = time.monotonic()
+                    raise
+            return self._catch_up(conn, True, progress)
+
+    def _behind(self, conn: sqlite3.Connection) -> bool:
+        """Whether the next query would build the index or catch it up first (cheap)."""
+        store_id, high, top_pos = _store_state(conn)
+        if self._index is not None:
+            self._refresh_mark(store_id)
+            mark: Mark | None = self._mark
+        elif time.monotonic() - self._failed_at < _RETRY_SECONDS:
+            return False  # a build failed a moment ago: leave the retry to a query
+        else:
+            mark = self._trusted_mark(store_id, high, top_pos)
+        if mark is None:
+            return True
+        rows, changes = self._lag(conn, mark)
+        return rows >= TAIL_ROWS or changes >= TAIL_CHANGES
 
     # -- searching ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -25,13 +26,16 @@ from memex.core.models import (
     to_micros,
     utcnow,
 )
+from memex.core.progress import Progress
 from memex.core.query import Filters, Order, encode_cursor
 from memex.core.ranking import Candidate
 from memex.errors import (
     ConflictError,
     EmbedderError,
     MemexError,
+    StoreError,
     StoreFullError,
+    StoreLockedError,
     StoreReadOnlyError,
     ValidationError,
 )
@@ -172,9 +176,10 @@ class SQLiteStore:
                 self._run(index.save)
         size = self._size[0] if self._size is not None else 0
         if self._read_only is None and size >= self._lexical_min:
-            # Likewise the full-text index: a lag left here is caught up by the next query.
+            # Likewise the full-text index, and only a lag too large for a query to score
+            # itself: committing a few rows would cost every short-lived process a commit.
             with contextlib.suppress(Exception):
-                self._run(lambda c: self._fulltext.catch_up(c, force=True))
+                self._run(lambda c: self._fulltext.catch_up(c))
         self._fulltext.close()
         self._connections.close()
 
@@ -387,6 +392,36 @@ class SQLiteStore:
             )
 
         return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit))
+
+    def build_indexes(
+        self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
+    ) -> None:
+        built = True
+        if self.size_estimate() >= self._lexical_min:
+            text = functools.partial(
+                self._fulltext.build, progress=progress, lagging_only=lagging_only
+            )
+            built = self._derived(text)
+        index = self._vector_index()
+        if index is not None:
+            query = "SELECT DISTINCT tenant FROM vectors"
+            for name in [tenant] if tenant else [r[0] for r in self._rows(query, ())]:
+                self._derived(
+                    functools.partial(
+                        index.build, tenant=name, progress=progress, lagging_only=lagging_only
+                    )
+                )
+        if not built:
+            raise StoreLockedError("another process is writing the full-text index; try again")
+
+    def _derived(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn``, which writes a derived index: its own failures become StoreError."""
+        try:
+            return self._run(fn)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, MemexError):
+                raise
+            raise StoreError(f"cannot write the search indexes beside {self._path}: {exc}") from exc
 
     def _vector_index(self) -> VectorIndex | None:
         """The in-memory index, created once the store has vectors (from any process)."""

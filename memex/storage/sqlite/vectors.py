@@ -8,28 +8,29 @@ watermark: the highest vector key it holds and the last entry of ``index_changes
 log of removed and replaced vectors) it applied. Each refresh replays what is newer, so
 rows added or changed by this or any other process are picked up, and a lost, stale or
 foreign index file is rebuilt from the table, never trusted over it. A reindex (a new
-model or epoch) starts every tenant afresh.
+model or epoch) starts every tenant afresh. ``build`` does ahead of time, with progress,
+what the next search would otherwise do: after a large write, or when asked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
+from memex.core.progress import Progress, Tally
 from memex.core.ranking import Candidate
 from memex.errors import EmbedderMismatchError
 from memex.storage.sqlite import reads
 from memex.storage.sqlite.ann import (
     TRAIN_PER_LIST,
-    Codes,
     FileKey,
     IndexFiles,
     IvfIndex,
@@ -41,11 +42,20 @@ from memex.storage.sqlite.ann import (
     list_count,
 )
 from memex.storage.sqlite.connection import lacked_space
+from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
 
 EPOCH_KEY = "vectors_generation"
-_CHUNK = 16_384
+REPLAY_MIN = 10_000
+_CHUNK = 16_384  # rows read and added per step
 _log = logging.getLogger(__name__)
 _SAVE_RETRY_SECONDS = 60.0
+
+
+def save_due(unsaved: int, size: int) -> bool:
+    """Whether an approximate index of ``size`` vectors, ``unsaved`` of them changed since
+    its file was written, should be saved now: when none of it is saved yet, or when the
+    next process to load the file would replay a tenth of it (at least ``REPLAY_MIN``)."""
+    return unsaved > 0 and unsaved >= min(size, max(REPLAY_MIN, size // 10))
 
 
 def current_epoch(conn: sqlite3.Connection) -> int:
@@ -70,89 +80,6 @@ def log_changes(conn: sqlite3.Connection, tenant: str, keys: list[int]) -> None:
     )
 
 
-@dataclass
-class _Tenant:
-    dims: int
-    epoch: int
-    max_key: int = 0
-    change_pos: int = 0
-    size: int = 0
-    keys: Keys = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    projects: Codes = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    codes: dict[str | None, int] = field(default_factory=dict)
-    matrix: Matrix | None = None  # exact search, for small tenants
-    ivf: IvfIndex | None = None  # approximate search, for large ones
-    unsaved: int = 0
-    save_failed_at: float = -math.inf
-    bitmaps: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.ivf is None and self.matrix is None:
-            self.matrix = np.zeros((0, self.dims), dtype=np.float32)
-
-    def code(self, project: str | None) -> int:
-        return self.codes.setdefault(project, len(self.codes))
-
-    def append(self, keys: Keys, rows: Matrix, projects: Codes) -> None:
-        need = self.size + len(keys)
-        if need > len(self.keys):
-            capacity = max(need, int(len(self.keys) * 1.5), 1024)
-            self.keys = _grown(self.keys, self.size, capacity)
-            self.projects = _grown(self.projects, self.size, capacity)
-            if self.matrix is not None:
-                self.matrix = _grown(self.matrix, self.size, capacity)
-        self.keys[self.size : need] = keys
-        self.projects[self.size : need] = projects
-        if self.matrix is not None:
-            self.matrix[self.size : need] = rows
-        else:
-            assert self.ivf is not None
-            self.ivf.add(keys, rows)
-            self.unsaved += len(keys)
-        self.size = need
-        self.bitmaps.clear()
-        if len(keys):
-            self.max_key = max(self.max_key, int(keys.max()))
-
-    def replace(self, found: dict[int, bytes], gone: list[int]) -> None:
-        """Apply replaced (``found``) and removed (``gone``) vectors of known keys."""
-        if self.size == 0:
-            return
-        live = self.keys[: self.size]
-        changed = np.asarray(sorted([*found, *gone]), dtype=np.int64)
-        at = np.searchsorted(live, changed)
-        known = (at < self.size) & (live[np.minimum(at, self.size - 1)] == changed)
-        changed, at = changed[known], at[known]
-        if not len(changed):
-            return
-        present = np.fromiter((int(k) in found for k in changed), dtype=bool, count=len(changed))
-        rows = _rows([found[int(k)] for k in changed[present]], self.dims)
-        if self.matrix is not None:
-            self.matrix[at[present]] = rows
-        else:
-            assert self.ivf is not None
-            self.ivf.remove(changed)
-            self.ivf.add(changed[present], rows)
-            self.unsaved += len(changed)
-        drop = at[~present]
-        if len(drop):
-            keep = np.ones(self.size, dtype=bool)
-            keep[drop] = False
-            self.keys = self.keys[: self.size][keep]
-            self.projects = self.projects[: self.size][keep]
-            if self.matrix is not None:
-                self.matrix = self.matrix[: self.size][keep]
-            self.size = int(keep.sum())
-        self.bitmaps.clear()
-
-    def members(self, code: int) -> npt.NDArray[np.uint8]:
-        """The bitmap of this project's keys (cached until the keys change)."""
-        if code not in self.bitmaps:
-            live = self.keys[: self.size]
-            self.bitmaps[code] = bitmap(live[self.projects[: self.size] == code])
-        return self.bitmaps[code]
-
-
 class VectorIndex:
     """Cosine search (vectors are unit length) over per-tenant exact or approximate indexes."""
 
@@ -170,13 +97,16 @@ class VectorIndex:
         self.files = files
         self.ann_min_vectors = ann_min_vectors
         self.probes = probes
-        self._tenants: dict[str, _Tenant] = {}
+        self._tenants: dict[str, TenantVectors] = {}
         self._file_keys: dict[str, FileKey] = {}
+        self._counted: dict[str, tuple[int, int]] = {}  # tenant -> (vectors, highest key)
         self._lock = threading.Lock()
 
     # -- keeping up with the table ----------------------------------------------------
 
-    def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _Tenant:
+    def _refresh(
+        self, conn: sqlite3.Connection, tenant: str, progress: Progress | None = None
+    ) -> TenantVectors:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
         if stored is not None and stored[0] != self.model:
             raise EmbedderMismatchError(
@@ -187,23 +117,33 @@ class VectorIndex:
         newest = _watermark(conn, tenant)
         state = self._tenants.get(tenant)
         if state is None or state.epoch != epoch:
-            state = self._start(conn, tenant, epoch, newest)
+            state = self._start(conn, tenant, epoch, newest, progress)
             self._tenants[tenant] = state
+        total = 0
+        if progress is not None:  # counted only for a caller who shows it
+            total = _count(conn, "vectors", "seq", tenant, state.max_key)
+            total += _count(conn, "index_changes", "pos", tenant, state.change_pos)
+        tally = Tally(progress if total else None, "indexing vectors", total)
         if newest.change_pos > state.change_pos:
-            self._apply_changes(conn, state, tenant)
+            self._apply_changes(conn, state, tenant, tally)
         if newest.max_key > state.max_key:
-            self._load_rows(conn, state, tenant)
+            self._load_rows(conn, state, tenant, tally)
         if state.ivf is None and state.size >= self.ann_min_vectors:
             self._convert(state)
-            self._save(conn, tenant, state)
-        elif state.ivf is not None and state.unsaved >= max(10_000, state.size // 10):
-            self._save(conn, tenant, state)
+        if state.ivf is not None and save_due(state.unsaved, state.size):
+            self._save(conn, tenant, state, progress)
         return state
 
     def _start(
-        self, conn: sqlite3.Connection, tenant: str, epoch: int, newest: Watermark
-    ) -> _Tenant:
-        """A tenant's state: from its index file if one is usable, else from the table."""
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        epoch: int,
+        newest: Watermark,
+        progress: Progress | None = None,
+    ) -> TenantVectors:
+        """A tenant's state: from its index file if one is usable, else a new one (trained
+        on a sample of the table if the tenant is large) for the caller to fill."""
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
             # high-water mark belongs to another (restored or replaced) store.
@@ -212,7 +152,7 @@ class VectorIndex:
             limit = Watermark(int(high[0]) if high else 0, newest.change_pos)
             saved = self.files.load(self._file_key(conn, tenant, epoch), limit)
             if saved is not None:
-                state = _Tenant(
+                state = TenantVectors(
                     dims=self.dims,
                     epoch=epoch,
                     max_key=saved.mark.max_key,
@@ -225,16 +165,16 @@ class VectorIndex:
                 )
                 return state
         # Changes logged before now are already reflected in the table.
-        state = _Tenant(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
+        state = TenantVectors(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
         count = conn.execute("SELECT count(*) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()
         if count[0] >= self.ann_min_vectors:
-            state.ivf = self._train_from_table(conn, tenant, int(count[0]))
+            state.ivf = self._train_from_table(conn, tenant, int(count[0]), progress)
             state.matrix = None
-            self._load_rows(conn, state, tenant)
-            self._save(conn, tenant, state)
         return state
 
-    def _train_from_table(self, conn: sqlite3.Connection, tenant: str, count: int) -> IvfIndex:
+    def _train_from_table(
+        self, conn: sqlite3.Connection, tenant: str, count: int, progress: Progress | None
+    ) -> IvfIndex:
         """Train on a random sample read from the table, without loading every vector."""
         nlist = list_count(count)
         keys = np.fromiter(
@@ -247,9 +187,9 @@ class VectorIndex:
             conn, "SELECT vector FROM vectors WHERE seq IN ({marks})", sample.tolist()
         )
         blobs = [r[0] for r in rows]
-        return IvfIndex.train(_rows(blobs, self.dims), self.dims, nlist)
+        return IvfIndex.train(rows_of(blobs, self.dims), self.dims, nlist, progress)
 
-    def _convert(self, state: _Tenant) -> None:
+    def _convert(self, state: TenantVectors) -> None:
         """Move a tenant that outgrew exact search onto an approximate index."""
         assert state.matrix is not None
         matrix = state.matrix[: state.size]
@@ -261,7 +201,9 @@ class VectorIndex:
         state.matrix = None
         state.unsaved = state.size
 
-    def _load_rows(self, conn: sqlite3.Connection, state: _Tenant, tenant: str) -> None:
+    def _load_rows(
+        self, conn: sqlite3.Connection, state: TenantVectors, tenant: str, tally: Tally
+    ) -> None:
         """Append the tenant's rows newer than the state, a chunk at a time."""
         # A memory's project never changes, so its code can be kept beside its vector
         # and a project scope becomes a mask instead of a query.
@@ -275,9 +217,12 @@ class VectorIndex:
             projects = np.fromiter(
                 (state.code(r[2]) for r in rows), dtype=np.int32, count=len(rows)
             )
-            state.append(keys, _rows([r[1] for r in rows], self.dims), projects)
+            state.append(keys, rows_of([r[1] for r in rows], self.dims), projects)
+            tally.advance(len(rows))
 
-    def _apply_changes(self, conn: sqlite3.Connection, state: _Tenant, tenant: str) -> None:
+    def _apply_changes(
+        self, conn: sqlite3.Connection, state: TenantVectors, tenant: str, tally: Tally
+    ) -> None:
         changes = conn.execute(
             "SELECT pos, seq FROM index_changes WHERE tenant = ? AND pos > ? ORDER BY pos",
             (tenant, state.change_pos),
@@ -288,16 +233,12 @@ class VectorIndex:
         )
         state.replace(found, [k for k in keys if k not in found])
         state.change_pos = changes[-1][0]
+        tally.advance(len(changes))
 
-    def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> _Tenant:
+    def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
         """Refresh inside one read transaction, so model, epoch, log and rows agree."""
-        if conn.in_transaction:
+        with _reading(conn):
             return self._refresh(conn, tenant)
-        conn.execute("BEGIN")
-        try:
-            return self._refresh(conn, tenant)
-        finally:
-            conn.execute("COMMIT")
 
     # -- index files --------------------------------------------------------------------
 
@@ -309,7 +250,13 @@ class VectorIndex:
             self._file_keys[tenant] = key
         return key
 
-    def _save(self, conn: sqlite3.Connection, tenant: str, state: _Tenant) -> None:
+    def _save(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        state: TenantVectors,
+        progress: Progress | None = None,
+    ) -> None:
         """Save the tenant's approximate index; a failure only costs a later catch-up.
 
         The file is derived data, so a full disk or a read-only folder must not fail a
@@ -329,6 +276,7 @@ class VectorIndex:
             project_names=names,
             mark=Watermark(state.max_key, state.change_pos),
         )
+        tally = Tally(progress, "saving vector index", 1)
         try:
             self.files.save(self._file_key(conn, tenant, state.epoch), saved)
         except (OSError, RuntimeError) as exc:  # faiss reports I/O errors as RuntimeError
@@ -343,6 +291,7 @@ class VectorIndex:
             )
             return
         state.unsaved = 0
+        tally.advance(1)
 
     def save(self, conn: sqlite3.Connection) -> None:
         """Write every approximate index with unsaved changes (on close)."""
@@ -350,6 +299,73 @@ class VectorIndex:
             for tenant, state in self._tenants.items():
                 if state.ivf is not None and state.unsaved:
                     self._save(conn, tenant, state)
+
+    # -- building ahead of searches ------------------------------------------------------
+
+    def build(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        progress: Progress | None = None,
+        *,
+        lagging_only: bool = False,
+    ) -> None:
+        """Bring the tenant's index up to date, saving it if it is approximate, reporting
+        "training vector index", "indexing vectors" and "saving vector index".
+
+        With ``lagging_only``, only when the next process to search the tenant would
+        otherwise train its approximate index or replay more than a save's worth (see
+        ``save_due``) of rows and changes after the saved file.
+
+        Raises:
+            OSError: the approximate index could not be saved.
+        """
+        with self._lock, _reading(conn):
+            if lagging_only and not self._lagging(conn, tenant):
+                return
+            state = self._tenants.get(tenant)
+            if state is not None and state.ivf is None and self._large(conn, tenant):
+                del self._tenants[tenant]  # trained from the table, as the next process would
+            try:
+                state = self._refresh(conn, tenant, progress)
+                if state.ivf is not None and state.unsaved:
+                    self._save(conn, tenant, state, progress)
+            except BaseException:
+                self._tenants.pop(tenant, None)  # maybe half applied: start afresh next time
+                raise
+        if state.unsaved and self.files is not None:
+            raise OSError(f"cannot save the vector index in {self.files.folder}")
+
+    def _lagging(self, conn: sqlite3.Connection, tenant: str) -> bool:
+        """Whether the next process to search the tenant would train its approximate index
+        or replay a save's worth of rows or changes after the saved file (cheap)."""
+        if self.files is None:
+            return False
+        newest = _watermark(conn, tenant)
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        limit = Watermark(int(row[0]) if row else 0, newest.change_pos)
+        saved = self.files.newest(self._file_key(conn, tenant, current_epoch(conn)), limit)
+        if saved is None:
+            return self._large(conn, tenant)
+        state = self._tenants.get(tenant)
+        size = state.size if state is not None and state.ivf is not None else newest.max_key
+        rows = _count(conn, "vectors", "seq", tenant, saved.max_key, size)
+        changes = _count(conn, "index_changes", "pos", tenant, saved.change_pos, size)
+        return save_due(max(rows, changes), size)
+
+    def _large(self, conn: sqlite3.Connection, tenant: str) -> bool:
+        """Whether the tenant holds ``ann_min_vectors`` vectors or more.
+
+        A count stops there, and is remembered: vectors added since then have higher
+        keys, so the count plus the keys since is a bound that spares most recounts.
+        """
+        newest = _watermark(conn, tenant).max_key
+        counted = self._counted.get(tenant)
+        if counted is not None and counted[0] + newest - counted[1] < self.ann_min_vectors:
+            return False
+        count = _count(conn, "vectors", "seq", tenant, 0, self.ann_min_vectors)
+        self._counted[tenant] = (count, newest)
+        return count >= self.ann_min_vectors
 
     # -- searching ------------------------------------------------------------------------
 
@@ -401,7 +417,12 @@ class VectorIndex:
         return _ranked(keys[top], scores[top])
 
     def _search_ivf(
-        self, state: _Tenant, query: Matrix, limit: int, allowed: Keys | None, code: int | None
+        self,
+        state: TenantVectors,
+        query: Matrix,
+        limit: int,
+        allowed: Keys | None,
+        code: int | None,
     ) -> list[Candidate]:
         assert state.ivf is not None
         members = state.members(code) if code is not None else None
@@ -421,8 +442,8 @@ class VectorIndex:
         scores, keys = state.ivf.search(query, limit, math.ceil(self.probes / share), members)
         return _ranked(keys, scores)
 
-    def _state(self, tenant: str) -> _Tenant:
-        return self._tenants.get(tenant) or _Tenant(dims=self.dims, epoch=-1)
+    def _state(self, tenant: str) -> TenantVectors:
+        return self._tenants.get(tenant) or TenantVectors(dims=self.dims, epoch=-1)
 
     def count(self, conn: sqlite3.Connection, tenant: str) -> int:
         """How many vectors the tenant's index holds after a refresh."""
@@ -449,17 +470,30 @@ def _watermark(conn: sqlite3.Connection, tenant: str) -> Watermark:
     return Watermark(int(top or 0), int(pos or 0))
 
 
-def _rows(blobs: list[bytes], dims: int) -> Matrix:
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dims)
+def _count(
+    conn: sqlite3.Connection, table: str, key: str, tenant: str, after: int, limit: int = -1
+) -> int:
+    """The tenant's rows of ``table`` with ``key`` above ``after``; counting stops at
+    ``limit`` (-1: never)."""
+    return int(
+        conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE tenant = ? AND {key} > ? LIMIT ?)",
+            (tenant, after, limit),
+        ).fetchone()[0]
+    )
 
 
-_A = TypeVar("_A", bound=np.generic)
-
-
-def _grown(array: npt.NDArray[_A], size: int, capacity: int) -> npt.NDArray[_A]:
-    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
-    grown[:size] = array[:size]
-    return grown
+@contextlib.contextmanager
+def _reading(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction (unless one is open), so model, epoch, log and rows agree."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
