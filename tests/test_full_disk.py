@@ -42,7 +42,7 @@ def test_sqlite_full_is_reported_as_no_space_left(tmp_path: Path) -> None:
 
 FILL = textwrap.dedent(
     """
-    import json, logging, os, sys
+    import json, logging, os, shutil, sys
     from memex import Memex, Settings, StoreFullError
 
     warnings = []
@@ -53,6 +53,10 @@ FILL = textwrap.dedent(
     path = sys.argv[1]
     folder = os.path.dirname(path)
     settings = Settings(lexical_index_min=50, ann_min_vectors=10**9)
+    # Room set aside now and given back at the end: how much the store's last writes
+    # leave free depends on the sizes of its files, which this test does not fix.
+    with open(os.path.join(folder, "ballast"), "wb") as fh:
+        fh.write(bytes(256 * 1024))
     out = {"written": [], "error": None}
     mx = Memex.open(path, settings)
     try:
@@ -61,8 +65,9 @@ FILL = textwrap.dedent(
             out["written"] += [m.id for m in mx.remember_many(batch)]
     except StoreFullError as exc:
         out["error"] = str(exc)
-    # Take what is left (a rolled-back write may free a page), so the derived full-text
-    # index cannot be built either: reads must fall back, not fail.
+    # Drop the derived full-text index (the writes built it while there was room) and
+    # take what is left, so it cannot be built again: reads must fall back, not fail.
+    shutil.rmtree(path + ".lexical", ignore_errors=True)
     fd = os.open(os.path.join(folder, "filler"), os.O_WRONLY | os.O_CREAT)
     try:
         while os.write(fd, bytes(4096)):
@@ -80,6 +85,7 @@ FILL = textwrap.dedent(
         out["content"] = mx.get(out["written"][-1]).content
         out["recall again"] = len(mx.recall("lorem entry", 5))
     os.remove(os.path.join(folder, "filler"))
+    os.remove(os.path.join(folder, "ballast"))
     with Memex.open(path, settings) as mx:  # with room again, writes work again
         mx.remember("written once there was room")
         out["after"] = mx.stats().memories
