@@ -12,26 +12,20 @@ from typing import Any, Literal
 import numpy as np
 
 from memex.context.api import ContextMixin
-from memex.core.build import build_memory, opt_time
+from memex.core.build import build_memory, opt_time, updated_memory
 from memex.core.models import (
     Hit,
     Memory,
     Page,
     Scope,
     Stats,
-    content_hash,
     utcnow,
-    validate_content,
-    validate_count,
-    validate_importance,
-    validate_kind,
-    validate_metadata,
-    validate_tags,
 )
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.core.ranking import FusionWeights
+from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.records import parse_lines, with_line
+from memex.core.validate import check_text, shown, validate_count
 from memex.embedders.base import Embedder, make_embedder
 from memex.engine import Engine, choose_embedder
 from memex.errors import (
@@ -45,6 +39,11 @@ from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
 
 _UNSET: Any = object()
+SUPERSEDE_FIELDS = frozenset(
+    {"kind", "tags", "metadata", "scope", "importance", "created_at", "expires_at", "ttl",
+     "source", "valid_from"}
+)  # fmt: skip
+"""What ``supersede`` takes besides the new content: ``remember``'s keyword arguments."""
 
 
 class Memex(ContextMixin):
@@ -193,6 +192,8 @@ class Memex(ContextMixin):
         self, items: Iterable[Mapping[str, Any]], *, progress: Progress | None = None
     ) -> builtins.list[Memory]:
         """Store many memories in one transaction: all of them, or none on any error."""
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise ValidationError("remember_many takes an iterable of mappings, one per memory")
         now = utcnow()
         memories: builtins.list[Memory] = []
         supersede: builtins.list[tuple[int, str]] = []
@@ -271,6 +272,9 @@ class Memex(ContextMixin):
 
         Unless given, kind, tags, metadata, scope and importance carry over from the old one.
         """
+        unknown = set(fields) - SUPERSEDE_FIELDS
+        if unknown:
+            raise ValidationError(f"supersede cannot set {shown(min(unknown, key=str))}")
         old = self._get_visible(memory_id)
         carried: dict[str, Any] = {
             "kind": old.kind,
@@ -294,27 +298,27 @@ class Memex(ContextMixin):
         expires_at: datetime | str | None = _UNSET,
         source: str | None = _UNSET,
     ) -> Memory:
-        """Change a memory in place, as a new version (the old one stays in ``history``)."""
-        old = self._get_visible(memory_id)
-        changes: dict[str, Any] = {}
-        if content is not None:
-            changes["content"] = validate_content(content, self.settings.max_content_bytes)
-            changes["content_hash"] = content_hash(changes["content"])
-        if kind is not None:
-            changes["kind"] = validate_kind(kind)
-        if tags is not None:
-            changes["tags"] = validate_tags(tags)
-        if metadata is not None:
-            changes["metadata"] = validate_metadata(metadata)
-        if importance is not None:
-            changes["importance"] = validate_importance(importance)
+        """Change a memory in place, as a new version (the old one stays in ``history``).
+
+        Each field is validated as ``remember`` validates it; ``None`` leaves a field as
+        it is, except ``expires_at`` and ``source``, which ``None`` clears.
+        """
+        given: dict[str, Any] = {
+            "content": content,
+            "kind": kind,
+            "tags": tags,
+            "metadata": metadata,
+            "importance": importance,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
         if expires_at is not _UNSET:
-            changes["expires_at"] = opt_time(expires_at, "expires_at")
+            changes["expires_at"] = expires_at
         if source is not _UNSET:
             changes["source"] = source
-        if not changes:
-            raise ValidationError("nothing to update: give at least one field to change")
-        new = old.with_changes(**changes, updated_at=utcnow(), version=old.version + 1)
+        old = self._get_visible(memory_id)
+        new = updated_memory(
+            old, changes, now=utcnow(), max_content_bytes=self.settings.max_content_bytes
+        )
         vector = None
         engine = self._engine
         if new.content_hash != old.content_hash:
@@ -403,9 +407,12 @@ class Memex(ContextMixin):
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must not be empty")
+        check_text(query, "query")
         validate_count(k, "k", 1, 1000)
         if mode not in ("hybrid", "lexical", "vector"):
             raise ValidationError("mode must be hybrid, lexical or vector")
+        if weights is not None:
+            validate_weights(weights)
         filters = self._filters(
             scope=scope,
             kinds=kinds,
@@ -520,6 +527,8 @@ class Memex(ContextMixin):
         self, lines: Iterable[str], *, progress: Progress | None = None
     ) -> builtins.list[Memory]:
         """Import JSON Lines records, all or nothing; a bad line raises with its number."""
+        if isinstance(lines, str | bytes) or not isinstance(lines, Iterable):
+            raise ValidationError("import_lines takes an iterable of lines, not one string")
         now = utcnow()
         memories: builtins.list[Memory] = []
         supersede: builtins.list[tuple[int, str]] = []
@@ -561,4 +570,4 @@ def _id(memory_id: object) -> str:
     """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
     if not isinstance(memory_id, str) or not memory_id.strip():
         raise ValidationError("a memory id is required")
-    return memory_id.strip().lower()
+    return check_text(memory_id, "memory id").strip().lower()
