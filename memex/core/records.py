@@ -49,7 +49,7 @@ def parse_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, A
     """
     for number, line in enumerate(lines, start=1):
         try:
-            text = decode_text(line, "the line") if isinstance(line, bytes) else line
+            text = decode_text(line, "the record") if isinstance(line, bytes) else line
             if not isinstance(text, str):
                 raise ValidationError(f"a line must be text, not {type(line).__name__}")
             text = text.strip()
