@@ -9,6 +9,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 import memex.core.ids as ids
 from memex import (
     KNOWN_KINDS,
+    ConfigError,
     FusionWeights,
     ImportFormatError,
     Memex,
@@ -204,6 +206,28 @@ def test_bad_input_is_a_validation_error_and_changes_nothing(
     assert "\n" not in str(info.value)
     assert len(str(info.value)) < 200, str(info.value)
     assert snapshot(mx) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("busy_timeout", math.nan),
+        ("busy_timeout", math.inf),
+        ("busy_timeout", 10**400),
+        ("busy_timeout", "1" * 5000),
+        ("episode_minutes", math.inf),
+        ("vector_weight", math.nan),
+        ("neighbour_radius", 10**30),
+    ],
+)
+def test_settings_out_of_range_are_config_errors(tmp_path: Path, name: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Memex.open(tmp_path / "m.db", **{name: value})
+
+
+def test_a_store_path_with_nul_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="NUL"):
+        Memex.open(str(tmp_path / "m\x00.db"))
 
 
 def _line(**fields: Any) -> str:
