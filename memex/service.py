@@ -27,8 +27,9 @@ from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.records import parse_lines, with_line
 from memex.core.validate import check_text, shown, validate_count
 from memex.embedders.base import Embedder, make_embedder
-from memex.engine import Engine, choose_embedder
+from memex.engine import EMBEDDER_ARGUMENT, Engine, choose_embedder
 from memex.errors import (
+    ConfigError,
     NotFoundError,
     ScopeError,
     ValidationError,
@@ -413,6 +414,8 @@ class Memex(ContextMixin):
             raise ValidationError("mode must be hybrid, lexical or vector")
         if weights is not None:
             validate_weights(weights)
+        if query_vector is not None:
+            query_vector = _query_vector(query_vector)
         filters = self._filters(
             scope=scope,
             kinds=kinds,
@@ -563,7 +566,21 @@ class Memex(ContextMixin):
         engine = self._engine
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
+        elif embedder is not None and not isinstance(embedder, Embedder):
+            raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)
+
+
+def _query_vector(value: object) -> np.ndarray:
+    """A query vector as float32; anything but finite numbers is bad input."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf below
+            vector = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError("query_vector must be an array of numbers") from exc
+    if not np.all(np.isfinite(vector)):
+        raise ValidationError("query_vector must hold finite numbers only")
+    return vector
 
 
 def _id(memory_id: object) -> str:

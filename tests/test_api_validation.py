@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -154,6 +155,11 @@ BAD_CALLS: list[Any] = [
     ("recall kinds", lambda mx, m: mx.recall("x", kinds=5), "kinds must be"),
     ("recall weights", lambda mx, m: mx.recall("x", weights=FusionWeights(vector_weight=math.nan)),
      "vector_weight"),
+    ("recall vector text", lambda mx, m: mx.recall("x", query_vector="abc"), "query_vector"),
+    ("recall vector NaN", lambda mx, m: mx.recall(
+        "x", query_vector=np.full(mx.embedder.dimensions, np.nan)), "finite numbers"),
+    ("recall vector 1e300", lambda mx, m: mx.recall(
+        "x", query_vector=[1e300] * mx.embedder.dimensions), "finite numbers"),
     # list and range
     ("list cursor deep", lambda mx, m: mx.list(cursor="W1tb" * 40), "malformed cursor"),
     ("list cursor int", lambda mx, m: mx.list(cursor=_cursor(2**63, 1)), "malformed cursor"),
@@ -223,6 +229,15 @@ def test_bad_input_is_a_validation_error_and_changes_nothing(
 def test_settings_out_of_range_are_config_errors(tmp_path: Path, name: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=name):
         Memex.open(tmp_path / "m.db", **{name: value})
+
+
+def test_an_embedder_that_is_neither_name_nor_embedder_is_a_config_error(
+    store_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="embedder must be"):
+        Memex.open(store_path, embedder=5)  # type: ignore[arg-type]
+    with Memex.open(store_path) as mx, pytest.raises(ConfigError, match="embedder must be"):
+        mx.reindex(5)  # type: ignore[arg-type]
 
 
 def test_a_store_path_with_nul_is_a_config_error(tmp_path: Path) -> None:
