@@ -97,7 +97,7 @@ def encode_cursor(created_at_micros: int, rowid: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-_MAX_CURSOR_CHARS = 256  # what encode_cursor makes is under 60
+_MAX_CURSOR_CHARS = 256  # encode_cursor makes at most 60
 
 
 def decode_cursor(cursor: str) -> tuple[int, int]:
