@@ -12,7 +12,12 @@ from typing import Any, Literal
 import numpy as np
 
 from memex.context.api import ContextMixin
-from memex.core.build import build_memory, opt_time, updated_memory
+from memex.core.build import (
+    build_memory,
+    carried_over,
+    opt_time,
+    updated_memory,
+)
 from memex.core.models import (
     Hit,
     Memory,
@@ -25,7 +30,7 @@ from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.records import parse_lines, with_line
-from memex.core.validate import check_text, shown, validate_count
+from memex.core.validate import check_text, validate_count
 from memex.embedders.base import Embedder, make_embedder
 from memex.engine import EMBEDDER_ARGUMENT, Engine, choose_embedder
 from memex.errors import (
@@ -34,17 +39,12 @@ from memex.errors import (
     ScopeError,
     ValidationError,
 )
-from memex.retrieval import search
+from memex.retrieval import query_vector_of, search
 from memex.settings import DB_FILENAME, Settings, default_home
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
 
 _UNSET: Any = object()
-SUPERSEDE_FIELDS = frozenset(
-    {"kind", "tags", "metadata", "scope", "importance", "created_at", "expires_at", "ttl",
-     "source", "valid_from"}
-)  # fmt: skip
-"""What ``supersede`` takes besides the new content: ``remember``'s keyword arguments."""
 
 
 class Memex(ContextMixin):
@@ -273,19 +273,8 @@ class Memex(ContextMixin):
 
         Unless given, kind, tags, metadata, scope and importance carry over from the old one.
         """
-        unknown = set(fields) - SUPERSEDE_FIELDS
-        if unknown:
-            raise ValidationError(f"supersede cannot set {shown(min(unknown, key=str))}")
         old = self._get_visible(memory_id)
-        carried: dict[str, Any] = {
-            "kind": old.kind,
-            "tags": list(old.tags),
-            "metadata": old.metadata,
-            "scope": {k: v for k, v in old.scope.items() if k != "tenant"},
-            "importance": old.importance,
-        }
-        carried.update(fields)
-        return self.remember(content, supersedes=memory_id, **carried)
+        return self.remember(content, supersedes=memory_id, **carried_over(old, fields))
 
     def update(
         self,
@@ -415,7 +404,7 @@ class Memex(ContextMixin):
         if weights is not None:
             validate_weights(weights)
         if query_vector is not None:
-            query_vector = _query_vector(query_vector)
+            query_vector = query_vector_of(query_vector)
         filters = self._filters(
             scope=scope,
             kinds=kinds,
@@ -530,8 +519,6 @@ class Memex(ContextMixin):
         self, lines: Iterable[str], *, progress: Progress | None = None
     ) -> builtins.list[Memory]:
         """Import JSON Lines records, all or nothing; a bad line raises with its number."""
-        if isinstance(lines, str | bytes) or not isinstance(lines, Iterable):
-            raise ValidationError("import_lines takes an iterable of lines, not one string")
         now = utcnow()
         memories: builtins.list[Memory] = []
         supersede: builtins.list[tuple[int, str]] = []
@@ -569,18 +556,6 @@ class Memex(ContextMixin):
         elif embedder is not None and not isinstance(embedder, Embedder):
             raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)
-
-
-def _query_vector(value: object) -> np.ndarray:
-    """A query vector as float32; anything but finite numbers is bad input."""
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf below
-            vector = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError("query_vector must be an array of numbers") from exc
-    if not np.all(np.isfinite(vector)):
-        raise ValidationError("query_vector must hold finite numbers only")
-    return vector
 
 
 def _id(memory_id: object) -> str:

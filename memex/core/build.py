@@ -48,6 +48,12 @@ REMEMBER_FIELDS = frozenset(
 UPDATE_FIELDS = ("content", "kind", "tags", "metadata", "importance", "expires_at", "source")
 """What ``update`` may change in place; the rest of a memory is fixed once written."""
 
+SUPERSEDE_FIELDS = frozenset(
+    {"kind", "tags", "metadata", "scope", "importance", "created_at", "expires_at", "ttl",
+     "source", "valid_from"}
+)  # fmt: skip
+"""What ``supersede`` takes besides the new content: ``remember``'s keyword arguments."""
+
 _TIMES = frozenset({"created_at", "expires_at", "valid_from", "valid_until", "deleted_at"})
 
 
@@ -158,6 +164,22 @@ def updated_memory(
     if "content" in values:
         values["content_hash"] = content_hash(values["content"])
     return old.with_changes(**values, updated_at=now, version=old.version + 1)
+
+
+def carried_over(old: Memory, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``remember``'s arguments for a memory that supersedes ``old``: ``fields``, with kind,
+    tags, metadata, scope and importance carried over from ``old`` unless given."""
+    unknown = set(fields) - SUPERSEDE_FIELDS
+    if unknown:
+        raise ValidationError(f"supersede cannot set {shown(min(unknown, key=str))}")
+    return {
+        "kind": old.kind,
+        "tags": list(old.tags),
+        "metadata": old.metadata,
+        "scope": {k: v for k, v in old.scope.items() if k != "tenant"},
+        "importance": old.importance,
+        **fields,
+    }
 
 
 def opt_time(value: Any, what: str) -> datetime | None:

@@ -47,6 +47,8 @@ def parse_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, A
     Lines may be text or UTF-8 bytes. JSON that Python cannot hold (nested past its
     parser's depth, whole numbers of thousands of digits) is a malformed line too.
     """
+    if isinstance(lines, str | bytes) or not isinstance(lines, Iterable):
+        raise ValidationError("an import takes an iterable of lines, not one string")
     for number, line in enumerate(lines, start=1):
         try:
             text = decode_text(line, "the record") if isinstance(line, bytes) else line
