@@ -296,41 +296,57 @@ def check_int64(value: int, what: str) -> int:
 def _plain(value: Any, what: str, depth: int) -> tuple[int, Any]:
     """Check one JSON value; return an upper bound of its compact JSON size in bytes and
     the value as plain dicts, lists, strings, numbers, booleans and None."""
-    if value is None or value is True or value is False:
-        return 5, value
-    if isinstance(value, str):
-        check_text(value, f"{what} strings")
-        return 2 + 6 * len(value), str(value)  # at most 6 bytes a character (\u001f)
-    if isinstance(value, int):
-        return 20, int(check_int64(value, what))
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() or "\x00" in value:  # the common case skips check_text
+            check_text(value, f"{what} strings")
+        return 2 + 6 * len(value), value  # at most 6 bytes a character (\u001f)
+    if kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            check_int64(value, what)
+        return 20, value
+    if kind is float:
         if not math.isfinite(value):
             raise ValidationError(f"{what} must not hold NaN or infinity, which JSON lacks")
-        return 24, float(value)
+        return 24, value
+    if value is None or kind is bool:
+        return 5, value
     if isinstance(value, Mapping | list | tuple):
         if depth > MAX_METADATA_DEPTH:
             raise ValidationError(f"{what} is nested more than {MAX_METADATA_DEPTH} levels deep")
+        size = 2
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
-            size = 2
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise ValidationError(f"{what} keys must be strings, not {shown(key)}")
-                check_text(key, f"{what} keys")
-                item_size, out[str(key)] = _plain(item, what, depth + 1)
-                size += 2 + 6 * len(key) + 2 + item_size
+                if not key.isascii() or "\x00" in key:
+                    check_text(key, f"{what} keys")
+                item_size, out[str.__str__(key)] = _plain(item, what, depth + 1)
+                size += 6 * len(key) + 4 + item_size
             return size, out
         items: list[Any] = []
-        size = 2
         for item in value:
             item_size, plain = _plain(item, what, depth + 1)
             items.append(plain)
             size += item_size + 1
         return size, items
+    # Subclasses (an IntEnum, a str subclass) become the plain value JSON writes for them:
+    # the base type's own conversion, whatever the subclass overrides.
+    for base, plain in _BASES:
+        if isinstance(value, base):
+            return _plain(plain(value), what, depth)
     raise ValidationError(
         f"{what} must hold only JSON values (objects, arrays, strings, numbers, booleans, "
         f"null), not {type(value).__name__}"
     )
+
+
+_BASES: tuple[tuple[type, Any], ...] = (
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+)
 
 
 def _check_size(value: Any, bound: int) -> None:

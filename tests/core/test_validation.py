@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
@@ -191,6 +192,21 @@ def test_metadata_ints_within_64_bits_pass(value: Any) -> None:
 def test_bad_metadata_values_at_any_depth(value: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         validate_metadata({"k": value})
+
+
+def test_metadata_subclasses_become_what_json_writes() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 5
+
+    class Loud(str):
+        def __str__(self) -> str:
+            return "not what JSON writes"
+
+    metadata = {"a": Level.HIGH, "b": Loud("yes"), "c": {Loud("k"): (True, None)}}
+    got = validate_metadata(metadata)
+    assert got == json.loads(json.dumps(metadata))
+    assert [type(v) for v in got.values()] == [int, str, dict]
+    assert [type(k) for k in got["c"]] == [str]
 
 
 def test_metadata_filter_values_are_64_bit_scalars() -> None:
