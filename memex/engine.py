@@ -314,9 +314,14 @@ class Engine:
             self.store.close()
 
 
+EMBEDDER_ARGUMENT = "embedder must be a name (wordllama, minilm, openai) or an Embedder"
+
+
 def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
     """The embedder for this store: the one asked for, else the one that made its vectors."""
     stored = store.vectors_model()
+    if embedder is not None and not isinstance(embedder, str | Embedder):
+        raise ConfigError(EMBEDDER_ARGUMENT)
     if isinstance(embedder, str):
         settings = settings.with_changes(embedder=embedder)
         embedder = None

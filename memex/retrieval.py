@@ -20,6 +20,7 @@ from memex.core.ranking import FusionWeights, fuse, rank, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.engine import Engine
+from memex.errors import ValidationError
 
 NEIGHBOUR_HITS = 20
 """How many of the best fused hits offer a share of their score to their neighbours.
@@ -59,6 +60,18 @@ def episode_weights(engine: Engine) -> EpisodeWeights | None:
         best=s.episode_best_share,
         coverage=s.episode_coverage_share,
     )
+
+
+def query_vector_of(value: object) -> np.ndarray:
+    """A query vector given to recall, as float32; anything but finite numbers is bad input."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf below
+            vector = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError("query_vector must be an array of numbers") from exc
+    if not np.all(np.isfinite(vector)):
+        raise ValidationError("query_vector must hold finite numbers only")
+    return vector
 
 
 def search(

@@ -12,36 +12,36 @@ from typing import Any, Literal
 import numpy as np
 
 from memex.context.api import ContextMixin
-from memex.core.build import build_memory, opt_time
+from memex.core.build import (
+    build_memory,
+    carried_over,
+    opt_time,
+    updated_memory,
+)
 from memex.core.models import (
     Hit,
     Memory,
     Page,
     Scope,
     Stats,
-    content_hash,
     utcnow,
-    validate_content,
-    validate_count,
-    validate_importance,
-    validate_kind,
-    validate_metadata,
-    validate_tags,
 )
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.core.ranking import FusionWeights
+from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.records import parse_lines, with_line
+from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
-from memex.engine import Engine, choose_embedder
+from memex.engine import EMBEDDER_ARGUMENT, Engine, choose_embedder
 from memex.errors import (
+    ConfigError,
     NotFoundError,
     ScopeError,
     StoreReadOnlyError,
     ValidationError,
 )
-from memex.retrieval import search
+from memex.retrieval import query_vector_of, search
 from memex.settings import DB_FILENAME, Settings, default_home
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
@@ -216,6 +216,8 @@ class Memex(ContextMixin):
 
         A batch that leaves the search indexes far behind builds them too, reporting it.
         """
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise ValidationError("remember_many takes an iterable of mappings, one per memory")
         now = utcnow()
         memories: builtins.list[Memory] = []
         supersede: builtins.list[tuple[int, str]] = []
@@ -297,15 +299,7 @@ class Memex(ContextMixin):
         Unless given, kind, tags, metadata, scope and importance carry over from the old one.
         """
         old = self._get_visible(memory_id)
-        carried: dict[str, Any] = {
-            "kind": old.kind,
-            "tags": list(old.tags),
-            "metadata": old.metadata,
-            "scope": {k: v for k, v in old.scope.items() if k != "tenant"},
-            "importance": old.importance,
-        }
-        carried.update(fields)
-        return self.remember(content, supersedes=memory_id, **carried)
+        return self.remember(content, supersedes=memory_id, **carried_over(old, fields))
 
     def update(
         self,
@@ -320,29 +314,29 @@ class Memex(ContextMixin):
         source: str | None = _UNSET,
     ) -> Memory:
         """Change a memory in place, as a new version (the old one stays in ``history``);
-        a forgotten or expired memory is not found, as by ``get``."""
+        a forgotten or expired memory is not found, as by ``get``.
+
+        Each field is validated as ``remember`` validates it; ``None`` leaves a field as
+        it is, except ``expires_at`` and ``source``, which ``None`` clears.
+        """
         self._check_writable()
         now = utcnow()
         old = self._get_visible(memory_id, now)
-        changes: dict[str, Any] = {}
-        if content is not None:
-            changes["content"] = validate_content(content, self.settings.max_content_bytes)
-            changes["content_hash"] = content_hash(changes["content"])
-        if kind is not None:
-            changes["kind"] = validate_kind(kind)
-        if tags is not None:
-            changes["tags"] = validate_tags(tags)
-        if metadata is not None:
-            changes["metadata"] = validate_metadata(metadata)
-        if importance is not None:
-            changes["importance"] = validate_importance(importance)
+        given: dict[str, Any] = {
+            "content": content,
+            "kind": kind,
+            "tags": tags,
+            "metadata": metadata,
+            "importance": importance,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
         if expires_at is not _UNSET:
-            changes["expires_at"] = opt_time(expires_at, "expires_at")
+            changes["expires_at"] = expires_at
         if source is not _UNSET:
             changes["source"] = source
-        if not changes:
-            raise ValidationError("nothing to update: give at least one field to change")
-        new = old.with_changes(**changes, updated_at=now, version=old.version + 1)
+        new = updated_memory(
+            old, changes, now=now, max_content_bytes=self.settings.max_content_bytes
+        )
         vector = None
         engine = self._engine
         if new.content_hash != old.content_hash:
@@ -441,9 +435,14 @@ class Memex(ContextMixin):
         """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must not be empty")
+        check_text(query, "query")
         validate_count(k, "k", 1, 1000)
         if mode not in ("hybrid", "lexical", "vector"):
             raise ValidationError("mode must be hybrid, lexical or vector")
+        if weights is not None:
+            validate_weights(weights)
+        if query_vector is not None:
+            query_vector = query_vector_of(query_vector)
         filters = self._filters(
             scope=scope,
             kinds=kinds,
@@ -608,6 +607,8 @@ class Memex(ContextMixin):
         engine = self._engine
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
+        elif embedder is not None and not isinstance(embedder, Embedder):
+            raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)
 
 
@@ -615,4 +616,4 @@ def _id(memory_id: object) -> str:
     """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
     if not isinstance(memory_id, str) or not memory_id.strip():
         raise ValidationError("a memory id is required")
-    return memory_id.strip().lower()
+    return check_text(memory_id, "memory id").strip().lower()

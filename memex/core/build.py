@@ -1,22 +1,26 @@
-"""Validation of raw memory records into Memory values. Pure: no I/O."""
+"""Validation of raw memory records into Memory values. Pure: no I/O.
+
+``check_field`` is the one rule per field that every write path applies: ``remember``
+and ``import`` through ``build_memory``, ``update`` through ``updated_memory``.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from memex.core.ids import is_valid_id, new_id
-from memex.core.models import (
-    Memory,
-    Scope,
-    content_hash,
-    parse_time,
+from memex.core.models import Memory, Scope, content_hash, parse_time
+from memex.core.validate import (
+    MAX_TTL_SECONDS,
+    check_text,
+    shown,
     validate_content,
     validate_importance,
     validate_kind,
     validate_metadata,
+    validate_source,
     validate_tags,
 )
 from memex.errors import ValidationError
@@ -41,8 +45,35 @@ REMEMBER_FIELDS = frozenset(
         "deleted_at",
     }
 )
+UPDATE_FIELDS = ("content", "kind", "tags", "metadata", "importance", "expires_at", "source")
+"""What ``update`` may change in place; the rest of a memory is fixed once written."""
 
-_MAX_TTL_SECONDS = 100 * 365 * 86_400
+SUPERSEDE_FIELDS = frozenset(
+    {"kind", "tags", "metadata", "scope", "importance", "created_at", "expires_at", "ttl",
+     "source", "valid_from"}
+)  # fmt: skip
+"""What ``supersede`` takes besides the new content: ``remember``'s keyword arguments."""
+
+_TIMES = frozenset({"created_at", "expires_at", "valid_from", "valid_until", "deleted_at"})
+
+
+def check_field(name: str, value: Any, *, max_content_bytes: int) -> Any:
+    """One field of a memory, validated and normalised as every write path does it."""
+    if name == "content":
+        return validate_content(value, max_content_bytes)
+    if name == "kind":
+        return validate_kind(value)
+    if name == "tags":
+        return validate_tags(value)
+    if name == "metadata":
+        return validate_metadata(value)
+    if name == "importance":
+        return validate_importance(value)
+    if name == "source":
+        return validate_source(value)
+    if name in _TIMES:
+        return opt_time(value, name)
+    raise ValidationError(f"unknown field {shown(name)}")
 
 
 def build_memory(
@@ -58,20 +89,27 @@ def build_memory(
         raise ValidationError(f"item {position}: each memory must be a mapping")
     unknown = set(item) - REMEMBER_FIELDS
     if unknown:
-        raise ValidationError(f"unknown field {sorted(unknown)[0]!r}")
-    content = validate_content(item.get("content"), max_content_bytes)  # type: ignore[arg-type]
-    created = opt_time(item.get("created_at"), "created_at") or now
-    expires = opt_time(item.get("expires_at"), "expires_at")
+        raise ValidationError(f"unknown field {shown(min(unknown, key=str))}")
+
+    def check(name: str, default: Any = None) -> Any:
+        value = item.get(name)
+        return check_field(
+            name, default if value is None else value, max_content_bytes=max_content_bytes
+        )
+
+    content = check("content")
+    created = check("created_at") or now
+    expires = check("expires_at")
     ttl = item.get("ttl")
     if ttl is not None:
         if expires is not None:
             raise ValidationError("give expires_at or ttl, not both")
         expires = now + ttl_delta(ttl)
-    valid_from = opt_time(item.get("valid_from"), "valid_from") or created
-    valid_until = opt_time(item.get("valid_until"), "valid_until")
+    valid_from = check("valid_from") or created
+    valid_until = check("valid_until")
     if valid_until is not None and valid_until < valid_from:
         raise ValidationError("valid_until must not be earlier than valid_from")
-    deleted_at = opt_time(item.get("deleted_at"), "deleted_at")
+    deleted_at = check("deleted_at")
     if deleted_at is not None and deleted_at > now:
         # A deletion is a past event. One dated ahead leaves a row read as live that
         # carries a deletion, which a later write could turn from a recorded expiry into
@@ -81,30 +119,31 @@ def build_memory(
     if memory_id is None or memory_id == "":
         memory_id = new_id(int(created.timestamp() * 1000))
     elif not isinstance(memory_id, str) or not is_valid_id(memory_id):
-        raise ValidationError(f"id must be a UUID string, not {memory_id!r}")
-    source = item.get("source")
-    if source is not None and (not isinstance(source, str) or len(source) > 512):
-        raise ValidationError("source must be a string of at most 512 characters")
+        raise ValidationError(f"id must be a UUID string, not {shown(memory_id)}")
     supersedes = item.get("supersedes")
-    if supersedes is not None and not isinstance(supersedes, str):
-        raise ValidationError("supersedes must be a memory id")
+    if supersedes is not None:
+        if not isinstance(supersedes, str):
+            raise ValidationError("supersedes must be a memory id")
+        check_text(supersedes, "supersedes")
     superseded_by = item.get("superseded_by")
-    if superseded_by is not None and not is_valid_id(str(superseded_by)):
-        raise ValidationError("superseded_by must be a memory id")
+    if superseded_by is not None:
+        if not isinstance(superseded_by, str) or not is_valid_id(superseded_by):
+            raise ValidationError("superseded_by must be a memory id")
+        superseded_by = superseded_by.lower()
     memory = Memory(
         id=memory_id.lower(),
         content=content,
-        kind=validate_kind(item.get("kind") or "note"),
+        kind=check("kind", "note") if item.get("kind") != "" else "note",
         scope=within if (scope := item.get("scope")) is None else within.narrow(Scope.of(scope)),
-        tags=validate_tags(item.get("tags")),
-        metadata=validate_metadata(item.get("metadata")),
-        importance=validate_importance(item.get("importance", 0.5)),
+        tags=check("tags"),
+        metadata=check("metadata"),
+        importance=check("importance", 0.5),
         created_at=created,
         updated_at=now,
         expires_at=expires,
         last_accessed_at=None,
         access_count=0,
-        source=source,
+        source=check("source"),
         content_hash=content_hash(content),
         version=1,
         valid_from=valid_from,
@@ -115,21 +154,53 @@ def build_memory(
     return memory, supersedes
 
 
+def updated_memory(
+    old: Memory, changes: Mapping[str, Any], *, now: datetime, max_content_bytes: int
+) -> Memory:
+    """``old`` with ``changes`` (fields of ``UPDATE_FIELDS``) applied, as its next version."""
+    unknown = set(changes) - set(UPDATE_FIELDS)
+    if unknown:
+        raise ValidationError(f"update cannot change {shown(min(unknown, key=str))}")
+    if not changes:
+        raise ValidationError("nothing to update: give at least one field to change")
+    values = {
+        name: check_field(name, value, max_content_bytes=max_content_bytes)
+        for name, value in changes.items()
+    }
+    if "content" in values:
+        values["content_hash"] = content_hash(values["content"])
+    return old.with_changes(**values, updated_at=now, version=old.version + 1)
+
+
+def carried_over(old: Memory, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``remember``'s arguments for a memory that supersedes ``old``: ``fields``, with kind,
+    tags, metadata, scope and importance carried over from ``old`` unless given."""
+    unknown = set(fields) - SUPERSEDE_FIELDS
+    if unknown:
+        raise ValidationError(f"supersede cannot set {shown(min(unknown, key=str))}")
+    return {
+        "kind": old.kind,
+        "tags": list(old.tags),
+        "metadata": old.metadata,
+        "scope": {k: v for k, v in old.scope.items() if k != "tenant"},
+        "importance": old.importance,
+        **fields,
+    }
+
+
 def opt_time(value: Any, what: str) -> datetime | None:
     """``None`` stays None; anything else is parsed as a time."""
     return None if value is None else parse_time(value, what)
 
 
 def ttl_delta(value: Any) -> timedelta:
-    """A time to live: seconds or a timedelta, positive."""
+    """A time to live: seconds or a timedelta, positive and at most 100 years."""
     if isinstance(value, timedelta):
-        result = value
+        seconds: float = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or not 0 < value <= _MAX_TTL_SECONDS:
-            raise ValidationError("ttl must be positive and at most 100 years")
-        result = timedelta(seconds=value)
+        seconds = value  # compared before any conversion: a huge int cannot overflow
     else:
         raise ValidationError("ttl must be a number of seconds or a timedelta")
-    if not 0 < result.total_seconds() <= _MAX_TTL_SECONDS:
+    if not 0 < seconds <= MAX_TTL_SECONDS:  # NaN fails too
         raise ValidationError("ttl must be positive and at most 100 years")
-    return result
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)

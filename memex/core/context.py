@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
 from memex.core.models import Memory
+from memex.core.validate import shown, validate_fraction
 from memex.errors import ValidationError
 
 Source = Literal["pinned", "kinds", "recall", "recent"]
@@ -77,17 +78,23 @@ def resolve_sections(
     """The default sections, restricted to ``names`` (in canonical order), shares overridden."""
     known = {s.name: s for s in DEFAULT_SECTIONS}
     if names is not None:
-        unknown = [n for n in names if n not in known]
+        if isinstance(names, str) or not isinstance(names, Iterable):
+            raise ValidationError("sections must be a list of section names")
+        names = list(names)
+        unknown = [n for n in names if not isinstance(n, str) or n not in known]
         if unknown:
-            raise ValidationError(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
+            raise ValidationError(
+                f"unknown section {shown(unknown[0])}; choose from {', '.join(known)}"
+            )
     chosen = [s for s in DEFAULT_SECTIONS if names is None or s.name in names]
+    if shares is not None and not isinstance(shares, Mapping):
+        raise ValidationError("shares must map section names to numbers from 0 to 1")
     if shares:
-        bad = [n for n in shares if n not in known]
+        bad = [n for n in shares if not isinstance(n, str) or n not in known]
         if bad:
-            raise ValidationError(f"unknown section {bad[0]!r} in shares")
+            raise ValidationError(f"unknown section {shown(bad[0])} in shares")
         for name, value in shares.items():
-            if not 0 <= value <= 1:
-                raise ValidationError(f"share of {name} must be from 0 to 1")
+            validate_fraction(value, f"share of {name}")
         chosen = [_with_share(s, shares.get(s.name, s.share)) for s in chosen]
     if not chosen:
         raise ValidationError("a context needs at least one section")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -12,29 +11,24 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memex.core.validate import KNOWN_KINDS as KNOWN_KINDS
+from memex.core.validate import shown
+from memex.core.validate import validate_content as validate_content
+from memex.core.validate import validate_count as validate_count
+from memex.core.validate import validate_importance as validate_importance
+from memex.core.validate import validate_kind as validate_kind
+from memex.core.validate import validate_metadata as validate_metadata
+from memex.core.validate import validate_metadata_filter as validate_metadata_filter
+from memex.core.validate import validate_tags as validate_tags
 from memex.core.visibility import State, state_at
 from memex.errors import ValidationError
 
-KNOWN_KINDS: tuple[str, ...] = (
-    "decision",
-    "event",
-    "fact",
-    "message",
-    "note",
-    "pattern",
-    "preference",
-    "reference",
-    "summary",
-)
-"""Kinds memex knows; any other lowercase name of the same form is accepted too."""
-
 SCOPE_FIELDS: tuple[str, ...] = ("tenant", "project", "user", "agent", "session")
 DEFAULT_TENANT = "default"
+MIN_YEAR, MAX_YEAR = 1970, 9999
+"""The years a time may fall in, once converted to UTC."""
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-_SCOPE_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
-_TAG_RE = re.compile(r"^[^\s,][^,]{0,63}$")
-_META_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_SCOPE_VALUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}")
 
 
 def utcnow() -> datetime:
@@ -61,14 +55,14 @@ def from_micros(value: int) -> datetime:
 def parse_time(value: datetime | str | float | int, what: str = "time") -> datetime:
     """Accept a datetime, an ISO 8601 string or Unix seconds; return an aware UTC datetime."""
     if isinstance(value, bool):
-        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {value!r}")
+        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {shown(value)}")
     if isinstance(value, datetime):
         result = value
     elif isinstance(value, int | float):
         try:
             result = datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError) as exc:
-            raise ValidationError(f"{what} is out of range: {value!r}") from exc
+            raise _out_of_range(what, value) from exc
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith("Z"):
@@ -76,15 +70,24 @@ def parse_time(value: datetime | str | float | int, what: str = "time") -> datet
         try:
             result = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ValidationError(f"{what} is not an ISO 8601 time: {value!r}") from exc
+            raise ValidationError(f"{what} is not an ISO 8601 time: {shown(value)}") from exc
     else:
-        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {value!r}")
+        raise ValidationError(f"{what} must be a datetime or ISO 8601 string, not {shown(value)}")
     if result.tzinfo is None:
         result = result.replace(tzinfo=UTC)
-    result = result.astimezone(UTC)
-    if not 1970 <= result.year <= 9999:
-        raise ValidationError(f"{what} is out of range: {value!r}")
+    try:  # an offset can carry a time in year 9999 or 1 past the calendar's end
+        result = result.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise _out_of_range(what, value) from exc
+    if not MIN_YEAR <= result.year <= MAX_YEAR:
+        raise _out_of_range(what, value)
     return result
+
+
+def _out_of_range(what: str, value: object) -> ValidationError:
+    return ValidationError(
+        f"{what} is out of range (years {MIN_YEAR} to {MAX_YEAR} in UTC): {shown(value)}"
+    )
 
 
 def content_hash(content: str) -> str:
@@ -109,11 +112,11 @@ class Scope:
         for name in SCOPE_FIELDS:
             value = getattr(self, name)
             if value is not None and (
-                not isinstance(value, str) or not _SCOPE_VALUE_RE.match(value)
+                not isinstance(value, str) or not _SCOPE_VALUE_RE.fullmatch(value)
             ):
                 raise ValidationError(
                     f"scope {name} must be 1-128 characters of letters, digits and _.:@/- "
-                    f"starting with a letter or digit, not {value!r}"
+                    f"starting with a letter or digit, not {shown(value)}"
                 )
 
     @classmethod
@@ -128,7 +131,7 @@ class Scope:
         unknown = set(value) - set(SCOPE_FIELDS)
         if unknown:
             raise ValidationError(
-                f"unknown scope field {sorted(unknown)[0]!r}; "
+                f"unknown scope field {shown(min(unknown, key=str))}; "
                 f"expected any of {', '.join(SCOPE_FIELDS)}"
             )
         return cls(**{k: v for k, v in value.items() if v is not None})
@@ -160,110 +163,6 @@ def _scope_error(name: str, current: str, value: str) -> Exception:
     from memex.errors import ScopeError
 
     return ScopeError(f"scope {name} is fixed to {current!r} on this handle; got {value!r}")
-
-
-def validate_kind(kind: str) -> str:
-    """Check a memory kind: a known kind or a lowercase name of up to 64 characters."""
-    if not isinstance(kind, str) or not _NAME_RE.match(kind):
-        raise ValidationError(
-            f"kind must be a lowercase name such as {', '.join(KNOWN_KINDS[:4])}, not {kind!r}"
-        )
-    return kind
-
-
-def validate_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
-    """Check and normalise tags: strings without commas, at most 64 characters, deduplicated."""
-    if tags is None:
-        return ()
-    if isinstance(tags, str) or not isinstance(tags, Sequence):
-        raise ValidationError("tags must be a list of strings")
-    seen: dict[str, None] = {}
-    for tag in tags:
-        if not isinstance(tag, str) or not _TAG_RE.match(tag.strip()):
-            raise ValidationError(f"a tag must be 1-64 characters without commas, not {tag!r}")
-        seen.setdefault(tag.strip(), None)
-    return tuple(seen)
-
-
-def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check metadata: a JSON object whose top-level keys are simple names."""
-    import json
-
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise ValidationError("metadata must be a JSON object")
-    for key in metadata:
-        if not isinstance(key, str) or not _META_KEY_RE.match(key):
-            raise ValidationError(
-                f"metadata key must be a name of letters, digits and _.- , not {key!r}"
-            )
-    if all(type(v) in _JSON_SCALARS for v in metadata.values()) and not any(
-        type(v) is float and not math.isfinite(v) for v in metadata.values()
-    ):
-        return dict(metadata)  # flat and plain: what a JSON round trip would give
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
-    result: dict[str, Any] = json.loads(encoded)
-    return result
-
-
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def validate_metadata_filter(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check a metadata filter: simple keys, scalar values compared for equality."""
-    result = validate_metadata(metadata)
-    for key, value in result.items():
-        if isinstance(value, dict | list):
-            raise ValidationError(f"metadata filter {key!r} must be a scalar value")
-    return result
-
-
-def validate_importance(importance: float) -> float:
-    """Check an importance: a number from 0 to 1."""
-    if isinstance(importance, bool) or not isinstance(importance, int | float):
-        raise ValidationError(f"importance must be a number from 0 to 1, not {importance!r}")
-    value = float(importance)
-    if not 0.0 <= value <= 1.0:
-        raise ValidationError(f"importance must be from 0 to 1, not {importance!r}")
-    return value
-
-
-def validate_count(value: int, what: str, low: int, high: int | None = None) -> int:
-    """Check a whole number within [low, high] (no upper bound if ``high`` is None)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ValidationError(f"{what} must be a whole number {bound}")
-    return value
-
-
-def validate_content(content: str, max_bytes: int) -> str:
-    """Check content: a non-blank string no longer than ``max_bytes`` in UTF-8."""
-    if not isinstance(content, str):
-        raise ValidationError(f"content must be a string, not {type(content).__name__}")
-    if not content.strip():
-        raise ValidationError("content must not be empty")
-    size = len(content.encode("utf-8", errors="surrogatepass"))
-    if size > max_bytes:
-        raise ValidationError(
-            f"content is {size} bytes, over the limit of {max_bytes} "
-            "(raise it with MEMEX_MAX_CONTENT_BYTES)"
-        )
-    if "\x00" in content:
-        raise ValidationError("content must not contain NUL characters")
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError("content is not valid Unicode text") from exc
-    return content
 
 
 class _Stored:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from memex.core.models import (
     validate_metadata_filter,
     validate_tags,
 )
+from memex.core.validate import INT64_MAX, INT64_MIN, loads_json, shown
 from memex.errors import ValidationError
 
 Order = Literal["asc", "desc"]
@@ -73,6 +74,8 @@ class Filters:
         """Validate raw filter arguments into a ``Filters``."""
         if isinstance(kinds, str):
             kinds = [kinds]
+        elif kinds is not None and (isinstance(kinds, Mapping) or not isinstance(kinds, Iterable)):
+            raise ValidationError("kinds must be a list of kind names")
         since_t = parse_time(since, "since") if since is not None else None
         until_t = parse_time(until, "until") if until is not None else None
         if since_t and until_t and since_t > until_t:
@@ -96,14 +99,22 @@ def encode_cursor(created_at_micros: int, rowid: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_MAX_CURSOR_CHARS = 256  # encode_cursor makes at most 60
+
+
 def decode_cursor(cursor: str) -> tuple[int, int]:
     """The keyset position inside a cursor; a malformed cursor is a ValidationError."""
+    bad = ValidationError(f"malformed cursor {shown(cursor)}")
+    if not isinstance(cursor, str) or not cursor.isascii() or len(cursor) > _MAX_CURSOR_CHARS:
+        raise bad
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        created, rowid = value
-        if not isinstance(created, int) or not isinstance(rowid, int):
-            raise TypeError
-        return created, rowid
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(f"malformed cursor {cursor!r}") from exc
+        value = loads_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:  # not base64, not JSON, or JSON Python cannot hold
+        raise bad from exc
+    if not isinstance(value, list) or len(value) != 2:
+        raise bad
+    created, rowid = value
+    for number in (created, rowid):  # both go to SQLite as 64-bit integers
+        if type(number) is not int or not INT64_MIN <= number <= INT64_MAX:
+            raise bad
+    return created, rowid

@@ -7,6 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from memex.core.validate import validate_finite, validate_fraction, validate_positive
+from memex.errors import ValidationError
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -29,6 +32,18 @@ class FusionWeights:
     importance_weight: float = 0.0
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
+
+
+def validate_weights(weights: object) -> FusionWeights:
+    """Check weights given to a recall: finite numbers, a vector share from 0 to 1 and a
+    positive half-life."""
+    if not isinstance(weights, FusionWeights):
+        raise ValidationError("weights must be a FusionWeights")
+    validate_fraction(weights.vector_weight, "vector_weight")
+    validate_finite(weights.importance_weight, "importance_weight")
+    validate_finite(weights.recency_weight, "recency_weight")
+    validate_positive(weights.recency_half_life_days, "recency_half_life_days")
+    return weights
 
 
 @dataclass(frozen=True, slots=True)

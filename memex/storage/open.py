@@ -12,6 +12,8 @@ from memex.storage.base import Store
 def resolve_path(location: str | Path) -> Path:
     """A store file path from ``sqlite:///path``, a file path or a directory."""
     text = str(location)
+    if "\x00" in text:  # no file system takes one; the OS call would fail with a bare ValueError
+        raise ConfigError("a store path must not contain NUL characters")
     if text.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
         text = text[len("sqlite:///") :]
     elif "://" in text:

@@ -128,7 +128,7 @@ def test_metadata_comes_back_as_its_json_round_trip() -> None:
     cases = [
         {"n": 1, "s": "x", "f": 0.5, "b": True, "none": None},
         {"nested": {"a": (1, 2)}, "list": [1, {"b": None}]},
-        {"big": 10**20, "neg": -0.0},
+        {"big": 2**63 - 1, "small": -(2**63), "neg": -0.0},
     ]
     for metadata in cases:
         got = validate_metadata(metadata)

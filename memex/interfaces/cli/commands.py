@@ -62,17 +62,21 @@ def metadata(pairs: list[str] | None) -> dict[str, Any] | None:
     """``KEY=VALUE`` pairs as a dict; a value that parses as JSON keeps its type."""
     if not pairs:
         return None
+    from memex.core.validate import parse_meta_value
+
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ValidationError(f"--meta takes KEY=VALUE, not {pair!r}")
-        result[key] = _meta_value(raw)
+        result[key] = parse_meta_value(raw)
     return result
 
 
 def read_input(name: str) -> str:
     """The text of a file, or of standard input for ``-``, which must be UTF-8."""
+    from memex.core.validate import decode_text
+
     if name == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -81,18 +85,7 @@ def read_input(name: str) -> str:
                 data = fh.read()
         except OSError as exc:
             raise ValidationError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        where = "standard input" if name == "-" else name
-        raise ValidationError(f"{where} is not UTF-8 text (byte {exc.start})") from exc
-
-
-def _meta_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return raw
+    return decode_text(data, "standard input" if name == "-" else name)
 
 
 # -- commands ---------------------------------------------------------------------------
