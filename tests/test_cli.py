@@ -461,6 +461,33 @@ def test_quickstart_lists_three_queries_with_hits(store_path: Path) -> None:
     assert count(store_path) == 6
 
 
+def test_index_builds_what_a_large_import_would_leave_to_the_first_recall(
+    store_path: Path,
+) -> None:
+    env = {"MEMEX_LEXICAL_INDEX_MIN": "20"}
+    records = [{"content": f"record {i} about topic {i % 7}"} for i in range(60)]
+    with_json = invoke(store_path, "import", "-", "--json", stdin=jsonl(records), env=env)
+    assert with_json.exit_code == 0, with_json.output
+    watermark = store_path.with_name(store_path.name + ".lexical") / "watermark.json"
+    assert json.loads(watermark.read_text())["max_seq"] == 60  # built by the import
+    remember(store_path, "one more, left to the next query", "--tag", "late")
+    assert json.loads(watermark.read_text())["max_seq"] == 60
+    result = invoke(store_path, "index", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["indexed"] is True
+    assert json.loads(watermark.read_text())["max_seq"] == 61
+
+
+def test_read_only_option_refuses_writes_and_serves_reads(store_path: Path) -> None:
+    memory = remember(store_path, "a memory to read back")
+    message = assert_error(invoke(store_path, "--read-only", "remember", "no"), 3)
+    assert "read-only" in message and str(store_path) in message
+    assert run_json(store_path, "--read-only", "get", memory["id"])["content"] == memory["content"]
+    stats = run_json(store_path, "stats", "--read-only")
+    assert stats["read_only"] == "opened read-only" and stats["memories"] == 1
+    assert run_json(store_path, "stats")["read_only"] is None
+
+
 # -- bad input -------------------------------------------------------------------------
 
 
@@ -679,6 +706,7 @@ def test_every_command_is_tested_with_json() -> None:
         "expire",
         "quickstart",
         "context",
+        "index",
     }
     assert set(registered_commands()) == expected
 

@@ -41,10 +41,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except SystemExit as exc:  # --help and --version, which argparse prints itself
         return exc.code if isinstance(exc.code, int) else 0
-    from memex.interfaces.cli.commands import COMMANDS, Cli
+    from memex.interfaces.cli.commands import COMMANDS, Cli, warnings_to_stderr
 
     try:
-        COMMANDS[args.command](Cli(args))
+        with warnings_to_stderr():
+            COMMANDS[args.command](Cli(args))
     except MemexError as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _fail(text, exit_code(exc))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
@@ -48,8 +50,32 @@ class Cli:
 
         location = self.args.store or os.environ.get("MEMEX_STORE") or None
         tenant = options.pop("tenant", self.args.tenant)
+        if self.args.read_only:
+            options["read_only"] = True
         with Memex.open(location, tenant=tenant, **options) as mx:
             yield mx
+
+
+class _Warnings(logging.Handler):
+    """memex's logged warnings (an index that cannot be saved, say) as one stderr line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"warning: {render.one_line(record.getMessage())}\n")
+
+
+@contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Show memex's logged warnings on standard error while a command runs."""
+    handler = _Warnings()
+    logger = logging.getLogger("memex")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def scope(args: argparse.Namespace) -> dict[str, str]:
@@ -217,10 +243,13 @@ def history(cli: Cli) -> None:
 def stats(cli: Cli) -> None:
     with cli.store() as mx:
         result = mx.stats()
+        read_only = mx.read_only
     if cli.as_json:
-        cli.emit(result.to_dict())
-    else:
-        render.stats(cli.out, result)
+        cli.emit({**result.to_dict(), "read_only": read_only})
+        return
+    render.stats(cli.out, result)
+    if read_only is not None:
+        cli.say(f"read-only ({read_only})")
 
 
 def import_(cli: Cli) -> None:
@@ -311,7 +340,12 @@ def context(cli: Cli) -> None:
     note = f"{result.tokens}/{a.budget} tokens"
     if result.prefix_tokens_reused is not None:
         note += f", {result.prefix_tokens_reused} repeat the session's previous context"
-    cli.err.write(note + "\n")
+    snapshot = result.stats.get("session_snapshot")
+    if snapshot == "read-only":
+        note += "; the store is read-only, so this context is not saved for the session"
+    elif snapshot == "pending":
+        note += "; the store is busy, so this context is saved for the session later"
+    cli.err.write(render.one_line(note) + "\n")
 
 
 def quickstart(cli: Cli) -> None:
@@ -330,6 +364,19 @@ def quickstart(cli: Cli) -> None:
         render.hits(cli.out, hits)
 
 
+def index(cli: Cli) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    started = time.perf_counter()
+    with cli.store() as mx, progress_bar(cli.err) as report:
+        mx.build_indexes(progress=report)
+    seconds = time.perf_counter() - started
+    if cli.as_json:
+        cli.emit({"indexed": True, "seconds": round(seconds, 3)})
+    else:
+        cli.say(f"search indexes up to date ({seconds:.1f} s)")
+
+
 COMMANDS: dict[str, Callable[[Cli], None]] = {
     "remember": remember,
     "recall": recall,
@@ -345,4 +392,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "expire": expire,
     "context": context,
     "quickstart": quickstart,
+    "index": index,
 }

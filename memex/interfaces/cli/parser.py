@@ -45,6 +45,12 @@ def _globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
     parser.add_argument("--tenant", default=unset, help="tenant to work in")
     parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="open the store for reading only (also $MEMEX_READ_ONLY=1)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
@@ -162,6 +168,8 @@ def build() -> Parser:
     _scope(p, session=False)
 
     command("quickstart", "Store a few example memories and recall them.")
+
+    command("index", "Bring the search indexes up to date now, with progress.")
     return top
 
 
