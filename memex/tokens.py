@@ -28,6 +28,15 @@ class TokenCounter(Protocol):
         """False for an estimate (the context stats say so)."""
         ...
 
+    @property
+    def max_token_chars(self) -> int | None:
+        """The most characters one token can stand for, or None if no bound is known.
+
+        A text longer than ``n * max_token_chars`` characters has more than ``n`` tokens,
+        so it need not be counted to know it does not fit ``n``.
+        """
+        ...
+
     def count(self, text: str) -> int:
         """Tokens in ``text``."""
         ...
@@ -65,6 +74,7 @@ class HFTokenCounter:
         self._lines: dict[str, int] | None = None
         self._line_break = 0
         config = json.loads(self._tokenizer.to_str())
+        self._max_token_chars = _max_token_chars(config)
         if _word_bounded(config):
             self._special = tuple(t["content"] for t in config.get("added_tokens", []))
             self._line_break = len(self._tokenizer.model.tokenize("\n"))
@@ -77,6 +87,10 @@ class HFTokenCounter:
     @property
     def exact(self) -> bool:
         return True
+
+    @property
+    def max_token_chars(self) -> int | None:
+        return self._max_token_chars
 
     def count(self, text: str) -> int:
         return self.count_many([text])[0]
@@ -135,9 +149,11 @@ class HFTokenCounter:
                 m = lines.get(piece)
                 if m is None:
                     m = len(self._tokenizer.model.tokenize(piece))
-                    self._remember(piece, m)
+                    if len(piece) <= _KEEP_CHARS:
+                        self._remember(piece, m)
                 n += m
-            self._remember(key, n)
+            if len(key) <= _KEEP_CHARS:  # long lines (a memory cut to fit) would fill it
+                self._remember(key, n)
         return n
 
     def _remember(self, key: str, n: int) -> None:
@@ -153,8 +169,46 @@ _KEEP_CHARS = 4_096
 _MARK = "\u2581"
 """SentencePiece's word mark, which the Llama 2 normaliser puts before a text and for
 every space."""
+_LLAMA_NORMALIZER = {
+    "type": "Sequence",
+    "normalizers": [
+        {"type": "Prepend", "prepend": _MARK},
+        {"type": "Replace", "pattern": {"String": " "}, "content": _MARK},
+    ],
+}
+"""Llama 2's normaliser: the word mark before the text and in place of every space."""
 _PIECE = re.compile(f"\\n|{_MARK}+[^{_MARK}\\n]*|[^{_MARK}\\n]+")
 """A line break; or a run of word marks and the word after it; or a word without one."""
+
+
+def _max_token_chars(config: dict[str, Any]) -> int | None:
+    """The most characters of a text one token of this tokenizer can stand for, or None.
+
+    Known for a BPE model whose normaliser and pre-tokenizer only add characters or map
+    one to one (none; the Llama 2 normaliser; ``ByteLevel``, whose vocabulary spells
+    each byte as one character; ``Metaspace``): each token then covers at most as many
+    characters as its vocabulary entry (or its added token) has, and an unknown token
+    covers one, unless runs of them fuse into one (``fuse_unk`` without a byte for
+    every value to fall back to). Added tokens that swallow spaces beside them, and
+    anything else, give no bound.
+    """
+    model = config.get("model") or {}
+    pre = config.get("pre_tokenizer")
+    vocab = model.get("vocab")
+    added = config.get("added_tokens") or []
+    if (
+        model.get("type") != "BPE"
+        or config.get("normalizer") not in (None, _LLAMA_NORMALIZER)
+        or (pre is not None and pre.get("type") not in ("ByteLevel", "Metaspace"))
+        or not isinstance(vocab, dict)
+        or not vocab
+        or any(t.get("lstrip") or t.get("rstrip") for t in added)
+    ):
+        return None
+    every_byte = model.get("byte_fallback") and all(f"<0x{b:02X}>" in vocab for b in range(256))
+    if model.get("unk_token") is not None and model.get("fuse_unk") and not every_byte:
+        return None
+    return max(1, max(map(len, vocab)), *(len(t.get("content", "")) for t in added))
 
 
 def _word_bounded(config: dict[str, Any]) -> bool:
@@ -167,18 +221,11 @@ def _word_bounded(config: dict[str, Any]) -> bool:
     exactly as it would inside the whole text.
     """
     model = config.get("model") or {}
-    expected = {
-        "type": "Sequence",
-        "normalizers": [
-            {"type": "Prepend", "prepend": _MARK},
-            {"type": "Replace", "pattern": {"String": " "}, "content": _MARK},
-        ],
-    }
     if (
         model.get("type") != "BPE"
         or model.get("dropout") is not None
         or config.get("pre_tokenizer") is not None
-        or config.get("normalizer") != expected
+        or config.get("normalizer") != _LLAMA_NORMALIZER
         or model.get("continuing_subword_prefix")
         or model.get("end_of_word_suffix")
     ):
@@ -202,6 +249,9 @@ class TiktokenCounter:
         except Exception as exc:  # tiktoken downloads unknown encodings; offline it fails
             raise ConfigError(f"tiktoken encoding {encoding} is not available offline") from exc
         self._name = f"tiktoken:{encoding}"
+        # Special tokens are counted as plain text here, so only ordinary ones matter;
+        # a token of n bytes stands for at most n characters.
+        self._max_token_chars = max(map(len, self._encoding.token_byte_values()), default=1)
 
     @property
     def name(self) -> str:
@@ -210,6 +260,10 @@ class TiktokenCounter:
     @property
     def exact(self) -> bool:
         return True
+
+    @property
+    def max_token_chars(self) -> int | None:
+        return self._max_token_chars
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode(text, disallowed_special=()))
@@ -228,6 +282,10 @@ class HeuristicCounter:
     @property
     def exact(self) -> bool:
         return False
+
+    @property
+    def max_token_chars(self) -> int | None:
+        return 4
 
     def count(self, text: str) -> int:
         return (len(text) + 3) // 4

@@ -98,6 +98,10 @@ def test_property_budget_is_never_exceeded(
         ctx = mx.context("what matters here?", budget_tokens=budget, format=fmt, strategy=strategy)
         assert ctx.tokens <= budget
         assert mx._engine.context_state().counter.count(ctx.text) == ctx.tokens
+        cut = [e for e in ctx.manifest if e.cut]
+        assert all(e.included and e.shown_chars for e in cut)
+        mark = ' cut="true">' if fmt == "xml" else " … [cut]\n"
+        assert ctx.text.count(mark) == len(cut)
 
 
 def test_identical_inputs_give_identical_bytes(store_path: Path) -> None:

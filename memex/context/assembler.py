@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from memex.context.cache import SectionCache
@@ -15,21 +16,20 @@ from memex.core.context import (
     DedupLayer,
     Deduplicator,
     Entry,
-    Format,
     Packed,
     SectionSpec,
     canonical,
     common_prefix,
     digest,
     load_order,
-    memory_line,
+    make_candidates,
     pack_section,
     render_section,
     section_footer,
     section_header,
     strategy_shares,
-    text_shape,
 )
+from memex.core.lines import Format, cut_line
 from memex.core.models import Hit, Memory, Scope, utcnow
 from memex.core.query import Filters, Order
 from memex.storage.base import Store
@@ -38,6 +38,8 @@ from memex.tokens import TokenCounter
 RecallFn = Callable[[str, int], list[Hit]]
 _PACKS_KEPT = 8
 """Packings kept per cached section (one per allowance and earlier inclusions seen)."""
+_SMALLEST_CLASS = 64
+"""The smallest size class (in tokens) a stable section's candidates are prepared for."""
 
 
 _Packing = tuple["Packed", "ContextSection", DedupLayer]
@@ -47,18 +49,20 @@ state after it."""
 
 @dataclass(slots=True)
 class _CachedSection:
-    """A stable section's cache entry: its candidates, and packings already worked out."""
+    """A stable section's cache entry: its candidates, prepared for allowances up to
+    ``ceiling`` tokens, and packings already worked out."""
 
     candidates: list[Candidate]
+    ceiling: int
     packs: dict[tuple[int, tuple[tuple[str, str], ...]], _Packing] = field(default_factory=dict)
     # When the first candidate expires or is superseded: no write marks that moment, so
     # the entry itself must not outlive it.
     until: datetime | None = None
 
     @classmethod
-    def of(cls, candidates: list[Candidate]) -> _CachedSection:
+    def of(cls, candidates: list[Candidate], ceiling: int) -> _CachedSection:
         ends = [t for c in candidates for t in (c.memory.expires_at, c.memory.valid_until) if t]
-        return cls(candidates, until=min(ends, default=None))
+        return cls(candidates, ceiling, until=min(ends, default=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,9 @@ class Context:
                     "included": e.included,
                     "reason": e.reason,
                     "tokens": e.tokens,
+                    "cut": e.cut,
+                    "content_chars": e.content_chars,
+                    "shown_chars": e.shown_chars,
                     "score": e.score,
                     "why": dict(e.why),
                 }
@@ -272,7 +279,11 @@ class Assembly:
     ) -> tuple[ContextSection, Packed]:
         """Pack a section. A stable section's candidates come from the cache while nothing
         they were built from has changed, and so does its packing while the allowance and
-        what earlier sections included are the same as when it was packed."""
+        what earlier sections included are the same as when it was packed.
+
+        Candidates are prepared for a ceiling of tokens: a memory too long for it is not
+        counted, only cut. A cached section's ceiling (its first allowance, rounded up)
+        serves every allowance up to it; a larger one gathers the candidates again."""
         if not spec.stable:
             candidates = self._candidates(spec, counter, allowance)
             packed = self._pack(spec, candidates, allowance)
@@ -281,12 +292,18 @@ class Assembly:
         entry: _CachedSection | None = self.state.cache.get(slot, version)
         if entry is not None and entry.until is not None and entry.until <= utcnow():
             entry = None
+        if entry is not None and allowance > entry.ceiling:
+            entry = None  # a memory skipped as too long for the old ceiling may fit now
         hit = entry is not None
         if entry is None:
             self.misses += 1
-            entry = _CachedSection.of(self._candidates(spec, counter, allowance))
-            size = sum(len(c.line) + 2 * len(c.memory.content) + 600 for c in entry.candidates)
-            self.state.cache.put(slot, version, entry, size)
+            ceiling = size_class(allowance)
+            entry = _CachedSection.of(self._candidates(spec, counter, ceiling), ceiling)
+            # Contents are held, not compressed: a hit would otherwise copy them back.
+            own = sum(len(c.line) + 600 + (len(c.memory.content) if c.shape else 0)
+                      for c in entry.candidates)  # fmt: skip
+            held = sum(len(c.memory.content) for c in entry.candidates)
+            self.state.cache.put(slot, version, entry, own, held=held)
         else:
             self.hits += 1
         key = (allowance, self.dedup.included)
@@ -302,7 +319,9 @@ class Assembly:
         return (done[1] if hit else replace(done[1], cached=False)), done[0]
 
     def _pack(self, spec: SectionSpec, candidates: list[Candidate], allowance: int) -> Packed:
-        return pack_section(spec, candidates, allowance, self._header_tokens(spec), self.dedup)
+        cut = partial(cut_line, fmt=self.req.fmt, count=self.state.counter.count)
+        header = self._header_tokens(spec)
+        return pack_section(spec, candidates, allowance, header, self.dedup, cut)
 
     def _header_tokens(self, spec: SectionSpec) -> int:
         fmt = self.req.fmt
@@ -311,8 +330,9 @@ class Assembly:
     def _candidates(
         self, spec: SectionSpec, counter: TokenCounter, allowance: int
     ) -> list[Candidate]:
+        """The section's memories as candidates for at most ``allowance`` tokens."""
         req = self.req
-        scores: dict[str, tuple[float, dict[str, float]]] = {}
+        scores: dict[str, tuple[float, Mapping[str, float]]] = {}
         if spec.source == "recall":
             if not req.query.strip() or allowance <= 0:
                 return []
@@ -339,18 +359,10 @@ class Assembly:
                 # importance is appended (or waits for room) instead of displacing an
                 # older one, so the rendered prefix stays as it was.
                 memories.sort(key=lambda m: (-m.importance, m.created_at, m.id))
-        lines = [memory_line(m, req.fmt) for m in memories]
-        tokens = counter.count_many(lines)
-        return [
-            Candidate(
-                m,
-                line,
-                n,
-                *scores.get(m.id, (m.importance, {})),
-                shape=text_shape(m.content) if spec.stable else None,
-            )
-            for m, line, n in zip(memories, lines, tokens, strict=True)
-        ]
+        return make_candidates(
+            memories, scores, req.fmt, allowance, counter.count_many, counter.max_token_chars,
+            shapes=spec.stable,
+        )  # fmt: skip
 
     def _section(self, packed: Packed, *, cached: bool) -> ContextSection:
         spec = packed.spec
@@ -482,5 +494,15 @@ class Assembly:
 
 
 def _trimmed(entry: Entry) -> Entry:
-    return Entry(entry.memory_id, entry.section, False, "budget (trimmed)", entry.tokens,
-                 entry.score, entry.why)  # fmt: skip
+    return replace(entry, included=False, reason="budget (trimmed)", cut=False, shown_chars=None)
+
+
+def size_class(allowance: int) -> int:
+    """The ceiling a stable section's candidates are prepared for: the allowance rounded
+    up to a multiple of an eighth of the power of two above it (at most a quarter more;
+    at least 64), so a slightly larger allowance later finds them still good.
+
+    A memory longer than the ceiling could hold is not counted but offered to be cut;
+    the closer the ceiling, the fewer long memories are counted for nothing."""
+    step = 1 << max(0, (allowance - 1).bit_length() - 3)
+    return max(_SMALLEST_CLASS, -(-allowance // step) * step)

@@ -56,17 +56,23 @@ class SectionCache:
             payload = entry.payload
         return pickle.loads(zlib.decompress(payload))
 
-    def put(self, slot: Hashable, version: Hashable, value: Any, size: int) -> None:
-        """Store ``value`` (about ``size`` bytes) for ``slot`` at ``version``.
+    def put(
+        self, slot: Hashable, version: Hashable, value: Any, size: int, *, held: int = 0
+    ) -> None:
+        """Store ``value`` (about ``size`` bytes, and ``held`` more in large texts it
+        holds) for ``slot`` at ``version``.
 
-        Small values are kept as they are (a hit costs nothing to decode); large ones are
-        pickled and compressed. The least recently used entries go past the size limit.
+        Small values are kept as they are (a hit costs nothing to decode); ones over
+        1 MiB, not counting the held texts (which a hit would copy back), are pickled
+        and compressed. The least recently used entries go past the size limit.
         """
         compressed = size > COMPRESS_OVER
         payload: Any = value
         if compressed:
             payload = zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
             size = len(payload)
+        else:
+            size += held
         if size > self.max_bytes:
             return
         with self._lock:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
+from memex.core.lines import CUT_MIN_TOKENS, Cut, Format, fold, render_line
+from memex.core.lines import memory_line as memory_line
 from memex.core.models import Memory
 from memex.core.validate import shown, validate_fraction
 from memex.errors import ValidationError
 
 Source = Literal["pinned", "kinds", "recall", "recent"]
 Strategy = Literal["relevance_first", "priority_first", "balanced", "time_based", "adaptive"]
-Format = Literal["markdown", "xml"]
 STRATEGIES: tuple[str, ...] = (
     "relevance_first",
     "priority_first",
@@ -29,7 +30,9 @@ STRATEGIES: tuple[str, ...] = (
     "adaptive",
 )
 PINNED_TAG = "pinned"
-TokenCount = Callable[[str], int]
+Cutter = Callable[[Memory, int], Cut | None]
+"""Cuts a memory's line to fit a number of tokens (``lines.cut_line`` with a format and
+a token count), or None when too little would be shown."""
 Shape = tuple[str, frozenset[str]]
 """A text as deduplication sees it: its normalised words and their word trigrams."""
 
@@ -139,7 +142,11 @@ def load_order(specs: Sequence[SectionSpec]) -> list[SectionSpec]:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A memory offered to a section, with its rendered line and score components."""
+    """A memory offered to a section, with its rendered line and score components.
+
+    A memory whose folded content is longer than the section could ever hold has no
+    line (``""``) and ``tokens`` is a lower bound: it is never counted whole, only cut.
+    """
 
     memory: Memory
     line: str
@@ -148,6 +155,8 @@ class Candidate:
     why: Mapping[str, float] = field(default_factory=dict)
     shape: Shape | None = None
     """The content's deduplication shape (``text_shape``), if worked out in advance."""
+    shown: int | None = None
+    """Characters of the folded content the line shows, when it was cut to fit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +170,12 @@ class Entry:
     tokens: int
     score: float
     why: Mapping[str, float]
+    cut: bool = False
+    """Included with its content cut to fit."""
+    content_chars: int = 0
+    """The memory's whole content, in characters."""
+    shown_chars: int | None = None
+    """Characters of its (folded) content shown, when cut."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +223,7 @@ class DedupLayer:
     exact: dict[str, str] = field(default_factory=dict)
     index: dict[str, list[int]] = field(default_factory=dict)
     items: list[tuple[str, str, frozenset[str]]] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
 
 
 class Deduplicator:
@@ -235,6 +251,7 @@ class Deduplicator:
             for gram, positions in layer.index.items():
                 merged.index.setdefault(gram, []).extend(i + offset for i in positions)
             merged.items.extend(layer.items)
+            merged.ids.update(layer.ids)
         return merged
 
     def restore(self, snapshot: DedupLayer) -> None:
@@ -243,9 +260,12 @@ class Deduplicator:
         self._base, self._top = snapshot, DedupLayer()
 
     def duplicate_of(self, memory_id: str, text: str | Shape) -> str | None:
-        """The id of an included memory this text nearly repeats, if any."""
+        """The id of an included memory this text nearly repeats, if any (the memory's
+        own, if it was included already: shown cut to two lengths it could look new)."""
         norm, grams = text_shape(text) if isinstance(text, str) else text
         layers = (self._base, self._top)
+        if any(memory_id in layer.ids for layer in layers):
+            return memory_id
         for layer in layers:
             if norm in layer.exact:
                 return layer.exact[norm]
@@ -266,6 +286,7 @@ class Deduplicator:
         top.exact.setdefault(norm, memory_id)
         position = len(top.items)
         top.items.append((memory_id, norm, grams))
+        top.ids.add(memory_id)
         for gram in grams:
             top.index.setdefault(gram, []).append(position)
 
@@ -276,38 +297,94 @@ def pack_section(
     allowance: int,
     header_tokens: int,
     dedup: Deduplicator,
+    cut: Cutter | None = None,
 ) -> Packed:
     """Fill one section greedily in candidate order within ``allowance`` tokens.
 
-    Candidates too large for what is left are skipped (smaller ones after them may
-    still fit); near-duplicates of anything already included are left out.
+    A candidate that fits what is left is included whole. One that could never fit
+    the section whole (more tokens than the allowance less the header) is cut to what
+    is left, when ``cut`` can show enough of it. Any other that does not fit what is left
+    is skipped: smaller ones after it may still fit. Near-duplicates of anything already
+    included (a cut one as shown) are left out.
     """
     chosen: list[Candidate] = []
     entries: list[Entry] = []
     used = 0
     smallest = min((c.tokens for c in candidates), default=0)
+    if cut is not None:
+        smallest = min(smallest, CUT_MIN_TOKENS)
     for position, cand in enumerate(candidates):
-        if allowance - used < smallest + (header_tokens if not chosen else 0):
+        header = header_tokens if not chosen else 0
+        room = allowance - used - header
+        if room < smallest:
             entries.extend(_entry(c, spec, False, "budget") for c in candidates[position:])
             break
-        cost = cand.tokens + (header_tokens if not chosen else 0)
-        if used + cost > allowance:
+        if cand.line and cand.tokens <= room:
+            piece = cand
+        elif cut is not None and (not cand.line or cand.tokens > allowance - header_tokens):
+            made = cut(cand.memory, room)
+            if made is None:
+                entries.append(_entry(cand, spec, False, "budget"))
+                continue
+            piece = replace(
+                cand, line=made.line, tokens=made.tokens, shape=text_shape(made.text),
+                shown=len(made.text),
+            )  # fmt: skip
+        else:
             entries.append(_entry(cand, spec, False, "budget"))
             continue
-        shape = shape_of(cand)
-        dup = dedup.duplicate_of(cand.memory.id, shape)
+        shape = shape_of(piece)
+        dup = dedup.duplicate_of(piece.memory.id, shape)
         if dup is not None:
-            entries.append(_entry(cand, spec, False, f"duplicate of {dup}"))
+            entries.append(_entry(piece, spec, False, f"duplicate of {dup}"))
             continue
-        chosen.append(cand)
-        used += cost
-        dedup.add(cand.memory.id, shape)
-        entries.append(_entry(cand, spec, True, "relevance" if not spec.stable else spec.source))
+        chosen.append(piece)
+        used += piece.tokens + header
+        dedup.add(piece.memory.id, shape)
+        entries.append(_entry(piece, spec, True, "relevance" if not spec.stable else spec.source))
     return Packed(spec, chosen, used, allowance, entries)
 
 
 def _entry(cand: Candidate, spec: SectionSpec, included: bool, reason: str) -> Entry:
-    return Entry(cand.memory.id, spec.name, included, reason, cand.tokens, cand.score, cand.why)
+    cut = included and cand.shown is not None
+    return Entry(
+        cand.memory.id, spec.name, included, reason, cand.tokens, cand.score, cand.why,
+        cut=cut, content_chars=len(cand.memory.content), shown_chars=cand.shown if cut else None,
+    )  # fmt: skip
+
+
+def make_candidates(
+    memories: Sequence[Memory],
+    scores: Mapping[str, tuple[float, Mapping[str, float]]],
+    fmt: Format,
+    ceiling: int,
+    count_many: Callable[[Sequence[str]], list[int]],
+    max_token_chars: int | None,
+    *,
+    shapes: bool,
+) -> list[Candidate]:
+    """The memories as candidates for a section of at most ``ceiling`` tokens (scored by
+    ``scores``, else by importance).
+
+    A memory whose folded content has more characters than ``ceiling`` tokens could hold
+    (``max_token_chars`` a token at most) never fits whole: it is not folded beyond that
+    nor counted, and its candidate has no line and ``ceiling + 1`` tokens, to be cut.
+    With ``shapes``, the deduplication shape of each one that could fit is kept with it.
+    """
+    longest = ceiling * max_token_chars if max_token_chars is not None else None
+    out: list[Candidate] = []
+    texts: list[tuple[int, str, str]] = []
+    for memory in memories:
+        score, why = scores.get(memory.id, (memory.importance, {}))
+        text, over = fold(memory.content, longest)
+        if not over:
+            texts.append((len(out), text, render_line(memory, text, fmt)))
+        out.append(Candidate(memory, "", ceiling + 1, score, why))
+    counts = count_many([line for _, _, line in texts])
+    for (i, text, line), n in zip(texts, counts, strict=True):
+        shape = text_shape(text) if shapes and n <= ceiling else None
+        out[i] = replace(out[i], line=line, tokens=n, shape=shape)
+    return out
 
 
 def canonical(spec: SectionSpec, chosen: Sequence[Candidate]) -> list[Candidate]:
@@ -315,18 +392,6 @@ def canonical(spec: SectionSpec, chosen: Sequence[Candidate]) -> list[Candidate]
     if spec.source == "recall":
         return list(chosen)
     return sorted(chosen, key=lambda c: (c.memory.created_at, c.memory.id))
-
-
-def memory_line(memory: Memory, fmt: Format) -> str:
-    """One memory as it appears in a context (one line, newlines folded)."""
-    text = " ".join(memory.content.split())
-    day = memory.created_at.strftime("%Y-%m-%d")
-    if fmt == "xml":
-        return (
-            f"<memory id={quoteattr(memory.id)} kind={quoteattr(memory.kind)} "
-            f"date={quoteattr(day)}>{escape(text)}</memory>\n"
-        )
-    return f"- [{day}] {text}\n"
 
 
 def section_header(spec: SectionSpec, fmt: Format) -> str:
