@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memex.context.assembler import Assembly, Context, ContextSection, Request
 from memex.core.context import STRATEGIES, resolve_sections
 from memex.core.models import Scope
 from memex.core.validate import (
@@ -18,7 +16,9 @@ from memex.core.validate import (
 from memex.errors import ValidationError
 
 if TYPE_CHECKING:
+    from memex.context.assembler import Assembly, Context, ContextSection
     from memex.engine import Engine
+
 
 ADAPTIVE_LARGE_STORE = 50_000
 
@@ -71,6 +71,10 @@ class ContextMixin:
         """Iterate over sections as they are ready; ``.result()`` gives the Context."""
         validate_text(query, "query")
         validate_count(budget_tokens, "budget_tokens", 1, 1_000_000)
+        # Assembly is imported when first used: a handle that never assembles a context
+        # (a command-line `get`, say) does not pay for loading it.
+        from memex.context.assembler import Assembly, Request
+
         if strategy not in STRATEGIES:
             raise ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if format not in ("markdown", "xml"):
@@ -104,6 +108,8 @@ class ContextMixin:
         self, query: str = "", budget_tokens: int = 4000, **options: Any
     ) -> AsyncIterator[ContextSection]:
         """``context_iter`` for asyncio: each section is loaded in a worker thread."""
+        import asyncio
+
         assembly = self.context_iter(query, budget_tokens, **options)
         sections = iter(assembly)
         done = object()

@@ -12,9 +12,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
-from xml.sax.saxutils import quoteattr
 
-from memex.core.lines import CUT_MIN_TOKENS, Cut, Format, fold, render_line
+from memex.core.lines import CUT_MIN_TOKENS, Cut, Format, fold, quoteattr, render_line
 from memex.core.lines import memory_line as memory_line
 from memex.core.models import Memory
 from memex.core.validate import shown, validate_fraction

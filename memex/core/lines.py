@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
 
 from memex.core.models import Memory
 
@@ -24,6 +24,11 @@ CUT_MIN_TOKENS = 24
 """A memory is cut only when this many tokens of its content can be shown."""
 _GUESS_CHARS_PER_TOKEN = 4
 """Where the search for a cut starts (the length is then checked by counting)."""
+
+
+def quoteattr(value: str) -> str:
+    """``value`` as a double-quoted XML attribute value."""
+    return '"' + escape(value, quote=True) + '"'
 
 
 def fold(content: str, limit: int | None = None) -> tuple[str, bool]:
@@ -56,7 +61,7 @@ def render_line(memory: Memory, text: str, fmt: Format, *, cut: bool = False) ->
         tail = XML_CUT_MARK if cut else ""
         return (
             f"<memory id={quoteattr(memory.id)} kind={quoteattr(memory.kind)} "
-            f"date={quoteattr(day)}{mark}>{escape(text)}{tail}</memory>\n"
+            f"date={quoteattr(day)}{mark}>{escape(text, quote=False)}{tail}</memory>\n"
         )
     return f"- [{day}] {text}{CUT_MARK if cut else ''}\n"
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from memex.core.text import query_terms
 from memex.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from memex.settings import Settings
 
-Vectors = npt.NDArray[np.float32]
+# numpy is imported only where vectors are made: a process that embeds nothing (a
+# command-line `get`) does not load it.
+Vectors: TypeAlias = "npt.NDArray[np.float32]"
 
 
 @runtime_checkable
@@ -42,6 +44,8 @@ class Embedder(Protocol):
 
 def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     """Scale rows to unit length (zero rows stay zero) as contiguous float32."""
+    import numpy as np
+
     out = np.asarray(vectors, dtype=np.float32)
     if out.ndim != 2:
         raise ValueError("expected a 2-D array of vectors")
