@@ -18,6 +18,8 @@ BACKENDS = ["sqlite"]
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's real store or config."""
     monkeypatch.setenv("MEMEX_HOME", str(tmp_path / "home"))
+    # Commands run in their own process unless a test asks for the warm one.
+    monkeypatch.setenv("MEMEX_WARM", "0")
     for name in ("MEMEX_STORE", "MEMEX_EMBEDDER", "MEMEX_CONFIG", "MEMEX_TENANT"):
         monkeypatch.delenv(name, raising=False)
 

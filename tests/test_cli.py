@@ -707,6 +707,7 @@ def test_every_command_is_tested_with_json() -> None:
         "quickstart",
         "context",
         "index",
+        "warm",
     }
     assert set(registered_commands()) == expected
 

@@ -64,8 +64,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = run(argv)
+        from memex.interfaces.cli import warm
+
+        try:
+            code = warm.run_warm(args)
+        except warm.WarmError as exc:
+            code = _fail(str(exc), 3)
+        if code is None:
+            code = run(args)
+            if code == 0:
+                warm.start_in_background(args)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`memex export | head`): stop quietly. Point stdout at

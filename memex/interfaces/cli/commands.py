@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from memex.errors import ValidationError
@@ -21,6 +21,11 @@ from memex.interfaces.cli import render
 
 if TYPE_CHECKING:
     from memex.service import Memex
+
+
+Opener = Callable[[str | None, str | None, dict[str, Any]], AbstractContextManager["Memex"]]
+OPENER: Opener | None = None
+"""How the warm process opens stores (kept open); None: each command opens its own."""
 
 
 class Cli:
@@ -52,6 +57,10 @@ class Cli:
         tenant = options.pop("tenant", self.args.tenant)
         if self.args.read_only:
             options["read_only"] = True
+        if OPENER is not None:  # in the warm process: stores stay open between commands
+            with OPENER(location, tenant, options) as kept:
+                yield kept
+            return
         with Memex.open(location, tenant=tenant, **options) as mx:
             yield mx
 
@@ -377,6 +386,27 @@ def index(cli: Cli) -> None:
         cli.say(f"search indexes up to date ({seconds:.1f} s)")
 
 
+def warm_(cli: Cli) -> None:
+    from memex.interfaces.cli import warm
+
+    action = cli.args.action
+    if action == "start":
+        warm.start_in_background(["recall"], force=True)
+        deadline = time.monotonic() + 30
+        while not (state := warm.control("status"))["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        state = warm.control(action)
+    if cli.as_json:
+        cli.emit(state)
+    elif state["running"]:
+        cli.say(f"warm process {state['pid']} serving on {state['socket']}")
+        if state.get("stores"):
+            cli.say("stores open: " + ", ".join(state["stores"]))
+    else:
+        cli.say("no warm process" if action != "stop" else "warm process stopped")
+
+
 COMMANDS: dict[str, Callable[[Cli], None]] = {
     "remember": remember,
     "recall": recall,
@@ -393,4 +423,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "context": context,
     "quickstart": quickstart,
     "index": index,
+    "warm": warm_,
 }

@@ -170,6 +170,9 @@ def build() -> Parser:
     command("quickstart", "Store a few example memories and recall them.")
 
     command("index", "Bring the search indexes up to date now, with progress.")
+
+    p = command("warm", "Show, start or stop the warm process that keeps stores open.")
+    p.add_argument("action", choices=("status", "start", "stop"), nargs="?", default="status")
     return top
 
 

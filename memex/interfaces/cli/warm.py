@@ -1,0 +1,293 @@
+"""The warm process: one background ``memex`` per user that keeps stores open.
+
+A hook that calls ``memex recall`` on every turn would otherwise pay, each time, for
+starting Python, loading numpy, the tokenizer and the search indexes: hundreds of
+milliseconds on a large store. Instead the command line hands such a command to a warm
+process, which runs it exactly as the command line would (same code, same arguments,
+same environment, same output and exit status) on a store it already has open, and
+sends back what it printed.
+
+- The first command that needs a store's indexes (``remember``, ``recall``,
+  ``context``) runs as usual, then starts the warm process in the background. Later
+  commands are served by it; ``get``, ``list`` and the other quick ones use it when it
+  is there but do not start it.
+- It listens on a Unix socket in a folder only this user can enter, answers only this
+  user, and stops after ``MEMEX_WARM_SECONDS`` (600) without a request, or when asked
+  (``memex warm stop``). Its socket's name carries the memex version and the Python
+  that runs it, so an upgrade starts a new one.
+- ``MEMEX_WARM=0`` turns it off: every command runs in its own process.
+
+This module is the client side and stays small: it runs before anything else is
+imported. The server is ``memex.interfaces.cli.warm_server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PROTOCOL = 1
+IDLE_SECONDS = 600.0
+# Commands the warm process may run: each opens the store, does one quick thing and
+# prints. Long ones with progress bars or files (import, export, backup, restore,
+# reindex, index) run in their own process.
+SERVED = frozenset(
+    {
+        "remember",
+        "recall",
+        "context",
+        "get",
+        "list",
+        "update",
+        "forget",
+        "unsupersede",
+        "history",
+        "stats",
+        "expire",
+    }
+)
+# Commands worth starting the warm process for: they load a model or search indexes.
+STARTS = frozenset({"remember", "recall", "context"})
+_HEADER = struct.Struct("!I")
+_MAX_PATH = 100  # a Unix socket's path must fit in 108 bytes
+_MAX_MESSAGE = 1 << 30
+
+
+class WarmError(Exception):
+    """The warm process failed after it was given a command (which may have run)."""
+
+
+def enabled() -> bool:
+    """Whether commands may be handed to a warm process (``MEMEX_WARM``, default on)."""
+    value = os.environ.get("MEMEX_WARM", "1").strip().lower()
+    return value not in ("0", "false", "no", "off", "")
+
+
+def idle_seconds() -> float:
+    """How long the warm process waits for a request before it stops."""
+    try:
+        value = float(os.environ.get("MEMEX_WARM_SECONDS", IDLE_SECONDS))
+    except ValueError:
+        return IDLE_SECONDS
+    return value if value > 0 else IDLE_SECONDS
+
+
+def runtime_dir() -> Path:
+    """A folder only this user can enter, for the socket (``MEMEX_RUNTIME_DIR`` first)."""
+    given = os.environ.get("MEMEX_RUNTIME_DIR")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    return Path(base) / f"memex-{os.getuid()}"
+
+
+def socket_path() -> Path:
+    """Where this memex's warm process listens: one per user, version and Python."""
+    from memex import __version__
+
+    package = Path(__file__).resolve().parents[2]
+    try:
+        stamp = str(os.stat(package / "__init__.py").st_mtime_ns)
+    except OSError:
+        stamp = "?"
+    key = "\0".join((str(PROTOCOL), __version__, sys.executable, str(package), stamp))
+    name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return runtime_dir() / f"warm-{name}.sock"
+
+
+def private_dir(path: Path, *, create: bool) -> bool:
+    """Whether ``path`` is a folder of this user's that nobody else can enter."""
+    if create:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and stat.S_IMODE(info.st_mode) & 0o077 == 0
+    )
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    """One length-prefixed JSON message."""
+    data = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def receive(sock: socket.socket) -> dict[str, Any] | None:
+    """One length-prefixed JSON message; None when the other side closed first."""
+    header = _read(sock, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > _MAX_MESSAGE:
+        raise WarmError("a message from the warm process is too large")
+    data = _read(sock, size)
+    if data is None:
+        return None
+    message = json.loads(data.decode("utf-8", "surrogateescape"))
+    if not isinstance(message, dict):
+        raise WarmError("a message from the warm process is malformed")
+    return message
+
+
+def _read(sock: socket.socket, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def connect(path: Path) -> socket.socket | None:
+    """A connection to the warm process listening at ``path``, if there is one."""
+    if not private_dir(path.parent, create=False):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        return None
+    sock.settimeout(None)
+    return sock
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (global options may come before it)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--store", "-s", "--tenant"):
+            skip = True
+        elif arg.startswith("-"):
+            if arg in ("-h", "--help", "--version"):
+                return None
+        else:
+            return arg
+    return None
+
+
+def request_for(argv: Sequence[str], command: str) -> dict[str, Any]:
+    """What the warm process needs to run ``argv`` exactly as this process would: the
+    arguments, working directory, environment, standard input and which streams are
+    terminals (with the terminal's width)."""
+    env = dict(os.environ)
+    stdin = None
+    if command == "remember" and "-" in argv:
+        stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    ttys = {"stdout": _isatty(sys.stdout), "stderr": _isatty(sys.stderr)}
+    if ttys["stdout"] and "COLUMNS" not in env:
+        with contextlib.suppress(OSError, ValueError):
+            env["COLUMNS"] = str(os.get_terminal_size(sys.stdout.fileno()).columns)
+    return {
+        "protocol": PROTOCOL,
+        "argv": list(argv),
+        "cwd": os.getcwd(),
+        "env": env,
+        "stdin": stdin,
+        "tty": ttys,
+    }
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_warm(argv: Sequence[str]) -> int | None:
+    """Run ``argv`` in the warm process and print what it printed; its exit status.
+
+    None when the command is not one it serves or none is listening: the caller runs
+    the command itself. Raises WarmError when the process failed after it took the
+    command, since the command may have run (running it again could write twice).
+    """
+    if not enabled():
+        return None
+    command = command_of(argv)
+    if command not in SERVED:
+        return None
+    sock = connect(socket_path())
+    if sock is None:
+        return None
+    with sock:
+        try:
+            send(sock, request_for(argv, command))
+        except OSError:
+            return None  # it went away before taking the command: run it here
+        try:
+            reply = receive(sock)
+        except (OSError, ValueError) as exc:
+            raise WarmError(f"the warm memex process failed: {exc}") from exc
+    if reply is None or not isinstance(reply.get("code"), int):
+        raise WarmError("the warm memex process stopped while running the command")
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        text = reply.get(name) or ""
+        if text:
+            stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+            stream.buffer.flush()
+    code: int = reply["code"]
+    return code
+
+
+def start_in_background(argv: Sequence[str], *, force: bool = False) -> None:
+    """Start the warm process if ``argv`` is worth it (or ``force``) and none listens."""
+    if not force and (not enabled() or command_of(argv) not in STARTS):
+        return
+    path = socket_path()
+    if len(str(path)) > _MAX_PATH or not private_dir(path.parent, create=True):
+        return
+    if path.exists() and _listening(path):
+        return
+    import subprocess
+
+    subprocess.Popen(
+        [sys.executable, "-m", "memex.interfaces.cli.warm_server", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def _listening(path: Path) -> bool:
+    sock = connect(path)
+    if sock is None:
+        return False
+    sock.close()
+    return True
+
+
+def control(action: str) -> dict[str, Any]:
+    """``status`` or ``stop`` of this memex's warm process."""
+    path = socket_path()
+    sock = connect(path)
+    if sock is None:
+        return {"running": False, "socket": str(path)}
+    with sock:
+        send(sock, {"protocol": PROTOCOL, "control": action})
+        reply = receive(sock) or {}
+    return {"running": action != "stop", "socket": str(path), **reply}
