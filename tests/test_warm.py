@@ -147,9 +147,7 @@ def test_writes_through_it_are_seen_by_other_processes(
 ) -> None:
     memex(warm_env, "warm", "start")
     wait_running(warm_env)
-    done = memex(
-        warm_env, "remember", "-", "--json", "--store", str(store), stdin=b"piped through"
-    )
+    done = memex(warm_env, "remember", "-", "--json", "--store", str(store), stdin=b"piped through")
     assert done.returncode == 0, done.stderr
     memory = json.loads(done.stdout)
     with Memex.open(store) as mx:

@@ -33,6 +33,11 @@ def _fail(message: str, code: int) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; return the exit status."""
+    if list(argv or ()) == ["--version"]:  # asked by scripts that probe for memex: be quick
+        from memex import __version__
+
+        sys.stdout.write(f"memex {__version__}\n")
+        return 0
     from memex.interfaces.cli.parser import UsageError, parse
 
     try:

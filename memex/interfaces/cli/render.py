@@ -8,14 +8,15 @@ escapes (``\\x1b``), so nothing stored can restyle, retitle or rewrite the termi
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 import unicodedata
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from memex.core.models import Hit, Memory, Stats
 
 # C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional
@@ -80,7 +81,14 @@ def when(value: datetime | None) -> str:
 
 def terminal_columns() -> int:
     """The terminal's width ($COLUMNS first), 100 when there is none."""
-    return max(40, shutil.get_terminal_size((100, 24)).columns)
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        try:
+            columns = os.get_terminal_size(1).columns
+        except OSError:
+            columns = 100
+    return max(40, columns)
 
 
 def table(

@@ -24,16 +24,14 @@ imported. The server is ``memex.interfaces.cli.warm_server``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import socket
 import stat
-import struct
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 PROTOCOL = 1
 IDLE_SECONDS = 600.0
@@ -57,7 +55,7 @@ SERVED = frozenset(
 )
 # Commands worth starting the warm process for: they load a model or search indexes.
 STARTS = frozenset({"remember", "recall", "context"})
-_HEADER = struct.Struct("!I")
+_HEADER_BYTES = 4  # a message's length, big-endian
 _MAX_PATH = 100  # a Unix socket's path must fit in 108 bytes
 _MAX_MESSAGE = 1 << 30
 
@@ -81,34 +79,36 @@ def idle_seconds() -> float:
     return value if value > 0 else IDLE_SECONDS
 
 
-def runtime_dir() -> Path:
+def runtime_dir() -> str:
     """A folder only this user can enter, for the socket (``MEMEX_RUNTIME_DIR`` first)."""
     given = os.environ.get("MEMEX_RUNTIME_DIR")
     if given:
-        return Path(given)
+        return given
     base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return Path(base) / f"memex-{os.getuid()}"
+    return os.path.join(base, f"memex-{os.getuid()}")
 
 
-def socket_path() -> Path:
+def socket_path() -> str:
     """Where this memex's warm process listens: one per user, version and Python."""
+    import hashlib
+
     from memex import __version__
 
-    package = Path(__file__).resolve().parents[2]
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        stamp = str(os.stat(package / "__init__.py").st_mtime_ns)
+        stamp = str(os.stat(os.path.join(package, "__init__.py")).st_mtime_ns)
     except OSError:
         stamp = "?"
-    key = "\0".join((str(PROTOCOL), __version__, sys.executable, str(package), stamp))
+    key = "\0".join((str(PROTOCOL), __version__, sys.executable, package, stamp))
     name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return runtime_dir() / f"warm-{name}.sock"
+    return os.path.join(runtime_dir(), f"warm-{name}.sock")
 
 
-def private_dir(path: Path, *, create: bool) -> bool:
+def private_dir(path: str, *, create: bool) -> bool:
     """Whether ``path`` is a folder of this user's that nobody else can enter."""
     if create:
         try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError:
             return False
     try:
@@ -124,16 +124,20 @@ def private_dir(path: Path, *, create: bool) -> bool:
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
     """One length-prefixed JSON message."""
+    import json
+
     data = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogateescape")
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    sock.sendall(len(data).to_bytes(_HEADER_BYTES, "big") + data)
 
 
 def receive(sock: socket.socket) -> dict[str, Any] | None:
     """One length-prefixed JSON message; None when the other side closed first."""
-    header = _read(sock, _HEADER.size)
+    import json
+
+    header = _read(sock, _HEADER_BYTES)
     if header is None:
         return None
-    (size,) = _HEADER.unpack(header)
+    size = int.from_bytes(header, "big")
     if size > _MAX_MESSAGE:
         raise WarmError("a message from the warm process is too large")
     data = _read(sock, size)
@@ -157,14 +161,16 @@ def _read(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def connect(path: Path) -> socket.socket | None:
+def connect(path: str) -> socket.socket | None:
     """A connection to the warm process listening at ``path``, if there is one."""
-    if not private_dir(path.parent, create=False):
+    import socket
+
+    if not private_dir(os.path.dirname(path), create=False):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(1.0)
     try:
-        sock.connect(str(path))
+        sock.connect(path)
     except OSError:
         sock.close()
         return None
@@ -257,14 +263,14 @@ def start_in_background(argv: Sequence[str], *, force: bool = False) -> None:
     if not force and (not enabled() or command_of(argv) not in STARTS):
         return
     path = socket_path()
-    if len(str(path)) > _MAX_PATH or not private_dir(path.parent, create=True):
+    if len(path) > _MAX_PATH or not private_dir(os.path.dirname(path), create=True):
         return
-    if path.exists() and _listening(path):
+    if os.path.exists(path) and _listening(path):
         return
     import subprocess
 
     subprocess.Popen(
-        [sys.executable, "-m", "memex.interfaces.cli.warm_server", str(path)],
+        [sys.executable, "-m", "memex.interfaces.cli.warm_server", path],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -273,7 +279,7 @@ def start_in_background(argv: Sequence[str], *, force: bool = False) -> None:
     )
 
 
-def _listening(path: Path) -> bool:
+def _listening(path: str) -> bool:
     sock = connect(path)
     if sock is None:
         return False
@@ -286,8 +292,8 @@ def control(action: str) -> dict[str, Any]:
     path = socket_path()
     sock = connect(path)
     if sock is None:
-        return {"running": False, "socket": str(path)}
+        return {"running": False, "socket": path}
     with sock:
         send(sock, {"protocol": PROTOCOL, "control": action})
         reply = receive(sock) or {}
-    return {"running": action != "stop", "socket": str(path), **reply}
+    return {"running": action != "stop", "socket": path, **reply}

@@ -23,7 +23,6 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from memex.interfaces.cli import warm
@@ -106,7 +105,7 @@ class Stores:
 class Server:
     """One warm process: its socket, its open stores and what it has served."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.stores = Stores()
         self.served = 0
@@ -202,19 +201,19 @@ def _same_user(conn: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-def serve(path: Path) -> int:
+def serve(path: str) -> int:
     """Listen at ``path`` until idle, stopped or signalled; 0 if another one listens."""
-    if not warm.private_dir(path.parent, create=True):
+    if not warm.private_dir(os.path.dirname(path), create=True):
         return 1
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(os.path.splitext(path)[0] + ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0  # another warm process of this memex is starting or running
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left by one that was killed
+            os.unlink(path)  # left by one that was killed
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
+        listener.bind(path)
         os.chmod(path, 0o600)
         listener.listen(16)
         identity = os.stat(path).st_ino
@@ -230,10 +229,10 @@ def serve(path: Path) -> int:
             listener.close()
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == identity:
-                    path.unlink()
+                    os.unlink(path)
             server.stores.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(serve(Path(sys.argv[1])))
+    sys.exit(serve(sys.argv[1]))
