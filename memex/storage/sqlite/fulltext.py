@@ -16,7 +16,8 @@ built from and what it holds: every row up to ``max_seq`` and every ``index_chan
 entry up to ``change_pos``. It is written (atomically) only after the tantivy commit, so
 the index is never behind its watermark; a catch-up deletes before it adds, so replaying
 work the watermark did not record is harmless. A missing, unreadable or foreign folder,
-one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite.
+one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite, and an open
+index is dropped as soon as the store's id changes (a restore).
 
 Writes never commit tantivy. A query that finds a small lag scores the rows after the
 watermark and the rows changed since it with FTS5 (restricted by rowid, so cheap) and
@@ -91,6 +92,7 @@ class FullTextIndex:
         self._analyzer = _analyzer()
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
+        self._store_id = ""
         self._mark = Mark(0, 0)
         self._stamp: tuple[int, int] | None = None
         self._failed_at = -_RETRY_SECONDS
@@ -100,7 +102,9 @@ class FullTextIndex:
     def _ready(self, conn: sqlite3.Connection) -> bool:
         """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now."""
         if self._index is not None:
-            return True
+            if _store_id(conn) == self._store_id:
+                return True
+            self._index = None  # the store was restored from a backup: a different store
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
             return False
         store_id, high, top_pos = _store_state(conn)
@@ -110,12 +114,13 @@ class FullTextIndex:
                 index = tantivy.Index.open(str(self.folder))
                 index.reload()
                 index.searcher()
-                self._index, self._mark = index, mark
+                self._index, self._mark, self._store_id = index, mark, store_id
                 return True
             except (ValueError, OSError):
                 pass
         try:
             self._rebuild(conn, store_id)
+            self._store_id = store_id
             return True
         except (ValueError, OSError, sqlite3.Error):
             self._failed_at = time.monotonic()
@@ -416,12 +421,17 @@ class FullTextIndex:
         return [t for t, _ in analysed], tokens
 
 
+def _store_id(conn: sqlite3.Connection) -> str:
+    """The store's id (a restore gives the store a new one)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int]:
     """The store's id, highest key ever assigned and last change logged."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
     high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
     pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    return (str(row[0]) if row else "", int(high[0]) if high else 0, int(pos or 0))
+    return (_store_id(conn), int(high[0]) if high else 0, int(pos or 0))
 
 
 @contextlib.contextmanager

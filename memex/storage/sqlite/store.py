@@ -147,7 +147,7 @@ class SQLiteStore:
             # The approximate index is derived data: failing to save it costs a catch-up
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
-                self._run(index.save)
+                index.save()
         if self._size is not None and self._size[0] >= self._lexical_min:
             # Likewise the full-text index: a lag left here is caught up by the next query.
             with contextlib.suppress(Exception):

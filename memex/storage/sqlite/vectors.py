@@ -8,7 +8,7 @@ watermark: the highest vector key it holds and the last entry of ``index_changes
 log of removed and replaced vectors) it applied. Each refresh replays what is newer, so
 rows added or changed by this or any other process are picked up, and a lost, stale or
 foreign index file is rebuilt from the table, never trusted over it. A reindex (a new
-model or epoch) starts every tenant afresh.
+model or epoch) or a restore (a new store id) starts every tenant afresh.
 """
 
 from __future__ import annotations
@@ -45,10 +45,15 @@ _CHUNK = 16_384
 _SAVE_RETRY_SECONDS = 60.0
 
 
-def current_epoch(conn: sqlite3.Connection) -> int:
-    """The store's reindex epoch (bumped when every vector is replaced at once)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
-    return int(row[0]) if row else 0
+def _generation(conn: sqlite3.Connection) -> tuple[str | None, str, int]:
+    """The vectors' model, the store's id and the reindex epoch, in one read."""
+    found = dict(
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('vectors_model', 'store_id', ?)",
+            (EPOCH_KEY,),
+        ).fetchall()
+    )
+    return found.get("vectors_model"), str(found.get("store_id", "")), int(found.get(EPOCH_KEY, 0))
 
 
 def bump_epoch(conn: sqlite3.Connection) -> None:
@@ -71,6 +76,7 @@ def log_changes(conn: sqlite3.Connection, tenant: str, keys: list[int]) -> None:
 class _Tenant:
     dims: int
     epoch: int
+    store_id: str = ""  # the store the state was read from: a restore gives a new one
     max_key: int = 0
     change_pos: int = 0
     size: int = 0
@@ -168,23 +174,21 @@ class VectorIndex:
         self.ann_min_vectors = ann_min_vectors
         self.probes = probes
         self._tenants: dict[str, _Tenant] = {}
-        self._file_keys: dict[str, FileKey] = {}
         self._lock = threading.Lock()
 
     # -- keeping up with the table ----------------------------------------------------
 
     def _refresh(self, conn: sqlite3.Connection, tenant: str) -> _Tenant:
-        stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
-        if stored is not None and stored[0] != self.model:
+        model, store_id, epoch = _generation(conn)
+        if model is not None and model != self.model:
             raise EmbedderMismatchError(
-                f"the store was reindexed with {stored[0]} by another process; "
-                "open it again to use the new model"
+                f"the store's vectors now come from {model} (reindexed or restored by "
+                "another process); open it again to use that model"
             )
-        epoch = current_epoch(conn)
         newest = _watermark(conn, tenant)
         state = self._tenants.get(tenant)
-        if state is None or state.epoch != epoch:
-            state = self._start(conn, tenant, epoch, newest)
+        if state is None or state.epoch != epoch or state.store_id != store_id:
+            state = self._start(conn, tenant, FileKey(store_id, tenant, self.model, epoch), newest)
             self._tenants[tenant] = state
         if newest.change_pos > state.change_pos:
             self._apply_changes(conn, state, tenant)
@@ -192,26 +196,28 @@ class VectorIndex:
             self._load_rows(conn, state, tenant)
         if state.ivf is None and state.size >= self.ann_min_vectors:
             self._convert(state)
-            self._save(conn, tenant, state)
+            self._save(tenant, state)
         elif state.ivf is not None and state.unsaved >= max(10_000, state.size // 10):
-            self._save(conn, tenant, state)
+            self._save(tenant, state)
         return state
 
     def _start(
-        self, conn: sqlite3.Connection, tenant: str, epoch: int, newest: Watermark
+        self, conn: sqlite3.Connection, tenant: str, key: FileKey, newest: Watermark
     ) -> _Tenant:
         """A tenant's state: from its index file if one is usable, else from the table."""
+        epoch, store_id = key.epoch, key.store_id
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
             # high-water mark belongs to another (restored or replaced) store.
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'")
             high = row.fetchone()
             limit = Watermark(int(high[0]) if high else 0, newest.change_pos)
-            saved = self.files.load(self._file_key(conn, tenant, epoch), limit)
+            saved = self.files.load(key, limit)
             if saved is not None:
                 state = _Tenant(
                     dims=self.dims,
                     epoch=epoch,
+                    store_id=store_id,
                     max_key=saved.mark.max_key,
                     change_pos=saved.mark.change_pos,
                     size=len(saved.keys),
@@ -222,13 +228,15 @@ class VectorIndex:
                 )
                 return state
         # Changes logged before now are already reflected in the table.
-        state = _Tenant(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
+        state = _Tenant(
+            dims=self.dims, epoch=epoch, store_id=store_id, change_pos=newest.change_pos
+        )
         count = conn.execute("SELECT count(*) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()
         if count[0] >= self.ann_min_vectors:
             state.ivf = self._train_from_table(conn, tenant, int(count[0]))
             state.matrix = None
             self._load_rows(conn, state, tenant)
-            self._save(conn, tenant, state)
+            self._save(tenant, state)
         return state
 
     def _train_from_table(self, conn: sqlite3.Connection, tenant: str, count: int) -> IvfIndex:
@@ -298,19 +306,13 @@ class VectorIndex:
 
     # -- index files --------------------------------------------------------------------
 
-    def _file_key(self, conn: sqlite3.Connection, tenant: str, epoch: int) -> FileKey:
-        key = self._file_keys.get(tenant)
-        if key is None or key.epoch != epoch:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-            key = FileKey(row[0] if row else "", tenant, self.model, epoch)
-            self._file_keys[tenant] = key
-        return key
-
-    def _save(self, conn: sqlite3.Connection, tenant: str, state: _Tenant) -> None:
+    def _save(self, tenant: str, state: _Tenant) -> None:
         """Save the tenant's approximate index; a failure only costs a later catch-up.
 
         The file is derived data, so a full disk or a read-only folder must not fail a
-        search: the index keeps serving from memory and saving is retried later.
+        search: the index keeps serving from memory and saving is retried later. It is
+        named after the store the state was read from, not the store as it is now, so a
+        state older than a restore can never pass for the restored store's index.
         """
         if self.files is None or state.ivf is None:
             return
@@ -327,18 +329,18 @@ class VectorIndex:
             mark=Watermark(state.max_key, state.change_pos),
         )
         try:
-            self.files.save(self._file_key(conn, tenant, state.epoch), saved)
+            self.files.save(FileKey(state.store_id, tenant, self.model, state.epoch), saved)
         except (OSError, RuntimeError):  # faiss reports its own I/O errors as RuntimeError
             state.save_failed_at = time.monotonic()
             return
         state.unsaved = 0
 
-    def save(self, conn: sqlite3.Connection) -> None:
+    def save(self) -> None:
         """Write every approximate index with unsaved changes (on close)."""
         with self._lock:
             for tenant, state in self._tenants.items():
                 if state.ivf is not None and state.unsaved:
-                    self._save(conn, tenant, state)
+                    self._save(tenant, state)
 
     # -- searching ------------------------------------------------------------------------
 
