@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memex.core.progress import Progress
 from memex.errors import ConfigError
 from memex.settings import DB_FILENAME, Settings
 from memex.storage.base import Store
@@ -34,4 +35,25 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         ann_min_vectors=settings.ann_min_vectors,
         ann_probes=settings.ann_probes,
         lexical_index_min=settings.lexical_index_min,
+    )
+
+
+def restore_store(
+    location: str | Path,
+    backup: str | Path,
+    settings: Settings,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> int:
+    """Replace the store at ``location`` by the backup file ``backup``; return how many
+    memories it holds. A store holding memories is replaced only with ``force``."""
+    from memex.storage.sqlite.backup import restore
+
+    return restore(
+        resolve_path(location),
+        Path(backup).expanduser(),
+        busy_timeout=settings.busy_timeout,
+        force=force,
+        progress=progress,
     )
