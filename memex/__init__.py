@@ -1,5 +1,6 @@
 """memex: persistent memory for AI agents and developer tools."""
 
+from memex.bulk import BackupInfo
 from memex.context import Context, ContextSection
 from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
 from memex.core.ranking import FusionWeights
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KNOWN_KINDS",
+    "BackupInfo",
     "ConfigError",
     "ConflictError",
     "Context",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
 from memex.core.build import build_memory, opt_time
 from memex.core.models import (
@@ -31,7 +32,6 @@ from memex.core.models import (
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights
-from memex.core.records import parse_lines, with_line
 from memex.embedders.base import Embedder, make_embedder
 from memex.engine import Engine, choose_embedder
 from memex.errors import (
@@ -42,12 +42,12 @@ from memex.errors import (
 from memex.retrieval import search
 from memex.settings import DB_FILENAME, Settings, default_home
 from memex.storage.base import WriteBatch
-from memex.storage.open import open_store
+from memex.storage.open import open_store, restore_store
 
 _UNSET: Any = object()
 
 
-class Memex(ContextMixin):
+class Memex(ContextMixin, BulkMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -78,15 +78,9 @@ class Memex(ContextMixin):
         ``embedder`` defaults to the model that made the store's vectors (``wordllama``
         for a new store); naming a different one is an error until ``reindex``.
         """
-        home = None if path is not None else default_home()
-        if settings is None:
-            settings = Settings.load(home, **overrides)
-        elif overrides:
-            settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+        location, settings = _located(path, settings, overrides)
         root_scope = Scope(tenant=settings.tenant)
-        store = open_store(
-            path if path is not None else (home or default_home()) / DB_FILENAME, settings
-        )
+        store = open_store(location, settings)
         try:
             chosen = choose_embedder(store, settings, embedder)
         except BaseException:
@@ -94,6 +88,28 @@ class Memex(ContextMixin):
             raise
         engine = Engine(store, chosen, settings)
         return cls(engine, root_scope, root=True)
+
+    @classmethod
+    def restore(
+        cls,
+        backup: str | Path,
+        path: str | Path | None = None,
+        settings: Settings | None = None,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        **overrides: Any,
+    ) -> int:
+        """Replace the store at ``path`` (as ``open`` finds it) by the backup file ``backup``;
+        return how many memories it now holds (every tenant, forgotten ones included).
+
+        The backup must be a memex store no newer than this memex, and pass SQLite's
+        integrity check. A store that holds memories is replaced only with ``force``.
+        The swap is one transaction: processes that have the store open see the old
+        content or the restored one, and rebuild their search indexes from the latter.
+        """
+        location, settings = _located(path, settings, overrides)
+        return restore_store(location, backup, settings, force=force, progress=progress)
 
     def close(self) -> None:
         """Write pending access statistics and close the store (root handle only)."""
@@ -198,6 +214,12 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]] = []
         explicit: builtins.list[str] = []
         for position, item in enumerate(items):
+            if isinstance(item, Mapping) and item.get("id") and not self._chooses_ids:
+                narrowed = ", ".join(f"{k}={v}" for k, v in self._scope.items() if k != "tenant")
+                raise ValidationError(
+                    f"item {position}: only a handle on a whole tenant may choose memory ids, "
+                    f"not one scoped to {narrowed}"
+                )
             memory, old_id = self._build(item, now, position)
             memories.append(memory)
             if old_id:
@@ -223,6 +245,7 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]],
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
+        history: Sequence[Memory] = (),
     ) -> builtins.list[Memory]:
         if not memories:
             return []
@@ -263,6 +286,7 @@ class Memex(ContextMixin):
             )
         vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
         batch.inserts = list(zip(memories, vectors, strict=True))
+        batch.history = list(history)
         engine.store.write(self._scope, batch, engine.model_for(vectors))
         return memories
 
@@ -477,23 +501,6 @@ class Memex(ContextMixin):
             validate_count(limit, "limit", 1)
         return self._engine.store.range(filters, s, e, limit)
 
-    def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
-        """Every memory in scope, oldest first: superseded and expired ones included,
-        forgotten ones only with ``include_deleted``."""
-        cursor = None
-        while True:
-            page = self.list(
-                order="asc",
-                limit=page_size,
-                cursor=cursor,
-                include_deleted=True,
-                include_superseded=True,
-            )
-            yield from (m for m in page.items if include_deleted or m.deleted_at is None)
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
     def stats(self) -> Stats:
         """Counts and sizes for this handle's scope."""
         engine = self._engine
@@ -514,33 +521,6 @@ class Memex(ContextMixin):
             path=engine.store.location,
         )
 
-    # -- bulk ------------------------------------------------------------------------
-
-    def import_lines(
-        self, lines: Iterable[str], *, progress: Progress | None = None
-    ) -> builtins.list[Memory]:
-        """Import JSON Lines records, all or nothing; a bad line raises with its number."""
-        now = utcnow()
-        memories: builtins.list[Memory] = []
-        supersede: builtins.list[tuple[int, str]] = []
-        explicit: builtins.list[str] = []
-        for number, record in parse_lines(lines):
-            scope = record.get("scope")
-            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
-                record["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
-            try:
-                memory, old_id = self._build(record, now, number)
-            except ValidationError as exc:
-                raise with_line(number, exc) from exc
-            except ScopeError as exc:
-                raise with_line(number, ValidationError(str(exc))) from exc
-            memories.append(memory)
-            if old_id:
-                supersede.append((len(memories) - 1, old_id))
-            if record.get("id"):
-                explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
-
     def reindex(
         self, embedder: Embedder | str | None = None, *, progress: Progress | None = None
     ) -> int:
@@ -555,6 +535,18 @@ class Memex(ContextMixin):
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
         return engine.reindex(embedder or engine.embedder, progress)
+
+
+def _located(
+    path: str | Path | None, settings: Settings | None, overrides: Mapping[str, Any]
+) -> tuple[str | Path, Settings]:
+    """Where the store is and the settings in force, as ``Memex.open`` takes them."""
+    home = None if path is not None else default_home()
+    if settings is None:
+        settings = Settings.load(home, **overrides)
+    elif overrides:
+        settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+    return (path if path is not None else (home or default_home()) / DB_FILENAME), settings
 
 
 def _id(memory_id: object) -> str:

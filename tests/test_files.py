@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from memex import Memex
 from memex.errors import OutputError, ValidationError
 from memex.files import output_file, output_path, refuse_owned
 
@@ -130,3 +133,36 @@ def test_a_read_only_folder_is_an_output_error(tmp_path: Path) -> None:
             write(folder / "out.jsonl", "x")
     finally:
         folder.chmod(0o700)
+
+
+FILE_LIMIT = r"""
+import resource, signal, sys
+from memex import Memex
+from memex.errors import OutputError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # above the -shm
+with Memex.open(sys.argv[1]) as mx:
+    try:
+        mx.export(sys.argv[2])
+    except OutputError as exc:
+        print(exc)
+"""
+
+
+def test_an_export_cut_short_by_the_os_leaves_the_old_file(tmp_path: Path) -> None:
+    store = tmp_path / "st.db"
+    with Memex.open(store) as mx:
+        mx.remember_many([{"content": f"memory number {i} " * 8} for i in range(300)])
+    target = tmp_path / "export.jsonl"
+    target.write_text("the previous export\n")
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_LIMIT, str(store), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "file too large" in done.stdout and "unchanged" in done.stdout, done.stderr
+    assert target.read_text() == "the previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
