@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
 from memex.core.build import (
     build_memory,
@@ -29,7 +30,6 @@ from memex.core.models import (
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights, validate_weights
-from memex.core.records import parse_lines, with_line
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
@@ -42,14 +42,14 @@ from memex.errors import (
     ValidationError,
 )
 from memex.retrieval import query_vector_of, search
-from memex.settings import DB_FILENAME, Settings, default_home
+from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
 
 _UNSET: Any = object()
 
 
-class Memex(ContextMixin):
+class Memex(ContextMixin, BulkMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -85,15 +85,9 @@ class Memex(ContextMixin):
         """
         if read_only is not None:
             overrides["read_only"] = read_only
-        home = None if path is not None else default_home()
-        if settings is None:
-            settings = Settings.load(home, **overrides)
-        elif overrides:
-            settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+        location, settings = located(path, settings, overrides)
         root_scope = Scope(tenant=settings.tenant)
-        store = open_store(
-            path if path is not None else (home or default_home()) / DB_FILENAME, settings
-        )
+        store = open_store(location, settings)
         try:
             chosen = choose_embedder(store, settings, embedder)
         except BaseException:
@@ -223,6 +217,12 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]] = []
         explicit: builtins.list[str] = []
         for position, item in enumerate(items):
+            if isinstance(item, Mapping) and item.get("id") and not self._chooses_ids:
+                narrowed = ", ".join(f"{k}={v}" for k, v in self._scope.items() if k != "tenant")
+                raise ValidationError(
+                    f"item {position}: only a handle on a whole tenant may choose memory ids, "
+                    f"not one scoped to {narrowed}"
+                )
             memory, old_id = self._build(item, now, position)
             memories.append(memory)
             if old_id:
@@ -248,6 +248,7 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]],
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
+        history: Sequence[Memory] = (),
     ) -> builtins.list[Memory]:
         self._check_writable()
         if not memories:
@@ -289,6 +290,7 @@ class Memex(ContextMixin):
             )
         vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
         batch.inserts = list(zip(memories, vectors, strict=True))
+        batch.history = list(history)
         engine.store.write(self._scope, batch, engine.model_for(vectors))
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
@@ -517,23 +519,6 @@ class Memex(ContextMixin):
             validate_count(limit, "limit", 1)
         return self._engine.store.range(filters, s, e, limit)
 
-    def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
-        """Every memory in scope, oldest first: superseded, pending and expired ones
-        included, forgotten ones only with ``include_deleted``."""
-        cursor = None
-        while True:
-            page = self.list(
-                order="asc",
-                limit=page_size,
-                cursor=cursor,
-                include_deleted=True,
-                include_superseded=True,
-            )
-            yield from (m for m in page.items if include_deleted or m.state() != "forgotten")
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
     def stats(self) -> Stats:
         """Counts and sizes for this handle's scope; each memory counts once, by its state
         now: ``deleted`` (forgotten), else ``expired``, else ``superseded``, else
@@ -555,33 +540,6 @@ class Memex(ContextMixin):
             size_bytes=int(raw["size_bytes"]),  # type: ignore[call-overload]
             path=engine.store.location,
         )
-
-    # -- bulk ------------------------------------------------------------------------
-
-    def import_lines(
-        self, lines: Iterable[str], *, progress: Progress | None = None
-    ) -> builtins.list[Memory]:
-        """Import JSON Lines records, all or nothing; a bad line raises with its number."""
-        now = utcnow()
-        memories: builtins.list[Memory] = []
-        supersede: builtins.list[tuple[int, str]] = []
-        explicit: builtins.list[str] = []
-        for number, record in parse_lines(lines):
-            scope = record.get("scope")
-            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
-                record["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
-            try:
-                memory, old_id = self._build(record, now, number)
-            except ValidationError as exc:
-                raise with_line(number, exc) from exc
-            except ScopeError as exc:
-                raise with_line(number, ValidationError(str(exc))) from exc
-            memories.append(memory)
-            if old_id:
-                supersede.append((len(memories) - 1, old_id))
-            if record.get("id"):
-                explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
 
     def build_indexes(self, *, progress: Progress | None = None) -> None:
         """Bring the search indexes up to date and save them beside the store.

@@ -161,6 +161,47 @@ def test_update_versions_history_and_conflict(store: Store) -> None:
     assert store.fetch(flt(), [top[0].key])[top[0].key].id == m.id
 
 
+def test_past_versions_are_stored_as_given(store: Store) -> None:
+    current = memory("v3 text", version=3, access_count=4, updated_at=T0 + timedelta(days=3))
+    past = [
+        current.with_changes(content=f"v{v} text", content_hash=content_hash(f"v{v} text"),
+                             version=v, updated_at=T0 + timedelta(days=v), access_count=0)
+        for v in (1, 2)
+    ]  # fmt: skip
+    batch = WriteBatch(inserts=[(current, vec(1, 0, 0, 0))], history=past)
+    store.write(Scope(tenant="t1"), batch, MODEL)
+    assert store.history(Scope(tenant="t1"), current.id) == [
+        *past,
+        current.with_changes(access_count=0),  # history reads no access statistics
+    ]
+    assert store.get(Scope(tenant="t1"), current.id) == current
+    other = memory("other")
+    for wrong in (past[0].with_changes(id=other.id), past[0].with_changes(version=3)):
+        bad = WriteBatch(inserts=[(other, vec(1, 0, 0, 0))], history=[wrong])
+        with pytest.raises(ConflictError):
+            store.write(Scope(tenant="t1"), bad, MODEL)
+        assert store.get(Scope(tenant="t1"), other.id) is None  # the batch wrote nothing
+    assert store.purge(Scope(tenant="t1"), current.id)
+    assert store.history(Scope(tenant="t1"), current.id) == []
+
+
+def test_a_snapshot_sees_one_moment(store: Store) -> None:
+    first, vector = memory("first", minutes=1), vec(1, 0, 0, 0)
+    put(store, (first, vector))
+    v2 = first.with_changes(content="first, changed", version=2)
+    store.write(Scope(tenant="t1"), WriteBatch(updates=[(v2, None, 1)]), MODEL)
+    snapshot = store.snapshot(Scope(tenant="t1"), include_deleted=False, history=True)
+    try:
+        put(store, (memory("later", minutes=2), vector))
+        v3 = v2.with_changes(content="first, changed again", version=3)
+        store.write(Scope(tenant="t1"), WriteBatch(updates=[(v3, None, 2)]), MODEL)
+        seen = [(m.content, [p.version for p in past]) for m, past in snapshot]
+        assert snapshot.total == 1
+    finally:
+        snapshot.close()
+    assert seen == [("first, changed", [1])]
+
+
 def test_deleted_expired_and_superseded_are_hidden(store: Store) -> None:
     now = datetime.now(UTC)
     gone = memory("deleted one", deleted_at=now)

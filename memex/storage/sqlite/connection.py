@@ -283,6 +283,18 @@ class Connections:
                 self.holders.add(holder)
         return holder.conn
 
+    def separate(self) -> sqlite3.Connection:
+        """A new connection of the same kind that the caller owns and closes: for a read
+        transaction held across many steps (an export, a backup)."""
+        if self.closed:
+            raise StoreError(f"store {self.path} is closed")
+        return connect(
+            self.path,
+            busy_timeout=self.busy_timeout,
+            synchronous=self._synchronous,
+            read_only=self._read_only,
+        )
+
     def close(self) -> None:
         self.closed = True
         with self._lock:

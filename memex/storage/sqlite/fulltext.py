@@ -16,7 +16,8 @@ built from and what it holds: every row up to ``max_seq`` and every ``index_chan
 entry up to ``change_pos``. It is written (atomically) only after the tantivy commit, so
 the index is never behind its watermark; a catch-up deletes before it adds, so replaying
 work the watermark did not record is harmless. A missing, unreadable or foreign folder,
-one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite.
+one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite, and an open
+index is dropped as soon as the store's id changes (a restore).
 
 A write commits tantivy only when its batch leaves the index far behind (``build``
 with ``lagging_only``). A query that finds a small lag scores the rows after the
@@ -105,6 +106,7 @@ class FullTextIndex:
         self._analyzer = _analyzer()
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
+        self._store_id = ""
         self._mark = Mark(0, 0)
         self._stamp: tuple[int, int] | None = None
         self._failed_at = -_RETRY_SECONDS
@@ -113,6 +115,7 @@ class FullTextIndex:
 
     def _ready(self, conn: sqlite3.Connection) -> bool:
         """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now."""
+        self._follow_store(conn)
         if self._index is not None:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
@@ -136,7 +139,7 @@ class FullTextIndex:
                 index = tantivy.Index.open(str(self._readable()))
                 index.reload()
                 index.searcher()
-                self._index, self._mark = index, mark
+                self._index, self._mark, self._store_id = index, mark, store_id
                 self._failed_at = -_RETRY_SECONDS
                 return
             except (ValueError, OSError, shutil.Error):
@@ -144,7 +147,14 @@ class FullTextIndex:
         if not self.writable:
             raise ValueError(f"no usable full-text index in {self.folder}, and it is read-only")
         self._rebuild(conn, store_id, progress)
+        self._store_id = store_id
         self._failed_at = -_RETRY_SECONDS
+
+    def _follow_store(self, conn: sqlite3.Connection) -> None:
+        """Let go of an open index once the store's id changed (it was restored from a
+        backup: a different store)."""
+        if self._index is not None and _store_id(conn) != self._store_id:
+            self.close()
 
     def _trusted_mark(self, store_id: str, high: int, top_pos: int) -> Mark | None:
         """The folder's watermark, unless it is missing, foreign or ahead of the store."""
@@ -175,6 +185,11 @@ class FullTextIndex:
             self.folder,
             why,
         )
+
+    @property
+    def private_copy(self) -> Path | None:
+        """The folder of this process's copy of a folder it cannot write, if it made one."""
+        return None if self._copy is None else Path(self._copy.name)
 
     def close(self) -> None:
         """Let go of the index, and of a private copy of it."""
@@ -399,6 +414,7 @@ class FullTextIndex:
             ValueError, OSError: the index cannot be written.
         """
         with self._lock:
+            self._follow_store(conn)
             if lagging_only and not self._behind(conn):
                 return True
             if self._index is None:
@@ -549,12 +565,17 @@ class FullTextIndex:
         return [t for t, _ in analysed], tokens
 
 
+def _store_id(conn: sqlite3.Connection) -> str:
+    """The store's id (a restore gives the store a new one)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int]:
     """The store's id, highest key ever assigned and last change logged."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
     high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
     pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    return (str(row[0]) if row else "", int(high[0]) if high else 0, int(pos or 0))
+    return (_store_id(conn), int(high[0]) if high else 0, int(pos or 0))
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
+from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import (
     Connections,
@@ -53,7 +53,9 @@ from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.nearest import nearest
 from memex.storage.sqlite.neighbours import thread_neighbours
+from memex.storage.sqlite.snapshot import SQLiteSnapshot
 from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
+from memex.storage.sqlite.writes import apply_batch, blob
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
@@ -173,7 +175,7 @@ class SQLiteStore:
             # The approximate index is derived data: failing to save it costs a catch-up
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
-                self._run(index.save)
+                index.save()
         size = self._size[0] if self._size is not None else 0
         if self._read_only is None and size >= self._lexical_min:
             # Likewise the full-text index, and only a lag too large for a query to score
@@ -185,6 +187,30 @@ class SQLiteStore:
 
     def schema_version(self) -> int:
         return self._version
+
+    def files(self) -> builtins.list[Path]:
+        copy = self._fulltext.private_copy
+        return [*backup.owned_paths(self._path), *([copy] if copy is not None else [])]
+
+    # -- copies ----------------------------------------------------------------------
+
+    def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> SQLiteSnapshot:
+        where, params = sql.scope_clause(scope)
+        if not include_deleted:
+            where += f" AND NOT {sql.forgotten_sql('m')}"
+        # A connection of its own: its read transaction spans the whole iteration.
+        conn = self._connections.separate()
+        return SQLiteSnapshot(conn, str(self._path), where, params, history=history)
+
+    def backup(self, target: Path, progress: Progress | None = None) -> int:
+        # A connection of its own: its read transaction spans the whole copy.
+        conn = self._connections.separate()
+        try:
+            return backup.backup(conn, target, progress)
+        except sqlite3.Error as exc:
+            raise translate(exc, str(self._path)) from exc
+        finally:
+            conn.close()
 
     # -- model bookkeeping -----------------------------------------------------------
 
@@ -223,54 +249,9 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            replaced: dict[str, builtins.list[int]] = {}
-            if batch.inserts:
-                for memory, _ in batch.inserts:
-                    self._check_scope(scope, memory)
-                # Keys are given, not left to SQLite, so the vectors can go in one batch
-                # too; they follow the largest key ever used, as AUTOINCREMENT would.
-                first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
-                conn.executemany(
-                    sql.INSERT_SQL,
-                    [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)],
-                )
-                conn.executemany(
-                    "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
-                    [
-                        (k, m.scope.tenant, _blob(v, model.dimensions))
-                        for k, (m, v) in enumerate(batch.inserts, first)
-                    ],
-                )
-            for memory, maybe_vector, expected in batch.updates:
-                self._check_scope(scope, memory)
-                params = sql.memory_params(memory)
-                params["expected_version"] = expected
-                cur = conn.execute(sql.UPDATE_SQL, params)
-                if cur.rowcount != 1:
-                    raise ConflictError(
-                        f"memory {memory.id} changed or vanished since it was read; try again"
-                    )
-                if maybe_vector is not None:
-                    tenant = memory.scope.tenant or ""
-                    seq = conn.execute(
-                        "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
-                    ).fetchone()[0]
-                    conn.execute(
-                        "UPDATE vectors SET vector = ? WHERE seq = ?",
-                        (_blob(maybe_vector, model.dimensions), seq),
-                    )
-                    replaced.setdefault(tenant, []).append(seq)
-            for tenant, keys in replaced.items():
-                log_changes(conn, tenant, keys)
+            apply_batch(conn, scope, batch, model.dimensions)
 
         self._write(apply)
-
-    @staticmethod
-    def _check_scope(scope: Scope, memory: Memory) -> None:
-        if not scope.contains(memory.scope):
-            from memex.errors import ScopeError
-
-            raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
 
     def purge(self, scope: Scope, memory_id: str) -> bool:
         where, params = sql.scope_clause(scope)
@@ -522,7 +503,7 @@ class SQLiteStore:
         try:
             count = 0
             for batch in batches:
-                rows = [(k, h, _blob(v, model.dimensions)) for k, h, v in batch]
+                rows = [(k, h, blob(v, model.dimensions)) for k, h, v in batch]
                 self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
                 count += len(rows)
 
@@ -537,13 +518,6 @@ class SQLiteStore:
             self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
         self._index = self._new_index(model)
         return count
-
-
-def _blob(vector: Vector, dims: int) -> bytes:
-    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-    if array.shape[0] != dims:
-        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
-    return array.tobytes()
 
 
 def _wal_size(path: Path) -> int:
