@@ -86,6 +86,7 @@ class SQLiteStore:
             raise StoreError(f"cannot create {self._path.parent}: {exc.strerror}") from exc
         try:
             self._version = upgrade(self._conn(), str(self._path))
+            reindex.drop_stale_staging(self._conn(), int(self._busy_timeout * 1000))
         except sqlite3.Error as exc:
             self.close()
             raise translate(exc, str(self._path)) from exc
@@ -485,7 +486,7 @@ class SQLiteStore:
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        staging = f"vectors_reindex_{os.getpid()}_{threading.get_ident()}"
+        staging = reindex.staging_name()
         self._write(lambda c: reindex.create_staging(c, staging))
         try:
             count = 0
@@ -502,7 +503,7 @@ class SQLiteStore:
 
             self._write(swap)
         finally:
-            self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+            self._write(lambda c: reindex.drop_tables(c, [staging]))
         self._index = self._new_index(model)
         return count
 
