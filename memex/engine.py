@@ -200,6 +200,15 @@ class Engine:
                 self._context = ContextState(make_counter(s.tokenizer), cache)
             return self._context
 
+    def drop_caches(self) -> None:
+        """Forget cached query vectors and context sections (after a purge: they may
+        hold what was purged)."""
+        with self.lock:
+            self.query_cache.clear()
+            context = self._context
+        if context is not None:
+            context.cache.clear()
+
     def size_estimate(self) -> int:
         """Roughly how many memories the store holds (cached for a minute)."""
         now = time.monotonic()

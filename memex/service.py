@@ -13,6 +13,7 @@ import numpy as np
 
 from memex.context.api import ContextMixin
 from memex.core.build import build_memory, opt_time
+from memex.core.ids import stored_id
 from memex.core.models import (
     Hit,
     Memory,
@@ -39,6 +40,7 @@ from memex.errors import (
     ScopeError,
     ValidationError,
 )
+from memex.removal import RemovalMixin
 from memex.retrieval import search
 from memex.settings import DB_FILENAME, Settings, default_home
 from memex.storage.base import WriteBatch
@@ -47,7 +49,7 @@ from memex.storage.open import open_store
 _UNSET: Any = object()
 
 
-class Memex(ContextMixin):
+class Memex(RemovalMixin, ContextMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -323,19 +325,6 @@ class Memex(ContextMixin):
         engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
         return new
 
-    def forget(self, memory_id: str) -> Memory:
-        """Soft-delete a memory: it is no longer recalled, but its history remains."""
-        old = self._get_visible(memory_id)
-        now = utcnow()
-        new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
-        self._write_updates([(new, old.version)])
-        return new
-
-    def purge(self, memory_id: str) -> None:
-        """Delete a memory, its whole history and its vector, for good."""
-        if not self._engine.store.purge(self._scope, _id(memory_id)):
-            raise NotFoundError(f"no memory {memory_id}")
-
     def expire(self) -> int:
         """Soft-delete every memory whose expiry time has passed; return how many."""
         now = utcnow()
@@ -358,7 +347,7 @@ class Memex(ContextMixin):
     # -- reads -----------------------------------------------------------------------
 
     def _get_visible(self, memory_id: str) -> Memory:
-        memory = self._engine.store.get(self._scope, _id(memory_id))
+        memory = self._engine.store.get(self._scope, stored_id(memory_id))
         if memory is None:
             raise NotFoundError(f"no memory {memory_id}")
         return memory
@@ -366,12 +355,12 @@ class Memex(ContextMixin):
     def get(self, memory_id: str) -> Memory:
         """One memory by id (forgotten ones are not found)."""
         memory = self._get_visible(memory_id)
-        self._engine.access.add(self._scope.tenant or "", [_id(memory_id)], utcnow())
+        self._engine.access.add(self._scope.tenant or "", [stored_id(memory_id)], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
         """Every version of a memory, oldest first, including after ``forget``."""
-        versions = self._engine.store.history(self._scope, _id(memory_id))
+        versions = self._engine.store.history(self._scope, stored_id(memory_id))
         if not versions:
             raise NotFoundError(f"no memory {memory_id}")
         return versions
@@ -555,10 +544,3 @@ class Memex(ContextMixin):
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
         return engine.reindex(embedder or engine.embedder, progress)
-
-
-def _id(memory_id: object) -> str:
-    """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
-    if not isinstance(memory_id, str) or not memory_id.strip():
-        raise ValidationError("a memory id is required")
-    return memory_id.strip().lower()

@@ -359,6 +359,8 @@ class Assembly:
             tokens = self.state.counter.count(text)
         stable_part = text[: breakpoints[-1]] if breakpoints else ""
         prefix_hash = digest(stable_part)
+        sections = [self._final_section(s, packed) for s in ordered]
+        kept = {m.id for s in sections for m in s.memories}
         reused: int | None = None
         sessions_seen = 0
         if req.session is not None:
@@ -368,10 +370,10 @@ class Assembly:
             if previous is not None:
                 shared = common_prefix(previous, text)
                 reused = self.state.counter.count(shared) if shared else 0
-            sessions_seen = self.store.save_context(req.scope, session, text, prefix_hash)
-        sections = [self._final_section(s, packed) for s in ordered]
+            sessions_seen = self.store.save_context(
+                req.scope, session, text, prefix_hash, sorted(kept)
+            )
         manifest = [e for p in self.packed.values() for e in p.entries]
-        kept = {m.id for s in sections for m in s.memories}
         manifest = [e if not e.included or e.memory_id in kept else _trimmed(e) for e in manifest]
         stats = {
             "tokens_by_section": {s.name: s.tokens for s in sections},

@@ -28,6 +28,7 @@ class Filters:
     ``as_of`` asks for what was valid at that time (superseded memories included);
     without it only memories valid now are returned. Deleted and expired memories are
     left out unless ``include_deleted`` is set (history and export use it).
+    ``superseded_by`` keeps only the memories that this memory superseded.
     """
 
     scope: Scope = field(default_factory=Scope)
@@ -39,6 +40,7 @@ class Filters:
     as_of: datetime | None = None
     include_deleted: bool = False
     include_superseded: bool = False
+    superseded_by: str | None = None
 
     def pool(self, limit: int, indexed: tuple[str, ...]) -> int:
         """How many hits an index should return for ``limit`` to pass these filters.
@@ -50,7 +52,7 @@ class Filters:
         """
         scope_left = any(name not in indexed for name, _ in self.scope.items())
         narrow = self.kinds or self.tags or self.metadata or self.since or self.until
-        if narrow or scope_left or self.as_of is not None:
+        if narrow or scope_left or self.as_of is not None or self.superseded_by is not None:
             return limit * 4
         return limit + limit // 8 + 8
 

@@ -38,10 +38,15 @@ class WriteBatch:
 
     ``updates`` pairs a memory's new state with the version it must still have in the
     store (optimistic concurrency); a vector of ``None`` keeps the stored vector.
+    ``purges`` names memories to remove for good, with the version each must still
+    have: the memory, its history, its vector and every saved session context that
+    showed it. Nothing of its text may stay readable in what the backend keeps (its
+    files, logs and derived indexes) once the write returns.
     """
 
     inserts: builtins.list[tuple[Memory, Vector]] = field(default_factory=list)
     updates: builtins.list[tuple[Memory, Vector | None, int]] = field(default_factory=list)
+    purges: builtins.list[tuple[str, int]] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -68,7 +73,8 @@ class Store(Protocol):
         """Apply a batch atomically.
 
         Raises:
-            ConflictError: an updated memory changed or vanished since it was read.
+            ConflictError: an updated or purged memory changed or vanished since it
+                was read.
         """
         ...
 
@@ -131,10 +137,6 @@ class Store(Protocol):
         """Every version of a memory, oldest first; empty if it is unknown."""
         ...
 
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        """Remove a memory, its history and its vector for good."""
-        ...
-
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         """Live memories whose expiry time has passed."""
         ...
@@ -156,8 +158,11 @@ class Store(Protocol):
         """The text of the session's previous context, if any."""
         ...
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
-        """Record a session's latest context; return how many sessions share its prefix."""
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> int:
+        """Record a session's latest context and the ids of the memories it shows (a
+        purge of one of them drops it); return how many sessions share its prefix."""
         ...
 
     def size_estimate(self) -> int:

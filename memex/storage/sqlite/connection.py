@@ -53,6 +53,9 @@ def connect(path: Path, *, busy_timeout: float, synchronous: str) -> sqlite3.Con
             raise StoreError(f"store {path} cannot use write-ahead logging (journal mode {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows and freed pages are overwritten with zeros: a purged memory's text
+        # must not stay readable in the file's free space.
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA mmap_size = 268435456")

@@ -23,6 +23,13 @@ watermark and the rows changed since it with FTS5 (restricted by rowid, so cheap
 merges them with the index's hits, leaving out index hits for those keys; a larger lag
 is caught up first. Every hit passes through the SQL filter, as on the FTS5 path, scope
 included: the scope terms narrow the search, the tables decide.
+
+A deleted document only gets a mark: its terms stay in its segment's files until the
+segment is merged away, which the Python binding cannot ask for. So a purge (counted
+in ``meta``) is followed by a fresh rewrite: every document is deleted and the rows are
+added back from SQLite, every old segment is dropped at the commit and its files are
+removed. The purging process does it at once (``scrub``); should it die first, the
+next catch-up or open of the store sees the watermark's purge count behind the store's.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import tantivy
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
+from memex.storage.sqlite.fulltext_query import index_schema, indexed_hits, prune, query_analyzer
 
 FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 TAIL_ROWS = 2_000
@@ -57,29 +65,13 @@ _ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """What the index holds: rows up to ``max_seq`` and changes up to ``change_pos``."""
+    """What the index holds: rows up to ``max_seq`` and changes up to ``change_pos``;
+    no terms of the first ``purges`` memories purged from the store (its files were
+    last rewritten from scratch after them)."""
 
     max_seq: int
     change_pos: int
-
-
-def _schema() -> tantivy.Schema:
-    builder = tantivy.SchemaBuilder()
-    builder.add_unsigned_field("key", stored=False, indexed=True, fast=True)
-    builder.add_text_field("scope", stored=False, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
-    return builder.build()
-
-
-def _analyzer() -> tantivy.TextAnalyzer:
-    """The query-side twin of tantivy's ``en_stem`` tokenizer."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(40))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
+    purges: int = 0
 
 
 class FullTextIndex:
@@ -87,8 +79,8 @@ class FullTextIndex:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._schema = _schema()
-        self._analyzer = _analyzer()
+        self._schema = index_schema()
+        self._analyzer = query_analyzer()
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
         self._mark = Mark(0, 0)
@@ -103,7 +95,7 @@ class FullTextIndex:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
             return False
-        store_id, high, top_pos = _store_state(conn)
+        store_id, high, top_pos, _ = _store_state(conn)
         mark = self._read_mark(store_id)
         if mark is not None and mark.max_seq <= high and mark.change_pos <= top_pos:
             try:
@@ -129,13 +121,14 @@ class FullTextIndex:
             if data.get("format") != FORMAT or data.get("store_id") != store_id:
                 return None
             self._stamp = (stat.st_mtime_ns, stat.st_ino)
-            return Mark(int(data["max_seq"]), int(data["change_pos"]))
+            return Mark(int(data["max_seq"]), int(data["change_pos"]), int(data.get("purges", 0)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def _write_mark(self, folder: Path, store_id: str, mark: Mark) -> None:
         data = {"format": FORMAT, "store_id": store_id, "max_seq": mark.max_seq}
         data["change_pos"] = mark.change_pos
+        data["purges"] = mark.purges
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
         try:
             with os.fdopen(fd, "w") as handle:
@@ -155,7 +148,7 @@ class FullTextIndex:
         build = Path(tempfile.mkdtemp(prefix=self.folder.name + ".build-", dir=parent))
         try:
             index = tantivy.Index(self._schema, path=str(build))
-            mark = self._apply(index, conn, Mark(0, 0), store_id, build)
+            mark = self._apply(index, conn, Mark(0, 0), store_id, build, fresh=True)
             if mark is None:
                 raise ValueError("a fresh index is locked")
             if self.folder.exists():
@@ -178,19 +171,28 @@ class FullTextIndex:
         mark: Mark,
         store_id: str,
         folder: Path,
+        *,
+        fresh: bool = False,
+        wait: float = 0.0,
     ) -> Mark | None:
         """Add what SQLite holds beyond ``mark``, commit, then record the new watermark.
 
-        Returns None when another process holds the index's writer.
+        ``fresh``: replace everything the index holds with what SQLite holds; every old
+        segment is dropped at the commit and its files removed. Returns None when
+        another process holds the index's writer (for longer than ``wait`` seconds).
         """
-        try:
-            writer = index.writer(_HEAP, 1)
-        except ValueError:
+        writer = _writer(index, wait)
+        if writer is None:
             return None
         try:
+            if fresh:
+                writer.delete_all_documents()
+                mark = Mark(0, 0)
             with _snapshot(conn):
-                new = self._replay(writer, conn, mark)
+                new = self._replay(writer, conn, mark, fresh)
             writer.commit()
+            if fresh:
+                writer.garbage_collect_files()
         except BaseException:
             with contextlib.suppress(ValueError):
                 writer.rollback()
@@ -200,8 +202,11 @@ class FullTextIndex:
         self._write_mark(folder, store_id, new)
         return new
 
-    def _replay(self, writer: tantivy.IndexWriter, conn: sqlite3.Connection, mark: Mark) -> Mark:
+    def _replay(
+        self, writer: tantivy.IndexWriter, conn: sqlite3.Connection, mark: Mark, fresh: bool
+    ) -> Mark:
         key_query = tantivy.Query.term_query
+        purges = _store_state(conn)[3] if fresh else mark.purges
         if mark.max_seq == 0:
             top = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
             change_pos = int(top or 0)
@@ -231,7 +236,7 @@ class FullTextIndex:
             for row in rows:
                 writer.add_document(self._document(row))
             max_seq = int(rows[-1][0])
-        return Mark(max_seq, change_pos)
+        return Mark(max_seq, change_pos, purges)
 
     def _document(self, row: Sequence[Any]) -> tantivy.Document:
         """A row of ``_ROW`` (key, scope columns, content) as an index document."""
@@ -279,20 +284,59 @@ class FullTextIndex:
                 return False
             return self._catch_up(conn, force)
 
-    def _catch_up(self, conn: sqlite3.Connection, force: bool) -> bool:
+    def _catch_up(self, conn: sqlite3.Connection, force: bool, wait: float = 0.0) -> bool:
+        """Catch up (see ``catch_up``); after a purge, rewrite the index instead."""
         assert self._index is not None
-        store_id = _store_state(conn)[0]
+        store_id, _, _, purges = _store_state(conn)
         self._refresh_mark(store_id)
-        rows, changes = self._lag(conn)
-        if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
-            return True
-        mark = self._apply(self._index, conn, self._mark, store_id, self.folder)
+        fresh = self._mark.purges < purges
+        if not fresh:
+            rows, changes = self._lag(conn)
+            if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
+                return True
+        folder = self.folder
+        mark = self._apply(self._index, conn, self._mark, store_id, folder, fresh=fresh, wait=wait)
         if mark is None:
             return False
         self._index.reload()
         self._read_mark(store_id)
         self._mark = mark
         return True
+
+    def scrub(self, conn: sqlite3.Connection, *, wait: float, insist: bool = True) -> None:
+        """Make sure no file of the index keeps terms of a purged memory: unless it was
+        rewritten since the store's last purge, rewrite it from SQLite.
+
+        Waits up to ``wait`` seconds for another process's catch-up to release the
+        index. With ``insist``, an index that cannot be rewritten (still busy, or
+        unreadable) is removed, to be rebuilt when next needed; without, it is left to
+        the next catch-up, which rewrites it too.
+        """
+        with self._lock:
+            if not self.folder.exists():
+                self._index = None
+                return
+            store_id, _, _, purges = _store_state(conn)
+            if self._index is None:
+                mark = self._read_mark(store_id)
+                clean = mark is not None and mark.purges >= purges
+                if clean or (mark is None and not insist):
+                    return  # nothing to rewrite, or an untrusted folder left to its next use
+            try:
+                done = self._ready(conn) and self._catch_up(conn, force=True, wait=wait)
+            except (ValueError, OSError, sqlite3.Error):
+                done = False
+            if not done and insist:
+                self._discard()
+
+    def _discard(self) -> None:
+        """Remove the folder (moved aside first, so no half-removed index is opened)."""
+        self._index = None
+        parent = self.folder.parent
+        old = Path(tempfile.mkdtemp(prefix=self.folder.name + ".old-", dir=parent))
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.folder, old / "index")
+        shutil.rmtree(old)
 
     # -- searching ---------------------------------------------------------------------------
 
@@ -334,10 +378,12 @@ class FullTextIndex:
                 (mark.change_pos, mark.max_seq),
             )
         }
-        kept_terms, tokens = self._prune(searcher, terms)
+        kept_terms, tokens = prune(self._analyzer, searcher, terms)
         indexed: list[Candidate] = []
         if tokens:
-            found = self._indexed(conn, searcher, filters, tokens, limit, mark, pending)
+            found = indexed_hits(
+                self._schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending
+            )
             if found is None:
                 return None
             indexed = found
@@ -348,80 +394,31 @@ class FullTextIndex:
         merged = sorted([*indexed, *tail], key=lambda c: (-c.score, c.key))
         return merged[:limit]
 
-    def _indexed(
-        self,
-        conn: sqlite3.Connection,
-        searcher: tantivy.Searcher,
-        filters: Filters,
-        tokens: Sequence[str],
-        limit: int,
-        mark: Mark,
-        pending: set[int],
-    ) -> list[Candidate] | None:
-        """The index's best hits that pass the filters; None if too few pass."""
-        term = tantivy.Query.term_query
-        should = [(tantivy.Occur.Should, term(self._schema, "text", t)) for t in tokens]
-        # Scope terms score nothing: the ranking is the text's BM25 alone.
-        clauses = [
-            (
-                tantivy.Occur.Must,
-                tantivy.Query.const_score_query(
-                    term(self._schema, "scope", f"{name}={value}"), 0.0
-                ),
-            )
-            for name, value in filters.scope.items()
-        ]
-        clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
-        query = tantivy.Query.boolean_query(clauses)
-        total = max(int(searcher.num_docs), 1)
-        pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
-        for _ in range(3):
-            hits = searcher.search(query, pool, count=False).hits
-            keys = searcher.fast_field_values("key", [address for _, address in hits])
-            found = [
-                Candidate(int(k), float(score))
-                for (score, _), k in zip(hits, keys, strict=True)
-                if k is not None and k <= mark.max_seq and k not in pending
-            ]
-            passing = reads.passing(conn, filters, [c.key for c in found])
-            kept = [c for c in found if c.key in passing]
-            if len(kept) >= limit or len(hits) < pool:
-                return kept[:limit]
-            share = max(len(kept), 1) / max(len(hits), 1)
-            pool = min(int(limit / share * 1.5) + 1, total)
-            if pool > max(limit * 64, total // 8):
-                break
-        return None
 
-    def _prune(
-        self, searcher: tantivy.Searcher, terms: Sequence[str]
-    ) -> tuple[list[str], list[str]]:
-        """The query terms worth walking and their index tokens (see lexical.prune_common).
-
-        When every term is common, the rarest two are kept rather than all of them: a
-        query of common terms only walks long posting lists for little ranking value.
-        """
-        analysed = [(t, list(dict.fromkeys(self._analyzer.analyze(t)))) for t in terms]
-        analysed = [(t, toks) for t, toks in analysed if toks]
-        size = int(searcher.num_docs)
-        if size >= lexical.PRUNE_MIN_MEMORIES and len(analysed) > 1:
-            limit = max(lexical.PRUNE_MIN_POSTINGS, int(size * lexical.PRUNE_SHARE))
-            freq = {t: max(searcher.doc_freq("text", tok) for tok in toks) for t, toks in analysed}
-            rare = [(t, toks) for t, toks in analysed if freq[t] < limit]
-            if not rare:
-                rarest = sorted(analysed, key=lambda a: freq[a[0]])[:2]
-                rare = [a for a in analysed if a in rarest]
-            analysed = rare
-        tokens = list(dict.fromkeys(tok for _, toks in analysed for tok in toks))
-        return [t for t, _ in analysed], tokens
+def _writer(index: tantivy.Index, wait: float) -> tantivy.IndexWriter | None:
+    """The index's writer, polling while another process holds it; None after ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return index.writer(_HEAP, 1)
+        except ValueError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
 
-def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int]:
-    """The store's id, highest key ever assigned and last change logged."""
+def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
+    """The store's id, highest key ever assigned, last change logged and purge count."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
     high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
     pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    return (str(row[0]) if row else "", int(high[0]) if high else 0, int(pos or 0))
+    purges = conn.execute("SELECT value FROM meta WHERE key = 'purges'").fetchone()
+    return (
+        str(row[0]) if row else "",
+        int(high[0]) if high else 0,
+        int(pos or 0),
+        int(purges[0]) if purges else 0,
+    )
 
 
 @contextlib.contextmanager

@@ -36,13 +36,14 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
+from memex.storage.sqlite import contexts, lexical, reads, reindex, sql, writes
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import Holder, connect, translate, write_transaction
 from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import upgrade
 from memex.storage.sqlite.neighbours import thread_neighbours
-from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
+from memex.storage.sqlite.purge import truncate_wal
+from memex.storage.sqlite.vectors import VectorIndex, bump_epoch
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
@@ -78,6 +79,7 @@ class SQLiteStore:
         self._closed = False
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
+        self._wal_dirty = False  # a purge's page images may still be in the WAL
         if self._path.exists() and self._path.is_dir():
             raise StoreError(f"store path {self._path} is a directory")
         try:
@@ -86,7 +88,7 @@ class SQLiteStore:
             raise StoreError(f"cannot create {self._path.parent}: {exc.strerror}") from exc
         try:
             self._version = upgrade(self._conn(), str(self._path))
-            reindex.drop_stale_staging(self._conn(), int(self._busy_timeout * 1000))
+            self._tidy(self._conn())
         except sqlite3.Error as exc:
             self.close()
             raise translate(exc, str(self._path)) from exc
@@ -99,6 +101,10 @@ class SQLiteStore:
     @property
     def location(self) -> str:
         return str(self._path)
+
+    @property
+    def _busy_ms(self) -> int:
+        return int(self._busy_timeout * 1000)
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection; it is closed when the thread ends or the store closes."""
@@ -140,6 +146,15 @@ class SQLiteStore:
         except OverflowError as exc:
             raise ValidationError("a number is too large for the store") from exc
 
+    def _tidy(self, conn: sqlite3.Connection) -> None:
+        """Clear up after processes killed mid-work, without waiting for any lock:
+        staging tables of a reindex, and copies of purged text a purge had not yet
+        scrubbed from the write-ahead log and the full-text index."""
+        reindex.drop_stale_staging(conn, self._busy_ms)
+        if _wal_size(self._path) and self._meta(conn, "purges"):
+            self._truncate_wal()
+        self._fulltext.scrub(conn, wait=0, insist=False)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -153,6 +168,9 @@ class SQLiteStore:
             # Likewise the full-text index: a lag left here is caught up by the next query.
             with contextlib.suppress(Exception):
                 self._run(lambda c: self._fulltext.catch_up(c, force=True))
+        if self._wal_dirty:
+            with contextlib.suppress(MemexError):
+                self._run(lambda c: truncate_wal(c, self._busy_ms))
         self._closed = True
         with self._conn_lock:
             for holder in list(self._holders):
@@ -199,75 +217,24 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            replaced: dict[str, builtins.list[int]] = {}
-            if batch.inserts:
-                for memory, _ in batch.inserts:
-                    self._check_scope(scope, memory)
-                # Keys are given, not left to SQLite, so the vectors can go in one batch
-                # too; they follow the largest key ever used, as AUTOINCREMENT would.
-                first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
-                conn.executemany(
-                    sql.INSERT_SQL,
-                    [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)],
-                )
-                conn.executemany(
-                    "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
-                    [
-                        (k, m.scope.tenant, _blob(v, model.dimensions))
-                        for k, (m, v) in enumerate(batch.inserts, first)
-                    ],
-                )
-            for memory, maybe_vector, expected in batch.updates:
-                self._check_scope(scope, memory)
-                params = sql.memory_params(memory)
-                params["expected_version"] = expected
-                cur = conn.execute(sql.UPDATE_SQL, params)
-                if cur.rowcount != 1:
-                    raise ConflictError(
-                        f"memory {memory.id} changed or vanished since it was read; try again"
-                    )
-                if maybe_vector is not None:
-                    tenant = memory.scope.tenant or ""
-                    seq = conn.execute(
-                        "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
-                    ).fetchone()[0]
-                    conn.execute(
-                        "UPDATE vectors SET vector = ? WHERE seq = ?",
-                        (_blob(maybe_vector, model.dimensions), seq),
-                    )
-                    replaced.setdefault(tenant, []).append(seq)
-            for tenant, keys in replaced.items():
-                log_changes(conn, tenant, keys)
+            writes.apply_batch(conn, scope, batch, model.dimensions)
 
         self._write(apply)
+        if batch.purges or self._wal_dirty:
+            self._truncate_wal()
+        if batch.purges:
+            try:
+                self._run(lambda c: self._fulltext.scrub(c, wait=self._busy_timeout))
+            except OSError as exc:
+                raise StoreError(
+                    f"purged, but the full-text index {self._fulltext.folder} could not be "
+                    f"rewritten ({exc.strerror}); delete that folder"
+                ) from exc
 
-    @staticmethod
-    def _check_scope(scope: Scope, memory: Memory) -> None:
-        if not scope.contains(memory.scope):
-            from memex.errors import ScopeError
-
-            raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
-
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        where, params = sql.scope_clause(scope)
-
-        def apply(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                f"SELECT m.seq, m.tenant FROM memories m WHERE {where} AND m.id = ?",
-                [*params, memory_id],
-            ).fetchone()
-            if row is None:
-                return False
-            seq, tenant = row
-            conn.execute("DELETE FROM vectors WHERE seq = ?", (seq,))
-            conn.execute("DELETE FROM memories WHERE seq = ?", (seq,))
-            conn.execute(
-                "DELETE FROM memory_history WHERE tenant = ? AND id = ?", (tenant, memory_id)
-            )
-            log_changes(conn, tenant, [seq])
-            return True
-
-        return self._write(apply)
+    def _truncate_wal(self) -> None:
+        # A reader still on an older snapshot keeps the log from being truncated; then
+        # the next write of a batch tries again, and so does close.
+        self._wal_dirty = not self._run(lambda c: truncate_wal(c, self._busy_ms))
 
     def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
         if not accesses:
@@ -454,10 +421,13 @@ class SQLiteStore:
         sql.scope_clause(scope)
         return self._run(lambda c: contexts.last_context(c, str(scope.tenant), session))
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> int:
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> int:
         sql.scope_clause(scope)
+        tenant = str(scope.tenant)
         return self._write(
-            lambda c: contexts.save_context(c, str(scope.tenant), session, text, prefix_hash)
+            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash, ids)
         )
 
     def size_estimate(self) -> int:
@@ -491,7 +461,7 @@ class SQLiteStore:
         try:
             count = 0
             for batch in batches:
-                rows = [(k, h, _blob(v, model.dimensions)) for k, h, v in batch]
+                rows = [(k, h, writes.blob(v, model.dimensions)) for k, h, v in batch]
                 self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
                 count += len(rows)
 
@@ -506,13 +476,6 @@ class SQLiteStore:
             self._write(lambda c: reindex.drop_tables(c, [staging]))
         self._index = self._new_index(model)
         return count
-
-
-def _blob(vector: Vector, dims: int) -> bytes:
-    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-    if array.shape[0] != dims:
-        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
-    return array.tobytes()
 
 
 def _wal_size(path: Path) -> int:
