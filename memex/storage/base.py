@@ -40,8 +40,9 @@ class WriteBatch:
     store (optimistic concurrency); a vector of ``None`` keeps the stored vector.
     ``purges`` names memories to remove for good, with the version each must still
     have: the memory, its history, its vector and every saved session context that
-    showed it. Nothing of its text may stay readable in what the backend keeps (its
-    files, logs and derived indexes) once the write returns.
+    showed it. Once the write returns, nothing of their text may stay readable in what
+    the backend keeps (files, logs, derived indexes), save what a reader of an older
+    snapshot still needs, which is scrubbed later (docs/storage.md, "Purge").
     """
 
     inserts: builtins.list[tuple[Memory, Vector]] = field(default_factory=list)
