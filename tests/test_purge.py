@@ -5,6 +5,7 @@ holds is untouched."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -63,6 +64,12 @@ def traces(path: Path, secret: str = SECRET) -> dict[str, list[bytes]]:
         searcher = tantivy.Index.open(str(folder)).searcher()
         if searcher.doc_freq("text", token) or searcher.doc_freq("text", word):
             found[folder.name] = [b"tantivy term"]
+        # The searcher sees listed segments only: no other segment's files may remain.
+        meta = json.loads((folder / "meta.json").read_text())
+        listed = {s["segment_id"].replace("-", "") for s in meta["segments"]}
+        files = {f.name.split(".")[0] for f in folder.iterdir() if not f.name.startswith(".")}
+        if files - listed - {"meta", "watermark"}:
+            found.setdefault(folder.name, []).append(b"unlisted segment files")
     return found
 
 

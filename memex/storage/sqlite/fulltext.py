@@ -190,9 +190,7 @@ class FullTextIndex:
                 mark = Mark(0, 0)
             with _snapshot(conn):
                 new = self._replay(writer, conn, mark, fresh)
-            writer.commit()
-            if fresh:
-                writer.garbage_collect_files()
+            writer.commit()  # also removes the files of segments no longer listed
         except BaseException:
             with contextlib.suppress(ValueError):
                 writer.rollback()
