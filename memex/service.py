@@ -19,6 +19,7 @@ from memex.core.build import (
     opt_time,
     updated_memory,
 )
+from memex.core.ids import stored_id
 from memex.core.models import (
     Hit,
     Memory,
@@ -41,6 +42,7 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
+from memex.removal import RemovalMixin
 from memex.retrieval import query_vector_of, search
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
@@ -49,7 +51,7 @@ from memex.storage.open import open_store
 _UNSET: Any = object()
 
 
-class Memex(ContextMixin, BulkMixin):
+class Memex(RemovalMixin, ContextMixin, BulkMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -347,24 +349,6 @@ class Memex(ContextMixin, BulkMixin):
         engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
         return new
 
-    def forget(self, memory_id: str) -> Memory:
-        """Soft-delete a memory: no read but ``history`` returns it, at any ``as_of``;
-        a forgotten or expired memory is not found, as by ``get``."""
-        self._check_writable()
-        now = utcnow()
-        # Checked at the deleted_at written, which is thus before any expires_at: what
-        # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
-        old = self._get_visible(memory_id, now)
-        new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
-        self._write_updates([(new, old.version)])
-        return new
-
-    def purge(self, memory_id: str) -> None:
-        """Delete a memory, its whole history and its vector, for good (in any state)."""
-        self._check_writable()
-        if not self._engine.store.purge(self._scope, _id(memory_id)):
-            raise NotFoundError(f"no memory {memory_id}")
-
     def expire(self) -> int:
         """Record each expiry that has passed as a version with ``deleted_at``; return how
         many. No read changes: expired memories are hidden from ``expires_at`` on anyway,
@@ -390,7 +374,7 @@ class Memex(ContextMixin, BulkMixin):
     # -- reads -----------------------------------------------------------------------
 
     def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
-        memory = self._engine.store.get(self._scope, _id(memory_id))
+        memory = self._engine.store.get(self._scope, stored_id(memory_id))
         if memory is None or (now is not None and is_hidden(memory.state(now))):
             raise NotFoundError(f"no memory {memory_id}")
         return memory
@@ -399,12 +383,12 @@ class Memex(ContextMixin, BulkMixin):
         """One memory by id, superseded or not yet valid too; a forgotten or expired one
         is a NotFoundError."""
         memory = self._get_visible(memory_id)
-        self._engine.access.add(self._scope.tenant or "", [_id(memory_id)], utcnow())
+        self._engine.access.add(self._scope.tenant or "", [stored_id(memory_id)], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
         """Every version of a memory, oldest first, in any state (forgotten too)."""
-        versions = self._engine.store.history(self._scope, _id(memory_id))
+        versions = self._engine.store.history(self._scope, stored_id(memory_id))
         if not versions:
             raise NotFoundError(f"no memory {memory_id}")
         return versions
@@ -568,10 +552,3 @@ class Memex(ContextMixin, BulkMixin):
         elif embedder is not None and not isinstance(embedder, Embedder):
             raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)
-
-
-def _id(memory_id: object) -> str:
-    """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
-    if not isinstance(memory_id, str) or not memory_id.strip():
-        raise ValidationError("a memory id is required")
-    return check_text(memory_id, "memory id").strip().lower()

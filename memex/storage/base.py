@@ -42,11 +42,17 @@ class WriteBatch:
     store (optimistic concurrency); a vector of ``None`` keeps the stored vector.
     ``history`` holds past versions of inserted memories, stored as they are (an import
     restoring an export made with history); each has a version below its memory's.
+    ``purges`` names memories to remove for good, with the version each must still
+    have: the memory, its history, its vector and every saved session context that
+    showed it. Once the write returns, nothing of their text may stay readable in what
+    the backend keeps (files, logs, derived indexes), save what a reader of an older
+    snapshot still needs, which is scrubbed later (docs/storage.md, "Purge").
     """
 
     inserts: builtins.list[tuple[Memory, Vector]] = field(default_factory=list)
     updates: builtins.list[tuple[Memory, Vector | None, int]] = field(default_factory=list)
     history: builtins.list[Memory] = field(default_factory=list)
+    purges: builtins.list[tuple[str, int]] = field(default_factory=list)
 
 
 class Snapshot(Protocol):
@@ -104,7 +110,8 @@ class Store(Protocol):
         """Apply a batch atomically.
 
         Raises:
-            ConflictError: an updated memory changed or vanished since it was read.
+            ConflictError: an updated or purged memory changed or vanished since it
+                was read.
         """
         ...
 
@@ -171,10 +178,6 @@ class Store(Protocol):
         """Every version of a memory, oldest first; empty if it is unknown."""
         ...
 
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        """Remove a memory, its history and its vector for good."""
-        ...
-
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         """Memories whose expiry time has passed that ``expire`` has not recorded yet."""
         ...
@@ -200,8 +203,11 @@ class Store(Protocol):
         sessions' latest contexts have this prefix hash."""
         ...
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
-        """Record a session's latest context.
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> None:
+        """Record a session's latest context and the ids of the memories it shows (a purge
+        of one of them drops it).
 
         Never waits: raises StoreLockedError at once while another writer holds the store.
         """

@@ -84,7 +84,9 @@ def test_tenants_are_isolated(store: Store) -> None:
     assert len(vector) == 1
     assert store.fetch(flt("t1"), [c.key for c in vector]) == {}
     assert store.history(Scope(tenant="t2"), a.id) == []
-    assert not store.purge(Scope(tenant="t2"), a.id)
+    with pytest.raises(ConflictError):  # another tenant's memory is not there to purge
+        store.write(Scope(tenant="t2"), WriteBatch(purges=[(a.id, 1)]), MODEL)
+    assert store.get(Scope(tenant="t1"), a.id) == a
 
 
 def test_write_outside_scope_is_refused(store: Store) -> None:
@@ -181,7 +183,8 @@ def test_past_versions_are_stored_as_given(store: Store) -> None:
         with pytest.raises(ConflictError):
             store.write(Scope(tenant="t1"), bad, MODEL)
         assert store.get(Scope(tenant="t1"), other.id) is None  # the batch wrote nothing
-    assert store.purge(Scope(tenant="t1"), current.id)
+    # A purge checks the version the memory has now, restored as given.
+    store.write(Scope(tenant="t1"), WriteBatch(purges=[(current.id, current.version)]), MODEL)
     assert store.history(Scope(tenant="t1"), current.id) == []
 
 
@@ -260,12 +263,34 @@ def test_range_is_half_open_and_ordered(store: Store) -> None:
 
 def test_purge_removes_everything(store: Store) -> None:
     m = memory("purge me")
-    put(store, (m, vec(1, 0, 0, 0)))
-    assert store.purge(Scope(tenant="t1"), m.id)
+    keep = memory("keep me", superseded_by=m.id, valid_until=T0)
+    put(store, (m, vec(1, 0, 0, 0)), (keep, vec(0, 1, 0, 0)))
+    restored = keep.with_changes(superseded_by=None, valid_until=None, version=2)
+    batch = WriteBatch(updates=[(restored, None, 1)], purges=[(m.id, 1)])
+    store.write(Scope(tenant="t1"), batch, MODEL)
     assert store.get(Scope(tenant="t1"), m.id, include_deleted=True) is None
     assert store.history(Scope(tenant="t1"), m.id) == []
-    assert store.search_vector(flt(), vec(1, 0, 0, 0), 5) == []
+    hits = store.search_vector(flt(), vec(1, 0, 0, 0), 5)
+    assert [x.id for x in store.fetch(flt(), [c.key for c in hits]).values()] == [keep.id]
     assert store.search_lexical(flt(), ["purge"], 5) == []
+    assert store.get(Scope(tenant="t1"), keep.id) == restored
+
+
+def test_purge_is_atomic_and_checks_the_version(store: Store) -> None:
+    m = memory("purge me")
+    other = memory("other")
+    put(store, (m, vec(1, 0, 0, 0)), (other, vec(0, 1, 0, 0)))
+    stale = other.with_changes(content="changed", version=2)
+    for batch in (
+        WriteBatch(purges=[(m.id, 2)]),  # m is at version 1, not 2
+        WriteBatch(updates=[(stale, None, 5)], purges=[(m.id, 1)]),
+        WriteBatch(purges=[(m.id, 1), (new_id(), 1)]),  # the second one is unknown
+    ):
+        with pytest.raises(ConflictError):
+            store.write(Scope(tenant="t1"), batch, MODEL)
+        assert store.get(Scope(tenant="t1"), m.id) == m
+        assert store.get(Scope(tenant="t1"), other.id) == other
+        assert [c.key for c in store.search_lexical(flt(), ["purge"], 5)]
 
 
 def test_access_is_recorded_without_a_new_version(store: Store) -> None:

@@ -154,6 +154,9 @@ def connect(
             raise StoreError(f"store {path} cannot use write-ahead logging (journal mode {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         _tune(conn)
+        # Deleted rows and freed pages are overwritten with zeros: a purged memory's text
+        # must not stay readable in the file's free space.
+        conn.execute("PRAGMA secure_delete = ON")
     except sqlite3.Error as exc:
         conn.close()
         raise translate(exc, str(path)) from exc

@@ -5,9 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -40,7 +38,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql
+from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql, writes
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import (
     Connections,
@@ -53,9 +51,9 @@ from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.nearest import nearest
 from memex.storage.sqlite.neighbours import thread_neighbours
+from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
-from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
-from memex.storage.sqlite.writes import apply_batch, blob
+from memex.storage.sqlite.vectors import VectorIndex, bump_epoch
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
@@ -91,9 +89,11 @@ class SQLiteStore:
         )
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
+        self._wal_dirty = False  # a purge's page images may still be in the WAL
         try:
             if writable:
                 self._version = upgrade(self._conn(), str(self._path))
+                self._tidy(self._conn())
             else:
                 self._version = require_current(self._conn(), str(self._path))
         except sqlite3.Error as exc:
@@ -132,6 +132,10 @@ class SQLiteStore:
     def read_only(self) -> str | None:
         return self._read_only
 
+    @property
+    def _busy_ms(self) -> int:
+        return int(self._connections.busy_timeout * 1000)
+
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
 
@@ -167,6 +171,15 @@ class SQLiteStore:
         except OverflowError as exc:
             raise ValidationError("a number is too large for the store") from exc
 
+    def _tidy(self, conn: sqlite3.Connection) -> None:
+        """Clear up after processes killed mid-work, without waiting for any lock:
+        staging tables of a reindex, and copies of purged text a purge had not yet
+        scrubbed from the write-ahead log and the full-text index."""
+        reindex.drop_stale_staging(conn, self._busy_ms)
+        if _wal_size(self._path) and self._meta(conn, "purges"):
+            self._truncate_wal()
+        self._fulltext.scrub(conn, wait=0, insist=False)
+
     def close(self) -> None:
         if self._connections.closed:
             return
@@ -182,6 +195,9 @@ class SQLiteStore:
             # itself: committing a few rows would cost every short-lived process a commit.
             with contextlib.suppress(Exception):
                 self._run(lambda c: self._fulltext.catch_up(c))
+        if self._wal_dirty:
+            with contextlib.suppress(MemexError):
+                self._run(lambda c: truncate_wal(c, self._busy_ms))
         self._fulltext.close()
         self._connections.close()
 
@@ -249,30 +265,24 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            apply_batch(conn, scope, batch, model.dimensions)
+            writes.apply_batch(conn, scope, batch, model.dimensions)
 
         self._write(apply)
+        if batch.purges or self._wal_dirty:
+            self._truncate_wal()
+        if batch.purges:
+            try:
+                self._run(lambda c: self._fulltext.scrub(c, wait=self._connections.busy_timeout))
+            except OSError as exc:
+                raise StoreError(
+                    f"purged, but the full-text index {self._fulltext.folder} could not be "
+                    f"rewritten ({exc.strerror}); delete that folder"
+                ) from exc
 
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        where, params = sql.scope_clause(scope)
-
-        def apply(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                f"SELECT m.seq, m.tenant FROM memories m WHERE {where} AND m.id = ?",
-                [*params, memory_id],
-            ).fetchone()
-            if row is None:
-                return False
-            seq, tenant = row
-            conn.execute("DELETE FROM vectors WHERE seq = ?", (seq,))
-            conn.execute("DELETE FROM memories WHERE seq = ?", (seq,))
-            conn.execute(
-                "DELETE FROM memory_history WHERE tenant = ? AND id = ?", (tenant, memory_id)
-            )
-            log_changes(conn, tenant, [seq])
-            return True
-
-        return self._write(apply)
+    def _truncate_wal(self) -> None:
+        # A reader still on an older snapshot keeps the log from being truncated; then
+        # the next write of a batch tries again, and so does close.
+        self._wal_dirty = not self._run(lambda c: truncate_wal(c, self._busy_ms))
 
     def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
         if not accesses:
@@ -465,11 +475,14 @@ class SQLiteStore:
         tenant = str(scope.tenant)
         return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> None:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
         self._write(
-            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash), wait=False
+            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash, ids),
+            wait=False,
         )
 
     def size_estimate(self) -> int:
@@ -498,12 +511,12 @@ class SQLiteStore:
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        staging = f"vectors_reindex_{os.getpid()}_{threading.get_ident()}"
+        staging = reindex.staging_name()
         self._write(lambda c: reindex.create_staging(c, staging))
         try:
             count = 0
             for batch in batches:
-                rows = [(k, h, blob(v, model.dimensions)) for k, h, v in batch]
+                rows = [(k, h, writes.blob(v, model.dimensions)) for k, h, v in batch]
                 self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
                 count += len(rows)
 
@@ -515,7 +528,7 @@ class SQLiteStore:
 
             self._write(swap)
         finally:
-            self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+            self._write(lambda c: reindex.drop_tables(c, [staging]))
         self._index = self._new_index(model)
         return count
 

@@ -1,4 +1,5 @@
-"""Applying a write batch inside the store's write transaction."""
+"""Applying a write batch inside the store's write transaction: inserts, past versions,
+versioned updates and purges."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from memex.core.models import Memory, Scope
 from memex.errors import ConflictError, EmbedderError, ScopeError
 from memex.storage.base import Vector, WriteBatch
 from memex.storage.sqlite import sql
+from memex.storage.sqlite.purge import purge_memories
 from memex.storage.sqlite.vectors import log_changes
 
 _HISTORY_SQL = (
@@ -23,7 +25,8 @@ _HISTORY_SQL = (
 
 
 def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
-    """Insert, archive and update as the batch says (the caller holds the transaction)."""
+    """Insert, archive, update and purge as the batch says (the caller holds the
+    transaction); ``dims``: the store's vector size."""
     _insert(conn, scope, batch, dims)
     _archive(conn, scope, batch)
     replaced: dict[str, list[int]] = {}
@@ -47,6 +50,9 @@ def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims:
             replaced.setdefault(tenant, []).append(seq)
     for tenant, keys in replaced.items():
         log_changes(conn, tenant, keys)
+    if batch.purges:
+        where, values = sql.scope_clause(scope)
+        purge_memories(conn, where, values, batch.purges)
 
 
 def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
