@@ -183,7 +183,12 @@ def test_property_scoped_reads_stay_in_scope(
     tags=st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True), max_size=4),
     meta=st.dictionaries(
         st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
-        st.one_of(st.integers(-1000, 1000), st.text(max_size=20), st.booleans(), st.none()),
+        st.one_of(
+            st.integers(-1000, 1000),
+            st.text(max_size=20).filter(lambda s: "\x00" not in s),  # NUL is refused
+            st.booleans(),
+            st.none(),
+        ),
         max_size=4,
     ),
     importance=st.floats(0, 1),
