@@ -20,8 +20,8 @@ from memex.core.ids import new_id
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.progress import Progress, Tally
 from memex.core.records import Record, build_record, parse_lines, reassign_ids, to_line, with_line
-from memex.errors import ScopeError, StoreError, ValidationError
-from memex.files import output_file, output_path
+from memex.errors import ScopeError, StoreError, StoreLockedError, ValidationError
+from memex.files import device_full, no_space, output_file, output_path
 from memex.settings import Settings, located
 from memex.storage.open import restore_store
 
@@ -218,7 +218,13 @@ class BulkMixin:
         store = self._engine.store
         self._flush_access()
         with output_path(path, owned=store.files()) as temp:
-            memories = store.backup(temp, progress)
+            try:
+                memories = store.backup(temp, progress)
+            except StoreError as exc:
+                # SQLite reports a full device under the copy as if it held the store.
+                if isinstance(exc, StoreLockedError) or not device_full(temp):
+                    raise
+                raise no_space(path) from exc
         size = os.path.getsize(os.path.realpath(path))
         return BackupInfo(str(path), memories, size)
 

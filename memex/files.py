@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import IO, Any
 
 from memex.errors import OutputError, ValidationError
 
+_LOW_SPACE = 1 << 20  # free bytes under which a failed write is taken for a full device
 _REASONS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
@@ -111,6 +113,19 @@ def output_path(path: str | Path, *, owned: Iterable[Path] = ()) -> Iterator[Pat
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+def device_full(path: Path) -> bool:
+    """Whether the device holding ``path`` has (next to) no free space left."""
+    try:
+        return shutil.disk_usage(_absolute(path).parent).free < _LOW_SPACE
+    except OSError:
+        return False
+
+
+def no_space(path: str | Path) -> OutputError:
+    """The error for an output file that could not be written for want of space."""
+    return OutputError(f"cannot write {path}: {_REASONS[errno.ENOSPC]}; it is unchanged")
 
 
 def _reserve(final: Path) -> Path:

@@ -99,3 +99,40 @@ def test_an_export_keeps_expired_memories_and_leaves_out_forgotten_ones(mx: Meme
     assert {m.id for m in mx.iter_all()} == {expired.id, kept.id}
     everything = {json.loads(line)["id"] for line in mx.export_lines(include_deleted=True)}
     assert everything == {expired.id, forgotten.id, kept.id}
+
+
+BACKUP_ONTO_A_FULL_DEVICE = textwrap.dedent(
+    """
+    import json, os, sys
+    from memex import Memex, MemexError
+
+    path, out = sys.argv[1], sys.argv[2]
+    found = {}
+    with Memex.open(path) as mx:
+        try:
+            mx.backup(out + "/copy.db")
+            found["backup"] = "written"
+        except MemexError as exc:
+            found["backup"] = [type(exc).__name__, str(exc)]
+        found["left"] = os.listdir(out)
+        found["remember"] = mx.remember("the store itself still has room").content
+    print(json.dumps(found))
+    """
+)
+
+
+def test_a_backup_onto_a_full_device_names_the_backup_not_the_store(tmp_path: Path) -> None:
+    """SQLite reports a full device under the copy as the store's; the error names the
+    backup file, and the store, on a device with room, goes on being written."""
+    namespaces.require()
+    path, out = tmp_path / "store" / "memex.db", tmp_path / "out"
+    with Memex.open(path) as mx:
+        mx.remember_many({"content": f"note {i} " * 40} for i in range(3000))
+    out.mkdir()
+    found = namespaces.run_python(BACKUP_ONTO_A_FULL_DEVICE, path, out, tmpfs=(out, "1m"))
+    assert found["backup"] == [
+        "OutputError",
+        f"cannot write {out}/copy.db: no space left on the device; it is unchanged",
+    ]
+    assert found["left"] == []  # no partial copy left behind
+    assert found["remember"] == "the store itself still has room"
