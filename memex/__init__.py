@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _HOMES = {
+    "BackupInfo": "memex.bulk",
     "Context": "memex.context.assembler",
     "ContextSection": "memex.context.assembler",
     "KNOWN_KINDS": "memex.core.models",
@@ -33,6 +34,7 @@ _HOMES = {
             "ImportFormatError",
             "MemexError",
             "NotFoundError",
+            "OutputError",
             "SchemaVersionError",
             "ScopeError",
             "StoreCorruptError",
@@ -47,6 +49,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from memex.bulk import BackupInfo
     from memex.context.assembler import Context, ContextSection
     from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
     from memex.core.ranking import FusionWeights
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
         ImportFormatError,
         MemexError,
         NotFoundError,
+        OutputError,
         SchemaVersionError,
         ScopeError,
         StoreCorruptError,
@@ -87,6 +91,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "KNOWN_KINDS",
+    "BackupInfo",
     "ConfigError",
     "ConflictError",
     "Context",
@@ -101,6 +106,7 @@ __all__ = [
     "MemexError",
     "Memory",
     "NotFoundError",
+    "OutputError",
     "Page",
     "SchemaVersionError",
     "Scope",

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-_Snapshot = tuple[str, str]
-"""A session's latest context: its text and prefix hash."""
+_Snapshot = tuple[str, str, tuple[str, ...]]
+"""A session's latest context: its text, prefix hash and the ids of the memories it shows."""
 
 
 class AccessLog:
@@ -74,8 +74,11 @@ class AccessLog:
             self._thread = threading.Thread(target=self._run, name="memex-access-log", daemon=True)
             self._thread.start()
 
-    def save_context(self, tenant: str, session: str, text: str, prefix_hash: str) -> str:
-        """Save a session's latest context now, or later if another process is writing.
+    def save_context(
+        self, tenant: str, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> str:
+        """Save a session's latest context (and the ids of the memories it shows) now, or
+        later if another process is writing.
 
         Returns ``saved``, ``pending`` (kept in memory for the next flush: the store is
         busy, or its device full) or ``read-only``.
@@ -86,13 +89,13 @@ class AccessLog:
             with self._lock:
                 self._sessions.pop((tenant, session), None)
             try:
-                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash)
+                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash, ids)
                 return "saved"
             except StoreReadOnlyError:
                 return "read-only"
             except StoreError:  # busy, or a full disk: the context is still served
                 with self._lock:
-                    self._sessions[(tenant, session)] = (text, prefix_hash)
+                    self._sessions[(tenant, session)] = (text, prefix_hash, tuple(ids))
                     self._start()
                 return "pending"
 
@@ -101,6 +104,13 @@ class AccessLog:
         with self._lock:
             snapshot = self._sessions.get((tenant, session))
         return None if snapshot is None else snapshot[0]
+
+    def drop_showing(self, tenant: str, memory_id: str) -> None:
+        """Drop the snapshots waiting to be written that show a memory (it was purged)."""
+        with self._lock:
+            for key, (_, _, ids) in list(self._sessions.items()):
+                if key[0] == tenant and memory_id in ids:
+                    del self._sessions[key]
 
     def _run(self) -> None:
         reported = ""
@@ -141,9 +151,9 @@ class AccessLog:
 
     def _write_sessions(self, sessions: dict[tuple[str, str], _Snapshot]) -> bool:
         while sessions:
-            (tenant, session), (text, prefix_hash) = next(iter(sessions.items()))
+            (tenant, session), (text, prefix_hash, ids) = next(iter(sessions.items()))
             try:
-                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash)
+                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash, ids)
             except StoreLockedError:
                 return False
             del sessions[(tenant, session)]
@@ -299,6 +309,15 @@ class Engine:
                 cache = SectionCache(s.context_cache_bytes, s.context_cache_seconds)
                 self._context = ContextState(make_counter(s.tokenizer), cache)
             return self._context
+
+    def drop_caches(self) -> None:
+        """Forget cached query vectors and context sections (after a purge: they may
+        hold what was purged)."""
+        with self.lock:
+            self.query_cache.clear()
+            context = self._context
+        if context is not None:
+            context.cache.clear()
 
     def size_estimate(self) -> int:
         """Roughly how many memories the store holds (cached for a minute)."""

@@ -12,6 +12,7 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     ├── ConfigError              bad settings, or an optional extra that is not installed
     ├── EmbedderError            the embedder failed or does not match the store
     │   └── EmbedderMismatchError  the store's vectors were made by another model
+    ├── OutputError              an export or backup file could not be written
     └── StoreError               the storage backend failed
         ├── StoreCorruptError    the store file is not a readable memex store
         ├── StoreLockedError     another process held the store past the busy timeout
@@ -62,6 +63,10 @@ class EmbedderError(MemexError):
 
 class EmbedderMismatchError(EmbedderError):
     """The store's vectors were made by another embedding model."""
+
+
+class OutputError(MemexError):
+    """An output file (an export, a backup) could not be written: no space, no permission."""
 
 
 class StoreError(MemexError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
 from memex.core.build import (
     build_memory,
@@ -18,6 +19,7 @@ from memex.core.build import (
     opt_time,
     updated_memory,
 )
+from memex.core.ids import stored_id
 from memex.core.models import (
     Hit,
     Memory,
@@ -29,7 +31,6 @@ from memex.core.models import (
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.ranking import FusionWeights, validate_weights
-from memex.core.records import parse_lines, with_line
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
@@ -41,15 +42,16 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
+from memex.removal import RemovalMixin
 from memex.retrieval import query_vector_of, search
-from memex.settings import DB_FILENAME, Settings, default_home
+from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
 
 _UNSET: Any = object()
 
 
-class Memex(ContextMixin):
+class Memex(RemovalMixin, ContextMixin, BulkMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -85,15 +87,9 @@ class Memex(ContextMixin):
         """
         if read_only is not None:
             overrides["read_only"] = read_only
-        home = None if path is not None else default_home()
-        if settings is None:
-            settings = Settings.load(home, **overrides)
-        elif overrides:
-            settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+        location, settings = located(path, settings, overrides)
         root_scope = Scope(tenant=settings.tenant)
-        store = open_store(
-            path if path is not None else (home or default_home()) / DB_FILENAME, settings
-        )
+        store = open_store(location, settings)
         try:
             chosen = choose_embedder(store, settings, embedder)
         except BaseException:
@@ -223,6 +219,12 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]] = []
         explicit: builtins.list[str] = []
         for position, item in enumerate(items):
+            if isinstance(item, Mapping) and item.get("id") and not self._chooses_ids:
+                narrowed = ", ".join(f"{k}={v}" for k, v in self._scope.items() if k != "tenant")
+                raise ValidationError(
+                    f"item {position}: only a handle on a whole tenant may choose memory ids, "
+                    f"not one scoped to {narrowed}"
+                )
             memory, old_id = self._build(item, now, position)
             memories.append(memory)
             if old_id:
@@ -248,6 +250,7 @@ class Memex(ContextMixin):
         supersede: builtins.list[tuple[int, str]],
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
+        history: Sequence[Memory] = (),
     ) -> builtins.list[Memory]:
         self._check_writable()
         if not memories:
@@ -289,6 +292,7 @@ class Memex(ContextMixin):
             )
         vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
         batch.inserts = list(zip(memories, vectors, strict=True))
+        batch.history = list(history)
         engine.store.write(self._scope, batch, engine.model_for(vectors))
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
@@ -345,24 +349,6 @@ class Memex(ContextMixin):
         engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
         return new
 
-    def forget(self, memory_id: str) -> Memory:
-        """Soft-delete a memory: no read but ``history`` returns it, at any ``as_of``;
-        a forgotten or expired memory is not found, as by ``get``."""
-        self._check_writable()
-        now = utcnow()
-        # Checked at the deleted_at written, which is thus before any expires_at: what
-        # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
-        old = self._get_visible(memory_id, now)
-        new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
-        self._write_updates([(new, old.version)])
-        return new
-
-    def purge(self, memory_id: str) -> None:
-        """Delete a memory, its whole history and its vector, for good (in any state)."""
-        self._check_writable()
-        if not self._engine.store.purge(self._scope, _id(memory_id)):
-            raise NotFoundError(f"no memory {memory_id}")
-
     def expire(self) -> int:
         """Record each expiry that has passed as a version with ``deleted_at``; return how
         many. No read changes: expired memories are hidden from ``expires_at`` on anyway,
@@ -388,7 +374,7 @@ class Memex(ContextMixin):
     # -- reads -----------------------------------------------------------------------
 
     def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
-        memory = self._engine.store.get(self._scope, _id(memory_id))
+        memory = self._engine.store.get(self._scope, stored_id(memory_id))
         if memory is None or (now is not None and is_hidden(memory.state(now))):
             raise NotFoundError(f"no memory {memory_id}")
         return memory
@@ -397,12 +383,12 @@ class Memex(ContextMixin):
         """One memory by id, superseded or not yet valid too; a forgotten or expired one
         is a NotFoundError."""
         memory = self._get_visible(memory_id)
-        self._engine.access.add(self._scope.tenant or "", [_id(memory_id)], utcnow())
+        self._engine.access.add(self._scope.tenant or "", [stored_id(memory_id)], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
         """Every version of a memory, oldest first, in any state (forgotten too)."""
-        versions = self._engine.store.history(self._scope, _id(memory_id))
+        versions = self._engine.store.history(self._scope, stored_id(memory_id))
         if not versions:
             raise NotFoundError(f"no memory {memory_id}")
         return versions
@@ -517,23 +503,6 @@ class Memex(ContextMixin):
             validate_count(limit, "limit", 1)
         return self._engine.store.range(filters, s, e, limit)
 
-    def iter_all(self, *, include_deleted: bool = False, page_size: int = 1000) -> Iterator[Memory]:
-        """Every memory in scope, oldest first: superseded, pending and expired ones
-        included, forgotten ones only with ``include_deleted``."""
-        cursor = None
-        while True:
-            page = self.list(
-                order="asc",
-                limit=page_size,
-                cursor=cursor,
-                include_deleted=True,
-                include_superseded=True,
-            )
-            yield from (m for m in page.items if include_deleted or m.state() != "forgotten")
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
     def stats(self) -> Stats:
         """Counts and sizes for this handle's scope; each memory counts once, by its state
         now: ``deleted`` (forgotten), else ``expired``, else ``superseded``, else
@@ -555,33 +524,6 @@ class Memex(ContextMixin):
             size_bytes=int(raw["size_bytes"]),  # type: ignore[call-overload]
             path=engine.store.location,
         )
-
-    # -- bulk ------------------------------------------------------------------------
-
-    def import_lines(
-        self, lines: Iterable[str], *, progress: Progress | None = None
-    ) -> builtins.list[Memory]:
-        """Import JSON Lines records, all or nothing; a bad line raises with its number."""
-        now = utcnow()
-        memories: builtins.list[Memory] = []
-        supersede: builtins.list[tuple[int, str]] = []
-        explicit: builtins.list[str] = []
-        for number, record in parse_lines(lines):
-            scope = record.get("scope")
-            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
-                record["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
-            try:
-                memory, old_id = self._build(record, now, number)
-            except ValidationError as exc:
-                raise with_line(number, exc) from exc
-            except ScopeError as exc:
-                raise with_line(number, ValidationError(str(exc))) from exc
-            memories.append(memory)
-            if old_id:
-                supersede.append((len(memories) - 1, old_id))
-            if record.get("id"):
-                explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
 
     def build_indexes(self, *, progress: Progress | None = None) -> None:
         """Bring the search indexes up to date and save them beside the store.
@@ -610,10 +552,3 @@ class Memex(ContextMixin):
         elif embedder is not None and not isinstance(embedder, Embedder):
             raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)
-
-
-def _id(memory_id: object) -> str:
-    """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
-    if not isinstance(memory_id, str) or not memory_id.strip():
-        raise ValidationError("a memory id is required")
-    return check_text(memory_id, "memory id").strip().lower()

@@ -206,3 +206,16 @@ def _boolean(raw: object) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(raw)
+
+
+def located(
+    path: str | Path | None, settings: Settings | None, overrides: Mapping[str, Any]
+) -> tuple[str | Path, Settings]:
+    """Where the store is and the settings in force, as ``Memex.open`` takes them: a
+    ``path`` of None means the default store in the home folder."""
+    home = None if path is not None else default_home()
+    if settings is None:
+        settings = Settings.load(home, **overrides)
+    elif overrides:
+        settings = Settings.from_mapping({**settings.as_dict(), **overrides})
+    return (path if path is not None else (home or default_home()) / DB_FILENAME), settings

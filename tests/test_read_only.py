@@ -150,6 +150,7 @@ def test_read_only_when_asked(tmp_path: Path) -> None:
             lambda: mx.supersede(needle.id, "no"),
             lambda: mx.forget(needle.id),
             lambda: mx.purge(needle.id),
+            lambda: mx.unsupersede(needle.id),
             lambda: mx.expire(),
             lambda: mx.reindex(),
             lambda: mx.scoped(project="p").remember("no"),

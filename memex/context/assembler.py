@@ -149,8 +149,11 @@ class Snapshots(Protocol):
         """A session's latest context while it waits to be written, else None."""
         ...
 
-    def save_context(self, tenant: str, session: str, text: str, prefix_hash: str) -> str:
-        """Save now or later: ``saved``, ``pending`` or ``read-only`` (not saved)."""
+    def save_context(
+        self, tenant: str, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> str:
+        """Save now or later, with the ids of the memories it shows: ``saved``,
+        ``pending`` or ``read-only`` (not saved)."""
         ...
 
 
@@ -402,6 +405,8 @@ class Assembly:
             tokens = self.state.counter.count(text)
         stable_part = text[: breakpoints[-1]] if breakpoints else ""
         prefix_hash = digest(stable_part)
+        sections = [self._final_section(s, packed) for s in ordered]
+        kept = {m.id for s in sections for m in s.memories}
         reused: int | None = None
         sessions_seen = 0
         snapshot: str | None = None
@@ -414,11 +419,9 @@ class Assembly:
             if previous is not None:
                 shared = common_prefix(previous, text)
                 reused = self.state.counter.count(shared) if shared else 0
-            snapshot = self.snapshots.save_context(tenant, session, text, prefix_hash)
+            snapshot = self.snapshots.save_context(tenant, session, text, prefix_hash, sorted(kept))
             sessions_seen = others + 1
-        sections = [self._final_section(s, packed) for s in ordered]
         manifest = [e for p in self.packed.values() for e in p.entries]
-        kept = {m.id for s in sections for m in s.memories}
         manifest = [e if not e.included or e.memory_id in kept else _trimmed(e) for e in manifest]
         stats = {
             "tokens_by_section": {s.name: s.tokens for s in sections},

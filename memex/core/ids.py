@@ -7,6 +7,9 @@ import threading
 import time
 import uuid
 
+from memex.core.validate import check_text
+from memex.errors import ValidationError
+
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
@@ -40,3 +43,10 @@ def is_valid_id(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except (ValueError, AttributeError, TypeError):
         return False
+
+
+def stored_id(memory_id: object) -> str:
+    """A memory id as stored (lowercase); anything but a non-empty string is bad input."""
+    if not isinstance(memory_id, str) or not memory_id.strip():
+        raise ValidationError("a memory id is required")
+    return check_text(memory_id, "memory id").strip().lower()

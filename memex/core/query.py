@@ -31,6 +31,7 @@ class Filters:
     (export uses it); so are superseded memories and those whose validity has not begun,
     unless ``include_superseded`` is set without ``as_of`` (with ``as_of``, only what was
     valid at that time). Times without a zone are UTC.
+    ``superseded_by`` keeps only the memories that this memory superseded.
     """
 
     scope: Scope = field(default_factory=Scope)
@@ -42,6 +43,7 @@ class Filters:
     as_of: datetime | None = None
     include_deleted: bool = False
     include_superseded: bool = False
+    superseded_by: str | None = None
 
     def pool(self, limit: int, indexed: tuple[str, ...]) -> int:
         """How many hits an index should return for ``limit`` to pass these filters.
@@ -53,7 +55,7 @@ class Filters:
         """
         scope_left = any(name not in indexed for name, _ in self.scope.items())
         narrow = self.kinds or self.tags or self.metadata or self.since or self.until
-        if narrow or scope_left or self.as_of is not None:
+        if narrow or scope_left or self.as_of is not None or self.superseded_by is not None:
             return limit * 4
         return limit + limit // 8 + 8
 

@@ -1,17 +1,26 @@
-"""JSON Lines records: what ``import`` reads and ``export`` writes. Pure functions."""
+"""JSON Lines records: what ``import`` reads and ``export`` writes. Pure functions.
+
+A record is a memory as ``Memory.to_dict`` gives it. An export made with history adds
+``history``: the memory's past versions, oldest first, each a record without the fields
+a past version shares with its memory (``id``, ``scope``) or never has (access
+statistics). Importing such a record restores the memory with its version number, its
+times, its access statistics and its past versions, so ``history`` reads the same.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
-from memex.core.models import Memory
-from memex.core.validate import decode_text, loads_json, shown
+from memex.core.build import build_memory, opt_time
+from memex.core.models import Memory, Scope
+from memex.core.validate import decode_text, loads_json, shown, validate_count
 from memex.errors import ImportFormatError, ValidationError
 
-# Fields a record may carry on import; the rest of an exported record (versions,
-# access statistics, hashes) is derived again by the importing store.
+# Fields a record may carry on import. The content hash is recomputed.
 IMPORT_FIELDS = frozenset(
     {
         "id",
@@ -28,17 +37,28 @@ IMPORT_FIELDS = frozenset(
         "valid_until",
         "superseded_by",
         "deleted_at",
-    }
-)
-IGNORED_FIELDS = frozenset(
-    {
+        "version",
         "updated_at",
         "last_accessed_at",
         "access_count",
-        "content_hash",
-        "version",
+        "history",
     }
 )
+IGNORED_FIELDS = frozenset({"content_hash"})
+# Fields restored after the record is validated as a new memory would be.
+_RESTORED = frozenset({"version", "updated_at", "last_accessed_at", "access_count", "history"})
+# A past version may carry any field of a memory; these say nothing a past version stores.
+_PAST_FIELDS = frozenset(f.name for f in fields(Memory))
+_PAST_IGNORED = frozenset({"content_hash", "last_accessed_at", "access_count"})
+_PAST_OMITTED = ("id", "scope", "last_accessed_at", "access_count")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An imported memory and its past versions, oldest first."""
+
+    memory: Memory
+    past: tuple[Memory, ...] = ()
 
 
 def parse_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -72,11 +92,125 @@ def parse_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, A
         yield number, {k: v for k, v in record.items() if k in IMPORT_FIELDS}
 
 
+def build_record(
+    record: Mapping[str, Any], *, within: Scope, now: datetime, max_content_bytes: int
+) -> Record:
+    """Validate one parsed record into a memory inside ``within`` and its past versions.
+
+    Without ``version`` the memory is version 1; without ``updated_at``, updated now.
+    Past versions must have versions below the memory's, each once.
+    """
+    fresh = {k: v for k, v in record.items() if k not in _RESTORED and k not in IGNORED_FIELDS}
+    memory, _ = build_memory(fresh, within=within, now=now, max_content_bytes=max_content_bytes)
+    memory = memory.with_changes(
+        version=_version(record.get("version", 1), "version"),
+        updated_at=opt_time(record.get("updated_at"), "updated_at") or now,
+        last_accessed_at=opt_time(record.get("last_accessed_at"), "last_accessed_at"),
+        access_count=validate_count(record.get("access_count", 0), "access_count", 0, 2**62),
+    )
+    history = record.get("history")
+    if history is None:
+        return Record(memory)
+    if not isinstance(history, list):
+        raise ValidationError("history must be a list of past versions")
+    past = [
+        _past_version(entry, number, memory, within, now, max_content_bytes)
+        for number, entry in enumerate(history, start=1)
+    ]
+    seen: set[int] = set()
+    for version in (m.version for m in past):
+        if version in seen:
+            raise ValidationError(f"history holds version {version} twice")
+        seen.add(version)
+    return Record(memory, tuple(sorted(past, key=lambda m: m.version)))
+
+
+def _past_version(
+    entry: Any, number: int, memory: Memory, within: Scope, now: datetime, max_bytes: int
+) -> Memory:
+    where = f"history entry {number}"
+    if not isinstance(entry, Mapping):
+        raise ValidationError(f"{where} must be an object")
+    unknown = set(entry) - _PAST_FIELDS
+    if unknown:
+        raise ValidationError(f"{where}: unknown field {shown(min(unknown, key=str))}")
+    if "id" in entry and str(entry["id"]).lower() != memory.id:
+        raise ValidationError(f"{where} belongs to another memory ({shown(entry['id'])})")
+    if "version" not in entry:
+        raise ValidationError(f"{where}: missing field 'version'")
+    version = _version(entry["version"], f"{where}: version")
+    if version >= memory.version:
+        raise ValidationError(
+            f"{where}: version {version} is not below the memory's version {memory.version}"
+        )
+    item = {
+        k: v
+        for k, v in entry.items()
+        if k not in _PAST_IGNORED and k not in ("version", "updated_at", "id", "scope")
+    }
+    item.setdefault("created_at", memory.created_at)
+    try:
+        if "scope" in entry and _scope(within, entry["scope"]) != memory.scope:
+            raise ValidationError("its scope differs from the memory's")
+        past, _ = build_memory(
+            {**item, "id": memory.id, "scope": memory.scope},
+            within=within,
+            now=now,
+            max_content_bytes=max_bytes,
+        )
+        updated = opt_time(entry.get("updated_at"), "updated_at") or past.created_at
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from exc
+    return past.with_changes(version=version, updated_at=updated)
+
+
+def _scope(within: Scope, value: Any) -> Scope:
+    if isinstance(value, Mapping):  # records belong to whichever tenant imports them
+        value = {k: v for k, v in value.items() if k != "tenant"}
+    return within.narrow(Scope.of(value))
+
+
+def _version(value: Any, what: str) -> int:
+    return validate_count(value, what, 1, 2**62)
+
+
+def reassign_ids(records: Sequence[Record], fresh: Callable[[Memory], str]) -> list[Record]:
+    """The records under new ids (``fresh(memory)``), their links to each other following.
+
+    A ``superseded_by`` naming a memory of the records is rewritten to its new id; one
+    naming a memory outside them is left as it is.
+    """
+    new_ids: dict[str, str] = {}
+    for record in records:
+        old = record.memory.id
+        if old in new_ids:
+            raise ValidationError(f"id {old} appears twice")
+        new_ids[old] = fresh(record.memory)
+
+    def moved(memory: Memory) -> Memory:
+        link = memory.superseded_by
+        return memory.with_changes(
+            id=new_ids[memory.id], superseded_by=new_ids.get(link, link) if link else link
+        )
+
+    return [Record(moved(r.memory), tuple(moved(p) for p in r.past)) for r in records]
+
+
 def with_line(number: int, exc: ValidationError) -> ImportFormatError:
     """A validation error of one record, as an import error naming its line."""
     return ImportFormatError(number, str(exc))
 
 
-def to_line(memory: Memory) -> str:
-    """One memory as a JSON Lines record."""
-    return json.dumps(memory.to_dict(), ensure_ascii=False, sort_keys=True)
+def to_line(memory: Memory, history: Sequence[Memory] | None = None) -> str:
+    """One memory as a JSON Lines record; with ``history``, its past versions too."""
+    data = memory.to_dict()
+    if history is not None:
+        data["history"] = [_past_record(past) for past in history]
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _past_record(past: Memory) -> dict[str, Any]:
+    data = past.to_dict()
+    for name in _PAST_OMITTED:
+        del data[name]
+    return data

@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -39,10 +40,38 @@ class WriteBatch:
 
     ``updates`` pairs a memory's new state with the version it must still have in the
     store (optimistic concurrency); a vector of ``None`` keeps the stored vector.
+    ``history`` holds past versions of inserted memories, stored as they are (an import
+    restoring an export made with history); each has a version below its memory's.
+    ``purges`` names memories to remove for good, with the version each must still
+    have: the memory, its history, its vector and every saved session context that
+    showed it. Once the write returns, nothing of their text may stay readable in what
+    the backend keeps (files, logs, derived indexes), save what a reader of an older
+    snapshot still needs, which is scrubbed later (docs/storage.md, "Purge").
     """
 
     inserts: builtins.list[tuple[Memory, Vector]] = field(default_factory=list)
     updates: builtins.list[tuple[Memory, Vector | None, int]] = field(default_factory=list)
+    history: builtins.list[Memory] = field(default_factory=list)
+    purges: builtins.list[tuple[str, int]] = field(default_factory=list)
+
+
+class Snapshot(Protocol):
+    """A scope's memories as they stood at one moment (one read transaction).
+
+    Iterating yields each memory, oldest first, with its past versions (oldest first;
+    empty unless asked for). Close it to end the transaction.
+    """
+
+    @property
+    def total(self) -> int:
+        """How many memories iterating yields."""
+        ...
+
+    def __iter__(self) -> Iterator[tuple[Memory, builtins.list[Memory]]]: ...
+
+    def close(self) -> None:
+        """End the read transaction and release its connection."""
+        ...
 
 
 class Store(Protocol):
@@ -63,6 +92,12 @@ class Store(Protocol):
         """Release connections and caches."""
         ...
 
+    def files(self) -> builtins.list[Path]:
+        """The paths on this machine the store owns: its files, and folders it owns with
+        everything inside them (nothing for a store behind a server). Output files
+        (exports, backups) are never written there."""
+        ...
+
     def schema_version(self) -> int:
         """The applied schema version."""
         ...
@@ -75,7 +110,8 @@ class Store(Protocol):
         """Apply a batch atomically.
 
         Raises:
-            ConflictError: an updated memory changed or vanished since it was read.
+            ConflictError: an updated or purged memory changed or vanished since it
+                was read.
         """
         ...
 
@@ -142,10 +178,6 @@ class Store(Protocol):
         """Every version of a memory, oldest first; empty if it is unknown."""
         ...
 
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        """Remove a memory, its history and its vector for good."""
-        ...
-
     def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
         """Memories whose expiry time has passed that ``expire`` has not recorded yet."""
         ...
@@ -171,8 +203,11 @@ class Store(Protocol):
         sessions' latest contexts have this prefix hash."""
         ...
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
-        """Record a session's latest context.
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> None:
+        """Record a session's latest context and the ids of the memories it shows (a purge
+        of one of them drops it).
 
         Never waits: raises StoreLockedError at once while another writer holds the store.
         """
@@ -184,6 +219,19 @@ class Store(Protocol):
 
     def stats(self, scope: Scope, now: datetime) -> dict[str, object]:
         """Counts within the scope and sizes of the store."""
+        ...
+
+    def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> Snapshot:
+        """Every memory within the scope, superseded and expired ones included, forgotten
+        ones only with ``include_deleted``, as of now; past versions with ``history``."""
+        ...
+
+    def backup(self, target: Path, progress: Progress | None = None) -> int:
+        """Write a consistent copy of the whole store (every tenant) into the new empty
+        file ``target``, without holding up writers; return how many memories it holds.
+
+        Derived indexes are not copied: a store opened from the copy rebuilds them.
+        """
         ...
 
     def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memex.errors import ConfigError
+from memex.core.progress import Progress
+from memex.errors import ConfigError, StoreReadOnlyError
 from memex.settings import DB_FILENAME, Settings
 from memex.storage.base import Store
 
@@ -41,4 +42,32 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         ann_probes=settings.ann_probes,
         lexical_index_min=settings.lexical_index_min,
         read_only=settings.read_only,
+    )
+
+
+def restore_store(
+    location: str | Path,
+    backup: str | Path,
+    settings: Settings,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> int:
+    """Replace the store at ``location`` by the backup file ``backup``; return how many
+    memories it holds. A store holding memories is replaced only with ``force``.
+
+    With ``settings.read_only``, or when this process cannot write the store, nothing is
+    done: StoreReadOnlyError.
+    """
+    from memex.storage.sqlite.backup import restore
+
+    path = resolve_path(location)
+    if settings.read_only:
+        raise StoreReadOnlyError.refused(str(path), "opened read-only")
+    return restore(
+        path,
+        Path(backup).expanduser(),
+        busy_timeout=settings.busy_timeout,
+        force=force,
+        progress=progress,
     )

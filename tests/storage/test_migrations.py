@@ -122,3 +122,29 @@ def test_history_keeps_every_version_after_upgrade_to_past_only(tmp_path: Path) 
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM memory_history").fetchone()[0] == 3  # past only
     conn.close()
+
+
+def test_saved_contexts_are_dropped_by_the_upgrade_that_records_their_memories(
+    tmp_path: Path,
+) -> None:
+    """A context saved before version 7 records no memories, so a purge could not tell
+    whether it holds the purged text: the upgrade drops it (a session's next context
+    then reports no reused prefix, once)."""
+    path = tmp_path / "memex.db"
+    ids = make_v1_store(path, ["the vault code is 4242", "the garden needs water"])
+    conn = sqlite3.connect(path, isolation_level=None)
+    upgrade(conn, str(path), target=6)
+    conn.execute(
+        "INSERT INTO context_sessions VALUES ('default', '#s1', 'h', '- the vault code is 4242', 1)"
+    )
+    conn.close()
+    with Memex.open(path) as mx:
+        assert mx.stats().schema_version == LATEST
+        assert mx.context("vault code", 500, session="s1").prefix_tokens_reused is None
+        again = mx.context("vault code", 500, session="s1")
+        assert again.prefix_tokens_reused
+        mx.purge(ids[0])  # the context just saved showed it: dropped again
+        assert mx.context("vault code", 500, session="s1").prefix_tokens_reused is None
+    with sqlite3.connect(path) as check:
+        texts = [r[0] for r in check.execute("SELECT text FROM context_sessions")]
+    assert all("4242" not in t for t in texts)

@@ -84,7 +84,9 @@ def test_tenants_are_isolated(store: Store) -> None:
     assert len(vector) == 1
     assert store.fetch(flt("t1"), [c.key for c in vector]) == {}
     assert store.history(Scope(tenant="t2"), a.id) == []
-    assert not store.purge(Scope(tenant="t2"), a.id)
+    with pytest.raises(ConflictError):  # another tenant's memory is not there to purge
+        store.write(Scope(tenant="t2"), WriteBatch(purges=[(a.id, 1)]), MODEL)
+    assert store.get(Scope(tenant="t1"), a.id) == a
 
 
 def test_write_outside_scope_is_refused(store: Store) -> None:
@@ -161,6 +163,48 @@ def test_update_versions_history_and_conflict(store: Store) -> None:
     assert store.fetch(flt(), [top[0].key])[top[0].key].id == m.id
 
 
+def test_past_versions_are_stored_as_given(store: Store) -> None:
+    current = memory("v3 text", version=3, access_count=4, updated_at=T0 + timedelta(days=3))
+    past = [
+        current.with_changes(content=f"v{v} text", content_hash=content_hash(f"v{v} text"),
+                             version=v, updated_at=T0 + timedelta(days=v), access_count=0)
+        for v in (1, 2)
+    ]  # fmt: skip
+    batch = WriteBatch(inserts=[(current, vec(1, 0, 0, 0))], history=past)
+    store.write(Scope(tenant="t1"), batch, MODEL)
+    assert store.history(Scope(tenant="t1"), current.id) == [
+        *past,
+        current.with_changes(access_count=0),  # history reads no access statistics
+    ]
+    assert store.get(Scope(tenant="t1"), current.id) == current
+    other = memory("other")
+    for wrong in (past[0].with_changes(id=other.id), past[0].with_changes(version=3)):
+        bad = WriteBatch(inserts=[(other, vec(1, 0, 0, 0))], history=[wrong])
+        with pytest.raises(ConflictError):
+            store.write(Scope(tenant="t1"), bad, MODEL)
+        assert store.get(Scope(tenant="t1"), other.id) is None  # the batch wrote nothing
+    # A purge checks the version the memory has now, restored as given.
+    store.write(Scope(tenant="t1"), WriteBatch(purges=[(current.id, current.version)]), MODEL)
+    assert store.history(Scope(tenant="t1"), current.id) == []
+
+
+def test_a_snapshot_sees_one_moment(store: Store) -> None:
+    first, vector = memory("first", minutes=1), vec(1, 0, 0, 0)
+    put(store, (first, vector))
+    v2 = first.with_changes(content="first, changed", version=2)
+    store.write(Scope(tenant="t1"), WriteBatch(updates=[(v2, None, 1)]), MODEL)
+    snapshot = store.snapshot(Scope(tenant="t1"), include_deleted=False, history=True)
+    try:
+        put(store, (memory("later", minutes=2), vector))
+        v3 = v2.with_changes(content="first, changed again", version=3)
+        store.write(Scope(tenant="t1"), WriteBatch(updates=[(v3, None, 2)]), MODEL)
+        seen = [(m.content, [p.version for p in past]) for m, past in snapshot]
+        assert snapshot.total == 1
+    finally:
+        snapshot.close()
+    assert seen == [("first, changed", [1])]
+
+
 def test_deleted_expired_and_superseded_are_hidden(store: Store) -> None:
     now = datetime.now(UTC)
     gone = memory("deleted one", deleted_at=now)
@@ -219,12 +263,34 @@ def test_range_is_half_open_and_ordered(store: Store) -> None:
 
 def test_purge_removes_everything(store: Store) -> None:
     m = memory("purge me")
-    put(store, (m, vec(1, 0, 0, 0)))
-    assert store.purge(Scope(tenant="t1"), m.id)
+    keep = memory("keep me", superseded_by=m.id, valid_until=T0)
+    put(store, (m, vec(1, 0, 0, 0)), (keep, vec(0, 1, 0, 0)))
+    restored = keep.with_changes(superseded_by=None, valid_until=None, version=2)
+    batch = WriteBatch(updates=[(restored, None, 1)], purges=[(m.id, 1)])
+    store.write(Scope(tenant="t1"), batch, MODEL)
     assert store.get(Scope(tenant="t1"), m.id, include_deleted=True) is None
     assert store.history(Scope(tenant="t1"), m.id) == []
-    assert store.search_vector(flt(), vec(1, 0, 0, 0), 5) == []
+    hits = store.search_vector(flt(), vec(1, 0, 0, 0), 5)
+    assert [x.id for x in store.fetch(flt(), [c.key for c in hits]).values()] == [keep.id]
     assert store.search_lexical(flt(), ["purge"], 5) == []
+    assert store.get(Scope(tenant="t1"), keep.id) == restored
+
+
+def test_purge_is_atomic_and_checks_the_version(store: Store) -> None:
+    m = memory("purge me")
+    other = memory("other")
+    put(store, (m, vec(1, 0, 0, 0)), (other, vec(0, 1, 0, 0)))
+    stale = other.with_changes(content="changed", version=2)
+    for batch in (
+        WriteBatch(purges=[(m.id, 2)]),  # m is at version 1, not 2
+        WriteBatch(updates=[(stale, None, 5)], purges=[(m.id, 1)]),
+        WriteBatch(purges=[(m.id, 1), (new_id(), 1)]),  # the second one is unknown
+    ):
+        with pytest.raises(ConflictError):
+            store.write(Scope(tenant="t1"), batch, MODEL)
+        assert store.get(Scope(tenant="t1"), m.id) == m
+        assert store.get(Scope(tenant="t1"), other.id) == other
+        assert [c.key for c in store.search_lexical(flt(), ["purge"], 5)]
 
 
 def test_access_is_recorded_without_a_new_version(store: Store) -> None:

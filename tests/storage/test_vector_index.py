@@ -170,7 +170,7 @@ CHILD = textwrap.dedent(
         round += 1
         mx.remember_many({"content": t} for t in sentences(300, seed=1000 + round))
         mx.recall("garden piano river", mode="vector")
-        store._run(store._vector_index().save)
+        store._vector_index().save()
         print("saved", round, flush=True)
     """
 )

@@ -154,6 +154,9 @@ def connect(
             raise StoreError(f"store {path} cannot use write-ahead logging (journal mode {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         _tune(conn)
+        # Deleted rows and freed pages are overwritten with zeros: a purged memory's text
+        # must not stay readable in the file's free space.
+        conn.execute("PRAGMA secure_delete = ON")
     except sqlite3.Error as exc:
         conn.close()
         raise translate(exc, str(path)) from exc
@@ -282,6 +285,18 @@ class Connections:
             with self._lock:
                 self.holders.add(holder)
         return holder.conn
+
+    def separate(self) -> sqlite3.Connection:
+        """A new connection of the same kind that the caller owns and closes: for a read
+        transaction held across many steps (an export, a backup)."""
+        if self.closed:
+            raise StoreError(f"store {self.path} is closed")
+        return connect(
+            self.path,
+            busy_timeout=self.busy_timeout,
+            synchronous=self._synchronous,
+            read_only=self._read_only,
+        )
 
     def close(self) -> None:
         self.closed = True

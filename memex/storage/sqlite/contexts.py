@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memex.core.models import Scope, to_micros, utcnow
+from memex.storage.sqlite import reads
 
 
 def change_versions(conn: sqlite3.Connection, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
@@ -41,13 +42,61 @@ def last_context(
 
 
 def save_context(
-    conn: sqlite3.Connection, tenant: str, session: str, text: str, prefix_hash: str
+    conn: sqlite3.Connection,
+    tenant: str,
+    session: str,
+    text: str,
+    prefix_hash: str,
+    ids: Sequence[str],
 ) -> None:
-    """Store a session's latest context."""
+    """Store a session's latest context and the memories it shows.
+
+    A context showing a memory purged while it was assembled (or while it waited to be
+    written) is not stored, and the session's previous one is dropped too: its text
+    must not outlive the purge.
+    """
     conn.execute(
-        "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
-        "prefix_hash = excluded.prefix_hash, text = excluded.text, "
-        "updated_at = excluded.updated_at",
-        (tenant, session, prefix_hash, text, to_micros(utcnow())),
+        "DELETE FROM context_session_memories WHERE tenant = ? AND session = ?",
+        (tenant, session),
     )
+    wanted = sorted(set(ids))
+    found = reads.in_chunks(
+        conn,
+        "SELECT count(*) FROM memories WHERE id IN ({marks}) AND tenant = ?",
+        wanted,
+        [tenant],
+        convert=str,
+    )
+    if sum(int(row[0]) for row in found) < len(wanted):
+        conn.execute(
+            "DELETE FROM context_sessions WHERE tenant = ? AND session = ?", (tenant, session)
+        )
+    else:
+        conn.execute(
+            "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
+            "prefix_hash = excluded.prefix_hash, text = excluded.text, "
+            "updated_at = excluded.updated_at",
+            (tenant, session, prefix_hash, text, to_micros(utcnow())),
+        )
+        conn.executemany(
+            "INSERT INTO context_session_memories (tenant, id, session) VALUES (?, ?, ?)",
+            [(tenant, memory_id, session) for memory_id in wanted],
+        )
+
+
+def drop_showing(conn: sqlite3.Connection, tenant: str, memory_id: str) -> int:
+    """Delete every saved context that shows the memory (its text is in them); return
+    how many."""
+    sessions = [
+        (tenant, str(r[0]))
+        for r in conn.execute(
+            "SELECT session FROM context_session_memories WHERE tenant = ? AND id = ?",
+            (tenant, memory_id),
+        )
+    ]
+    conn.executemany("DELETE FROM context_sessions WHERE tenant = ? AND session = ?", sessions)
+    conn.executemany(
+        "DELETE FROM context_session_memories WHERE tenant = ? AND session = ?", sessions
+    )
+    return len(sessions)

@@ -16,7 +16,8 @@ built from and what it holds: every row up to ``max_seq`` and every ``index_chan
 entry up to ``change_pos``. It is written (atomically) only after the tantivy commit, so
 the index is never behind its watermark; a catch-up deletes before it adds, so replaying
 work the watermark did not record is harmless. A missing, unreadable or foreign folder,
-one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite.
+one ahead of the store or one of another ``FORMAT`` is rebuilt from SQLite, and an open
+index is dropped as soon as the store's id changes (a restore).
 
 A write commits tantivy only when its batch leaves the index far behind (``build``
 with ``lagging_only``). A query that finds a small lag scores the rows after the
@@ -29,12 +30,18 @@ A read-only store never builds, catches up or rebuilds the index: it searches th
 as it finds it (in place, or from a copy in the temporary folder when the folder cannot
 be written, since tantivy needs lock files beside the index), scores the lag itself,
 and uses FTS5 when there is no usable index.
+
+A deleted document only gets a mark: its terms stay in its segment's files until the
+segment is merged away, which the Python binding cannot ask for. So a purge (counted
+in ``meta``) is followed by a fresh rewrite: every document is deleted and the rows are
+added back from SQLite, every old segment is dropped at the commit and its files are
+removed. The purging process does it at once (``scrub``); should it die first, the
+next catch-up or open of the store sees the watermark's purge count behind the store's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -43,7 +50,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,45 +58,31 @@ import tantivy
 from memex.core.progress import Progress, Tally
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
-from memex.storage.sqlite import lexical, reads, sql
+from memex.storage.sqlite import reads
 from memex.storage.sqlite.connection import lacked_space, writable
+from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
+from memex.storage.sqlite.fulltext_mark import (
+    MARK_FILE,
+    Mark,
+    read_mark,
+    store_id_of,
+    store_state,
+    write_mark,
+)
+from memex.storage.sqlite.fulltext_query import (
+    ROW,
+    document,
+    index_schema,
+    query_analyzer,
+    search_index,
+)
 
-FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 TAIL_ROWS = 2_000
 TAIL_CHANGES = 500
-_MARK_FILE = "watermark.json"
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
 _BATCH = 5_000  # rows read and added per step of a build
-_ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """What the index holds: rows up to ``max_seq`` and changes up to ``change_pos``."""
-
-    max_seq: int
-    change_pos: int
-
-
-def _schema() -> tantivy.Schema:
-    builder = tantivy.SchemaBuilder()
-    builder.add_unsigned_field("key", stored=False, indexed=True, fast=True)
-    builder.add_text_field("scope", stored=False, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
-    return builder.build()
-
-
-def _analyzer() -> tantivy.TextAnalyzer:
-    """The query-side twin of tantivy's ``en_stem`` tokenizer."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(40))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
 
 
 class FullTextIndex:
@@ -101,10 +93,11 @@ class FullTextIndex:
         self.writable = writable
         self._opened = folder  # where the index was opened: the folder, or a copy of it
         self._copy: tempfile.TemporaryDirectory[str] | None = None
-        self._schema = _schema()
-        self._analyzer = _analyzer()
+        self._schema = index_schema()
+        self._analyzer = query_analyzer()
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
+        self._store_id = ""
         self._mark = Mark(0, 0)
         self._stamp: tuple[int, int] | None = None
         self._failed_at = -_RETRY_SECONDS
@@ -113,6 +106,7 @@ class FullTextIndex:
 
     def _ready(self, conn: sqlite3.Connection) -> bool:
         """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now."""
+        self._follow_store(conn)
         if self._index is not None:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
@@ -129,14 +123,14 @@ class FullTextIndex:
     def _open(self, conn: sqlite3.Connection, progress: Progress | None = None) -> None:
         """Open the index if it can be trusted, else rebuild it (raising if that fails or
         the store is read-only)."""
-        store_id, high, top_pos = _store_state(conn)
+        store_id, high, top_pos, _ = store_state(conn)
         mark = self._trusted_mark(store_id, high, top_pos)
         if mark is not None:
             try:
                 index = tantivy.Index.open(str(self._readable()))
                 index.reload()
                 index.searcher()
-                self._index, self._mark = index, mark
+                self._index, self._mark, self._store_id = index, mark, store_id
                 self._failed_at = -_RETRY_SECONDS
                 return
             except (ValueError, OSError, shutil.Error):
@@ -144,7 +138,14 @@ class FullTextIndex:
         if not self.writable:
             raise ValueError(f"no usable full-text index in {self.folder}, and it is read-only")
         self._rebuild(conn, store_id, progress)
+        self._store_id = store_id
         self._failed_at = -_RETRY_SECONDS
+
+    def _follow_store(self, conn: sqlite3.Connection) -> None:
+        """Let go of an open index once the store's id changed (it was restored from a
+        backup: a different store)."""
+        if self._index is not None and store_id_of(conn) != self._store_id:
+            self.close()
 
     def _trusted_mark(self, store_id: str, high: int, top_pos: int) -> Mark | None:
         """The folder's watermark, unless it is missing, foreign or ahead of the store."""
@@ -161,7 +162,7 @@ class FullTextIndex:
             return self.folder
         self._copy = tempfile.TemporaryDirectory(prefix="memex-lexical-")
         # Without the watermark: a copy never follows the folder (see _refresh_mark).
-        skip = shutil.ignore_patterns(".tantivy-*.lock", _MARK_FILE, ".tmp-*")
+        skip = shutil.ignore_patterns(".tantivy-*.lock", MARK_FILE, ".tmp-*")
         self._opened = Path(self._copy.name) / "index"
         shutil.copytree(self.folder, self._opened, ignore=skip)
         return self._opened
@@ -176,6 +177,11 @@ class FullTextIndex:
             why,
         )
 
+    @property
+    def private_copy(self) -> Path | None:
+        """The folder of this process's copy of a folder it cannot write, if it made one."""
+        return None if self._copy is None else Path(self._copy.name)
+
     def close(self) -> None:
         """Let go of the index, and of a private copy of it."""
         self._index = None
@@ -185,31 +191,11 @@ class FullTextIndex:
             self._copy = None
 
     def _read_mark(self, store_id: str) -> Mark | None:
-        try:
-            path = self.folder / _MARK_FILE
-            stat = path.stat()
-            data = json.loads(path.read_text())
-            if data.get("format") != FORMAT or data.get("store_id") != store_id:
-                return None
-            self._stamp = (stat.st_mtime_ns, stat.st_ino)
-            return Mark(int(data["max_seq"]), int(data["change_pos"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        found = read_mark(self.folder, store_id)
+        if found is None:
             return None
-
-    def _write_mark(self, folder: Path, store_id: str, mark: Mark) -> None:
-        data = {"format": FORMAT, "store_id": store_id, "max_seq": mark.max_seq}
-        data["change_pos"] = mark.change_pos
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, folder / _MARK_FILE)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        mark, self._stamp = found
+        return mark
 
     def _rebuild(
         self, conn: sqlite3.Connection, store_id: str, progress: Progress | None = None
@@ -220,7 +206,7 @@ class FullTextIndex:
         build = Path(tempfile.mkdtemp(prefix=self.folder.name + ".build-", dir=parent))
         try:
             index = tantivy.Index(self._schema, path=str(build))
-            mark = self._apply(index, conn, Mark(0, 0), store_id, build, progress)
+            mark = self._apply(index, conn, Mark(0, 0), store_id, build, progress, fresh=True)
             if mark is None:
                 raise ValueError("a fresh index is locked")
             if self.folder.exists():
@@ -244,26 +230,33 @@ class FullTextIndex:
         store_id: str,
         folder: Path,
         progress: Progress | None = None,
+        *,
+        fresh: bool = False,
+        wait: float = 0.0,
     ) -> Mark | None:
         """Add what SQLite holds beyond ``mark``, commit, then record the new watermark.
 
-        Returns None when another process holds the index's writer.
+        ``fresh``: replace everything the index holds with what SQLite holds; every old
+        segment is dropped at the commit and its files removed. Returns None when
+        another process holds the index's writer (for longer than ``wait`` seconds).
         """
-        try:
-            writer = index.writer(_HEAP, 1)
-        except ValueError:
+        writer = _writer(index, wait)
+        if writer is None:
             return None
         try:
+            if fresh:
+                writer.delete_all_documents()
+                mark = Mark(0, 0)
             with _snapshot(conn):
-                new = self._replay(writer, conn, mark, progress)
-            writer.commit()
+                new = self._replay(writer, conn, mark, progress, fresh)
+            writer.commit()  # also removes the files of segments no longer listed
         except BaseException:
             with contextlib.suppress(ValueError):
                 writer.rollback()
             raise
         finally:
             del writer  # releases the writer's lock file
-        self._write_mark(folder, store_id, new)
+        write_mark(folder, store_id, new)
         return new
 
     def _replay(
@@ -272,8 +265,10 @@ class FullTextIndex:
         conn: sqlite3.Connection,
         mark: Mark,
         progress: Progress | None,
+        fresh: bool,
     ) -> Mark:
         key_query = tantivy.Query.term_query
+        purges = store_state(conn)[3] if fresh else mark.purges
         changed: list[int] = []
         if mark.max_seq == 0:
             top = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
@@ -286,15 +281,15 @@ class FullTextIndex:
             changed = sorted({int(s) for _, s in changes if s <= mark.max_seq})
         total = 0
         if progress is not None:  # counted only for a caller who shows it
-            fresh = conn.execute("SELECT count(*) FROM memories WHERE seq > ?", (mark.max_seq,))
-            total = len(changed) + int(fresh.fetchone()[0])
+            new = conn.execute("SELECT count(*) FROM memories WHERE seq > ?", (mark.max_seq,))
+            total = len(changed) + int(new.fetchone()[0])
         tally = Tally(progress if total else None, "indexing full text", total)
         for key in changed:
             writer.delete_documents_by_query(key_query(self._schema, "key", key))
         for row in reads.in_chunks(
-            conn, f"SELECT {_ROW} FROM memories WHERE seq IN ({{marks}})", changed
+            conn, f"SELECT {ROW} FROM memories WHERE seq IN ({{marks}})", changed
         ):
-            writer.add_document(self._document(row))
+            writer.add_document(document(row))
         tally.advance(len(changed))
         # Rows a killed catch-up committed without recording them: replace, not repeat.
         writer.delete_documents_by_query(
@@ -304,31 +299,20 @@ class FullTextIndex:
         )
         max_seq = mark.max_seq
         cursor = conn.execute(
-            f"SELECT {_ROW} FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
+            f"SELECT {ROW} FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
         )
         while rows := cursor.fetchmany(_BATCH):
             for row in rows:
-                writer.add_document(self._document(row))
+                writer.add_document(document(row))
             max_seq = int(rows[-1][0])
             tally.advance(len(rows))
-        return Mark(max_seq, change_pos)
-
-    def _document(self, row: Sequence[Any]) -> tantivy.Document:
-        """A row of ``_ROW`` (key, scope columns, content) as an index document."""
-        seq, *scope, content = row
-        doc = tantivy.Document()
-        doc.add_unsigned("key", int(seq))
-        for name, value in zip(sql.SCOPE_COLUMNS, scope, strict=True):
-            if value is not None:
-                doc.add_text("scope", f"{name}={value}")
-        doc.add_text("text", content)
-        return doc
+        return Mark(max_seq, change_pos, purges)
 
     def _refresh_mark(self, store_id: str) -> None:
         """Follow a catch-up made by another process (the sidecar changed)."""
         assert self._index is not None
         try:
-            stat = (self._opened / _MARK_FILE).stat()
+            stat = (self._opened / MARK_FILE).stat()
         except OSError:
             return
         if (stat.st_mtime_ns, stat.st_ino) != self._stamp:
@@ -361,17 +345,26 @@ class FullTextIndex:
             return self._catch_up(conn, force)
 
     def _catch_up(
-        self, conn: sqlite3.Connection, force: bool, progress: Progress | None = None
+        self,
+        conn: sqlite3.Connection,
+        force: bool,
+        progress: Progress | None = None,
+        wait: float = 0.0,
     ) -> bool:
+        """Catch up (see ``catch_up``); after a purge, rewrite the index instead."""
         assert self._index is not None
-        store_id = _store_state(conn)[0]
+        store_id, _, _, purges = store_state(conn)
         self._refresh_mark(store_id)
         if not self.writable:
             return False
-        rows, changes = self._lag(conn, self._mark)
-        if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
-            return True
-        mark = self._apply(self._index, conn, self._mark, store_id, self.folder, progress)
+        fresh = self._mark.purges < purges
+        if not fresh:
+            rows, changes = self._lag(conn, self._mark)
+            if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
+                return True
+        mark = self._apply(
+            self._index, conn, self._mark, store_id, self.folder, progress, fresh=fresh, wait=wait
+        )
         if mark is None:
             return False
         self._index.reload()
@@ -399,6 +392,7 @@ class FullTextIndex:
             ValueError, OSError: the index cannot be written.
         """
         with self._lock:
+            self._follow_store(conn)
             if lagging_only and not self._behind(conn):
                 return True
             if self._index is None:
@@ -410,8 +404,9 @@ class FullTextIndex:
             return self._catch_up(conn, True, progress)
 
     def _behind(self, conn: sqlite3.Connection) -> bool:
-        """Whether the next query would build the index or catch it up first (cheap)."""
-        store_id, high, top_pos = _store_state(conn)
+        """Whether the next query would build the index, rewrite it (after a purge) or
+        catch it up first (cheap)."""
+        store_id, high, top_pos, purges = store_state(conn)
         if self._index is not None:
             self._refresh_mark(store_id)
             mark: Mark | None = self._mark
@@ -419,10 +414,50 @@ class FullTextIndex:
             return False  # a build failed a moment ago: leave the retry to a query
         else:
             mark = self._trusted_mark(store_id, high, top_pos)
-        if mark is None:
+        if mark is None or mark.purges < purges:
             return True
         rows, changes = self._lag(conn, mark)
         return rows >= TAIL_ROWS or changes >= TAIL_CHANGES
+
+    # -- scrubbing after a purge ---------------------------------------------------------
+
+    def scrub(self, conn: sqlite3.Connection, *, wait: float, insist: bool = True) -> None:
+        """Make sure no file of the index keeps terms of a purged memory: unless it was
+        rewritten since the store's last purge, rewrite it from SQLite.
+
+        Waits up to ``wait`` seconds for another process's catch-up to release the
+        index. With ``insist``, an index that cannot be rewritten (still busy, or
+        unreadable) is removed, to be rebuilt when next needed; without, it is left to
+        the next catch-up, which rewrites it too. A read-only store's index is left alone.
+        """
+        if not self.writable:
+            return
+        with self._lock:
+            if not self.folder.exists():
+                self.close()
+                return
+            self._follow_store(conn)
+            store_id, _, _, purges = store_state(conn)
+            if self._index is None:
+                mark = self._read_mark(store_id)
+                clean = mark is not None and mark.purges >= purges
+                if clean or (mark is None and not insist):
+                    return  # nothing to rewrite, or an untrusted folder left to its next use
+            try:
+                done = self._ready(conn) and self._catch_up(conn, force=True, wait=wait)
+            except (ValueError, OSError, sqlite3.Error):
+                done = False
+            if not done and insist:
+                self._discard()
+
+    def _discard(self) -> None:
+        """Remove the folder (moved aside first, so no half-removed index is opened)."""
+        self.close()
+        parent = self.folder.parent
+        old = Path(tempfile.mkdtemp(prefix=self.folder.name + ".old-", dir=parent))
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.folder, old / "index")
+        shutil.rmtree(old)
 
     # -- searching ---------------------------------------------------------------------------
 
@@ -441,8 +476,12 @@ class FullTextIndex:
                 return None
             try:
                 self._catch_up(conn, force=False)
+                index, mark = self._index, self._mark
+                assert index is not None
                 with _snapshot(conn):
-                    return self._search(conn, filters, terms, limit)
+                    return search_index(
+                        index, self._schema, self._analyzer, conn, filters, terms, limit, mark
+                    )
             except (ValueError, OSError) as exc:
                 if lacked_space(exc, self.folder):  # not again on every query
                     self._warn("update", exc)
@@ -450,111 +489,17 @@ class FullTextIndex:
                 self.close()  # an unreadable index is reopened or rebuilt on next use
                 return None
 
-    def _search(
-        self,
-        conn: sqlite3.Connection,
-        filters: Filters,
-        terms: Sequence[str],
-        limit: int,
-    ) -> list[Candidate] | None:
-        assert self._index is not None
-        mark = self._mark
-        searcher = self._index.searcher()
-        pending = {
-            int(r[0])
-            for r in conn.execute(
-                "SELECT DISTINCT seq FROM index_changes WHERE pos > ? AND seq <= ?",
-                (mark.change_pos, mark.max_seq),
-            )
-        }
-        kept_terms, tokens = self._prune(searcher, terms)
-        indexed: list[Candidate] = []
-        if tokens:
-            found = self._indexed(conn, searcher, filters, tokens, limit, mark, pending)
-            if found is None:
+
+def _writer(index: tantivy.Index, wait: float) -> tantivy.IndexWriter | None:
+    """The index's writer, polling while another process holds it; None after ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return index.writer(_HEAP, 1)
+        except ValueError:
+            if time.monotonic() >= deadline:
                 return None
-            indexed = found
-        tail = lexical.search(conn, filters, kept_terms, limit, 0, after=mark.max_seq)
-        for start in range(0, len(pending), 500):
-            chunk = sorted(pending)[start : start + 500]
-            tail += lexical.search(conn, filters, kept_terms, limit, 0, among=chunk)
-        merged = sorted([*indexed, *tail], key=lambda c: (-c.score, c.key))
-        return merged[:limit]
-
-    def _indexed(
-        self,
-        conn: sqlite3.Connection,
-        searcher: tantivy.Searcher,
-        filters: Filters,
-        tokens: Sequence[str],
-        limit: int,
-        mark: Mark,
-        pending: set[int],
-    ) -> list[Candidate] | None:
-        """The index's best hits that pass the filters; None if too few pass."""
-        term = tantivy.Query.term_query
-        should = [(tantivy.Occur.Should, term(self._schema, "text", t)) for t in tokens]
-        # Scope terms score nothing: the ranking is the text's BM25 alone.
-        clauses = [
-            (
-                tantivy.Occur.Must,
-                tantivy.Query.const_score_query(
-                    term(self._schema, "scope", f"{name}={value}"), 0.0
-                ),
-            )
-            for name, value in filters.scope.items()
-        ]
-        clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
-        query = tantivy.Query.boolean_query(clauses)
-        total = max(int(searcher.num_docs), 1)
-        pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
-        for _ in range(3):
-            hits = searcher.search(query, pool, count=False).hits
-            keys = searcher.fast_field_values("key", [address for _, address in hits])
-            found = [
-                Candidate(int(k), float(score))
-                for (score, _), k in zip(hits, keys, strict=True)
-                if k is not None and k <= mark.max_seq and k not in pending
-            ]
-            passing = reads.passing(conn, filters, [c.key for c in found])
-            kept = [c for c in found if c.key in passing]
-            if len(kept) >= limit or len(hits) < pool:
-                return kept[:limit]
-            share = max(len(kept), 1) / max(len(hits), 1)
-            pool = min(int(limit / share * 1.5) + 1, total)
-            if pool > max(limit * 64, total // 8):
-                break
-        return None
-
-    def _prune(
-        self, searcher: tantivy.Searcher, terms: Sequence[str]
-    ) -> tuple[list[str], list[str]]:
-        """The query terms worth walking and their index tokens (see lexical.prune_common).
-
-        When every term is common, the rarest two are kept rather than all of them: a
-        query of common terms only walks long posting lists for little ranking value.
-        """
-        analysed = [(t, list(dict.fromkeys(self._analyzer.analyze(t)))) for t in terms]
-        analysed = [(t, toks) for t, toks in analysed if toks]
-        size = int(searcher.num_docs)
-        if size >= lexical.PRUNE_MIN_MEMORIES and len(analysed) > 1:
-            limit = max(lexical.PRUNE_MIN_POSTINGS, int(size * lexical.PRUNE_SHARE))
-            freq = {t: max(searcher.doc_freq("text", tok) for tok in toks) for t, toks in analysed}
-            rare = [(t, toks) for t, toks in analysed if freq[t] < limit]
-            if not rare:
-                rarest = sorted(analysed, key=lambda a: freq[a[0]])[:2]
-                rare = [a for a in analysed if a in rarest]
-            analysed = rare
-        tokens = list(dict.fromkeys(tok for _, toks in analysed for tok in toks))
-        return [t for t, _ in analysed], tokens
-
-
-def _store_state(conn: sqlite3.Connection) -> tuple[str, int, int]:
-    """The store's id, highest key ever assigned and last change logged."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-    high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
-    pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    return (str(row[0]) if row else "", int(high[0]) if high else 0, int(pos or 0))
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

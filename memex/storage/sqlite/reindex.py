@@ -1,18 +1,42 @@
-"""SQL for swapping in a new set of vectors after a reindex.
+"""SQL for swapping in a new set of vectors after a reindex, and for its staging tables.
 
 Staged rows carry the hash of the content that was embedded, so the swap can tell a
 memory written or changed during the reindex from one that is ready, and refuse.
+
+A staging table is named after the process (host and pid) and thread that reindex
+into it, and dropped when the reindex ends. A process killed meanwhile cannot drop it,
+so tables whose process is gone are dropped when the store is next opened or
+reindexed; their pages are then reused instead of the file growing with every
+interrupted reindex.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import re
+import socket
 import sqlite3
+import threading
+from collections.abc import Iterator
 
 from memex.errors import ConflictError
 
+_PREFIX = "vectors_reindex_"
+# Older memex named staging tables without the host: vectors_reindex_<pid>_<thread>.
+_NAME = re.compile(r"^vectors_reindex_(?:([0-9a-f]{8})_)?(\d+)_(\d+)$")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def staging_name() -> str:
+    """The staging table of a reindex run by this thread of this process."""
+    return f"{_PREFIX}{_HOST}_{os.getpid()}_{threading.get_ident()}"
+
 
 def create_staging(conn: sqlite3.Connection, staging: str) -> None:
-    """A table for the new vectors, private to this reindex."""
+    """A table for the new vectors, private to this reindex (stale ones dropped first)."""
+    drop_tables(conn, stale_staging(conn))
     conn.execute(
         f"CREATE TABLE {staging} (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, "
         "content_hash TEXT NOT NULL, vector BLOB NOT NULL)"
@@ -38,8 +62,82 @@ def swap(conn: sqlite3.Connection, staging: str) -> None:
         raise ConflictError(
             f"{stale} memories were written or changed during the reindex; run it again"
         )
-    conn.execute("DELETE FROM vectors")
+    with _vectors_only(conn):
+        conn.execute("DELETE FROM vectors")
     conn.execute(
         f"INSERT INTO vectors (seq, tenant, vector) SELECT s.seq, s.tenant, s.vector "
         f"FROM {staging} s JOIN memories m ON m.seq = s.seq"
     )
+
+
+def stale_staging(conn: sqlite3.Connection) -> list[str]:
+    """Staging tables whose reindex cannot be running: their process is gone (reads only).
+
+    Tables of this process, of a live process, or of another host (whose processes
+    cannot be seen from here) are left alone.
+    """
+    rows = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND substr(name, 1, ?) = ?",
+        (len(_PREFIX), _PREFIX),
+    ).fetchall()
+    stale = []
+    for (name,) in rows:
+        match = _NAME.match(str(name))
+        if match is None or match.group(1) not in (None, _HOST):
+            continue
+        pid = int(match.group(2))
+        if pid != os.getpid() and not _alive(pid):
+            stale.append(str(name))
+    return stale
+
+
+def drop_tables(conn: sqlite3.Connection, names: list[str]) -> None:
+    """Drop staging tables (inside the caller's transaction)."""
+    with _vectors_only(conn):
+        for name in names:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def drop_stale_staging(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Drop stale staging tables if the write lock is free now; never wait for it, and
+    leave them for later on a store this process cannot write."""
+    stale = stale_staging(conn)
+    if not stale:
+        return
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            drop_tables(conn, stale_staging(conn))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error:
+        pass  # locked, read-only or full: the next open or reindex tries again
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # no signal-0 probe there; keeping a table is the safe mistake
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _vectors_only(conn: sqlite3.Connection) -> Iterator[None]:
+    """Skip zeroing freed pages for statements that delete vectors only (no text): a
+    reindex would otherwise write every page of the old vectors once more."""
+    conn.execute("PRAGMA secure_delete = OFF")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA secure_delete = ON")

@@ -192,6 +192,9 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
     if filters.until is not None:
         parts.append(f"{alias}.created_at < ?")
         params.append(to_micros(filters.until))
+    if filters.superseded_by is not None:
+        parts.append(f"{alias}.superseded_by = ?")
+        params.append(filters.superseded_by)
     at = to_micros(filters.as_of or now)
     if not filters.include_deleted:
         parts.append(f"NOT {forgotten_sql(alias)}")

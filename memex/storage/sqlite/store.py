@@ -5,9 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -40,7 +38,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, lexical, reads, reindex, sql
+from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql, writes
 from memex.storage.sqlite.ann import IndexFiles
 from memex.storage.sqlite.connection import (
     Connections,
@@ -53,7 +51,9 @@ from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.nearest import nearest
 from memex.storage.sqlite.neighbours import thread_neighbours
-from memex.storage.sqlite.vectors import VectorIndex, bump_epoch, log_changes
+from memex.storage.sqlite.purge import truncate_wal
+from memex.storage.sqlite.snapshot import SQLiteSnapshot
+from memex.storage.sqlite.vectors import VectorIndex, bump_epoch
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
@@ -89,9 +89,11 @@ class SQLiteStore:
         )
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
+        self._wal_dirty = False  # a purge's page images may still be in the WAL
         try:
             if writable:
                 self._version = upgrade(self._conn(), str(self._path))
+                self._tidy(self._conn())
             else:
                 self._version = require_current(self._conn(), str(self._path))
         except sqlite3.Error as exc:
@@ -130,6 +132,10 @@ class SQLiteStore:
     def read_only(self) -> str | None:
         return self._read_only
 
+    @property
+    def _busy_ms(self) -> int:
+        return int(self._connections.busy_timeout * 1000)
+
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
 
@@ -165,6 +171,15 @@ class SQLiteStore:
         except OverflowError as exc:
             raise ValidationError("a number is too large for the store") from exc
 
+    def _tidy(self, conn: sqlite3.Connection) -> None:
+        """Clear up after processes killed mid-work, without waiting for any lock:
+        staging tables of a reindex, and copies of purged text a purge had not yet
+        scrubbed from the write-ahead log and the full-text index."""
+        reindex.drop_stale_staging(conn, self._busy_ms)
+        if _wal_size(self._path) and self._meta(conn, "purges"):
+            self._truncate_wal()
+        self._fulltext.scrub(conn, wait=0, insist=False)
+
     def close(self) -> None:
         if self._connections.closed:
             return
@@ -173,18 +188,45 @@ class SQLiteStore:
             # The approximate index is derived data: failing to save it costs a catch-up
             # on the next open, never a memory, so close still succeeds.
             with contextlib.suppress(OSError, MemexError):
-                self._run(index.save)
+                index.save()
         size = self._size[0] if self._size is not None else 0
         if self._read_only is None and size >= self._lexical_min:
             # Likewise the full-text index, and only a lag too large for a query to score
             # itself: committing a few rows would cost every short-lived process a commit.
             with contextlib.suppress(Exception):
                 self._run(lambda c: self._fulltext.catch_up(c))
+        if self._wal_dirty:
+            with contextlib.suppress(MemexError):
+                self._run(lambda c: truncate_wal(c, self._busy_ms))
         self._fulltext.close()
         self._connections.close()
 
     def schema_version(self) -> int:
         return self._version
+
+    def files(self) -> builtins.list[Path]:
+        copy = self._fulltext.private_copy
+        return [*backup.owned_paths(self._path), *([copy] if copy is not None else [])]
+
+    # -- copies ----------------------------------------------------------------------
+
+    def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> SQLiteSnapshot:
+        where, params = sql.scope_clause(scope)
+        if not include_deleted:
+            where += f" AND NOT {sql.forgotten_sql('m')}"
+        # A connection of its own: its read transaction spans the whole iteration.
+        conn = self._connections.separate()
+        return SQLiteSnapshot(conn, str(self._path), where, params, history=history)
+
+    def backup(self, target: Path, progress: Progress | None = None) -> int:
+        # A connection of its own: its read transaction spans the whole copy.
+        conn = self._connections.separate()
+        try:
+            return backup.backup(conn, target, progress)
+        except sqlite3.Error as exc:
+            raise translate(exc, str(self._path)) from exc
+        finally:
+            conn.close()
 
     # -- model bookkeeping -----------------------------------------------------------
 
@@ -223,75 +265,24 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            replaced: dict[str, builtins.list[int]] = {}
-            if batch.inserts:
-                for memory, _ in batch.inserts:
-                    self._check_scope(scope, memory)
-                # Keys are given, not left to SQLite, so the vectors can go in one batch
-                # too; they follow the largest key ever used, as AUTOINCREMENT would.
-                first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
-                conn.executemany(
-                    sql.INSERT_SQL,
-                    [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)],
-                )
-                conn.executemany(
-                    "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
-                    [
-                        (k, m.scope.tenant, _blob(v, model.dimensions))
-                        for k, (m, v) in enumerate(batch.inserts, first)
-                    ],
-                )
-            for memory, maybe_vector, expected in batch.updates:
-                self._check_scope(scope, memory)
-                params = sql.memory_params(memory)
-                params["expected_version"] = expected
-                cur = conn.execute(sql.UPDATE_SQL, params)
-                if cur.rowcount != 1:
-                    raise ConflictError(
-                        f"memory {memory.id} changed or vanished since it was read; try again"
-                    )
-                if maybe_vector is not None:
-                    tenant = memory.scope.tenant or ""
-                    seq = conn.execute(
-                        "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
-                    ).fetchone()[0]
-                    conn.execute(
-                        "UPDATE vectors SET vector = ? WHERE seq = ?",
-                        (_blob(maybe_vector, model.dimensions), seq),
-                    )
-                    replaced.setdefault(tenant, []).append(seq)
-            for tenant, keys in replaced.items():
-                log_changes(conn, tenant, keys)
+            writes.apply_batch(conn, scope, batch, model.dimensions)
 
         self._write(apply)
+        if batch.purges or self._wal_dirty:
+            self._truncate_wal()
+        if batch.purges:
+            try:
+                self._run(lambda c: self._fulltext.scrub(c, wait=self._connections.busy_timeout))
+            except OSError as exc:
+                raise StoreError(
+                    f"purged, but the full-text index {self._fulltext.folder} could not be "
+                    f"rewritten ({exc.strerror}); delete that folder"
+                ) from exc
 
-    @staticmethod
-    def _check_scope(scope: Scope, memory: Memory) -> None:
-        if not scope.contains(memory.scope):
-            from memex.errors import ScopeError
-
-            raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
-
-    def purge(self, scope: Scope, memory_id: str) -> bool:
-        where, params = sql.scope_clause(scope)
-
-        def apply(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                f"SELECT m.seq, m.tenant FROM memories m WHERE {where} AND m.id = ?",
-                [*params, memory_id],
-            ).fetchone()
-            if row is None:
-                return False
-            seq, tenant = row
-            conn.execute("DELETE FROM vectors WHERE seq = ?", (seq,))
-            conn.execute("DELETE FROM memories WHERE seq = ?", (seq,))
-            conn.execute(
-                "DELETE FROM memory_history WHERE tenant = ? AND id = ?", (tenant, memory_id)
-            )
-            log_changes(conn, tenant, [seq])
-            return True
-
-        return self._write(apply)
+    def _truncate_wal(self) -> None:
+        # A reader still on an older snapshot keeps the log from being truncated; then
+        # the next write of a batch tries again, and so does close.
+        self._wal_dirty = not self._run(lambda c: truncate_wal(c, self._busy_ms))
 
     def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
         if not accesses:
@@ -484,11 +475,14 @@ class SQLiteStore:
         tenant = str(scope.tenant)
         return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
 
-    def save_context(self, scope: Scope, session: str, text: str, prefix_hash: str) -> None:
+    def save_context(
+        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    ) -> None:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
         self._write(
-            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash), wait=False
+            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash, ids),
+            wait=False,
         )
 
     def size_estimate(self) -> int:
@@ -517,12 +511,12 @@ class SQLiteStore:
     def replace_vectors(
         self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
     ) -> int:
-        staging = f"vectors_reindex_{os.getpid()}_{threading.get_ident()}"
+        staging = reindex.staging_name()
         self._write(lambda c: reindex.create_staging(c, staging))
         try:
             count = 0
             for batch in batches:
-                rows = [(k, h, _blob(v, model.dimensions)) for k, h, v in batch]
+                rows = [(k, h, writes.blob(v, model.dimensions)) for k, h, v in batch]
                 self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
                 count += len(rows)
 
@@ -534,16 +528,9 @@ class SQLiteStore:
 
             self._write(swap)
         finally:
-            self._write(lambda c: c.execute(f"DROP TABLE IF EXISTS {staging}"))
+            self._write(lambda c: reindex.drop_tables(c, [staging]))
         self._index = self._new_index(model)
         return count
-
-
-def _blob(vector: Vector, dims: int) -> bytes:
-    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-    if array.shape[0] != dims:
-        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
-    return array.tobytes()
 
 
 def _wal_size(path: Path) -> int:

@@ -23,6 +23,7 @@ class TenantVectors:
 
     dims: int
     epoch: int
+    store_id: str = ""  # the store the state was read from: a restore gives a new one
     max_key: int = 0
     change_pos: int = 0
     size: int = 0

@@ -8,8 +8,9 @@ watermark: the highest vector key it holds and the last entry of ``index_changes
 log of removed and replaced vectors) it applied. Each refresh replays what is newer, so
 rows added or changed by this or any other process are picked up, and a lost, stale or
 foreign index file is rebuilt from the table, never trusted over it. A reindex (a new
-model or epoch) starts every tenant afresh. ``build`` does ahead of time, with progress,
-what the next search would otherwise do: after a large write, or when asked.
+model or epoch) or a restore (a new store id) starts every tenant afresh. ``build`` does
+ahead of time, with progress, what the next search would otherwise do: after a large
+write, or when asked.
 """
 
 from __future__ import annotations
@@ -58,10 +59,15 @@ def save_due(unsaved: int, size: int) -> bool:
     return unsaved > 0 and unsaved >= min(size, max(REPLAY_MIN, size // 10))
 
 
-def current_epoch(conn: sqlite3.Connection) -> int:
-    """The store's reindex epoch (bumped when every vector is replaced at once)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
-    return int(row[0]) if row else 0
+def _generation(conn: sqlite3.Connection) -> tuple[str | None, str, int]:
+    """The vectors' model, the store's id and the reindex epoch, in one read."""
+    found = dict(
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('vectors_model', 'store_id', ?)",
+            (EPOCH_KEY,),
+        ).fetchall()
+    )
+    return found.get("vectors_model"), str(found.get("store_id", "")), int(found.get(EPOCH_KEY, 0))
 
 
 def bump_epoch(conn: sqlite3.Connection) -> None:
@@ -98,7 +104,6 @@ class VectorIndex:
         self.ann_min_vectors = ann_min_vectors
         self.probes = probes
         self._tenants: dict[str, TenantVectors] = {}
-        self._file_keys: dict[str, FileKey] = {}
         self._counted: dict[str, tuple[int, int]] = {}  # tenant -> (vectors, highest key)
         self._lock = threading.Lock()
 
@@ -107,17 +112,17 @@ class VectorIndex:
     def _refresh(
         self, conn: sqlite3.Connection, tenant: str, progress: Progress | None = None
     ) -> TenantVectors:
-        stored = conn.execute("SELECT value FROM meta WHERE key = 'vectors_model'").fetchone()
-        if stored is not None and stored[0] != self.model:
+        model, store_id, epoch = _generation(conn)
+        if model is not None and model != self.model:
             raise EmbedderMismatchError(
-                f"the store was reindexed with {stored[0]} by another process; "
-                "open it again to use the new model"
+                f"the store's vectors now come from {model} (reindexed or restored by "
+                "another process); open it again to use that model"
             )
-        epoch = current_epoch(conn)
         newest = _watermark(conn, tenant)
         state = self._tenants.get(tenant)
-        if state is None or state.epoch != epoch:
-            state = self._start(conn, tenant, epoch, newest, progress)
+        if state is None or state.epoch != epoch or state.store_id != store_id:
+            key = FileKey(store_id, tenant, self.model, epoch)
+            state = self._start(conn, tenant, key, newest, progress)
             self._tenants[tenant] = state
         total = 0
         if progress is not None:  # counted only for a caller who shows it
@@ -131,30 +136,32 @@ class VectorIndex:
         if state.ivf is None and state.size >= self.ann_min_vectors:
             self._convert(state)
         if state.ivf is not None and save_due(state.unsaved, state.size):
-            self._save(conn, tenant, state, progress)
+            self._save(tenant, state, progress)
         return state
 
     def _start(
         self,
         conn: sqlite3.Connection,
         tenant: str,
-        epoch: int,
+        key: FileKey,
         newest: Watermark,
         progress: Progress | None = None,
     ) -> TenantVectors:
         """A tenant's state: from its index file if one is usable, else a new one (trained
         on a sample of the table if the tenant is large) for the caller to fill."""
+        epoch, store_id = key.epoch, key.store_id
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
             # high-water mark belongs to another (restored or replaced) store.
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'")
             high = row.fetchone()
             limit = Watermark(int(high[0]) if high else 0, newest.change_pos)
-            saved = self.files.load(self._file_key(conn, tenant, epoch), limit)
+            saved = self.files.load(key, limit)
             if saved is not None:
                 state = TenantVectors(
                     dims=self.dims,
                     epoch=epoch,
+                    store_id=store_id,
                     max_key=saved.mark.max_key,
                     change_pos=saved.mark.change_pos,
                     size=len(saved.keys),
@@ -165,7 +172,9 @@ class VectorIndex:
                 )
                 return state
         # Changes logged before now are already reflected in the table.
-        state = TenantVectors(dims=self.dims, epoch=epoch, change_pos=newest.change_pos)
+        state = TenantVectors(
+            dims=self.dims, epoch=epoch, store_id=store_id, change_pos=newest.change_pos
+        )
         count = conn.execute("SELECT count(*) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()
         if count[0] >= self.ann_min_vectors:
             state.ivf = self._train_from_table(conn, tenant, int(count[0]), progress)
@@ -242,17 +251,8 @@ class VectorIndex:
 
     # -- index files --------------------------------------------------------------------
 
-    def _file_key(self, conn: sqlite3.Connection, tenant: str, epoch: int) -> FileKey:
-        key = self._file_keys.get(tenant)
-        if key is None or key.epoch != epoch:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-            key = FileKey(row[0] if row else "", tenant, self.model, epoch)
-            self._file_keys[tenant] = key
-        return key
-
     def _save(
         self,
-        conn: sqlite3.Connection,
         tenant: str,
         state: TenantVectors,
         progress: Progress | None = None,
@@ -260,7 +260,9 @@ class VectorIndex:
         """Save the tenant's approximate index; a failure only costs a later catch-up.
 
         The file is derived data, so a full disk or a read-only folder must not fail a
-        search: the index keeps serving from memory and saving is retried later.
+        search: the index keeps serving from memory and saving is retried later. It is
+        named after the store the state was read from, not the store as it is now, so a
+        state older than a restore can never pass for the restored store's index.
         """
         if self.files is None or not self.files.writable or state.ivf is None:
             return
@@ -278,7 +280,7 @@ class VectorIndex:
         )
         tally = Tally(progress, "saving vector index", 1)
         try:
-            self.files.save(self._file_key(conn, tenant, state.epoch), saved)
+            self.files.save(FileKey(state.store_id, tenant, self.model, state.epoch), saved)
         except (OSError, RuntimeError) as exc:  # faiss reports I/O errors as RuntimeError
             state.save_failed_at = time.monotonic()
             folder = self.files.folder
@@ -293,12 +295,12 @@ class VectorIndex:
         state.unsaved = 0
         tally.advance(1)
 
-    def save(self, conn: sqlite3.Connection) -> None:
+    def save(self) -> None:
         """Write every approximate index with unsaved changes (on close)."""
         with self._lock:
             for tenant, state in self._tenants.items():
                 if state.ivf is not None and state.unsaved:
-                    self._save(conn, tenant, state)
+                    self._save(tenant, state)
 
     # -- building ahead of searches ------------------------------------------------------
 
@@ -329,7 +331,7 @@ class VectorIndex:
             try:
                 state = self._refresh(conn, tenant, progress)
                 if state.ivf is not None and state.unsaved:
-                    self._save(conn, tenant, state, progress)
+                    self._save(tenant, state, progress)
             except BaseException:
                 self._tenants.pop(tenant, None)  # maybe half applied: start afresh next time
                 raise
@@ -344,7 +346,8 @@ class VectorIndex:
         newest = _watermark(conn, tenant)
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
         limit = Watermark(int(row[0]) if row else 0, newest.change_pos)
-        saved = self.files.newest(self._file_key(conn, tenant, current_epoch(conn)), limit)
+        _, store_id, epoch = _generation(conn)
+        saved = self.files.newest(FileKey(store_id, tenant, self.model, epoch), limit)
         if saved is None:
             return self._large(conn, tenant)
         state = self._tenants.get(tenant)

@@ -1,0 +1,238 @@
+"""Import, export, backup and restore: the bulk operations of a Memex handle.
+
+Mixed into ``Memex``. An export reads one consistent snapshot and ``export(path)``
+writes it through ``memex.files``, so it never lands on the store's own files and never
+leaves a half-written file in place of an older one. A backup is a page-level copy of
+the whole store file; a restore puts one back (see ``memex.storage.sqlite.backup``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memex.core.ids import new_id
+from memex.core.models import Memory, Scope, utcnow
+from memex.core.progress import Progress, Tally
+from memex.core.records import Record, build_record, parse_lines, reassign_ids, to_line, with_line
+from memex.errors import ScopeError, StoreError, StoreLockedError, ValidationError
+from memex.files import device_full, no_space, output_file, output_path
+from memex.settings import Settings, located
+from memex.storage.open import restore_store
+
+if TYPE_CHECKING:
+    from memex.engine import Engine
+
+_REPORT_EVERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """A backup just written: where it is, how many memories (every tenant, forgotten
+    ones included) and how many bytes it holds."""
+
+    path: str
+    memories: int
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"path": self.path, "memories": self.memories, "size_bytes": self.size_bytes}
+
+
+class BulkMixin:
+    """``import_lines``, ``export_lines``, ``export``, ``iter_all``, ``backup``."""
+
+    _engine: Engine
+    _scope: Scope
+    _root: bool
+
+    def _check_writable(self) -> None:
+        raise NotImplementedError
+
+    def _insert(
+        self,
+        memories: builtins.list[Memory],
+        supersede: builtins.list[tuple[int, str]],
+        progress: Progress | None,
+        explicit_ids: Sequence[str] = (),
+        history: Sequence[Memory] = (),
+    ) -> builtins.list[Memory]:
+        raise NotImplementedError
+
+    @property
+    def _chooses_ids(self) -> bool:
+        """Whether this handle may give memories ids of its choosing.
+
+        Ids are unique per tenant, so only a handle on the whole tenant may: a narrower
+        one would learn from a refused id that it exists elsewhere in the tenant.
+        """
+        return self._scope == Scope(tenant=self._scope.tenant)
+
+    # -- import ----------------------------------------------------------------------
+
+    def import_lines(
+        self, lines: Iterable[str], *, progress: Progress | None = None
+    ) -> builtins.list[Memory]:
+        """Import JSON Lines records, all or nothing; a bad line raises with its number.
+
+        Records keep what an export carries: ids, versions, times, access statistics,
+        forgetting and, from ``export_lines(history=True)``, past versions. On a handle
+        scoped below its tenant every record gets a new id instead (links between the
+        file's records follow), so the import works alike whichever ids exist elsewhere.
+        """
+        self._check_writable()
+        now = utcnow()
+        records: builtins.list[Record] = []
+        explicit: builtins.list[str] = []
+        limit = self._engine.settings.max_content_bytes
+        for number, raw in parse_lines(lines):
+            scope = raw.get("scope")
+            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
+                raw["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
+            try:
+                record = build_record(raw, within=self._scope, now=now, max_content_bytes=limit)
+            except ValidationError as exc:
+                raise with_line(number, exc) from exc
+            except ScopeError as exc:
+                raise with_line(number, ValidationError(str(exc))) from exc
+            records.append(record)
+            if raw.get("id"):
+                explicit.append(record.memory.id)
+        if not self._chooses_ids:
+            records = reassign_ids(records, _fresh_id)
+            explicit = []
+        return self._insert(
+            [r.memory for r in records],
+            [],
+            progress,
+            explicit,
+            [past for r in records for past in r.past],
+        )
+
+    # -- export ----------------------------------------------------------------------
+
+    def export_lines(
+        self,
+        *,
+        include_deleted: bool = False,
+        history: bool = False,
+        progress: Progress | None = None,
+    ) -> Iterator[str]:
+        """Every memory in scope as JSON Lines records (no line ends), oldest first.
+
+        Superseded, pending and expired memories are included, forgotten ones with
+        ``include_deleted``; ``history`` adds each memory's past versions, so that
+        ``import_lines`` restores ``history`` as it was. The records are read from one
+        snapshot, taken when iteration starts: writes made meanwhile are not seen.
+        """
+        self._flush_access()
+        snapshot = self._engine.store.snapshot(
+            self._scope, include_deleted=include_deleted, history=history
+        )
+        try:
+            tally = Tally(progress, "exporting", snapshot.total)
+            pending = 0
+            for memory, past in snapshot:
+                yield to_line(memory, past if history else None)
+                pending += 1
+                if pending == _REPORT_EVERY:
+                    tally.advance(pending)
+                    pending = 0
+            tally.advance(pending)
+        finally:
+            snapshot.close()
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        include_deleted: bool = False,
+        history: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
+        """Write ``export_lines`` to the file ``path``; return how many memories it holds.
+
+        The file is written beside ``path`` and renamed over it once complete, so a
+        failure leaves ``path`` as it was. The store's own files are refused.
+        """
+        count = 0
+        with output_file(path, owned=self._engine.store.files()) as handle:
+            for line in self.export_lines(
+                include_deleted=include_deleted, history=history, progress=progress
+            ):
+                handle.write(line + "\n")
+                count += 1
+        return count
+
+    def iter_all(self, *, include_deleted: bool = False) -> Iterator[Memory]:
+        """Every memory in scope, oldest first, from one snapshot: superseded, pending and
+        expired ones included, forgotten ones only with ``include_deleted``."""
+        snapshot = self._engine.store.snapshot(
+            self._scope, include_deleted=include_deleted, history=False
+        )
+        try:
+            for memory, _ in snapshot:
+                yield memory
+        finally:
+            snapshot.close()
+
+    # -- backup ----------------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        backup: str | Path,
+        path: str | Path | None = None,
+        settings: Settings | None = None,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        **overrides: Any,
+    ) -> int:
+        """Replace the store at ``path`` (as ``open`` finds it) by the backup file ``backup``;
+        return how many memories it now holds (every tenant, forgotten ones included).
+
+        The backup must be a memex store no newer than this memex, and pass SQLite's
+        integrity check. A store that holds memories is replaced only with ``force``.
+        The swap is one transaction: processes that have the store open see the old
+        content or the restored one, and rebuild their search indexes from the latter.
+        """
+        location, settings = located(path, settings, overrides)
+        return restore_store(location, backup, settings, force=force, progress=progress)
+
+    def backup(self, path: str | Path, *, progress: Progress | None = None) -> BackupInfo:
+        """Copy the whole store (every tenant) to the new file ``path``, consistently,
+        while other processes go on writing. Root handle only.
+
+        The copy is a complete store: ``Memex.open`` it, or put it back with
+        ``Memex.restore``. Derived search indexes are rebuilt, not copied.
+        """
+        if not self._root:
+            raise ScopeError("a backup copies the whole store; call it on the root handle")
+        store = self._engine.store
+        self._flush_access()
+        with output_path(path, owned=store.files()) as temp:
+            try:
+                memories = store.backup(temp, progress)
+            except StoreError as exc:
+                # SQLite reports a full device under the copy as if it held the store.
+                if isinstance(exc, StoreLockedError) or not device_full(temp):
+                    raise
+                raise no_space(path) from exc
+        size = os.path.getsize(os.path.realpath(path))
+        return BackupInfo(str(path), memories, size)
+
+    def _flush_access(self) -> None:
+        """Write this process's pending read statistics, so a copy includes them."""
+        with contextlib.suppress(StoreError):  # a busy or full store: they follow later
+            self._engine.access.flush()
+
+
+def _fresh_id(memory: Memory) -> str:
+    return new_id(int(memory.created_at.timestamp() * 1000))

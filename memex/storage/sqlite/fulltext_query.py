@@ -1,0 +1,154 @@
+"""Queries on the tantivy full-text index: its schema and documents, the query-side
+analyzer, term pruning and the filtered search with the lag scored by FTS5 (see
+``fulltext.py`` for how the index is kept)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import tantivy
+
+from memex.core.query import Filters
+from memex.core.ranking import Candidate
+from memex.storage.sqlite import lexical, reads, sql
+from memex.storage.sqlite.fulltext_mark import Mark
+
+ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
+"""The columns of a memory that make its document."""
+
+
+def index_schema() -> tantivy.Schema:
+    """Documents keyed by ``memories.seq``: scope terms, and the text's term frequencies."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("key", stored=False, indexed=True, fast=True)
+    builder.add_text_field("scope", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
+    return builder.build()
+
+
+def document(row: Sequence[Any]) -> tantivy.Document:
+    """A row of ``ROW`` (key, scope columns, content) as an index document."""
+    seq, *scope, content = row
+    doc = tantivy.Document()
+    doc.add_unsigned("key", int(seq))
+    for name, value in zip(sql.SCOPE_COLUMNS, scope, strict=True):
+        if value is not None:
+            doc.add_text("scope", f"{name}={value}")
+    doc.add_text("text", content)
+    return doc
+
+
+def query_analyzer() -> tantivy.TextAnalyzer:
+    """The query-side twin of tantivy's ``en_stem`` tokenizer."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def indexed_hits(
+    schema: tantivy.Schema,
+    conn: sqlite3.Connection,
+    searcher: tantivy.Searcher,
+    filters: Filters,
+    tokens: Sequence[str],
+    limit: int,
+    max_seq: int,
+    pending: set[int],
+) -> list[Candidate] | None:
+    """The index's best hits that pass the filters; None if too few pass."""
+    term = tantivy.Query.term_query
+    should = [(tantivy.Occur.Should, term(schema, "text", t)) for t in tokens]
+    # Scope terms score nothing: the ranking is the text's BM25 alone.
+    clauses = [
+        (
+            tantivy.Occur.Must,
+            tantivy.Query.const_score_query(term(schema, "scope", f"{name}={value}"), 0.0),
+        )
+        for name, value in filters.scope.items()
+    ]
+    clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
+    query = tantivy.Query.boolean_query(clauses)
+    total = max(int(searcher.num_docs), 1)
+    pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
+    for _ in range(3):
+        hits = searcher.search(query, pool, count=False).hits
+        keys = searcher.fast_field_values("key", [address for _, address in hits])
+        found = [
+            Candidate(int(k), float(score))
+            for (score, _), k in zip(hits, keys, strict=True)
+            if k is not None and k <= max_seq and k not in pending
+        ]
+        passing = reads.passing(conn, filters, [c.key for c in found])
+        kept = [c for c in found if c.key in passing]
+        if len(kept) >= limit or len(hits) < pool:
+            return kept[:limit]
+        share = max(len(kept), 1) / max(len(hits), 1)
+        pool = min(int(limit / share * 1.5) + 1, total)
+        if pool > max(limit * 64, total // 8):
+            break
+    return None
+
+
+def prune(
+    analyzer: tantivy.TextAnalyzer, searcher: tantivy.Searcher, terms: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The query terms worth walking and their index tokens (see lexical.prune_common).
+
+    When every term is common, the rarest two are kept rather than all of them: a
+    query of common terms only walks long posting lists for little ranking value.
+    """
+    analysed = [(t, list(dict.fromkeys(analyzer.analyze(t)))) for t in terms]
+    analysed = [(t, toks) for t, toks in analysed if toks]
+    size = int(searcher.num_docs)
+    if size >= lexical.PRUNE_MIN_MEMORIES and len(analysed) > 1:
+        limit = max(lexical.PRUNE_MIN_POSTINGS, int(size * lexical.PRUNE_SHARE))
+        freq = {t: max(searcher.doc_freq("text", tok) for tok in toks) for t, toks in analysed}
+        rare = [(t, toks) for t, toks in analysed if freq[t] < limit]
+        if not rare:
+            rarest = sorted(analysed, key=lambda a: freq[a[0]])[:2]
+            rare = [a for a in analysed if a in rarest]
+        analysed = rare
+    tokens = list(dict.fromkeys(tok for _, toks in analysed for tok in toks))
+    return [t for t, _ in analysed], tokens
+
+
+def search_index(
+    index: tantivy.Index,
+    schema: tantivy.Schema,
+    analyzer: tantivy.TextAnalyzer,
+    conn: sqlite3.Connection,
+    filters: Filters,
+    terms: Sequence[str],
+    limit: int,
+    mark: Mark,
+) -> list[Candidate] | None:
+    """The best hits of an index that holds ``mark``, merged with the lag after it (rows
+    after ``max_seq`` and rows changed since ``change_pos``) scored by FTS5; None if
+    too few index hits pass the filters."""
+    searcher = index.searcher()
+    pending = {
+        int(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT seq FROM index_changes WHERE pos > ? AND seq <= ?",
+            (mark.change_pos, mark.max_seq),
+        )
+    }
+    kept_terms, tokens = prune(analyzer, searcher, terms)
+    indexed: list[Candidate] = []
+    if tokens:
+        found = indexed_hits(schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending)
+        if found is None:
+            return None
+        indexed = found
+    tail = lexical.search(conn, filters, kept_terms, limit, 0, after=mark.max_seq)
+    for start in range(0, len(pending), 500):
+        chunk = sorted(pending)[start : start + 500]
+        tail += lexical.search(conn, filters, kept_terms, limit, 0, among=chunk)
+    merged = sorted([*indexed, *tail], key=lambda c: (-c.score, c.key))
+    return merged[:limit]

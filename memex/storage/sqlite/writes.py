@@ -1,0 +1,116 @@
+"""Applying a write batch inside the store's write transaction: inserts, past versions,
+versioned updates and purges."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from memex.core.models import Memory, Scope
+from memex.errors import ConflictError, EmbedderError, ScopeError
+from memex.storage.base import Vector, WriteBatch
+from memex.storage.sqlite import sql
+from memex.storage.sqlite.purge import purge_memories
+from memex.storage.sqlite.vectors import log_changes
+
+_HISTORY_SQL = (
+    "INSERT INTO memory_history (tenant, id, version, project, user_id, agent, session, "
+    "kind, content, tags, metadata, importance, source, content_hash, created_at, "
+    "updated_at, expires_at, deleted_at, valid_from, valid_until, superseded_by) VALUES "
+    "(:tenant, :id, :version, :project, :user_id, :agent, :session, :kind, :content, :tags, "
+    ":metadata, :importance, :source, :content_hash, :created_at, :updated_at, :expires_at, "
+    ":deleted_at, :valid_from, :valid_until, :superseded_by)"
+)
+
+
+def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
+    """Insert, archive, update and purge as the batch says (the caller holds the
+    transaction); ``dims``: the store's vector size."""
+    _insert(conn, scope, batch, dims)
+    _archive(conn, scope, batch)
+    replaced: dict[str, list[int]] = {}
+    for memory, maybe_vector, expected in batch.updates:
+        check_scope(scope, memory)
+        params = sql.memory_params(memory)
+        params["expected_version"] = expected
+        cur = conn.execute(sql.UPDATE_SQL, params)
+        if cur.rowcount != 1:
+            raise ConflictError(
+                f"memory {memory.id} changed or vanished since it was read; try again"
+            )
+        if maybe_vector is not None:
+            tenant = memory.scope.tenant or ""
+            seq = conn.execute(
+                "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE vectors SET vector = ? WHERE seq = ?", (blob(maybe_vector, dims), seq)
+            )
+            replaced.setdefault(tenant, []).append(seq)
+    for tenant, keys in replaced.items():
+        log_changes(conn, tenant, keys)
+    if batch.purges:
+        where, values = sql.scope_clause(scope)
+        purge_memories(conn, where, values, batch.purges)
+
+
+def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
+    if not batch.inserts:
+        return
+    for memory, _ in batch.inserts:
+        check_scope(scope, memory)
+    # Keys are given, not left to SQLite, so the vectors can go in one batch too; they
+    # follow the largest key ever used, as AUTOINCREMENT would.
+    first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
+    conn.executemany(
+        sql.INSERT_SQL, [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)]
+    )
+    conn.executemany(
+        "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
+        [(k, m.scope.tenant, blob(v, dims)) for k, (m, v) in enumerate(batch.inserts, first)],
+    )
+
+
+def _archive(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch) -> None:
+    """Store past versions of inserted memories as given.
+
+    They go straight into ``memory_history``: the trigger that archives a version on
+    update only fires for updates, and replaying the versions as updates would stamp
+    them with new times and bump the change counters once per version.
+    """
+    if not batch.history:
+        return
+    current = {(m.scope.tenant, m.id): m.version for m, _ in batch.inserts}
+    for past in batch.history:
+        check_scope(scope, past)
+        version = current.get((past.scope.tenant, past.id))
+        if version is None or not 1 <= past.version < version:
+            raise ConflictError(
+                f"version {past.version} of memory {past.id} is not a past version of a "
+                "memory in the batch"
+            )
+    try:
+        conn.executemany(_HISTORY_SQL, [_history_params(m) for m in batch.history])
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError("the batch holds the same version of a memory twice") from exc
+
+
+def _history_params(memory: Memory) -> dict[str, object]:
+    params = sql.memory_params(memory)
+    del params["last_accessed_at"], params["access_count"]
+    return params
+
+
+def check_scope(scope: Scope, memory: Memory) -> None:
+    """Refuse a memory outside the scope of the handle writing it."""
+    if not scope.contains(memory.scope):
+        raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
+
+
+def blob(vector: Vector, dims: int) -> bytes:
+    """A vector as stored: ``dims`` float32 values."""
+    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    if array.shape[0] != dims:
+        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
+    return array.tobytes()
