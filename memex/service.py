@@ -98,6 +98,16 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         engine = Engine(store, chosen, settings)
         return cls(engine, root_scope, root=True)
 
+    @staticmethod
+    def locate(
+        path: str | Path | None = None, settings: Settings | None = None, **overrides: Any
+    ) -> tuple[Path, Settings]:
+        """The store file ``Memex.open`` would open for these arguments, and its settings."""
+        from memex.storage.open import resolve_path
+
+        location, chosen = located(path, settings, overrides)
+        return resolve_path(location).absolute(), chosen
+
     def close(self) -> None:
         """Close the store (root handle only), writing pending access statistics if no
         other process is writing: they are dropped rather than waited for."""

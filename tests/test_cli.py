@@ -413,6 +413,72 @@ def test_export_import_round_trip(seeded: Path, tmp_path: Path) -> None:
     )
 
 
+def history_of_everything(store: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every version of every memory (forgotten ones too), as ``memex history`` shows."""
+    ids = [r["id"] for r in run_jsonl(store, "export", "--all")]
+    return {i: run_json(store, "history", i) for i in ids}
+
+
+def test_export_all_and_import_carry_the_whole_history(store_path: Path, tmp_path: Path) -> None:
+    fact = remember(store_path, "Alice works at Initech", "--kind", "fact", "--tag", "job")
+    run_json(store_path, "update", fact["id"], "--importance", "0.9", "--source", "hr")
+    newer = remember(store_path, "Alice works at Globex", "--supersedes", fact["id"])
+    gone = remember(store_path, "a secret nobody should see again")
+    run_json(store_path, "forget", gone["id"])
+    run_json(store_path, "get", newer["id"])  # read statistics travel too
+    dump = tmp_path / "everything.jsonl"
+    assert run_json(store_path, "export", "--all", "-o", str(dump))["exported"] == 3
+    copy = tmp_path / "copy" / "memex.db"
+    assert run_json(copy, "import", str(dump)) == {"imported": 3}
+    before, after = history_of_everything(store_path), history_of_everything(copy)
+    assert before == after
+    assert [v["version"] for v in after[fact["id"]]] == [1, 2, 3]
+    assert after[gone["id"]][-1]["deleted_at"] is not None
+    assert recall_ids(copy, "where does Alice work", "-k", "1") == [newer["id"]]
+
+
+def test_export_never_writes_onto_the_store(store_path: Path) -> None:
+    remember(store_path, "precious")
+    intact = store_path.read_bytes()
+    for target in (store_path, Path(f"{store_path}-wal"), Path(f"{store_path}-shm")):
+        message = assert_error(invoke(store_path, "export", "-o", str(target)), 2)
+        assert "store" in message
+    assert store_path.read_bytes() == intact
+    assert [m["content"] for m in run_json(store_path, "list")["items"]] == ["precious"]
+
+
+def test_backup_and_restore(store_path: Path, tmp_path: Path) -> None:
+    keep = remember(store_path, "kept by the backup")
+    run_json(store_path, "update", keep["id"], "--content", "kept by the backup, edited")
+    copy = tmp_path / "backup.db"
+    info = run_json(store_path, "backup", str(copy))
+    assert info["memories"] == 1 and info["path"] == str(copy) and info["size_bytes"] > 0
+    remember(store_path, "written after the backup")
+    message = assert_error(invoke(store_path, "restore", str(copy)), 2)
+    assert "--force" in message and count(store_path) == 2
+    assert run_json(store_path, "restore", str(copy), "--force") == {
+        "restored": 1,
+        "backup": str(copy),
+    }
+    assert [m["content"] for m in run_json(store_path, "list")["items"]] == [
+        "kept by the backup, edited"
+    ]
+    assert len(run_json(store_path, "history", keep["id"])) == 2
+    assert_error(invoke(store_path, "backup", str(store_path)), 2)
+    assert_error(invoke(store_path, "restore", str(tmp_path / "missing.db")), 2)
+
+
+def test_unsupersede(store_path: Path) -> None:
+    old = remember(store_path, "The office is in Leeds", "--kind", "fact")
+    wrong = remember(store_path, "The office is in Paris", "--supersedes", old["id"])
+    assert recall_ids(store_path, "where is the office", "-k", "1") == [wrong["id"]]
+    back = run_json(store_path, "unsupersede", old["id"])
+    assert back["valid_until"] is None and back["superseded_by"] is None
+    assert set(recall_ids(store_path, "office Leeds Paris")) == {old["id"], wrong["id"]}
+    assert_error(invoke(store_path, "unsupersede", old["id"]), 2)  # not superseded now
+    assert_error(invoke(store_path, "unsupersede", str(uuid.uuid4())), 1)
+
+
 # -- reindex / expire / quickstart -----------------------------------------------------
 
 
@@ -708,6 +774,9 @@ def test_every_command_is_tested_with_json() -> None:
         "context",
         "index",
         "warm",
+        "backup",
+        "restore",
+        "unsupersede",
     }
     assert set(registered_commands()) == expected
 

@@ -275,32 +275,68 @@ def import_(cli: Cli) -> None:
 
 
 def export(cli: Cli) -> None:
-    from memex.core.progress import Step
-    from memex.core.records import to_line
     from memex.interfaces.cli.progress import progress_bar
 
     a = cli.args
-    with cli.store() as mx:
-        total = mx.stats()
-        expected = total.memories + total.superseded + total.expired
-        if a.everything:
-            expected += total.deleted
-        count = 0
-        target = open(a.output, "w", encoding="utf-8") if a.output else cli.out  # noqa: SIM115
-        try:
-            with progress_bar(cli.err, show=a.output is not None) as report:
-                for memory in mx.iter_all(include_deleted=a.everything):
-                    target.write(to_line(memory) + "\n")
-                    count += 1
-                    report(Step("exporting", count, expected))
-        finally:
-            if a.output:
-                target.close()
-    if a.output:
+    options = {"include_deleted": a.everything, "history": a.everything}
+    to_file = a.output not in (None, "-")
+    with cli.store() as mx, progress_bar(cli.err, show=to_file) as report:
+        if to_file:
+            count = mx.export(a.output, **options, progress=report)
+        else:
+            count = 0
+            for line in mx.export_lines(**options):
+                cli.out.write(line + "\n")
+                count += 1
+    if to_file:
         if cli.as_json:
             cli.emit({"exported": count, "output": a.output})
         else:
             cli.say(f"exported {count} memories to {a.output}")
+
+
+def backup(cli: Cli) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    if cli.args.tenant is not None:
+        raise ValidationError("a backup copies every tenant of the store; drop --tenant")
+    with cli.store(tenant=None) as mx, progress_bar(cli.err) as report:
+        info = mx.backup(cli.args.path, progress=report)
+    if cli.as_json:
+        cli.emit(info.to_dict())
+    else:
+        size = info.size_bytes / 1_048_576
+        cli.say(f"backed up {info.memories} memories ({size:.1f} MiB) to {info.path}")
+
+
+def restore(cli: Cli) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+    from memex.service import Memex
+
+    a = cli.args
+    if a.tenant is not None:
+        raise ValidationError("a restore replaces every tenant of the store; drop --tenant")
+    location = a.store or os.environ.get("MEMEX_STORE") or None
+    read_only = True if a.read_only else None
+    with progress_bar(cli.err) as report:
+        count = Memex.restore(
+            a.backup, location, force=a.force, progress=report, read_only=read_only
+        )
+    if cli.as_json:
+        cli.emit({"restored": count, "backup": a.backup})
+    else:
+        cli.say(f"restored {count} memories from {a.backup}")
+
+
+def unsupersede(cli: Cli) -> None:
+    with cli.store() as mx:
+        memory = mx.unsupersede(cli.args.id)
+    if cli.as_json:
+        cli.emit(memory.to_dict())
+    elif memory.valid_until is not None:
+        cli.say(f"{memory.id} is current again, until {render.when(memory.valid_until)}")
+    else:
+        cli.say(f"{memory.id} is current again")
 
 
 def reindex(cli: Cli) -> None:
@@ -418,6 +454,9 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "stats": stats,
     "import": import_,
     "export": export,
+    "backup": backup,
+    "restore": restore,
+    "unsupersede": unsupersede,
     "reindex": reindex,
     "expire": expire,
     "context": context,

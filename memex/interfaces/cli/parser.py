@@ -150,7 +150,22 @@ def build() -> Parser:
 
     p = command("export", "Export memories as JSON Lines.")
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--all", action="store_true", dest="everything", help="every version too")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="a full backup of the tenant: forgotten memories and every past version",
+    )
+
+    p = command("backup", "Copy the whole store, consistently, while others write.")
+    p.add_argument("path", metavar="PATH", help="the backup file to write")
+
+    p = command("restore", "Replace the store by a backup made with memex backup.")
+    p.add_argument("backup", metavar="BACKUP", help="the backup file to read")
+    p.add_argument("--force", action="store_true", help="replace a store that holds memories")
+
+    p = command("unsupersede", "Undo a wrong supersede: the memory is valid again.")
+    p.add_argument("id", metavar="ID")
 
     p = command("reindex", "Re-embed every memory (to switch models, or repair vectors).")
     p.add_argument("--embedder", choices=EMBEDDERS, help="switch to this embedder")

@@ -58,15 +58,8 @@ class Stores:
         """The store ``Memex.open(location, tenant=..., **options)`` would open, kept."""
         from memex.errors import StoreError
         from memex.service import Memex
-        from memex.settings import DB_FILENAME, Settings, default_home
-        from memex.storage.open import resolve_path
 
-        home = None if location is not None else default_home()
-        settings = Settings.load(home, tenant=tenant, **options)
-        path = resolve_path(
-            location if location is not None else (home or default_home()) / DB_FILENAME
-        )
-        path = path.absolute()
+        path, settings = Memex.locate(location, tenant=tenant, **options)
         try:
             info = os.stat(path)
             identity: tuple[int, int] | None = (info.st_dev, info.st_ino)

@@ -176,7 +176,7 @@ def _replace(
         if held and not force:
             raise ValidationError(
                 f"store {target} holds {held} memories; restoring replaces them all "
-                "(force it to go ahead)"
+                "(force it to go ahead: memex restore --force)"
             )
         if "change_counters" in tables:
             counters = int(
