@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -11,8 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from memex import log
 from memex.core.models import Scope, content_hash
 from memex.core.progress import Progress, Tally
 from memex.embedders.base import Embedder, Vectors, make_embedder, query_text_for
@@ -29,9 +27,9 @@ from memex.settings import Settings
 from memex.storage.base import Store, StoredVectors
 
 if TYPE_CHECKING:
-    from memex.context.assembler import ContextState
+    import numpy as np
 
-_log = logging.getLogger(__name__)
+    from memex.context.assembler import ContextState
 
 
 _Snapshot = tuple[str, str, tuple[str, ...]]
@@ -120,7 +118,7 @@ class AccessLog:
                 reported = ""
             except MemexError as exc:  # kept: the next round or close() tries again
                 if str(exc) != reported:
-                    _log.warning("access statistics not written yet: %s", exc)
+                    log.warning(__name__, "access statistics not written yet: %s", exc)
                     reported = str(exc)
 
     def flush(self) -> bool:
@@ -222,6 +220,8 @@ class Engine:
             raise
         except Exception as exc:  # a model runtime's own error: keep the message, one line
             raise EmbedderError(f"embedder {model.name} failed: {exc}") from exc
+        import numpy as np
+
         if vectors.shape[0] != len(texts) or not np.all(np.isfinite(vectors)):
             raise EmbedderError(f"embedder {model.name} returned unusable vectors")
         return vectors
@@ -276,6 +276,8 @@ class Engine:
             fresh.update(zip(chunk, vectors, strict=True))
             tally.advance(len(chunk))
         dims = self.dimensions(fresh, cached)
+        import numpy as np
+
         out = np.zeros((len(contents), dims), dtype=np.float32)
         for i, h in enumerate(hashes):
             out[i] = fresh[i] if i in fresh else cached[h]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
-import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -118,6 +116,8 @@ def output_path(path: str | Path, *, owned: Iterable[Path] = ()) -> Iterator[Pat
 def device_full(path: Path) -> bool:
     """Whether the device holding ``path`` has (next to) no free space left."""
     try:
+        import shutil
+
         return shutil.disk_usage(_absolute(path).parent).free < _LOW_SPACE
     except OSError:
         return False
@@ -135,7 +135,7 @@ def _reserve(final: Path) -> Path:
     except OSError:
         mode = 0o666  # what a newly created file gets, less the umask
     while True:
-        temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+        temp = final.with_name(f".{final.name}.{os.urandom(4).hex()}.tmp")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileExistsError:

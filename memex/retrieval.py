@@ -9,9 +9,7 @@ the store and the embedder.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from memex.core.episodes import EpisodeWeights, lift_episodes
 from memex.core.models import Hit, utcnow
@@ -21,6 +19,9 @@ from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.engine import Engine
 from memex.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NEIGHBOUR_HITS = 20
 """How many of the best fused hits offer a share of their score to their neighbours.
@@ -65,6 +66,8 @@ def episode_weights(engine: Engine) -> EpisodeWeights | None:
 def query_vector_of(value: object) -> np.ndarray:
     """A query vector given to recall, as float32; anything but finite numbers is bad input."""
     try:
+        import numpy as np
+
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf below
             vector = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -96,6 +99,8 @@ def search(
     vector = []
     if mode != "lexical":
         qv = query_vector if query_vector is not None else engine.embed_query(query)
+        import numpy as np
+
         vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)
     fused = fuse(lexical, vector, w)
     # Hybrid only: a single-leg mode promises that leg's matches and nothing else.

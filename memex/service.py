@@ -7,9 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
@@ -30,7 +28,6 @@ from memex.core.models import (
 )
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
@@ -43,10 +40,14 @@ from memex.errors import (
     ValidationError,
 )
 from memex.removal import RemovalMixin
-from memex.retrieval import query_vector_of, search
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memex.core.ranking import FusionWeights
 
 _UNSET: Any = object()
 
@@ -432,6 +433,11 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must not be empty")
         check_text(query, "query")
+        # The recall pipeline is loaded on first use: a handle that only reads by id or
+        # time (a command-line `get`) does not pay for it.
+        from memex.core.ranking import validate_weights
+        from memex.retrieval import query_vector_of, search
+
         validate_count(k, "k", 1, 1000)
         if mode not in ("hybrid", "lexical", "vector"):
             raise ValidationError("mode must be hybrid, lexical or vector")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -150,6 +149,8 @@ class Settings:
         config_path = os.environ.get("MEMEX_CONFIG")
         path = Path(config_path) if config_path else (home or default_home()) / CONFIG_FILENAME
         if path.is_file():
+            import tomllib
+
             try:
                 with path.open("rb") as fh:
                     values.update(tomllib.load(fh))

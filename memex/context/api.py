@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memex.core.context import STRATEGIES, resolve_sections
 from memex.core.models import Scope
 from memex.core.validate import (
     MAX_SESSION_CHARS,
@@ -74,6 +73,7 @@ class ContextMixin:
         # Assembly is imported when first used: a handle that never assembles a context
         # (a command-line `get`, say) does not pay for loading it.
         from memex.context.assembler import Assembly, Request
+        from memex.core.context import STRATEGIES, resolve_sections
 
         if strategy not in STRATEGIES:
             raise ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}")

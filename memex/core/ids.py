@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 from memex.core.validate import check_text
 from memex.errors import ValidationError
@@ -40,6 +39,8 @@ def new_id(now_ms: int | None = None) -> str:
 def is_valid_id(value: str) -> bool:
     """Whether ``value`` is a canonical UUID string."""
     try:
+        import uuid
+
         return str(uuid.UUID(value)) == value.lower()
     except (ValueError, AttributeError, TypeError):
         return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -92,6 +91,8 @@ def _out_of_range(what: str, value: object) -> ValidationError:
 
 def content_hash(content: str) -> str:
     """The SHA-256 hex digest of a memory's content: the key of the embedding cache."""
+    import hashlib
+
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 

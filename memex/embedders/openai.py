@@ -7,8 +7,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-import numpy as np
-
 from memex.embedders.base import Vectors, normalise
 from memex.errors import EmbedderError
 
@@ -74,6 +72,8 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self._batch_size):
             rows.extend(self._post(list(texts[start : start + self._batch_size])))
         if not rows:
+            import numpy as np
+
             return np.zeros((0, self._dimensions or 0), dtype=np.float32)
         dims = {len(r) for r in rows}
         if len(dims) != 1 or 0 in dims:
@@ -82,4 +82,6 @@ class OpenAIEmbedder:
         if self._dimensions is not None and dim != self._dimensions:
             raise EmbedderError(f"embedding endpoint changed dimension {self._dimensions} -> {dim}")
         self._dimensions = dim
+        import numpy as np
+
         return normalise(np.array(rows, dtype=np.float32))

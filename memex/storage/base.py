@@ -12,18 +12,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-from memex.core.episodes import Placement
-from memex.core.models import Memory, Scope
-from memex.core.progress import Progress
-from memex.core.query import Filters, Order
-from memex.core.ranking import Candidate
+    from memex.core.episodes import Placement
+    from memex.core.models import Memory, Scope
+    from memex.core.progress import Progress
+    from memex.core.query import Filters, Order
+    from memex.core.ranking import Candidate
 
-Vector = npt.NDArray[np.float32]
+Vector: TypeAlias = "npt.NDArray[np.float32]"
+"""A float32 vector (numpy is loaded only where vectors are made or searched)."""
 
 
 @dataclass(frozen=True, slots=True)

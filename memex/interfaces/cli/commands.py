@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -65,26 +64,19 @@ class Cli:
             yield mx
 
 
-class _Warnings(logging.Handler):
-    """memex's logged warnings (an index that cannot be saved, say) as one stderr line."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        sys.stderr.write(f"warning: {render.one_line(record.getMessage())}\n")
-
-
 @contextmanager
 def warnings_to_stderr() -> Iterator[None]:
-    """Show memex's logged warnings on standard error while a command runs."""
-    handler = _Warnings()
-    logger = logging.getLogger("memex")
-    logger.addHandler(handler)
+    """Show memex's warnings on standard error, one line each, while a command runs."""
+    from memex import log
+
+    def show(message: str) -> None:
+        sys.stderr.write(f"warning: {render.one_line(message)}\n")
+
+    previous, log.sink = log.sink, show
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        log.sink = previous
 
 
 def scope(args: argparse.Namespace) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from memex.interfaces.cli.render import one_line
 
@@ -74,8 +74,17 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="created before this time" + UTC_NOTE)
 
 
-def build() -> Parser:
-    """The parser of the whole command line."""
+class _Unused:
+    """Stands in for the parser of a command not being run: its options are not built."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def build(only: str | None = None) -> Parser:
+    """The parser of the whole command line; with ``only``, every command is listed but
+    only that one's options are built (a command line runs one command, and building
+    them all takes a good share of a quick command's time)."""
     from memex import __version__
 
     top = Parser(
@@ -87,8 +96,10 @@ def build() -> Parser:
     _globals(top, top=True)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
+    def command(name: str, text: str) -> Any:
         sub = commands.add_parser(name, help=text, description=text)
+        if only is not None and name != only:
+            return _Unused()
         _globals(sub, top=False)
         return sub
 
@@ -193,8 +204,11 @@ def build() -> Parser:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv`` (default: the process's arguments)."""
-    parser = build()
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    from memex.interfaces.cli.warm import command_of
+
+    given = sys.argv[1:] if argv is None else list(argv)
+    parser = build(command_of(given))
+    args = parser.parse_args(given)
     if args.command is None:  # a bare `memex`: show what it can do
         parser.print_help(sys.stdout)
         raise SystemExit(2)

@@ -42,7 +42,6 @@ next catch-up or open of the store sees the watermark's purge count behind the s
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import sqlite3
@@ -55,6 +54,7 @@ from typing import Any
 
 import tantivy
 
+from memex import log
 from memex.core.progress import Progress, Tally
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
@@ -82,7 +82,6 @@ TAIL_CHANGES = 500
 _HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
 _BATCH = 5_000  # rows read and added per step of a build
-_log = logging.getLogger(__name__)
 
 
 class FullTextIndex:
@@ -169,7 +168,8 @@ class FullTextIndex:
 
     def _warn(self, action: str, exc: BaseException) -> None:
         why = "no space left on the device" if lacked_space(exc, self.folder) else str(exc)
-        _log.warning(
+        log.warning(
+            __name__,
             "cannot %s the full-text index in %s (%s); full-text search uses SQLite's FTS5 "
             "meanwhile and retries later",
             action,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
-from importlib import resources
 
 from memex.errors import SchemaVersionError, StoreReadOnlyError
 
@@ -24,11 +24,11 @@ class Migration:
 def migrations() -> list[Migration]:
     """Every migration shipped with this memex, in order."""
     found: list[Migration] = []
-    folder = resources.files("memex.storage.sqlite") / "migrations"
-    for entry in folder.iterdir():
-        match = _NAME_RE.match(entry.name)
+    for name in _migration_files():
+        match = _NAME_RE.match(name)
         if match:
-            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+            with open(os.path.join(_FOLDER, name), encoding="utf-8") as fh:
+                found.append(Migration(int(match.group(1)), name, fh.read()))
     found.sort(key=lambda m: m.version)
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
@@ -36,7 +36,14 @@ def migrations() -> list[Migration]:
     return found
 
 
-LATEST = len(migrations())
+def _migration_files() -> list[str]:
+    return sorted(os.listdir(_FOLDER))
+
+
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+LATEST = sum(1 for name in _migration_files() if _NAME_RE.match(name))
+"""The newest schema version: counted from the file names, so opening a store that is up
+to date reads no migration."""
 
 
 def current_version(conn: sqlite3.Connection) -> int:

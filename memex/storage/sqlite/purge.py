@@ -18,7 +18,7 @@ from typing import Any
 
 from memex.errors import ConflictError
 from memex.storage.sqlite import contexts
-from memex.storage.sqlite.vectors import log_changes
+from memex.storage.sqlite.changes import log_changes
 
 
 def purge_memories(

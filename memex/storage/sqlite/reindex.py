@@ -13,10 +13,9 @@ interrupted reindex.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import os
 import re
-import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,12 +25,19 @@ from memex.errors import ConflictError
 _PREFIX = "vectors_reindex_"
 # Older memex named staging tables without the host: vectors_reindex_<pid>_<thread>.
 _NAME = re.compile(r"^vectors_reindex_(?:([0-9a-f]{8})_)?(\d+)_(\d+)$")
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+@functools.cache
+def _host() -> str:
+    """This machine, as staging table names carry it (a hash of its host name)."""
+    import hashlib
+
+    return hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:8]
 
 
 def staging_name() -> str:
     """The staging table of a reindex run by this thread of this process."""
-    return f"{_PREFIX}{_HOST}_{os.getpid()}_{threading.get_ident()}"
+    return f"{_PREFIX}{_host()}_{os.getpid()}_{threading.get_ident()}"
 
 
 def create_staging(conn: sqlite3.Connection, staging: str) -> None:
@@ -83,7 +89,7 @@ def stale_staging(conn: sqlite3.Connection) -> list[str]:
     stale = []
     for (name,) in rows:
         match = _NAME.match(str(name))
-        if match is None or match.group(1) not in (None, _HOST):
+        if match is None or match.group(1) not in (None, _host()):
             continue
         pid = int(match.group(2))
         if pid != os.getpid() and not _alive(pid):

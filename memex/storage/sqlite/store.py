@@ -10,9 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memex.core.episodes import Placement
 from memex.core.models import (
@@ -39,7 +37,7 @@ from memex.errors import (
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
 from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql, writes
-from memex.storage.sqlite.ann import IndexFiles
+from memex.storage.sqlite.changes import bump_epoch
 from memex.storage.sqlite.connection import (
     Connections,
     prepare,
@@ -47,13 +45,14 @@ from memex.storage.sqlite.connection import (
     without_waiting,
     write_transaction,
 )
-from memex.storage.sqlite.fulltext import FullTextIndex
 from memex.storage.sqlite.migrate import require_current, upgrade
-from memex.storage.sqlite.nearest import nearest
 from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
-from memex.storage.sqlite.vectors import VectorIndex, bump_epoch
+
+if TYPE_CHECKING:
+    from memex.storage.sqlite.fulltext import FullTextIndex
+    from memex.storage.sqlite.vectors import VectorIndex
 
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
@@ -84,9 +83,7 @@ class SQLiteStore:
         self._read_only = prepare(self._path, read_only=read_only)
         self._connections = self._connect(busy_timeout, synchronous)
         writable = self._read_only is None
-        self._fulltext = FullTextIndex(
-            self._path.with_name(self._path.name + ".lexical"), writable=writable
-        )
+        self._fulltext_index: FullTextIndex | None = None
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
         self._wal_dirty = False  # a purge's page images may still be in the WAL
@@ -176,9 +173,10 @@ class SQLiteStore:
         staging tables of a reindex, and copies of purged text a purge had not yet
         scrubbed from the write-ahead log and the full-text index."""
         reindex.drop_stale_staging(conn, self._busy_ms)
-        if _wal_size(self._path) and self._meta(conn, "purges"):
-            self._truncate_wal()
-        self._fulltext.scrub(conn, wait=0, insist=False)
+        if self._meta(conn, "purges"):
+            if _wal_size(self._path):
+                self._truncate_wal()
+            self._fulltext.scrub(conn, wait=0, insist=False)
 
     def close(self) -> None:
         if self._connections.closed:
@@ -198,14 +196,29 @@ class SQLiteStore:
         if self._wal_dirty:
             with contextlib.suppress(MemexError):
                 self._run(lambda c: truncate_wal(c, self._busy_ms))
-        self._fulltext.close()
+        if self._fulltext_index is not None:
+            self._fulltext_index.close()
         self._connections.close()
 
     def schema_version(self) -> int:
         return self._version
 
+    @property
+    def _fulltext(self) -> FullTextIndex:
+        """The tantivy index beside the store, loaded when first needed: a process that
+        never searches text (a command-line `get`) does not load tantivy."""
+        if self._fulltext_index is None:
+            from memex.storage.sqlite.fulltext import FullTextIndex
+
+            self._fulltext_index = FullTextIndex(
+                self._path.with_name(self._path.name + ".lexical"),
+                writable=self._read_only is None,
+            )
+        return self._fulltext_index
+
     def files(self) -> builtins.list[Path]:
-        copy = self._fulltext.private_copy
+        index = self._fulltext_index
+        copy = index.private_copy if index is not None else None
         return [*backup.owned_paths(self._path), *([copy] if copy is not None else [])]
 
     # -- copies ----------------------------------------------------------------------
@@ -255,8 +268,8 @@ class SQLiteStore:
             self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
         elif stored != model.model:
             raise EmbedderError(f"store holds vectors of {stored}, not {model.model}")
-        if self._index is None or self._index.model != model.model:
-            self._index = self._new_index(model)
+        if self._index is not None and self._index.model != model.model:
+            self._index = None  # made again, for the new model, when next searched
 
     # -- writes ------------------------------------------------------------------------
 
@@ -382,6 +395,8 @@ class SQLiteStore:
                 "dimensions"
             )
 
+        from memex.storage.sqlite.nearest import nearest
+
         return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit))
 
     def build_indexes(
@@ -423,6 +438,9 @@ class SQLiteStore:
         return self._index
 
     def _new_index(self, model: StoredVectors) -> VectorIndex:
+        from memex.storage.sqlite.ann import IndexFiles
+        from memex.storage.sqlite.vectors import VectorIndex
+
         folder = self._path.with_name(self._path.name + ".ann")
         return VectorIndex(
             model.model,
@@ -468,6 +486,8 @@ class SQLiteStore:
         if not hashes or stored is None or stored.model != model:
             return {}
         found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
+        import numpy as np
+
         return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in found.items()}
 
     def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:

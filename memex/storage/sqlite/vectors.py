@@ -16,7 +16,6 @@ write, or when asked.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from memex import log
 from memex.core.progress import Progress, Tally
 from memex.core.ranking import Candidate
 from memex.errors import EmbedderMismatchError
@@ -42,13 +42,12 @@ from memex.storage.sqlite.ann import (
     bitmap,
     list_count,
 )
+from memex.storage.sqlite.changes import EPOCH_KEY
 from memex.storage.sqlite.connection import lacked_space
 from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
 
-EPOCH_KEY = "vectors_generation"
 REPLAY_MIN = 10_000
 _CHUNK = 16_384  # rows read and added per step
-_log = logging.getLogger(__name__)
 _SAVE_RETRY_SECONDS = 60.0
 
 
@@ -68,22 +67,6 @@ def _generation(conn: sqlite3.Connection) -> tuple[str | None, str, int]:
         ).fetchall()
     )
     return found.get("vectors_model"), str(found.get("store_id", "")), int(found.get(EPOCH_KEY, 0))
-
-
-def bump_epoch(conn: sqlite3.Connection) -> None:
-    """Mark every loaded index stale; call inside the transaction that swaps all vectors."""
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
-        "SET value = CAST(value AS INTEGER) + 1",
-        (EPOCH_KEY,),
-    )
-
-
-def log_changes(conn: sqlite3.Connection, tenant: str, keys: list[int]) -> None:
-    """Record that these keys' vectors were removed or replaced (in the write transaction)."""
-    conn.executemany(
-        "INSERT INTO index_changes (tenant, seq) VALUES (?, ?)", [(tenant, k) for k in keys]
-    )
 
 
 class VectorIndex:
@@ -285,7 +268,8 @@ class VectorIndex:
             state.save_failed_at = time.monotonic()
             folder = self.files.folder
             why = "no space left on the device" if lacked_space(exc, folder) else str(exc)
-            _log.warning(
+            log.warning(
+                __name__,
                 "cannot save the approximate vector index in %s (%s); it is kept in memory "
                 "and saving is retried later",
                 folder,

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 
-import numpy as np
-
 from memex.core.models import Memory, Scope
 from memex.errors import ConflictError, EmbedderError, ScopeError
 from memex.storage.base import Vector, WriteBatch
 from memex.storage.sqlite import sql
+from memex.storage.sqlite.changes import log_changes
 from memex.storage.sqlite.purge import purge_memories
-from memex.storage.sqlite.vectors import log_changes
 
 _HISTORY_SQL = (
     "INSERT INTO memory_history (tenant, id, version, project, user_id, agent, session, "
@@ -110,6 +108,8 @@ def check_scope(scope: Scope, memory: Memory) -> None:
 
 def blob(vector: Vector, dims: int) -> bytes:
     """A vector as stored: ``dims`` float32 values."""
+    import numpy as np
+
     array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
     if array.shape[0] != dims:
         raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
