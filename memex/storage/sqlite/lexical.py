@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from memex.core.models import utcnow
 from memex.core.query import Filters
-from memex.core.ranking import Candidate
 from memex.storage.sqlite import sql
+
+if TYPE_CHECKING:
+    from memex.core.ranking import Candidate
 
 PRUNE_MIN_MEMORIES = 20_000
 PRUNE_MIN_POSTINGS = 2_000
@@ -53,6 +56,8 @@ def search(
         f"WHERE memories_fts MATCH ? AND {where} ORDER BY score DESC, m.seq LIMIT ?"
     )
     rows = conn.execute(query, [match, *params, limit]).fetchall()
+    from memex.core.ranking import Candidate
+
     return [Candidate(int(seq), float(score)) for seq, score in rows]
 
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memex.core.episodes import Placement
 from memex.core.models import (
     STORED_COLUMNS,
     Memory,
@@ -24,7 +23,6 @@ from memex.core.models import (
 )
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order, encode_cursor
-from memex.core.ranking import Candidate
 from memex.errors import (
     ConflictError,
     EmbedderError,
@@ -36,7 +34,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import backup, contexts, lexical, reads, reindex, sql, writes
+from memex.storage.sqlite import contexts, lexical, reads, reindex, sql, writes
 from memex.storage.sqlite.changes import bump_epoch
 from memex.storage.sqlite.connection import (
     Connections,
@@ -51,6 +49,8 @@ from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
 
 if TYPE_CHECKING:
+    from memex.core.episodes import Placement
+    from memex.core.ranking import Candidate
     from memex.storage.sqlite.fulltext import FullTextIndex
     from memex.storage.sqlite.vectors import VectorIndex
 
@@ -219,6 +219,8 @@ class SQLiteStore:
     def files(self) -> builtins.list[Path]:
         index = self._fulltext_index
         copy = index.private_copy if index is not None else None
+        from memex.storage.sqlite import backup
+
         return [*backup.owned_paths(self._path), *([copy] if copy is not None else [])]
 
     # -- copies ----------------------------------------------------------------------
@@ -235,6 +237,8 @@ class SQLiteStore:
         # A connection of its own: its read transaction spans the whole copy.
         conn = self._connections.separate()
         try:
+            from memex.storage.sqlite import backup
+
             return backup.backup(conn, target, progress)
         except sqlite3.Error as exc:
             raise translate(exc, str(self._path)) from exc
@@ -351,6 +355,8 @@ class SQLiteStore:
         columns = f"m.seq, {_THREAD}, m.created_at, m.content"
         rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
         end = 1 + len(_THREAD_COLUMNS)  # seq, the thread's columns, created_at, content
+        from memex.core.episodes import Placement
+
         return {r[0]: Placement(r[1:end], r[end], r[end + 1]) for r in rows}
 
     def neighbours(
