@@ -787,3 +787,16 @@ def test_every_command_is_documented() -> None:
     headings = set(re.findall(r"^## memex ([a-z][a-z-]*)\s*$", text, flags=re.MULTILINE))
     missing = [name for name in registered_commands() if name not in headings]
     assert not missing, f"commands without a '## memex <name>' heading in docs/cli.md: {missing}"
+
+
+def test_the_list_of_commands_is_the_parser_s() -> None:
+    from memex.interfaces.cli.commands import COMMANDS as RUN
+    from memex.interfaces.cli.parser import COMMANDS
+
+    assert list(COMMANDS) == [c for c in registered_commands_in_order()]
+    assert set(COMMANDS) == set(RUN)
+
+
+def registered_commands_in_order() -> list[str]:
+    actions = [a for a in build()._actions if a.dest == "command"]
+    return list(getattr(actions[0], "choices", {}))

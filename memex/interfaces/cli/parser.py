@@ -74,6 +74,30 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="created before this time" + UTC_NOTE)
 
 
+COMMANDS = (
+    "remember",
+    "recall",
+    "get",
+    "list",
+    "update",
+    "forget",
+    "history",
+    "stats",
+    "import",
+    "export",
+    "backup",
+    "restore",
+    "unsupersede",
+    "reindex",
+    "expire",
+    "context",
+    "quickstart",
+    "index",
+    "warm",
+)
+"""Every command, in the order ``memex --help`` lists them."""
+
+
 class _Unused:
     """Stands in for the parser of a command not being run: its options are not built."""
 
@@ -82,9 +106,9 @@ class _Unused:
 
 
 def build(only: str | None = None) -> Parser:
-    """The parser of the whole command line; with ``only``, every command is listed but
-    only that one's options are built (a command line runs one command, and building
-    them all takes a good share of a quick command's time)."""
+    """The parser of the whole command line; with ``only``, of that command alone (a
+    command line runs one command, and building every command's parser takes a good
+    share of a quick command's time)."""
     from memex import __version__
 
     top = Parser(
@@ -97,9 +121,9 @@ def build(only: str | None = None) -> Parser:
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     def command(name: str, text: str) -> Any:
-        sub = commands.add_parser(name, help=text, description=text)
         if only is not None and name != only:
             return _Unused()
+        sub = commands.add_parser(name, help=text, description=text)
         _globals(sub, top=False)
         return sub
 
@@ -207,7 +231,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     from memex.interfaces.cli.warm import command_of
 
     given = sys.argv[1:] if argv is None else list(argv)
-    parser = build(command_of(given))
+    name = command_of(given)
+    parser = build(name if name in COMMANDS else None)
     args = parser.parse_args(given)
     if args.command is None:  # a bare `memex`: show what it can do
         parser.print_help(sys.stdout)
