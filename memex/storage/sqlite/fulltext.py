@@ -50,7 +50,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import tantivy
 
@@ -247,7 +246,7 @@ class FullTextIndex:
             if fresh:
                 writer.delete_all_documents()
                 mark = Mark(0, 0)
-            with _snapshot(conn):
+            with reads.read_transaction(conn):
                 new = self._replay(writer, conn, mark, progress, fresh)
             writer.commit()  # also removes the files of segments no longer listed
         except BaseException:
@@ -478,7 +477,7 @@ class FullTextIndex:
                 self._catch_up(conn, force=False)
                 index, mark = self._index, self._mark
                 assert index is not None
-                with _snapshot(conn):
+                with reads.read_transaction(conn):
                     return search_index(
                         index, self._schema, self._analyzer, conn, filters, terms, limit, mark
                     )
@@ -500,16 +499,3 @@ def _writer(index: tantivy.Index, wait: float) -> tantivy.IndexWriter | None:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Any:
-    """One read transaction, so the log, the rows and the filters agree."""
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from memex.core.models import Scope, utcnow
@@ -18,6 +19,20 @@ _BUCKETS = {
     "pending": "memories",
     "current": "memories",
 }
+
+
+@contextlib.contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction (unless one is open already), so that several statements
+    see the same state of the store: a change log, the rows it names, the filters."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def in_chunks(

@@ -15,12 +15,10 @@ write, or when asked.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -229,7 +227,7 @@ class VectorIndex:
 
     def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
         """Refresh inside one read transaction, so model, epoch, log and rows agree."""
-        with _reading(conn):
+        with reads.read_transaction(conn):
             return self._refresh(conn, tenant)
 
     # -- index files --------------------------------------------------------------------
@@ -306,7 +304,7 @@ class VectorIndex:
         Raises:
             OSError: the approximate index could not be saved.
         """
-        with self._lock, _reading(conn):
+        with self._lock, reads.read_transaction(conn):
             if lagging_only and not self._lagging(conn, tenant):
                 return
             state = self._tenants.get(tenant)
@@ -468,19 +466,6 @@ def _count(
             (tenant, after, limit),
         ).fetchone()[0]
     )
-
-
-@contextlib.contextmanager
-def _reading(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction (unless one is open), so model, epoch, log and rows agree."""
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
 
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
