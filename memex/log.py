@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-sink: Callable[[str], None] | None = None
-"""Where warnings go instead of ``logging``, if set."""
+sink: Callable[[str], bool] | None = None
+"""Where warnings go instead of ``logging``, if set; it returns False for a warning it
+does not take, which then goes to ``logging``."""
 
 
 def warning(name: str, message: str, *args: object) -> None:
     """Give a warning from module ``name``, ``message % args`` as ``logging`` formats it."""
-    if sink is not None:
-        sink(message % args if args else message)
+    if sink is not None and sink(message % args if args else message):
         return
     import logging
 

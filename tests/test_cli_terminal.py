@@ -256,3 +256,11 @@ def test_export_into_a_closed_pipe_ends_quietly(store_path: Path) -> None:
     proc.stderr.close()
     assert proc.wait(timeout=120) == 141
     assert err == b""
+
+
+def test_json_leaves_no_raw_c1_control_or_bidi_override(store_path: Path) -> None:
+    text = "C1 CSI \x9b31m, OSC \x9d0;t\x9c, override \u202eevil\u202c, DEL \x7f"
+    memory = json.loads(ok(run_cli(["remember", text, "--json", "--store", str(store_path)])))
+    out = ok(run_cli(["get", memory["id"], "--json", "--store", str(store_path)]))
+    assert not any(ch in out for ch in "\x9b\x9d\x9c\u202e\u202c\x7f")
+    assert json.loads(out)["content"] == text  # the same value

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -232,3 +233,134 @@ def test_it_is_off_with_memex_warm_0_and_refuses_a_shared_folder(
     time.sleep(0.5)
     assert status(warm_env)["running"] is False
     assert not list(runtime.glob("*.sock"))
+
+
+def test_nothing_in_the_callers_folder_is_imported(
+    warm_env: dict[str, str], store: Path, tmp_path: Path
+) -> None:
+    """A command started (by the installed `memex` script, which does not import from
+    its working directory) from a folder holding a `memex` package or modules named
+    like ones memex imports must not run that code, in the warm process either."""
+    script = Path(sys.executable).with_name("memex")
+    if not script.exists():
+        pytest.skip("the memex script is not installed beside this Python")
+    folder = tmp_path / "untrusted"
+    (folder / "memex").mkdir(parents=True)
+    marker = tmp_path / "imported-from-the-callers-folder"
+    trap = f"open({str(marker)!r}, 'a').write('x')\n"
+    (folder / "memex" / "__init__.py").write_text(trap + "raise SystemExit(99)\n")
+    (folder / "tomllib.py").write_text(trap)
+    (folder / "numpy.py").write_text(trap)
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    env = {**warm_env, "MEMEX_CONFIG": str(config)}  # so the server loads tomllib
+    for args in (["recall", "tea"], ["recall", "tea"], ["list"]):
+        done = subprocess.run(
+            [str(script), *args, "--store", str(store)],
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        wait_running(warm_env)
+    assert status(warm_env)["served"] == 2  # the first ran in its own process
+    assert not marker.exists()
+
+
+def test_a_command_never_waits_behind_another(warm_env: dict[str, str], store: Path) -> None:
+    """While the warm process runs a write that waits for another process's lock, a read
+    (and a second write) run in their own process at once instead of queueing."""
+    memex(warm_env, "warm", "start")
+    wait_running(warm_env)
+    slow = {**warm_env, "MEMEX_BUSY_TIMEOUT": "30"}
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "memex", "remember", "waits for the lock", "--store", str(store)],
+        env=slow,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not status(warm_env).get("busy") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status(warm_env)["busy"] is True  # the write is in the warm process, waiting
+        started = time.monotonic()
+        read = memex(warm_env, "list", "--json", "--store", str(store))
+        assert read.returncode == 0 and time.monotonic() - started < 10
+        assert len(json.loads(read.stdout)["items"]) == 3
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert writer.wait(timeout=60) == 0
+    listed = json.loads(memex(warm_env, "list", "--json", "--store", str(store)).stdout)
+    assert "waits for the lock" in [m["content"] for m in listed["items"]]
+
+
+def test_standard_input_is_read_before_the_warm_process_is_asked(
+    warm_env: dict[str, str], store: Path
+) -> None:
+    memex(warm_env, "warm", "start")
+    wait_running(warm_env)
+    typing = subprocess.Popen(  # as `memex remember -` at a terminal, still being typed
+        [sys.executable, "-m", "memex", "remember", "-", "--store", str(store)],
+        env=warm_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert typing.stdin is not None
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        quick = memex(warm_env, "list", "--store", str(store))
+        assert quick.returncode == 0 and time.monotonic() - started < 10
+        # A value that happens to be "-" is not standard input.
+        source = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "memex",
+                "remember",
+                "dashed",
+                "--source",
+                "-",
+                "--json",
+                "--store",
+                str(store),
+            ],
+            env=warm_env,
+            stdin=subprocess.PIPE,  # never closed by anyone: reading it would hang
+            capture_output=False,
+            stdout=subprocess.PIPE,
+            timeout=60,
+        )
+        assert json.loads(source.stdout)["source"] == "-"
+    finally:
+        out, _ = typing.communicate(b"typed at last", timeout=60)
+    assert typing.returncode == 0 and out.startswith(b"remembered ")
+
+
+def test_files_it_creates_follow_the_callers_umask(
+    warm_env: dict[str, str], tmp_path: Path
+) -> None:
+    memex(warm_env, "warm", "start")
+    wait_running(warm_env)
+    private = tmp_path / "private" / "memex.db"
+    private.parent.mkdir()
+    done = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'umask 077 && exec "$0" -m memex remember secret --store "{private}"',
+            sys.executable,
+        ],
+        env=warm_env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert status(warm_env)["served"] == 1  # made by the warm process
+    assert private.stat().st_mode & 0o077 == 0

@@ -21,14 +21,21 @@ def new_id(now_ms: int | None = None) -> str:
     so ids stay monotonic even when many are made at once.
     """
     global _last_ms, _last_rand
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    clock = int(time.time() * 1000)
+    ms = clock if now_ms is None else now_ms
     with _lock:
-        if ms <= _last_ms:
+        ahead = ms > clock and ms > _last_ms
+        if ahead:
+            # A time ahead of the clock (a memory dated in the future) gets its own id
+            # but does not move the sequence: later ids keep the clock's time.
+            rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
+        elif ms <= _last_ms:
             ms = _last_ms
             rand = (_last_rand + 1) & ((1 << 74) - 1)
         else:
             rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
-        _last_ms, _last_rand = ms, rand
+        if not ahead:
+            _last_ms, _last_rand = ms, rand
     rand_a = rand >> 62  # 12 bits
     rand_b = rand & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b

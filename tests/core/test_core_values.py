@@ -154,3 +154,17 @@ def test_an_index_overfetches_only_for_filters_it_cannot_apply() -> None:
     ]
     assert [f.pool(100, indexed) for f in narrow] == [400] * len(narrow)
     assert narrow[0].pool(100, ("tenant", "project", "user")) == 120
+
+
+def test_an_id_dated_ahead_of_the_clock_does_not_move_later_ids() -> None:
+    import time
+
+    def millis(memory_id: str) -> int:
+        return int(memory_id.replace("-", "")[:12], 16)
+
+    far = 253_402_300_799_000  # 9999-12-31
+    assert millis(new_id(far)) == far
+    now = int(time.time() * 1000)
+    later = [new_id() for _ in range(3)]
+    assert all(now - 1000 <= millis(i) <= now + 60_000 for i in later)
+    assert later == sorted(later) and len(set(later)) == 3

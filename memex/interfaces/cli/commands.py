@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from memex.errors import ValidationError
+from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
 
 if TYPE_CHECKING:
@@ -40,8 +40,10 @@ class Cli:
         return bool(self.args.json)
 
     def emit(self, data: Any) -> None:
-        """JSON on standard output, exactly as the values are (no escaping for terminals)."""
-        self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        """JSON on standard output. The values are exact; the C1 controls and the
+        bidirectional formatting characters that JSON may leave raw are written as
+        ``\\u`` escapes (the same JSON), so a terminal shows them instead of obeying."""
+        self.out.write(render.json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
 
     def say(self, line: str) -> None:
         """A one-line report for people; stored text in it is shown literally."""
@@ -67,12 +69,20 @@ class Cli:
 @contextmanager
 def warnings_to_stderr() -> Iterator[None]:
     """Show memex's warnings on standard error, one line each, while a command runs."""
+    import threading
+
     from memex import log
 
-    def show(message: str) -> None:
-        sys.stderr.write(f"warning: {render.one_line(message)}\n")
+    mine = threading.get_ident()
+    previous = log.sink
 
-    previous, log.sink = log.sink, show
+    def show(message: str) -> bool:
+        if threading.get_ident() != mine:  # a background thread's, maybe of another store
+            return False
+        sys.stderr.write(f"warning: {render.one_line(message)}\n")
+        return True
+
+    log.sink = show
     try:
         yield
     finally:
@@ -381,7 +391,7 @@ def context(cli: Cli) -> None:
     if snapshot == "read-only":
         note += "; the store is read-only, so this context is not saved for the session"
     elif snapshot == "pending":
-        note += "; the store is busy, so this context is saved for the session later"
+        note += "; the store could not take it now (busy or full): saved for the session later"
     cli.err.write(render.one_line(note) + "\n")
 
 
@@ -419,10 +429,14 @@ def warm_(cli: Cli) -> None:
 
     action = cli.args.action
     if action == "start":
-        warm.start_in_background(["recall"], force=True)
+        why = warm.start_in_background(["recall"], force=True)
+        if why is not None:
+            raise ConfigError(f"cannot start the warm process: {why}")
         deadline = time.monotonic() + 30
         while not (state := warm.control("status"))["running"] and time.monotonic() < deadline:
             time.sleep(0.05)
+        if not state["running"]:
+            raise ConfigError("the warm process did not start within 30 s")
     else:
         state = warm.control(action)
     if cli.as_json:
@@ -431,8 +445,10 @@ def warm_(cli: Cli) -> None:
         cli.say(f"warm process {state['pid']} serving on {state['socket']}")
         if state.get("stores"):
             cli.say("stores open: " + ", ".join(state["stores"]))
+    elif action == "stop" and "pid" in state:
+        cli.say(f"warm process {state['pid']} stopped")
     else:
-        cli.say("no warm process" if action != "stop" else "warm process stopped")
+        cli.say("no warm process")
 
 
 COMMANDS: dict[str, Callable[[Cli], None]] = {

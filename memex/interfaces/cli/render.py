@@ -38,6 +38,14 @@ def escape_controls(text: str) -> str:
     return _CONTROL.sub(_escape, text)
 
 
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the controls JSON leaves raw written as ``\\uXXXX`` (same value)."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def one_line(text: str) -> str:
     """``text`` on one line: whitespace runs folded to a space, controls escaped."""
     return _CONTROL_OR_BREAK.sub(_escape, " ".join(text.split()))

@@ -11,10 +11,15 @@ sends back what it printed.
   ``context``) runs as usual, then starts the warm process in the background. Later
   commands are served by it; ``get``, ``list`` and the other quick ones use it when it
   is there but do not start it.
+- It runs one command at a time. A command that arrives while another runs is not
+  queued: the caller runs it itself, so nothing waits behind a write that waits for a
+  lock, and a caller's standard input is read before it connects.
 - It listens on a Unix socket in a folder only this user can enter, answers only this
-  user, and stops after ``MEMEX_WARM_SECONDS`` (600) without a request, or when asked
-  (``memex warm stop``). Its socket's name carries the memex version and the Python
-  that runs it, so an upgrade starts a new one.
+  user, and stops after ``MEMEX_WARM_SECONDS`` (600) without a command, or when asked
+  (``memex warm stop``). Its socket's name carries the memex version, where memex is
+  installed, the state of its files, the Python that runs it and ``PYTHONPATH``, so
+  changed code starts a new one. It runs with its working directory at ``/`` and
+  without the caller's directory on its import path (``python -P``).
 - ``MEMEX_WARM=0`` turns it off: every command runs in its own process.
 
 This module is the client side and stays small: it runs before anything else is
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import socket
 
-PROTOCOL = 1
+PROTOCOL = 2
 IDLE_SECONDS = 600.0
 # Commands the warm process may run: each opens the store, does one quick thing and
 # prints. Long ones with progress bars or files (import, export, backup, restore,
@@ -58,6 +63,8 @@ STARTS = frozenset({"remember", "recall", "context"})
 _HEADER_BYTES = 4  # a message's length, big-endian
 _MAX_PATH = 100  # a Unix socket's path must fit in 108 bytes
 _MAX_MESSAGE = 1 << 30
+_ANSWER_SECONDS = 5.0  # for the warm process to take a command or say it is busy
+_VALUE_FLAGS = frozenset({"--json", "--read-only", "-h", "--help"})
 
 
 class WarmError(Exception):
@@ -88,18 +95,47 @@ def runtime_dir() -> str:
     return os.path.join(base, f"memex-{os.getuid()}")
 
 
+def package_dir() -> str:
+    """The folder holding the ``memex`` package this process runs."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _code_stamp(package: str) -> str:
+    """A mark of the package's files as they are now: any edit or reinstall changes it."""
+    newest, count = 0, 0
+    stack = [package]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                    stack.append(entry.path)
+                elif entry.name.endswith((".py", ".sql")):
+                    newest = max(newest, entry.stat().st_mtime_ns)
+                    count += 1
+    return f"{newest}:{count}"
+
+
 def socket_path() -> str:
-    """Where this memex's warm process listens: one per user, version and Python."""
+    """Where the warm process for this memex, this Python and this import path listens."""
     import hashlib
 
     from memex import __version__
 
-    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    package = package_dir()
     try:
-        stamp = str(os.stat(os.path.join(package, "__init__.py")).st_mtime_ns)
+        stamp = _code_stamp(package)
     except OSError:
         stamp = "?"
-    key = "\0".join((str(PROTOCOL), __version__, sys.executable, package, stamp))
+    key = "\0".join(
+        (
+            str(PROTOCOL),
+            __version__,
+            sys.executable,
+            package,
+            stamp,
+            os.environ.get("PYTHONPATH", ""),
+        )
+    )
     name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return os.path.join(runtime_dir(), f"warm-{name}.sock")
 
@@ -194,14 +230,33 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+def reads_stdin(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is a ``remember`` whose content is ``-`` (standard input): every
+    option of ``remember`` but ``--json`` and ``--read-only`` takes a value."""
+    seen_command = False
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-") and arg != "-":
+            skip = arg not in _VALUE_FLAGS and "=" not in arg
+        elif not seen_command:
+            seen_command = True
+        else:
+            return arg == "-"
+    return False
+
+
 def request_for(argv: Sequence[str], command: str) -> dict[str, Any]:
     """What the warm process needs to run ``argv`` exactly as this process would: the
-    arguments, working directory, environment, standard input and which streams are
-    terminals (with the terminal's width)."""
+    arguments, working directory, environment, umask, standard input and which streams
+    are terminals (with the terminal's width)."""
     env = dict(os.environ)
     stdin = None
-    if command == "remember" and "-" in argv:
+    if command == "remember" and reads_stdin(argv):
         stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    umask = os.umask(0o077)
+    os.umask(umask)
     ttys = {"stdout": _isatty(sys.stdout), "stderr": _isatty(sys.stderr)}
     if ttys["stdout"] and "COLUMNS" not in env:
         with contextlib.suppress(OSError, ValueError):
@@ -213,6 +268,7 @@ def request_for(argv: Sequence[str], command: str) -> dict[str, Any]:
         "env": env,
         "stdin": stdin,
         "tty": ttys,
+        "umask": umask,
     }
 
 
@@ -226,23 +282,33 @@ def _isatty(stream: Any) -> bool:
 def run_warm(argv: Sequence[str]) -> int | None:
     """Run ``argv`` in the warm process and print what it printed; its exit status.
 
-    None when the command is not one it serves or none is listening: the caller runs
-    the command itself. Raises WarmError when the process failed after it took the
-    command, since the command may have run (running it again could write twice).
+    None when the command is not one it serves, none is listening, or it is busy with
+    another command: the caller runs the command itself. Raises WarmError when the warm
+    process failed after it took the command, since the command may have run (running
+    it again could write twice).
     """
     if not enabled():
         return None
     command = command_of(argv)
     if command not in SERVED:
         return None
-    sock = connect(socket_path())
+    path = socket_path()
+    if not os.path.exists(path):
+        return None
+    request = request_for(argv, command)  # standard input is read before connecting
+    sock = connect(path)
     if sock is None:
         return None
     with sock:
         try:
-            send(sock, request_for(argv, command))
-        except OSError:
-            return None  # it went away before taking the command: run it here
+            sock.settimeout(_ANSWER_SECONDS)
+            send(sock, request)
+            answer = receive(sock)
+        except (OSError, ValueError, WarmError):
+            return None  # it did not take the command: run it here
+        if answer is None or not answer.get("accepted"):
+            return None  # busy with another command, or going away
+        sock.settimeout(None)
         try:
             reply = receive(sock)
         except (OSError, ValueError) as exc:
@@ -258,25 +324,36 @@ def run_warm(argv: Sequence[str]) -> int | None:
     return code
 
 
-def start_in_background(argv: Sequence[str], *, force: bool = False) -> None:
-    """Start the warm process if ``argv`` is worth it (or ``force``) and none listens."""
+def start_in_background(argv: Sequence[str], *, force: bool = False) -> str | None:
+    """Start the warm process if ``argv`` is worth it (or ``force``) and none listens;
+    why it cannot be started, if it cannot."""
     if not force and (not enabled() or command_of(argv) not in STARTS):
-        return
+        return None
     path = socket_path()
-    if len(path) > _MAX_PATH or not private_dir(os.path.dirname(path), create=True):
-        return
+    folder = os.path.dirname(path)
+    if len(path) > _MAX_PATH:
+        return f"the socket path {path} is too long for a Unix socket"
+    if not private_dir(folder, create=True):
+        return f"{folder} is not a folder only this user can enter"
     if os.path.exists(path) and _listening(path):
-        return
+        return None
     import subprocess
 
+    # Started from "/" and with -P, so nothing in the caller's folder can be imported;
+    # the memex this process runs is put first on its path instead.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_dir(), env.get("PYTHONPATH")) if p)
     subprocess.Popen(
-        [sys.executable, "-m", "memex.interfaces.cli.warm_server", path],
+        [sys.executable, "-P", "-m", "memex.interfaces.cli.warm_server", path],
+        cwd="/",
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         close_fds=True,
     )
+    return None
 
 
 def _listening(path: str) -> bool:

@@ -15,10 +15,12 @@ import contextlib
 import fcntl
 import io
 import os
+import queue
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -80,6 +82,10 @@ class Stores:
         except StoreError:
             self._close(key)  # a store that failed is opened afresh next time
             raise
+        if handle.read_only is not None and not settings.read_only:
+            # Read-only because it could not be written just now (a full disk, say): the
+            # next command opens it afresh, in case that has changed.
+            self._close(key)
 
     def _close(self, key: tuple[Any, ...]) -> None:
         handle = self._open.pop(key, None)
@@ -96,7 +102,13 @@ class Stores:
 
 
 class Server:
-    """One warm process: its socket, its open stores and what it has served."""
+    """One warm process: its socket, its open stores and what it has served.
+
+    The main thread accepts connections and answers at once: a status, or whether it
+    takes a command. One worker thread runs the commands it takes, one at a time; a
+    command arriving while another runs is refused as busy (the caller runs it itself),
+    so no caller ever waits behind another's command.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -105,49 +117,85 @@ class Server:
         self.started = time.time()
         self.last_command = time.monotonic()
         self.stopping = False
+        self._work: queue.Queue[tuple[socket.socket, dict[str, Any]] | None] = queue.Queue()
+        self._busy = threading.Event()
+        self._worker = threading.Thread(target=self._serve, name="memex-warm-worker")
 
     def run(self, listener: socket.socket) -> None:
         from memex.interfaces.cli import commands
 
         commands.OPENER = self.stores.open
+        self._worker.start()
         idle = warm.idle_seconds()
-        while not self.stopping:
-            left = self.last_command + idle - time.monotonic()
-            if left <= 0:
-                return  # idle for long enough (asking for its status does not count)
-            listener.settimeout(left)
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(None)
-                if not _same_user(conn):
-                    continue
-                with contextlib.suppress(OSError, ValueError):
-                    request = warm.receive(conn)
-                    if request is not None:
-                        warm.send(conn, self.answer(request))
-
-    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        if request.get("protocol") != warm.PROTOCOL:
-            return {"code": 3, "stdout": "", "stderr": "error: memex versions differ\n"}
-        action = request.get("control")
-        if action is not None:
-            if action == "stop":
-                self.stopping = True
-            return {
-                "pid": os.getpid(),
-                "served": self.served,
-                "stores": self.stores.names(),
-                "uptime_seconds": round(time.time() - self.started, 3),
-                "idle_seconds": warm.idle_seconds(),
-            }
-        self.served += 1
         try:
-            return run_command(request)
+            while not self.stopping:
+                left = self.last_command + idle - time.monotonic()
+                if left <= 0 and not self._busy.is_set():
+                    return  # idle for long enough (asking for its status does not count)
+                listener.settimeout(max(left, 0.5))
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                self._take(conn)
         finally:
-            self.last_command = time.monotonic()
+            self._work.put(None)
+            self._worker.join()
+
+    def _take(self, conn: socket.socket) -> None:
+        """Read one request and answer it, or hand it to the worker (which closes it)."""
+        handed = False
+        try:
+            conn.settimeout(5.0)  # a caller sends its whole request at once
+            if not _same_user(conn):
+                return
+            request = warm.receive(conn)
+            if request is None:
+                return
+            if request.get("protocol") != warm.PROTOCOL:
+                warm.send(conn, {"accepted": False, "reason": "another memex version"})
+            elif request.get("control") is not None:
+                warm.send(conn, self.control(str(request["control"])))
+            elif self._busy.is_set() or self.stopping:
+                warm.send(conn, {"accepted": False, "reason": "busy"})
+            else:
+                self._busy.set()
+                warm.send(conn, {"accepted": True})
+                conn.settimeout(None)
+                self._work.put((conn, request))
+                handed = True
+        except (OSError, ValueError, warm.WarmError):
+            if handed:
+                return
+        finally:
+            if not handed:
+                conn.close()
+
+    def control(self, action: str) -> dict[str, Any]:
+        if action == "stop":
+            self.stopping = True
+        return {
+            "pid": os.getpid(),
+            "served": self.served,
+            "busy": self._busy.is_set(),
+            "stores": self.stores.names(),
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "idle_seconds": warm.idle_seconds(),
+        }
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            conn, request = item
+            with conn:
+                self.served += 1
+                try:
+                    reply = run_command(request)
+                finally:
+                    self.last_command = time.monotonic()
+                    self._busy.clear()
+                with contextlib.suppress(OSError):
+                    warm.send(conn, reply)
+        self.stores.close()
 
 
 def run_command(request: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +208,7 @@ def run_command(request: dict[str, Any]) -> dict[str, Any]:
     streams = sys.stdin, sys.stdout, sys.stderr
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
+    saved_umask = os.umask(int(request.get("umask", 0o022)))
     captured = _Output(out, bool(ttys.get("stdout"))), _Output(err, bool(ttys.get("stderr")))
     sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
     sys.stdout, sys.stderr = captured
@@ -178,6 +227,7 @@ def run_command(request: dict[str, Any]) -> dict[str, Any]:
         sys.stdin, sys.stdout, sys.stderr = streams
         os.environ.clear()
         os.environ.update(saved_env)
+        os.umask(saved_umask)
         with contextlib.suppress(OSError):
             os.chdir(saved_cwd)
     return {
@@ -223,7 +273,6 @@ def serve(path: str) -> int:
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == identity:
                     os.unlink(path)
-            server.stores.close()
     return 0
 
 
