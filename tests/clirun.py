@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import pty
+import select
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,3 +63,35 @@ def run_cli(
             else:
                 os.environ[key] = value
     return Result(code, stdout, stderr)
+
+
+def on_a_terminal(args: list[str], env: Mapping[str, str] | None = None) -> bytes:
+    """What ``python -m memex <args>`` writes to standard output when that is a terminal
+    (a pseudo-terminal); the command must succeed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memex", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=None if env is None else dict(env),
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0, err
+    return b"".join(chunks)

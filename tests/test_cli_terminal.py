@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import Result, run_cli
+from clirun import Result, on_a_terminal, run_cli
 
 from memex import Memex
 
@@ -129,36 +127,6 @@ def _spawn(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]
     )
 
 
-def _on_a_terminal(args: list[str]) -> bytes:
-    """What ``memex <args>`` writes to standard output when that is a terminal."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memex", *args],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    os.close(follower)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the child closed its end
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    proc.stderr.close()
-    assert proc.wait(timeout=60) == 0, err
-    return b"".join(chunks)
-
-
 def test_context_escapes_controls_on_a_terminal_and_is_exact_when_piped(
     hostile: tuple[Path, list[str]],
 ) -> None:
@@ -167,7 +135,7 @@ def test_context_escapes_controls_on_a_terminal_and_is_exact_when_piped(
     piped = _spawn(args)
     assert piped.returncode == 0, piped.stderr
     assert b"\x1b]0;pwned\x07" in piped.stdout  # exact bytes for a program or a file
-    shown = _on_a_terminal(args)
+    shown = on_a_terminal(args)
     assert b"\x1b]0;pwned" not in shown and b"\x1b[31m" not in shown and b"\x07" not in shown
     assert b"\\x1b]0;pwned\\x07" in shown
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clirun import on_a_terminal
 
 from memex import Memex
 
@@ -364,3 +365,16 @@ def test_files_it_creates_follow_the_callers_umask(
     assert done.returncode == 0, done.stderr
     assert status(warm_env)["served"] == 1  # made by the warm process
     assert private.stat().st_mode & 0o077 == 0
+
+
+def test_it_knows_when_the_callers_output_is_a_terminal(
+    warm_env: dict[str, str], store: Path
+) -> None:
+    memex(warm_env, "warm", "start")
+    wait_running(warm_env)
+    args = ["context", "title", "--budget", "300", "--store", str(store)]
+    shown = on_a_terminal(args, warm_env)
+    assert status(warm_env)["served"] == 1
+    assert b"\\x1b]0;pwned\\x07" in shown and b"\x1b]0;pwned" not in shown
+    piped = memex(warm_env, *args)
+    assert b"\x1b]0;pwned\x07" in piped.stdout  # exact when it is not a terminal
