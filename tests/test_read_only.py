@@ -8,6 +8,7 @@ written; derived indexes that cannot be written fall back instead of failing.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 import textwrap
@@ -243,3 +244,50 @@ def test_a_write_ahead_log_that_a_read_only_folder_cannot_open_is_refused(tmp_pa
     # With a writable folder the same copy opens and loses nothing.
     with Memex.open(copy / "memex.db") as mx:
         assert mx.list().items[0].content == "only in the write-ahead log"
+
+
+CLI_IN_A_READ_ONLY_FOLDER = textwrap.dedent(
+    """
+    import io, json, sys
+    from memex.interfaces.cli.app import run
+
+    store, memory_id = sys.argv[1], sys.argv[2]
+    results = {}
+    for name, args in {
+        "get": ["get", memory_id],
+        "recall": ["recall", "lighthouse keeper"],
+        "context": ["context", "lighthouse", "--session", "s1", "--budget", "500"],
+        "stats": ["stats", "--json"],
+        "list": ["list"],
+        "remember": ["remember", "cannot be written"],
+        "forget": ["forget", memory_id],
+    }.items():
+        out, err = io.StringIO(), io.StringIO()
+        sys.stdout, sys.stderr = out, err
+        try:
+            code = run([*args, "--store", store])
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        results[name] = [code, out.getvalue(), err.getvalue()]
+    print(json.dumps(results))
+    """
+)
+
+
+def test_every_read_command_works_in_a_read_only_folder(tmp_path: Path) -> None:
+    namespaces.require()
+    folder = tmp_path / "store"
+    path = folder / "memex.db"
+    seen = seed(path)
+    out = namespaces.run_python(CLI_IN_A_READ_ONLY_FOLDER, path, seen["needle"], read_only=folder)
+    for name in ("get", "recall", "context", "stats", "list"):
+        code, stdout, stderr = out[name]
+        assert code == 0 and stdout, (name, stderr)
+    assert NEEDLE in out["get"][1] and NEEDLE.split()[1] in out["recall"][1]
+    assert "read-only" in out["context"][2]  # the session snapshot is not saved, and says so
+    assert json.loads(out["stats"][1])["read_only"] == "it is on a read-only file system"
+    for name in ("remember", "forget"):
+        code, stdout, stderr = out[name]
+        assert code == 3 and stdout == "", name
+        assert stderr.startswith("error: store ") and "read-only" in stderr
+        assert len(stderr.splitlines()) == 1
