@@ -269,16 +269,22 @@ def test_nothing_in_the_callers_folder_is_imported(
     assert not marker.exists()
 
 
-def test_a_command_never_waits_behind_another(warm_env: dict[str, str], store: Path) -> None:
-    """While the warm process runs a write that waits for another process's lock, a read
-    (and a second write) run in their own process at once instead of queueing."""
+def test_a_command_never_waits_behind_another(
+    warm_env: dict[str, str], store: Path, tmp_path: Path
+) -> None:
+    """While the warm process runs a write that waits for another process's lock, other
+    commands (a read; a write reading its content from standard input) run in their own
+    process at once instead of queueing behind it."""
     memex(warm_env, "warm", "start")
     wait_running(warm_env)
+    other = tmp_path / "other" / "memex.db"
+    with Memex.open(other) as mx:
+        mx.remember("so the other store exists")
     slow = {**warm_env, "MEMEX_BUSY_TIMEOUT": "30"}
-    holder = sqlite3.connect(store, isolation_level=None)
+    holder = sqlite3.connect(other, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     writer = subprocess.Popen(
-        [sys.executable, "-m", "memex", "remember", "waits for the lock", "--store", str(store)],
+        [sys.executable, "-m", "memex", "remember", "waits for the lock", "--store", str(other)],
         env=slow,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -288,15 +294,21 @@ def test_a_command_never_waits_behind_another(warm_env: dict[str, str], store: P
         while not status(warm_env).get("busy") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert status(warm_env)["busy"] is True  # the write is in the warm process, waiting
+        served = status(warm_env)["served"]
         started = time.monotonic()
         read = memex(warm_env, "list", "--json", "--store", str(store))
-        assert read.returncode == 0 and time.monotonic() - started < 10
-        assert len(json.loads(read.stdout)["items"]) == 3
+        piped = memex(
+            warm_env, "remember", "-", "--json", "--store", str(store), stdin=b"typed while busy"
+        )
+        assert time.monotonic() - started < 10
+        assert read.returncode == 0 and len(json.loads(read.stdout)["items"]) == 3
+        assert piped.returncode == 0 and json.loads(piped.stdout)["content"] == "typed while busy"
+        assert status(warm_env)["served"] == served  # both ran in their own process
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert writer.wait(timeout=60) == 0
-    listed = json.loads(memex(warm_env, "list", "--json", "--store", str(store)).stdout)
+    listed = json.loads(memex(warm_env, "list", "--json", "--store", str(other)).stdout)
     assert "waits for the lock" in [m["content"] for m in listed["items"]]
 
 

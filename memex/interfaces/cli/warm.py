@@ -296,6 +296,28 @@ def run_warm(argv: Sequence[str]) -> int | None:
     if not os.path.exists(path):
         return None
     request = request_for(argv, command)  # standard input is read before connecting
+    reply = _ask(path, request)
+    if reply is None:  # not taken: the caller runs it, with the input already read
+        if request["stdin"] is not None:
+            import io
+
+            data = request["stdin"].encode("utf-8", "surrogateescape")
+            sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        return None
+    if not isinstance(reply.get("code"), int):
+        raise WarmError("the warm memex process gave a malformed reply")
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        text = reply.get(name) or ""
+        if text:
+            stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+            stream.buffer.flush()
+    code: int = reply["code"]
+    return code
+
+
+def _ask(path: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The warm process's reply to ``request``; None if it did not take it (none there,
+    busy, or going away). Raises WarmError if it failed after taking it."""
     sock = connect(path)
     if sock is None:
         return None
@@ -305,23 +327,17 @@ def run_warm(argv: Sequence[str]) -> int | None:
             send(sock, request)
             answer = receive(sock)
         except (OSError, ValueError, WarmError):
-            return None  # it did not take the command: run it here
+            return None
         if answer is None or not answer.get("accepted"):
-            return None  # busy with another command, or going away
+            return None
         sock.settimeout(None)
         try:
             reply = receive(sock)
         except (OSError, ValueError) as exc:
             raise WarmError(f"the warm memex process failed: {exc}") from exc
-    if reply is None or not isinstance(reply.get("code"), int):
+    if reply is None:
         raise WarmError("the warm memex process stopped while running the command")
-    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        text = reply.get(name) or ""
-        if text:
-            stream.buffer.write(text.encode("utf-8", "surrogateescape"))
-            stream.buffer.flush()
-    code: int = reply["code"]
-    return code
+    return reply
 
 
 def start_in_background(argv: Sequence[str], *, force: bool = False) -> str | None:
