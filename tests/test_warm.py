@@ -390,3 +390,25 @@ def test_it_knows_when_the_callers_output_is_a_terminal(
     assert b"\\x1b]0;pwned\\x07" in shown and b"\x1b]0;pwned" not in shown
     piped = memex(warm_env, *args)
     assert b"\x1b]0;pwned\x07" in piped.stdout  # exact when it is not a terminal
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "stdin"),
+    [
+        (["remember", "-"], "remember", True),
+        (["--store", "s.db", "remember", "-", "--kind", "note"], "remember", True),
+        (["-s", "s.db", "--json", "remember", "-"], "remember", True),
+        (["remember", "--kind", "-", "text"], "remember", False),
+        (["remember", "text", "--source", "-"], "remember", False),
+        (["--store=s.db", "get", "-"], "get", False),
+        (["--tenant", "acme", "list"], "list", False),
+        (["--version"], None, False),
+        (["remember", "-h"], None, False),
+        ([], None, False),
+    ],
+)
+def test_what_an_argument_list_asks_for(argv: list[str], command: str | None, stdin: bool) -> None:
+    from memex.interfaces.cli.warm import command_of, reads_stdin
+
+    assert command_of(argv) == command
+    assert reads_stdin(argv) is stdin

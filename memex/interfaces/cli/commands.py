@@ -49,12 +49,22 @@ class Cli:
         """A one-line report for people; stored text in it is shown literally."""
         self.out.write(render.one_line(line) + "\n")
 
+    @property
+    def location(self) -> str | None:
+        """The store the command names (``--store``, else ``$MEMEX_STORE``), if any."""
+        return self.args.store or os.environ.get("MEMEX_STORE") or None
+
+    def whole_store(self, what: str) -> None:
+        """Refuse ``--tenant`` for a command that covers every tenant of the store."""
+        if self.args.tenant is not None:
+            raise ValidationError(f"{what} every tenant of the store; drop --tenant")
+
     @contextmanager
     def store(self, **options: Any) -> Iterator[Memex]:
         """The store the options name, opened for the command's tenant."""
         from memex.service import Memex
 
-        location = self.args.store or os.environ.get("MEMEX_STORE") or None
+        location = self.location
         tenant = options.pop("tenant", self.args.tenant)
         if self.args.read_only:
             options["read_only"] = True
@@ -228,11 +238,13 @@ def update(cli: Cli) -> None:
 
 
 def forget(cli: Cli) -> None:
+    from memex.core.ids import stored_id
+
     a = cli.args
     with cli.store() as mx:
         if a.purge:
             mx.purge(a.id)
-            result: dict[str, Any] = {"id": a.id.strip().lower(), "purged": True}
+            result: dict[str, Any] = {"id": stored_id(a.id), "purged": True}
         else:
             memory = mx.forget(a.id)
             result = {"id": memory.id, "purged": False, "version": memory.version}
@@ -300,8 +312,7 @@ def export(cli: Cli) -> None:
 def backup(cli: Cli) -> None:
     from memex.interfaces.cli.progress import progress_bar
 
-    if cli.args.tenant is not None:
-        raise ValidationError("a backup copies every tenant of the store; drop --tenant")
+    cli.whole_store("a backup copies")
     with cli.store(tenant=None) as mx, progress_bar(cli.err) as report:
         info = mx.backup(cli.args.path, progress=report)
     if cli.as_json:
@@ -316,13 +327,11 @@ def restore(cli: Cli) -> None:
     from memex.service import Memex
 
     a = cli.args
-    if a.tenant is not None:
-        raise ValidationError("a restore replaces every tenant of the store; drop --tenant")
-    location = a.store or os.environ.get("MEMEX_STORE") or None
+    cli.whole_store("a restore replaces")
     read_only = True if a.read_only else None
     with progress_bar(cli.err) as report:
         count = Memex.restore(
-            a.backup, location, force=a.force, progress=report, read_only=read_only
+            a.backup, cli.location, force=a.force, progress=report, read_only=read_only
         )
     if cli.as_json:
         cli.emit({"restored": count, "backup": a.backup})
@@ -344,8 +353,7 @@ def unsupersede(cli: Cli) -> None:
 def reindex(cli: Cli) -> None:
     from memex.interfaces.cli.progress import progress_bar
 
-    if cli.args.tenant is not None:
-        raise ValidationError("reindex covers every tenant of the store; drop --tenant")
+    cli.whole_store("reindex covers")
     # Opened with the store's own model, whatever is configured: switching is the point.
     with cli.store(embedder="auto", tenant=None) as mx, progress_bar(cli.err) as report:
         count = mx.reindex(cli.args.embedder, progress=report)
@@ -429,7 +437,7 @@ def warm_(cli: Cli) -> None:
 
     action = cli.args.action
     if action == "start":
-        why = warm.start_in_background(["recall"], force=True)
+        why = warm.start()
         if why is not None:
             raise ConfigError(f"cannot start the warm process: {why}")
         deadline = time.monotonic() + 30

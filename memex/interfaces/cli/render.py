@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
     from memex.core.models import Hit, Memory, Stats
 
-# C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional
-# embeddings, overrides and isolates that can make text read differently than it is.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_OR_BREAK = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
+# DEL and the C1 controls, and the bidirectional embeddings, overrides and isolates
+# that can make text read differently than it is: shown as escapes everywhere, JSON too
+# (which escapes the C0 controls itself).
+_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f{_UNSAFE}]")  # tab and line feed kept
+_CONTROL_OR_BREAK = re.compile(f"[\x00-\x1f{_UNSAFE}\u2028\u2029]")
+_JSON_RAW = re.compile(f"[{_UNSAFE}]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -36,9 +37,6 @@ def escape_controls(text: str) -> str:
     """``text`` with control and bidirectional-override characters shown as escapes;
     tabs and line breaks are kept."""
     return _CONTROL.sub(_escape, text)
-
-
-_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def json_safe(text: str) -> str:

@@ -64,7 +64,8 @@ _HEADER_BYTES = 4  # a message's length, big-endian
 _MAX_PATH = 100  # a Unix socket's path must fit in 108 bytes
 _MAX_MESSAGE = 1 << 30
 _ANSWER_SECONDS = 5.0  # for the warm process to take a command or say it is busy
-_VALUE_FLAGS = frozenset({"--json", "--read-only", "-h", "--help"})
+_FLAGS = frozenset({"--json", "--read-only"})
+_HELP = frozenset({"-h", "--help", "--version"})
 
 
 class WarmError(Exception):
@@ -214,46 +215,44 @@ def connect(path: str) -> socket.socket | None:
     return sock
 
 
-def command_of(argv: Sequence[str]) -> str | None:
-    """The command an argument list names (global options may come before it)."""
+def _positionals(argv: Sequence[str]) -> list[str] | None:
+    """The positional arguments of ``argv`` (the command first), the values of options
+    left out; None when it asks for help or the version. Every option but ``--json``
+    and ``--read-only`` takes a value: true of the global options and of ``remember``'s,
+    the only two places this is asked about."""
+    found: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--store", "-s", "--tenant"):
-            skip = True
-        elif arg.startswith("-"):
-            if arg in ("-h", "--help", "--version"):
-                return None
+        elif arg in _HELP:
+            return None
+        elif arg.startswith("-") and arg != "-":
+            skip = arg not in _FLAGS and "=" not in arg
         else:
-            return arg
-    return None
+            found.append(arg)
+    return found
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (global options may come before it)."""
+    found = _positionals(argv)
+    return found[0] if found else None
 
 
 def reads_stdin(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` is a ``remember`` whose content is ``-`` (standard input): every
-    option of ``remember`` but ``--json`` and ``--read-only`` takes a value."""
-    seen_command = False
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg.startswith("-") and arg != "-":
-            skip = arg not in _VALUE_FLAGS and "=" not in arg
-        elif not seen_command:
-            seen_command = True
-        else:
-            return arg == "-"
-    return False
+    """Whether ``argv`` is a ``remember`` whose content is ``-`` (standard input)."""
+    found = _positionals(argv)
+    return found is not None and found[:2] == ["remember", "-"]
 
 
-def request_for(argv: Sequence[str], command: str) -> dict[str, Any]:
+def request_for(argv: Sequence[str]) -> dict[str, Any]:
     """What the warm process needs to run ``argv`` exactly as this process would: the
     arguments, working directory, environment, umask, standard input and which streams
     are terminals (with the terminal's width)."""
     env = dict(os.environ)
     stdin = None
-    if command == "remember" and reads_stdin(argv):
+    if reads_stdin(argv):
         stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     umask = os.umask(0o077)
     os.umask(umask)
@@ -295,7 +294,7 @@ def run_warm(argv: Sequence[str]) -> int | None:
     path = socket_path()
     if not os.path.exists(path):
         return None
-    request = request_for(argv, command)  # standard input is read before connecting
+    request = request_for(argv)  # standard input is read before connecting
     reply = _ask(path, request)
     if reply is None:  # not taken: the caller runs it, with the input already read
         if request["stdin"] is not None:
@@ -340,11 +339,15 @@ def _ask(path: str, request: dict[str, Any]) -> dict[str, Any] | None:
     return reply
 
 
-def start_in_background(argv: Sequence[str], *, force: bool = False) -> str | None:
-    """Start the warm process if ``argv`` is worth it (or ``force``) and none listens;
-    why it cannot be started, if it cannot."""
-    if not force and (not enabled() or command_of(argv) not in STARTS):
-        return None
+def start_in_background(argv: Sequence[str]) -> None:
+    """Start the warm process after ``argv`` ran, if that command is worth it."""
+    if enabled() and command_of(argv) in STARTS:
+        start()
+
+
+def start() -> str | None:
+    """Start the warm process in the background unless one listens; why it cannot be
+    started, if it cannot."""
     path = socket_path()
     folder = os.path.dirname(path)
     if len(path) > _MAX_PATH:

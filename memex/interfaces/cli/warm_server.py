@@ -70,7 +70,8 @@ class Stores:
         key = (str(path), identity, tuple(sorted(settings.as_dict().items())))
         handle = self._open.get(key)
         if handle is None:
-            for other in [k for k in self._open if k[0] == key[0]]:  # the file was replaced
+            # The file was replaced (a new store at the same path): its old handles go.
+            for other in [k for k in self._open if k[0] == key[0] and k[1] != identity]:
                 self._close(other)
             handle = Memex.open(path, settings)
             self._open[key] = handle
