@@ -40,7 +40,7 @@ def refuse_owned(path: str | Path, owned: Iterable[Path]) -> None:
     where = _absolute(target)
     for own in owned:
         mine = _absolute(own)
-        if where == mine or _same_file(target, own):
+        if same_path(target, own):
             raise ValidationError(f"cannot write to {path}: it is the store's own file {own}")
         if mine in where.parents:
             raise ValidationError(f"cannot write to {path}: it lies in {own}, which the store owns")
@@ -148,7 +148,11 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.realpath(path.expanduser()))
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same once resolved, or (for files that
+    exist) the same file under another name, a hard link."""
+    if _absolute(a) == _absolute(b):
+        return True
     try:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist

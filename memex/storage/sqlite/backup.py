@@ -36,11 +36,11 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
-from memex.storage.sqlite.connection import check_is_memex, connect, prepare, translate
+from memex.files import same_path
+from memex.storage.sqlite.connection import BUSY_CODES, check_is_memex, connect, prepare, translate
 from memex.storage.sqlite.migrate import LATEST, current_version, upgrade
 
 PAGES_PER_STEP = 1024
-_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 SIDECARS = ("-wal", "-shm", "-journal")
 DERIVED = (".ann", ".lexical")
 
@@ -91,7 +91,7 @@ def restore(
     if not source.is_file():
         raise ValidationError(f"no backup file at {source}")
     for own in owned_paths(target):
-        if _same(source, own):
+        if same_path(source, own):
             raise ValidationError(f"{source} is the store itself, not a backup of it")
     reason = prepare(target, read_only=False)  # creates the folder of a new store
     if reason is not None:
@@ -204,7 +204,7 @@ def _until(
     report = _reporter(progress, "restoring")
 
     def check(status: int, remaining: int, total: int) -> None:
-        if status in _BUSY and time.monotonic() > deadline:
+        if status in BUSY_CODES and time.monotonic() > deadline:
             raise StoreLockedError(
                 f"store {target} is locked by another process (gave up waiting)"
             ) from None
@@ -215,7 +215,7 @@ def _until(
 
 def _reporter(progress: Progress | None, stage: str) -> Callable[[int, int, int], None]:
     def report(status: int, remaining: int, total: int) -> None:
-        if progress is not None and status not in _BUSY:
+        if progress is not None and status not in BUSY_CODES:
             progress(Step(stage, total - remaining, total))
 
     return report
@@ -226,15 +226,6 @@ def _corrupt(exc: sqlite3.Error, what: str) -> StoreError:
     if isinstance(error, StoreCorruptError):
         return StoreCorruptError(f"{what} is not a readable memex backup ({exc})")
     return error
-
-
-def _same(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _remove_sidecars(path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import sqlite3
 import threading
 import weakref
@@ -22,12 +21,12 @@ from memex.errors import (
     StoreLockedError,
     StoreReadOnlyError,
 )
+from memex.files import device_full
 
 # SQLite's primary result codes (the low byte of an extended code).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
-_LOW_SPACE = 1 << 20
-"""Free bytes under which an I/O error is taken for a full device: SQLite reports a
-failed write as SQLITE_FULL, but a failure to grow its shared-memory file as an I/O error."""
+BUSY_CODES = (_BUSY, _LOCKED)
+"""SQLite's result codes for a lock another connection holds."""
 
 
 def translate(exc: sqlite3.Error, path: str) -> StoreError:
@@ -38,9 +37,11 @@ def translate(exc: sqlite3.Error, path: str) -> StoreError:
     """
     text = str(exc)
     code = _primary_code(exc)
-    if code in (_BUSY, _LOCKED):
+    if code in BUSY_CODES:
         return StoreLockedError(f"store {path} is locked by another process (gave up waiting)")
-    if code == _FULL or (code == _IOERR and out_of_space(Path(path))):
+    # SQLite reports a failed write as SQLITE_FULL, but a failure to grow its
+    # shared-memory file as an I/O error: with (next to) no free space, that is a full disk.
+    if code == _FULL or (code == _IOERR and device_full(Path(path))):
         return StoreFullError(f"no space left on the device holding store {path}")
     if code == _IOERR:
         return StoreError(f"I/O error on store {path} ({text}); check the device it is on")
@@ -66,19 +67,16 @@ def _primary_code(exc: sqlite3.Error) -> int | None:
     return None
 
 
-def out_of_space(path: Path) -> bool:
-    """Whether the device holding ``path`` has (next to) no free space left."""
-    try:
-        return shutil.disk_usage(path.parent).free < _LOW_SPACE
-    except OSError:
-        return False
-
-
 def lacked_space(exc: BaseException, path: Path) -> bool:
     """Whether a failed write of ``path`` (a derived index file) was for want of space."""
     if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in str(exc).lower():
         return True
-    return out_of_space(path)
+    return device_full(path)
+
+
+def write_failure(exc: BaseException, path: Path) -> str:
+    """Why writing ``path`` (a derived index file) failed, for a warning."""
+    return "no space left on the device" if lacked_space(exc, path) else str(exc)
 
 
 def writable(path: Path) -> bool:
@@ -180,7 +178,7 @@ def connect_read_only(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
         return _settle(_open(base + "?mode=ro", busy_timeout, uri=True), path)
     except sqlite3.Error as exc:
         code = _primary_code(exc)
-        if code not in (_CANTOPEN, _READONLY) and not (code == _IOERR and out_of_space(path)):
+        if code not in (_CANTOPEN, _READONLY) and not (code == _IOERR and device_full(path)):
             raise translate(exc, str(path)) from exc
     wal = Path(f"{path}-wal")
     with contextlib.suppress(OSError):

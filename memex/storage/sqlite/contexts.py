@@ -85,9 +85,8 @@ def save_context(
         )
 
 
-def drop_showing(conn: sqlite3.Connection, tenant: str, memory_id: str) -> int:
-    """Delete every saved context that shows the memory (its text is in them); return
-    how many."""
+def drop_showing(conn: sqlite3.Connection, tenant: str, memory_id: str) -> None:
+    """Delete every saved context that shows the memory (its text is in them)."""
     sessions = [
         (tenant, str(r[0]))
         for r in conn.execute(
@@ -99,4 +98,3 @@ def drop_showing(conn: sqlite3.Connection, tenant: str, memory_id: str) -> int:
     conn.executemany(
         "DELETE FROM context_session_memories WHERE tenant = ? AND session = ?", sessions
     )
-    return len(sessions)

@@ -58,13 +58,14 @@ from memex.core.progress import Progress, Tally
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import reads
-from memex.storage.sqlite.connection import lacked_space, writable
+from memex.storage.sqlite.connection import lacked_space, writable, write_failure
 from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
 from memex.storage.sqlite.fulltext_mark import (
     MARK_FILE,
     Mark,
     read_mark,
     store_id_of,
+    store_meta,
     store_state,
     write_mark,
 )
@@ -89,7 +90,6 @@ class FullTextIndex:
     def __init__(self, folder: Path, *, writable: bool = True) -> None:
         self.folder = folder
         self.writable = writable
-        self._opened = folder  # where the index was opened: the folder, or a copy of it
         self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._schema = index_schema()
         self._analyzer = query_analyzer()
@@ -104,7 +104,7 @@ class FullTextIndex:
 
     def _ready(self, conn: sqlite3.Connection) -> bool:
         """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now."""
-        self._follow_store(conn)
+        self._follow_store(store_id_of(conn))
         if self._index is not None:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
@@ -139,10 +139,10 @@ class FullTextIndex:
         self._store_id = store_id
         self._failed_at = -_RETRY_SECONDS
 
-    def _follow_store(self, conn: sqlite3.Connection) -> None:
+    def _follow_store(self, store_id: str) -> None:
         """Let go of an open index once the store's id changed (it was restored from a
         backup: a different store)."""
-        if self._index is not None and store_id_of(conn) != self._store_id:
+        if self._index is not None and store_id != self._store_id:
             self.close()
 
     def _trusted_mark(self, store_id: str, high: int, top_pos: int) -> Mark | None:
@@ -155,18 +155,22 @@ class FullTextIndex:
     def _readable(self) -> Path:
         """Where the index can be opened: in place, unless only this process cannot write
         the folder (tantivy writes lock files beside the index); then a private copy."""
-        self._opened = self.folder
+        self._drop_copy()
         if self.writable or writable(self.folder):
             return self.folder
         self._copy = tempfile.TemporaryDirectory(prefix="memex-lexical-")
         # Without the watermark: a copy never follows the folder (see _refresh_mark).
         skip = shutil.ignore_patterns(".tantivy-*.lock", MARK_FILE, ".tmp-*")
-        self._opened = Path(self._copy.name) / "index"
         shutil.copytree(self.folder, self._opened, ignore=skip)
         return self._opened
 
+    @property
+    def _opened(self) -> Path:
+        """Where the index is opened from: the folder, or this process's copy of it."""
+        return self.folder if self._copy is None else Path(self._copy.name) / "index"
+
     def _warn(self, action: str, exc: BaseException) -> None:
-        why = "no space left on the device" if lacked_space(exc, self.folder) else str(exc)
+        why = write_failure(exc, self.folder)
         log.warning(
             __name__,
             "cannot %s the full-text index in %s (%s); full-text search uses SQLite's FTS5 "
@@ -184,7 +188,9 @@ class FullTextIndex:
     def close(self) -> None:
         """Let go of the index, and of a private copy of it."""
         self._index = None
-        self._opened = self.folder
+        self._drop_copy()
+
+    def _drop_copy(self) -> None:
         if self._copy is not None:
             self._copy.cleanup()
             self._copy = None
@@ -267,7 +273,7 @@ class FullTextIndex:
         fresh: bool,
     ) -> Mark:
         key_query = tantivy.Query.term_query
-        purges = store_state(conn)[3] if fresh else mark.purges
+        purges = store_meta(conn)[1] if fresh else mark.purges
         changed: list[int] = []
         if mark.max_seq == 0:
             top = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
@@ -352,7 +358,7 @@ class FullTextIndex:
     ) -> bool:
         """Catch up (see ``catch_up``); after a purge, rewrite the index instead."""
         assert self._index is not None
-        store_id, _, _, purges = store_state(conn)
+        store_id, purges = store_meta(conn)
         self._refresh_mark(store_id)
         if not self.writable:
             return False
@@ -391,7 +397,7 @@ class FullTextIndex:
             ValueError, OSError: the index cannot be written.
         """
         with self._lock:
-            self._follow_store(conn)
+            self._follow_store(store_id_of(conn))
             if lagging_only and not self._behind(conn):
                 return True
             if self._index is None:
@@ -435,8 +441,8 @@ class FullTextIndex:
             if not self.folder.exists():
                 self.close()
                 return
-            self._follow_store(conn)
-            store_id, _, _, purges = store_state(conn)
+            store_id, purges = store_meta(conn)
+            self._follow_store(store_id)
             if self._index is None:
                 mark = self._read_mark(store_id)
                 clean = mark is not None and mark.purges >= purges

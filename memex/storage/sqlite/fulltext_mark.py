@@ -11,9 +11,10 @@ import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from memex.storage.sqlite.reads import high_key
 
 FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 MARK_FILE = "watermark.json"
@@ -50,6 +51,8 @@ def write_mark(folder: Path, store_id: str, mark: Mark) -> None:
     data = {"format": FORMAT, "store_id": store_id, "max_seq": mark.max_seq}
     data["change_pos"] = mark.change_pos
     data["purges"] = mark.purges
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as handle:
@@ -63,20 +66,20 @@ def write_mark(folder: Path, store_id: str, mark: Mark) -> None:
         raise
 
 
+def store_meta(conn: sqlite3.Connection) -> tuple[str, int]:
+    """The store's id (a restore gives the store a new one) and how many purges it has
+    seen, in one read."""
+    found = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'purges')"))
+    return str(found.get("store_id", "")), int(found.get("purges", 0))
+
+
 def store_id_of(conn: sqlite3.Connection) -> str:
     """The store's id (a restore gives the store a new one)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-    return str(row[0]) if row else ""
+    return store_meta(conn)[0]
 
 
 def store_state(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
     """The store's id, highest key ever assigned, last change logged and purge count."""
-    high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
     pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    purges = conn.execute("SELECT value FROM meta WHERE key = 'purges'").fetchone()
-    return (
-        store_id_of(conn),
-        int(high[0]) if high else 0,
-        int(pos or 0),
-        int(purges[0]) if purges else 0,
-    )
+    store_id, purges = store_meta(conn)
+    return store_id, high_key(conn), int(pos or 0), purges

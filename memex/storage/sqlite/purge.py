@@ -19,6 +19,7 @@ from typing import Any
 from memex.errors import ConflictError
 from memex.storage.sqlite import contexts
 from memex.storage.sqlite.changes import log_changes
+from memex.storage.sqlite.connection import without_waiting
 
 
 def purge_memories(
@@ -58,11 +59,9 @@ def purge_memories(
 def truncate_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> bool:
     """Copy the write-ahead log into the database and truncate it to nothing, without
     waiting; False if a reader of an older snapshot (or a writer) prevents it now."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    with without_waiting(conn, busy_timeout_ms / 1000):
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            return False
     return not busy

@@ -35,6 +35,12 @@ def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("COMMIT")
 
 
+def high_key(conn: sqlite3.Connection) -> int:
+    """The highest memory key ever assigned (keys are never reused, purged ones neither)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def in_chunks(
     conn: sqlite3.Connection,
     query: str,

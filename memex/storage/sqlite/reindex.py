@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 
 from memex.errors import ConflictError
+from memex.storage.sqlite.connection import without_waiting
 
 _PREFIX = "vectors_reindex_"
 # Older memex named staging tables without the host: vectors_reindex_<pid>_<thread>.
@@ -110,20 +111,18 @@ def drop_stale_staging(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     stale = stale_staging(conn)
     if not stale:
         return
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    with without_waiting(conn, busy_timeout_ms / 1000):
         try:
-            drop_tables(conn, stale_staging(conn))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error:
-        pass  # locked, read-only or full: the next open or reindex tries again
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                drop_tables(conn, stale_staging(conn))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            pass  # locked, read-only or full: the next open or reindex tries again
 
 
 def _alive(pid: int) -> bool:

@@ -43,6 +43,7 @@ from memex.storage.sqlite.connection import (
     without_waiting,
     write_transaction,
 )
+from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.neighbours import thread_neighbours
 from memex.storage.sqlite.purge import truncate_wal
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _MODEL_KEY = "vectors_model"
 _DIMS_KEY = "vectors_dimensions"
-_MAX_VARS = 900
 _CREATED = STORED_COLUMNS.index("created_at")
 _THREAD_COLUMNS = (*sql.SCOPE_COLUMNS.values(), "kind")
 _THREAD = ", ".join(f"m.{c}" for c in _THREAD_COLUMNS)
@@ -173,9 +173,15 @@ class SQLiteStore:
         staging tables of a reindex, and copies of purged text a purge had not yet
         scrubbed from the write-ahead log and the full-text index."""
         reindex.drop_stale_staging(conn, self._busy_ms)
-        if self._meta(conn, "purges"):
-            if _wal_size(self._path):
-                self._truncate_wal()
+        store_id, purges = store_meta(conn)
+        if not purges:
+            return
+        if _wal_size(self._path):
+            self._truncate_wal()
+        # Only an index whose watermark predates the last purge has anything to scrub; the
+        # watermark is read without loading tantivy, which an open then rarely needs.
+        found = read_mark(self._lexical_folder, store_id)
+        if found is not None and found[0].purges < purges:
             self._fulltext.scrub(conn, wait=0, insist=False)
 
     def close(self) -> None:
@@ -195,13 +201,17 @@ class SQLiteStore:
                 self._run(lambda c: self._fulltext.catch_up(c))
         if self._wal_dirty:
             with contextlib.suppress(MemexError):
-                self._run(lambda c: truncate_wal(c, self._busy_ms))
+                self._truncate_wal()
         if self._fulltext_index is not None:
             self._fulltext_index.close()
         self._connections.close()
 
     def schema_version(self) -> int:
         return self._version
+
+    @property
+    def _lexical_folder(self) -> Path:
+        return self._path.with_name(self._path.name + ".lexical")
 
     @property
     def _fulltext(self) -> FullTextIndex:
@@ -211,7 +221,7 @@ class SQLiteStore:
             from memex.storage.sqlite.fulltext import FullTextIndex
 
             self._fulltext_index = FullTextIndex(
-                self._path.with_name(self._path.name + ".lexical"),
+                self._lexical_folder,
                 writable=self._read_only is None,
             )
         return self._fulltext_index

@@ -41,7 +41,7 @@ from memex.storage.sqlite.ann import (
     list_count,
 )
 from memex.storage.sqlite.changes import EPOCH_KEY
-from memex.storage.sqlite.connection import lacked_space
+from memex.storage.sqlite.connection import write_failure
 from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
 
 REPLAY_MIN = 10_000
@@ -134,9 +134,7 @@ class VectorIndex:
         if self.files is not None:
             # Key numbers are never reused, so a file claiming a key above the store's
             # high-water mark belongs to another (restored or replaced) store.
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'")
-            high = row.fetchone()
-            limit = Watermark(int(high[0]) if high else 0, newest.change_pos)
+            limit = Watermark(reads.high_key(conn), newest.change_pos)
             saved = self.files.load(key, limit)
             if saved is not None:
                 state = TenantVectors(
@@ -265,7 +263,7 @@ class VectorIndex:
         except (OSError, RuntimeError) as exc:  # faiss reports I/O errors as RuntimeError
             state.save_failed_at = time.monotonic()
             folder = self.files.folder
-            why = "no space left on the device" if lacked_space(exc, folder) else str(exc)
+            why = write_failure(exc, folder)
             log.warning(
                 __name__,
                 "cannot save the approximate vector index in %s (%s); it is kept in memory "
@@ -326,25 +324,25 @@ class VectorIndex:
         if self.files is None:
             return False
         newest = _watermark(conn, tenant)
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
-        limit = Watermark(int(row[0]) if row else 0, newest.change_pos)
+        limit = Watermark(reads.high_key(conn), newest.change_pos)
         _, store_id, epoch = _generation(conn)
         saved = self.files.newest(FileKey(store_id, tenant, self.model, epoch), limit)
         if saved is None:
-            return self._large(conn, tenant)
+            return self._large(conn, tenant, newest.max_key)
         state = self._tenants.get(tenant)
         size = state.size if state is not None and state.ivf is not None else newest.max_key
         rows = _count(conn, "vectors", "seq", tenant, saved.max_key, size)
         changes = _count(conn, "index_changes", "pos", tenant, saved.change_pos, size)
         return save_due(max(rows, changes), size)
 
-    def _large(self, conn: sqlite3.Connection, tenant: str) -> bool:
+    def _large(self, conn: sqlite3.Connection, tenant: str, newest: int | None = None) -> bool:
         """Whether the tenant holds ``ann_min_vectors`` vectors or more.
 
         A count stops there, and is remembered: vectors added since then have higher
         keys, so the count plus the keys since is a bound that spares most recounts.
         """
-        newest = _watermark(conn, tenant).max_key
+        if newest is None:
+            newest = _watermark(conn, tenant).max_key
         counted = self._counted.get(tenant)
         if counted is not None and counted[0] + newest - counted[1] < self.ann_min_vectors:
             return False
