@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,9 +92,6 @@ class BulkMixin:
         explicit: builtins.list[str] = []
         limit = self._engine.settings.max_content_bytes
         for number, raw in parse_lines(lines):
-            scope = raw.get("scope")
-            if isinstance(scope, Mapping):  # records belong to whichever tenant imports them
-                raw["scope"] = {k: v for k, v in scope.items() if k != "tenant"}
             try:
                 record = build_record(raw, within=self._scope, now=now, max_content_bytes=limit)
             except ValidationError as exc:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from memex import log
 from memex.core.models import Scope, content_hash
 from memex.core.progress import Progress, Tally
-from memex.embedders.base import Embedder, Vectors, make_embedder, query_text_for
+from memex.embedders.base import EMBEDDERS, Embedder, Vectors, make_embedder, query_text_for
 from memex.errors import (
     ConfigError,
     EmbedderError,
@@ -335,14 +335,16 @@ class Engine:
             self.store.close()
 
 
-EMBEDDER_ARGUMENT = "embedder must be a name (wordllama, minilm, openai) or an Embedder"
+def check_embedder_argument(embedder: object) -> None:
+    """Refuse an ``embedder`` argument that is neither a name nor an Embedder."""
+    if embedder is not None and not isinstance(embedder, str | Embedder):
+        raise ConfigError(f"embedder must be a name ({', '.join(EMBEDDERS)}) or an Embedder")
 
 
 def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
     """The embedder for this store: the one asked for, else the one that made its vectors."""
     stored = store.vectors_model()
-    if embedder is not None and not isinstance(embedder, str | Embedder):
-        raise ConfigError(EMBEDDER_ARGUMENT)
+    check_embedder_argument(embedder)
     if isinstance(embedder, str):
         settings = settings.with_changes(embedder=embedder)
         embedder = None
@@ -364,6 +366,6 @@ def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str |
 
 def _family(model: str) -> str:
     family = model.split(":", 1)[0]
-    if family not in ("wordllama", "minilm", "openai"):
+    if family not in EMBEDDERS:
         raise ConfigError(f"the store's vectors come from an unknown embedder {model!r}")
     return family

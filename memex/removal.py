@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from memex.core.ids import stored_id
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.query import Filters
-from memex.core.supersede import restored_validity
+from memex.core.supersede import Validity, restored_validity
 from memex.errors import NotFoundError, ValidationError
 from memex.storage.base import WriteBatch
 
@@ -89,25 +89,20 @@ class RemovalMixin:
         if old.superseded_by is None:
             raise ValidationError(f"memory {old.id} is not superseded")
         versions = self._engine.store.history(self._tenant(), old.id)
-        validity = restored_validity(versions, ())
-        new = old.with_changes(
-            valid_until=validity.valid_until,
-            superseded_by=validity.superseded_by,
-            updated_at=now,
-            version=old.version + 1,
-        )
+        new = _revalidated(old, restored_validity(versions, ()), now)
         self._write([(new, None, old.version)])
         return new
 
-    def _write(self, updates: builtins.list[_Update]) -> None:
+    def _write(self, updates: builtins.list[_Update], scope: Scope | None = None) -> None:
+        """Write new versions (no new vectors) in one transaction, within ``scope``: by
+        default the whole tenant, since restored memories may lie outside this handle's
+        scope (a supersede links memories of one tenant, and undoing it is part of
+        removing the one that did)."""
         if not updates:
             return
         engine = self._engine
-        # Restored memories may lie outside this handle's scope: a supersede links
-        # memories of one tenant, and undoing it is part of removing the one that did.
-        engine.store.write(
-            self._tenant(), WriteBatch(updates=list(updates)), engine.current_model()
-        )
+        batch = WriteBatch(updates=list(updates))
+        engine.store.write(scope or self._tenant(), batch, engine.current_model())
 
     def _tenant(self) -> Scope:
         return Scope(tenant=self._scope.tenant)
@@ -130,13 +125,7 @@ class RemovalMixin:
         updates: builtins.list[_Update] = []
         for memory in replaced:
             validity = restored_validity(store.history(tenant, memory.id), successors)
-            restored = memory.with_changes(
-                valid_until=validity.valid_until,
-                superseded_by=validity.superseded_by,
-                updated_at=now,
-                version=memory.version + 1,
-            )
-            updates.append((restored, None, memory.version))
+            updates.append((_revalidated(memory, validity, now), None, memory.version))
         return updates
 
     def _successors(self, removed: Memory) -> builtins.list[Memory]:
@@ -153,3 +142,13 @@ class RemovalMixin:
             seen.add(next_id)
             next_id = found.superseded_by
         return chain
+
+
+def _revalidated(memory: Memory, validity: Validity, now: datetime) -> Memory:
+    """The next version of ``memory``, with the validity a removed supersede gave back."""
+    return memory.with_changes(
+        valid_until=validity.valid_until,
+        superseded_by=validity.superseded_by,
+        updated_at=now,
+        version=memory.version + 1,
+    )

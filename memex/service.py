@@ -31,9 +31,8 @@ from memex.core.query import Filters, Order
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder, make_embedder
-from memex.engine import EMBEDDER_ARGUMENT, Engine, choose_embedder
+from memex.engine import Engine, check_embedder_argument, choose_embedder
 from memex.errors import (
-    ConfigError,
     NotFoundError,
     ScopeError,
     StoreReadOnlyError,
@@ -270,7 +269,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         if len(set(ids)) != len(ids):
             raise ValidationError("the batch holds the same id twice")
         engine = self._engine
-        tenant = Scope(tenant=self._scope.tenant)  # ids are unique within a tenant
+        tenant = self._tenant()  # ids are unique within a tenant
         for memory_id in explicit_ids:
             if engine.store.get(tenant, memory_id, include_deleted=True) is not None:
                 raise ValidationError(f"a memory with id {memory_id} already exists")
@@ -367,20 +366,18 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         self._check_writable()
         now = utcnow()
         stale = self._engine.store.expired(self._scope, now)
-        self._write_updates(
+        self._write(
             [
-                (m.with_changes(deleted_at=now, updated_at=now, version=m.version + 1), m.version)
+                (
+                    m.with_changes(deleted_at=now, updated_at=now, version=m.version + 1),
+                    None,
+                    m.version,
+                )
                 for m in stale
-            ]
+            ],
+            self._scope,
         )
         return len(stale)
-
-    def _write_updates(self, updates: builtins.list[tuple[Memory, int]]) -> None:
-        if not updates:
-            return
-        engine = self._engine
-        batch = WriteBatch(updates=[(m, None, v) for m, v in updates])
-        engine.store.write(self._scope, batch, engine.current_model())
 
     # -- reads -----------------------------------------------------------------------
 
@@ -394,7 +391,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         """One memory by id, superseded or not yet valid too; a forgotten or expired one
         is a NotFoundError."""
         memory = self._get_visible(memory_id)
-        self._engine.access.add(self._scope.tenant or "", [stored_id(memory_id)], utcnow())
+        self._engine.access.add(self._scope.tenant or "", [memory.id], utcnow())
         return memory
 
     def history(self, memory_id: str) -> builtins.list[Memory]:
@@ -563,8 +560,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             raise ScopeError("reindex covers the whole store; call it on the root handle")
         self._check_writable()
         engine = self._engine
+        check_embedder_argument(embedder)
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
-        elif embedder is not None and not isinstance(embedder, Embedder):
-            raise ConfigError(EMBEDDER_ARGUMENT)
         return engine.reindex(embedder or engine.embedder, progress)

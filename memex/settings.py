@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from memex.core.validate import shown
+from memex.core.validate import INT64_MAX, INT64_MIN, shown
 from memex.errors import ConfigError
 
 DB_FILENAME = "memex.db"
@@ -110,7 +110,7 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, not {shown(value)}")
-            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
                 raise ConfigError(f"{f.name} must be a whole number within 64 bits")
         if self.max_content_bytes < 1:
             raise ConfigError("max_content_bytes must be positive")

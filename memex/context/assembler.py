@@ -497,7 +497,7 @@ class Assembly:
 
 
 def _trimmed(entry: Entry) -> Entry:
-    return replace(entry, included=False, reason="budget (trimmed)", cut=False, shown_chars=None)
+    return replace(entry, included=False, reason="budget (trimmed)", shown_chars=None)
 
 
 def size_class(allowance: int) -> int:

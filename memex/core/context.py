@@ -169,12 +169,15 @@ class Entry:
     tokens: int
     score: float
     why: Mapping[str, float]
-    cut: bool = False
-    """Included with its content cut to fit."""
     content_chars: int = 0
     """The memory's whole content, in characters."""
     shown_chars: int | None = None
     """Characters of its (folded) content shown, when cut."""
+
+    @property
+    def cut(self) -> bool:
+        """Included with its content cut to fit."""
+        return self.shown_chars is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,10 +348,9 @@ def pack_section(
 
 
 def _entry(cand: Candidate, spec: SectionSpec, included: bool, reason: str) -> Entry:
-    cut = included and cand.shown is not None
     return Entry(
         cand.memory.id, spec.name, included, reason, cand.tokens, cand.score, cand.why,
-        cut=cut, content_chars=len(cand.memory.content), shown_chars=cand.shown if cut else None,
+        content_chars=len(cand.memory.content), shown_chars=cand.shown if included else None,
     )  # fmt: skip
 
 

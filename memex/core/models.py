@@ -13,11 +13,7 @@ from typing import TYPE_CHECKING, Any
 from memex.core.validate import KNOWN_KINDS as KNOWN_KINDS
 from memex.core.validate import shown
 from memex.core.validate import validate_content as validate_content
-from memex.core.validate import validate_count as validate_count
-from memex.core.validate import validate_importance as validate_importance
-from memex.core.validate import validate_kind as validate_kind
 from memex.core.validate import validate_metadata as validate_metadata
-from memex.core.validate import validate_metadata_filter as validate_metadata_filter
 from memex.core.validate import validate_tags as validate_tags
 from memex.core.visibility import State, state_at
 from memex.errors import ValidationError

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from memex.core.models import (
-    Scope,
-    parse_time,
+from memex.core.models import Scope, parse_time
+from memex.core.validate import (
+    INT64_MAX,
+    INT64_MIN,
+    loads_json,
+    shown,
     validate_kind,
     validate_metadata_filter,
     validate_tags,
 )
-from memex.core.validate import INT64_MAX, INT64_MIN, loads_json, shown
 from memex.errors import ValidationError
 
 Order = Literal["asc", "desc"]

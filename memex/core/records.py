@@ -15,38 +15,18 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from memex.core.build import build_memory, opt_time
+from memex.core.build import REMEMBER_FIELDS, build_memory, opt_time
 from memex.core.models import Memory, Scope
 from memex.core.validate import decode_text, loads_json, shown, validate_count
 from memex.errors import ImportFormatError, ValidationError
 
-# Fields a record may carry on import. The content hash is recomputed.
-IMPORT_FIELDS = frozenset(
-    {
-        "id",
-        "content",
-        "kind",
-        "scope",
-        "tags",
-        "metadata",
-        "importance",
-        "created_at",
-        "expires_at",
-        "source",
-        "valid_from",
-        "valid_until",
-        "superseded_by",
-        "deleted_at",
-        "version",
-        "updated_at",
-        "last_accessed_at",
-        "access_count",
-        "history",
-    }
-)
-IGNORED_FIELDS = frozenset({"content_hash"})
 # Fields restored after the record is validated as a new memory would be.
 _RESTORED = frozenset({"version", "updated_at", "last_accessed_at", "access_count", "history"})
+# Fields a record may carry on import: what remember takes but the two that are requests
+# rather than facts (a time to live, a memory to supersede), and what is restored. The
+# content hash is recomputed.
+IMPORT_FIELDS = (REMEMBER_FIELDS - {"ttl", "supersedes"}) | _RESTORED
+IGNORED_FIELDS = frozenset({"content_hash"})
 # A past version may carry any field of a memory; these say nothing a past version stores.
 _PAST_FIELDS = frozenset(f.name for f in fields(Memory))
 _PAST_IGNORED = frozenset({"content_hash", "last_accessed_at", "access_count"})
@@ -101,6 +81,8 @@ def build_record(
     Past versions must have versions below the memory's, each once.
     """
     fresh = {k: v for k, v in record.items() if k not in _RESTORED and k not in IGNORED_FIELDS}
+    if "scope" in fresh:
+        fresh["scope"] = _untenanted(fresh["scope"])
     memory, _ = build_memory(fresh, within=within, now=now, max_content_bytes=max_content_bytes)
     memory = memory.with_changes(
         version=_version(record.get("version", 1), "version"),
@@ -164,10 +146,16 @@ def _past_version(
     return past.with_changes(version=version, updated_at=updated)
 
 
+def _untenanted(value: Any) -> Any:
+    """A record's scope without its tenant: records belong to whichever tenant imports
+    them (anything but a mapping is left for validation to refuse)."""
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if k != "tenant"}
+    return value
+
+
 def _scope(within: Scope, value: Any) -> Scope:
-    if isinstance(value, Mapping):  # records belong to whichever tenant imports them
-        value = {k: v for k, v in value.items() if k != "tenant"}
-    return within.narrow(Scope.of(value))
+    return within.narrow(Scope.of(_untenanted(value)))
 
 
 def _version(value: Any, what: str) -> int:

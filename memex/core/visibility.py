@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 State = Literal["forgotten", "expired", "superseded", "pending", "current"]
-STATES: tuple[State, ...] = ("forgotten", "expired", "superseded", "pending", "current")
 
 
 def _utc(value: datetime) -> datetime:
