@@ -159,7 +159,7 @@ class BulkMixin:
         failure leaves ``path`` as it was. The store's own files are refused.
         """
         count = 0
-        with output_file(path, owned=self._engine.store.files()) as handle:
+        with output_file(path, owned=self._engine.store.info().files) as handle:
             for line in self.export_lines(
                 include_deleted=include_deleted, history=history, progress=progress
             ):
@@ -214,7 +214,7 @@ class BulkMixin:
             raise ScopeError("a backup copies the whole store; call it on the root handle")
         store = self._engine.store
         self._flush_access()
-        with output_path(path, owned=store.files()) as temp:
+        with output_path(path, owned=store.info().files) as temp:
             try:
                 memories = store.backup(temp, progress)
             except StoreError as exc:

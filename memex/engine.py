@@ -6,13 +6,14 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from memex import log
-from memex.core.models import Scope, content_hash
+from memex.core.models import Memory, Scope, content_hash
 from memex.core.progress import Progress, Tally
+from memex.core.query import Filters
 from memex.embedders.base import EMBEDDERS, Embedder, Vectors, make_embedder, query_text_for
 from memex.errors import (
     ConfigError,
@@ -24,7 +25,7 @@ from memex.errors import (
     StoreReadOnlyError,
 )
 from memex.settings import Settings
-from memex.storage.base import Store, StoredVectors
+from memex.storage.base import SavedContext, Store, StoredVectors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +50,7 @@ class AccessLog:
     def __init__(self, store: Store, interval: float) -> None:
         self._store = store
         self._interval = max(interval, 0.05)
-        self._enabled = store.read_only is None
+        self._enabled = store.info().read_only is None
         self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
         self._sessions: dict[tuple[str, str], _Snapshot] = {}
         self._lock = threading.Lock()
@@ -87,7 +88,8 @@ class AccessLog:
             with self._lock:
                 self._sessions.pop((tenant, session), None)
             try:
-                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash, ids)
+                saved = SavedContext(session, text, prefix_hash, tuple(ids))
+                self._store.record(Scope(tenant=tenant), context=saved)
                 return "saved"
             except StoreReadOnlyError:
                 return "read-only"
@@ -141,7 +143,7 @@ class AccessLog:
         while pending:
             tenant, accesses = next(iter(pending.items()))
             try:
-                self._store.record_access(Scope(tenant=tenant), accesses)
+                self._store.record(Scope(tenant=tenant), accesses)
             except StoreLockedError:
                 return False
             del pending[tenant]
@@ -151,7 +153,8 @@ class AccessLog:
         while sessions:
             (tenant, session), (text, prefix_hash, ids) = next(iter(sessions.items()))
             try:
-                self._store.save_context(Scope(tenant=tenant), session, text, prefix_hash, ids)
+                saved = SavedContext(session, text, prefix_hash, ids)
+                self._store.record(Scope(tenant=tenant), context=saved)
             except StoreLockedError:
                 return False
             del sessions[(tenant, session)]
@@ -191,6 +194,10 @@ class Engine:
 
     def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
         self.store = store
+        info = store.info()
+        self.location = info.location
+        self.read_only = info.read_only
+        self.schema_version = info.schema_version
         self.embedder = embedder
         self.settings = settings
         self.access = AccessLog(store, settings.access_flush_seconds)
@@ -198,6 +205,12 @@ class Engine:
         self.lock = threading.Lock()
         self._context: ContextState | None = None
         self._size: tuple[int, float] | None = None
+
+    def find(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
+        """A memory by id within ``scope``, in any valid time (superseded or not yet valid
+        too); forgotten and expired ones only with ``include_deleted``."""
+        by_id = Filters(scope=scope, include_deleted=include_deleted, include_superseded=True)
+        return self.store.fetch(by_id, [memory_id]).get(memory_id)
 
     def embed_query(self, text: str) -> Vectors:
         with self.lock:
@@ -229,20 +242,12 @@ class Engine:
     def reindex(self, target: Embedder, progress: Progress | None = None) -> int:
         """Re-embed every memory of every tenant with ``target`` and switch to it."""
 
-        tally = Tally(progress, "embedding")
-
-        def batches() -> Iterator[list[tuple[int, str, Vectors]]]:
-            for rows in self.store.iter_contents(self.settings.embed_batch_size):
-                vectors = self.embed([content for _, _, content in rows], target)
-                tally.advance(len(rows))
-                yield [
-                    (key, content_hash(content), vectors[i])
-                    for i, (key, _, content) in enumerate(rows)
-                ]
-
         probe = self.embed(["dimension probe"], target)
         count = self.store.replace_vectors(
-            StoredVectors(target.name, int(probe.shape[1])), batches()
+            StoredVectors(target.name, int(probe.shape[1])),
+            lambda contents: self.embed(contents, target),
+            self.settings.embed_batch_size,
+            progress,
         )
         with self.lock:
             self.embedder = target
@@ -291,7 +296,7 @@ class Engine:
 
     def current_model(self) -> StoredVectors:
         """The model of the store's vectors (asking the embedder only for a new store)."""
-        stored = self.store.vectors_model()
+        stored = self.store.info().vectors
         if stored is not None and stored.model == self.embedder.name:
             return stored
         return StoredVectors(self.embedder.name, self.embedder.dimensions)
@@ -325,7 +330,7 @@ class Engine:
         """Roughly how many memories the store holds (cached for a minute)."""
         now = time.monotonic()
         if self._size is None or now - self._size[1] > 60:
-            self._size = (self.store.size_estimate(), now)
+            self._size = (self.store.info().memories, now)
         return self._size[0]
 
     def close(self) -> None:
@@ -343,7 +348,7 @@ def check_embedder_argument(embedder: object) -> None:
 
 def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
     """The embedder for this store: the one asked for, else the one that made its vectors."""
-    stored = store.vectors_model()
+    stored = store.info().vectors
     check_embedder_argument(embedder)
     if isinstance(embedder, str):
         settings = settings.with_changes(embedder=embedder)

@@ -64,7 +64,7 @@ class RemovalMixin:
         """
         self._check_writable()
         engine = self._engine
-        target = engine.store.get(self._scope, stored_id(memory_id), include_deleted=True)
+        target = engine.find(self._scope, stored_id(memory_id), include_deleted=True)
         if target is None:
             raise NotFoundError(f"no memory {memory_id}")
         restored = self._restored(target, utcnow())
@@ -130,12 +130,12 @@ class RemovalMixin:
 
     def _successors(self, removed: Memory) -> builtins.list[Memory]:
         """What replaced ``removed``, then what replaced that, and so on."""
-        store, tenant = self._engine.store, self._tenant()
+        engine, tenant = self._engine, self._tenant()
         chain: builtins.list[Memory] = []
         seen = {removed.id}
         next_id = removed.superseded_by
         while next_id is not None and next_id not in seen and len(chain) < _CHAIN_LIMIT:
-            found = store.get(tenant, next_id, include_deleted=True)
+            found = engine.find(tenant, next_id, include_deleted=True)
             if found is None:
                 break
             chain.append(found)

@@ -9,16 +9,24 @@ the store and the embedder.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Literal
 
 from memex.core.episodes import EpisodeWeights, lift_episodes
 from memex.core.models import Hit, utcnow
 from memex.core.query import Filters
-from memex.core.ranking import FusionWeights, fuse, rank, spread_to_neighbours
+from memex.core.ranking import (
+    FusionWeights,
+    fuse,
+    neighbour_seeds,
+    rank,
+    spread_to_neighbours,
+)
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.engine import Engine
 from memex.errors import ValidationError
+from memex.storage.base import CandidateQuery
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,45 +96,47 @@ def search(
     weights: FusionWeights | None,
     tenant: str,
 ) -> list[Hit]:
-    """The ``k`` best hits for ``query`` within ``filters``; records their access."""
+    """The ``k`` best hits for ``query`` within ``filters``; records their access.
+
+    Two store calls, whatever is turned on: the candidates with everything ranking needs
+    about each, then the page of memories to return.
+    """
     settings = engine.settings
     w = weights or default_weights(engine)
-    pool = max(settings.candidates, k)
     terms = query_terms(query)
-    lexical = []
-    if mode != "vector":
-        lexical = engine.store.search_lexical(filters, terms, pool)
-    vector = []
+    vector = None
     if mode != "lexical":
         qv = query_vector if query_vector is not None else engine.embed_query(query)
         import numpy as np
 
-        vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)
-    fused = fuse(lexical, vector, w)
+        vector = np.asarray(qv, dtype=np.float32)
     # Hybrid only: a single-leg mode promises that leg's matches and nothing else.
     spread = mode == "hybrid" and settings.neighbour_share > 0 and settings.neighbour_radius > 0
+    found = engine.store.candidates(
+        filters,
+        CandidateQuery(
+            terms=tuple(terms) if mode != "vector" else (),
+            vector=vector,
+            limit=max(settings.candidates, k),
+            radius=settings.neighbour_radius if spread else 0,
+            seeds=functools.partial(neighbour_seeds, weights=w, count=NEIGHBOUR_HITS),
+        ),
+    )
+    fused = fuse(found.lexical, found.vector, w)
     if spread and fused:
-        around = engine.store.neighbours(
-            filters, [f.key for f in fused[:NEIGHBOUR_HITS]], settings.neighbour_radius
-        )
-        fused = spread_to_neighbours(fused, around, settings.neighbour_share)
+        fused = spread_to_neighbours(fused, found.neighbours, settings.neighbour_share)
     episodes = episode_weights(engine)
     if mode == "hybrid" and episodes is not None and fused:
         head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
-        placed = engine.store.placements(filters, [f.key for f in head])
-        fused = lift_episodes(head, placed, terms, episodes) + tail
+        fused = lift_episodes(head, found.facts, terms, episodes) + tail
     now = utcnow()
-    if w.importance_weight or w.recency_weight:  # boosts may lift any candidate
-        inputs = engine.store.boost_inputs(filters, [f.key for f in fused])
-        ranked = rank(fused, inputs, now=now, weights=w)
-    else:
-        ranked = rank(fused[: k * 2], None, now=now, weights=w)
+    ranked = rank(fused, found.facts, now=now, weights=w)
     hits: list[Hit] = []
     while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
         batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]
-        found = engine.store.fetch(filters, [f.key for _, f, _ in batch])
+        page = engine.store.fetch(filters, [found.facts[f.key].id for _, f, _ in batch])
         for score, f, parts in batch:
-            if (memory := found.get(f.key)) is not None:
+            if (memory := page.get(found.facts[f.key].id)) is not None:
                 explain = {"lexical": f.lexical, "vector": f.vector, **parts}
                 if f.neighbours:
                     explain["neighbours"] = f.neighbours

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -126,7 +127,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Memex({self._engine.store.location!r}, scope={self._scope.as_dict()})"
+        return f"Memex({self._engine.location!r}, scope={self._scope.as_dict()})"
 
     @property
     def scope(self) -> Scope:
@@ -150,17 +151,17 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
     @property
     def location(self) -> str:
         """Where the store lives."""
-        return self._engine.store.location
+        return self._engine.location
 
     @property
     def read_only(self) -> str | None:
         """Why writes are refused (``opened read-only``, ``its folder is not writable``),
         or None when the store can be written."""
-        return self._engine.store.read_only
+        return self._engine.read_only
 
     def _check_writable(self) -> None:
         """Refuse a write up front, before any work is done for it."""
-        reason = self._engine.store.read_only
+        reason = self._engine.read_only
         if reason is not None:
             raise StoreReadOnlyError.refused(self.location, reason)
 
@@ -270,9 +271,9 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             raise ValidationError("the batch holds the same id twice")
         engine = self._engine
         tenant = self._tenant()  # ids are unique within a tenant
-        for memory_id in explicit_ids:
-            if engine.store.get(tenant, memory_id, include_deleted=True) is not None:
-                raise ValidationError(f"a memory with id {memory_id} already exists")
+        anything = Filters(scope=tenant, include_deleted=True, include_superseded=True)
+        for memory_id in engine.store.fetch(anything, explicit_ids):
+            raise ValidationError(f"a memory with id {memory_id} already exists")
         batch = WriteBatch()
         now = utcnow()
         targets = [old_id for _, old_id in supersede]
@@ -365,7 +366,10 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         and an earlier ``as_of`` still sees them."""
         self._check_writable()
         now = utcnow()
-        stale = self._engine.store.expired(self._scope, now)
+        expired = Filters(
+            scope=self._scope, include_deleted=True, include_superseded=True, expired_by=now
+        )
+        stale, _ = self._engine.store.list(expired, "asc", None, None)
         self._write(
             [
                 (
@@ -382,7 +386,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
     # -- reads -----------------------------------------------------------------------
 
     def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
-        memory = self._engine.store.get(self._scope, stored_id(memory_id))
+        memory = self._engine.find(self._scope, stored_id(memory_id))
         if memory is None or (now is not None and is_hidden(memory.state(now))):
             raise NotFoundError(f"no memory {memory_id}")
         return memory
@@ -514,7 +518,8 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             raise ValidationError("start must not be later than end")
         if limit is not None:
             validate_count(limit, "limit", 1)
-        return self._engine.store.range(filters, s, e, limit)
+        window = dataclasses.replace(filters, since=s, until=e)
+        return self._engine.store.list(window, "asc", limit, None)[0]
 
     def stats(self) -> Stats:
         """Counts and sizes for this handle's scope; each memory counts once, by its state
@@ -522,20 +527,20 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         ``memories``, which ``by_kind`` breaks down."""
         engine = self._engine
         raw = engine.store.stats(self._scope, utcnow())
-        model = engine.store.vectors_model()
+        model = engine.store.info().vectors
         return Stats(
-            memories=int(raw["memories"]),  # type: ignore[call-overload]
-            deleted=int(raw["deleted"]),  # type: ignore[call-overload]
-            superseded=int(raw["superseded"]),  # type: ignore[call-overload]
-            expired=int(raw["expired"]),  # type: ignore[call-overload]
-            versions=int(raw["versions"]),  # type: ignore[call-overload]
-            by_kind=dict(raw["by_kind"]),  # type: ignore[call-overload]
+            memories=raw.memories,
+            deleted=raw.deleted,
+            superseded=raw.superseded,
+            expired=raw.expired,
+            versions=raw.versions,
+            by_kind=dict(raw.by_kind),
             embedder=model.model if model else engine.embedder.name,
             dimensions=model.dimensions if model else None,
-            vectors=int(raw["vectors"]),  # type: ignore[call-overload]
-            schema_version=engine.store.schema_version(),
-            size_bytes=int(raw["size_bytes"]),  # type: ignore[call-overload]
-            path=engine.store.location,
+            vectors=raw.vectors,
+            schema_version=engine.schema_version,
+            size_bytes=raw.size_bytes,
+            path=engine.location,
         )
 
     def build_indexes(self, *, progress: Progress | None = None) -> None:

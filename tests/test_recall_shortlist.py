@@ -18,6 +18,7 @@ from memex.core.ranking import FusionWeights, boost, fuse, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.retrieval import EPISODE_CANDIDATES
+from memex.storage.base import CandidateQuery
 
 WORDS = [
     "deploy",
@@ -48,17 +49,27 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
         recency_half_life_days=settings.recency_half_life_days,
     )
     pool = max(settings.candidates, k)
-    lexical = engine.store.search_lexical(flt, query_terms(query), pool)
     qv = np.asarray(engine.embed_query(query), dtype=np.float32)
-    fused = fuse(lexical, engine.store.search_vector(flt, qv, pool), w)
-    if fused and settings.neighbour_share > 0:
-        around = engine.store.neighbours(
-            flt, [f.key for f in fused[:20]], settings.neighbour_radius
-        )
-        fused = spread_to_neighbours(fused, around, settings.neighbour_share)
+    spread = settings.neighbour_share > 0 and settings.neighbour_radius > 0
+    found = engine.store.candidates(
+        flt,
+        CandidateQuery(
+            terms=tuple(query_terms(query)),
+            vector=qv,
+            limit=pool,
+            radius=settings.neighbour_radius if spread else 0,
+            seeds=lambda lexical, vector: [f.key for f in fuse(lexical, vector, w)[:20]],
+        ),
+    )
+    # Every candidate built as a whole memory: facts must agree with the memories.
+    ids = {key: facts.id for key, facts in found.facts.items()}
+    memories = engine.store.fetch(flt, list(ids.values()))
+    built = {key: memories[memory_id] for key, memory_id in ids.items()}
+    fused = fuse(found.lexical, found.vector, w)
+    if fused and spread:
+        fused = spread_to_neighbours(fused, found.neighbours, settings.neighbour_share)
     if fused and settings.episode_minutes > 0:
         head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
-        built = engine.store.fetch(flt, [f.key for f in head])
         placed = {
             key: Placement((m.scope, m.kind), to_micros(m.created_at), m.content)
             for key, m in built.items()
@@ -69,17 +80,18 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
             coverage=settings.episode_coverage_share,
         )
         fused = lift_episodes(head, placed, query_terms(query), episodes) + tail
-    boosted = bool(w.importance_weight or w.recency_weight)
-    shortlist = fused if boosted else fused[: k * 2]
-    found = engine.store.fetch(flt, [f.key for f in shortlist])
-    now = utcnow()
+    now = to_micros(utcnow())
     hits = []
-    for f in shortlist:
-        m = found.get(f.key)
+    for f in fused:
+        m = built.get(f.key)
         if m is None:
             continue
         score, parts = boost(
-            f.score, importance=m.importance, created_at=m.created_at, now=now, weights=w
+            f.score,
+            importance=m.importance,
+            created_us=to_micros(m.created_at),
+            now_us=now,
+            weights=w,
         )
         explain = {"lexical": f.lexical, "vector": f.vector, **parts}
         if f.neighbours:

@@ -222,7 +222,7 @@ class Assembly:
         req = self.req
         shares = strategy_shares(req.specs, req.strategy)
         counter = self.state.counter
-        versions = self.store.change_versions(
+        versions = self.store.changes(
             req.scope, sorted({k for s in req.specs for k in s.change_keys()})
         )
         order = load_order(req.specs)

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from memex.core.ranking import Fused, with_extra
 
@@ -25,6 +25,19 @@ class Placement(NamedTuple):
     thread: Hashable
     created_us: int
     text: str
+
+
+class Placed(Protocol):
+    """Anything that says where a candidate sits (a ``Placement``, ranking's ``Facts``)."""
+
+    @property
+    def thread(self) -> Hashable: ...
+
+    @property
+    def created_us(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +95,7 @@ def word_masks(texts: Sequence[str], terms: Sequence[str]) -> list[int]:
 
 def lift_episodes(
     fused: Sequence[Fused],
-    placements: Mapping[int, Placement],
+    placements: Mapping[int, Placed],
     terms: Sequence[str],
     weights: EpisodeWeights,
 ) -> list[Fused]:

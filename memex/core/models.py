@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memex.core.validate import KNOWN_KINDS as KNOWN_KINDS
 from memex.core.validate import shown
@@ -283,39 +282,47 @@ class Stats:
 
 # -- memories read from a store ------------------------------------------------------------
 
-STORED_COLUMNS: tuple[str, ...] = (
-    "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
-    "tags", "metadata", "importance", "source", "content_hash", "version", "created_at",
-    "updated_at", "expires_at", "deleted_at", "last_accessed_at", "access_count",
-    "valid_from", "valid_until", "superseded_by",
-)  # fmt: skip
-"""A stored row: the backend's key, then a memory as stored: tags and metadata as JSON
-text, times as integer microseconds since the epoch (``valid_from`` may be NULL: the
-creation time)."""
+
+class StoredRow(Protocol):
+    """How a backend decodes its own stored rows into memories (see ``stored_memories``)."""
+
+    def fields(self, row: Any) -> tuple[Any, ...]:
+        """Every field of the memory but ``metadata``, in ``BUILT_FIELDS`` order."""
+        ...
+
+    def metadata(self, row: Any) -> dict[str, Any]:
+        """The memory's metadata."""
+        ...
+
+
+BUILT_FIELDS: tuple[str, ...] = (
+    *(f.name for f in fields(Memory) if f.name not in ("id", "metadata")),
+    "id",
+)
+"""The fields ``StoredRow.fields`` returns, in order: every one but metadata, id last."""
 
 _new = object.__new__
 _row = _Stored.__dict__["_stored"]
 _set_stored = _row.__set__
 _get = {f.name: Memory.__dict__[f.name].__get__ for f in fields(Memory)}
 _set = {f.name: Memory.__dict__[f.name].__set__ for f in fields(Memory)}
+_setters = tuple(_set[name] for name in BUILT_FIELDS)
+_get_id, _get_metadata, _set_metadata = _get["id"], _get["metadata"], _set["metadata"]
 _metadata_lock = threading.Lock()
-_CACHE_LIMIT = 4096
-_scopes: dict[tuple[str | None, ...], Scope] = {}
-_tags: dict[str, tuple[str, ...]] = {}
-_times: dict[int, datetime] = {}
 
 
-def stored_memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
-    """Memories for stored rows (laid out as ``STORED_COLUMNS``), built on first use.
+def stored_memories(rows: Sequence[Any], decoder: StoredRow) -> list[Memory]:
+    """Memories for a backend's stored rows, each built on first use by ``decoder``.
 
     Rows were validated when written, so nothing is checked again. Reading any field
-    builds every field but ``metadata``, whose JSON is parsed on its own first read.
+    builds every field but ``metadata``, whose JSON is decoded on its own first read:
+    a recall builds its page's memories, and often never reads their metadata.
     """
     out: list[Memory] = []
     append = out.append
     for row in rows:
         memory = _new(Memory)
-        _set_stored(memory, row)
+        _set_stored(memory, (decoder, row))
         append(memory)
     return out
 
@@ -324,7 +331,7 @@ def _build_field(memory: Memory, name: str) -> Any:
     if name not in _get:
         raise AttributeError(f"'Memory' object has no attribute {name!r}")
     try:
-        row = _row.__get__(memory)
+        decoder, row = _row.__get__(memory)
     except AttributeError:  # built meanwhile by another thread, or never had a row
         return _get[name](memory)
     if name == "metadata":
@@ -332,8 +339,7 @@ def _build_field(memory: Memory, name: str) -> Any:
             try:
                 return _get_metadata(memory)
             except AttributeError:
-                text = row[10]
-                value = {} if text == "{}" else json.loads(text)
+                value = decoder.metadata(row)
                 _set_metadata(memory, value)
             try:  # both groups built: the row is no longer needed
                 _get_id(memory)
@@ -341,7 +347,9 @@ def _build_field(memory: Memory, name: str) -> Any:
             except AttributeError:
                 pass
             return value
-    _build(memory, row)
+    # id is set last: a set id tells the metadata path every other field is built
+    for setter, value in zip(_setters, decoder.fields(row), strict=True):
+        setter(memory, value)
     with _metadata_lock:  # metadata built first: the row is no longer needed either
         try:
             _get_metadata(memory)
@@ -349,63 +357,3 @@ def _build_field(memory: Memory, name: str) -> Any:
         except AttributeError:
             pass
     return _get[name](memory)
-
-
-def _time(value: int) -> datetime:
-    found = _times.get(value)
-    if found is None:
-        if len(_times) >= _CACHE_LIMIT:
-            _times.clear()
-        found = _times[value] = _EPOCH + timedelta(microseconds=value)
-    return found
-
-
-def _build(memory: Memory, row: Sequence[Any]) -> None:
-    (
-        _, mid, tenant, project, user, agent, session, kind, content, tags, _,
-        importance, source, chash, version, created, updated, expires, deleted, accessed,
-        count, valid_from, valid_until, superseded_by,
-    ) = row  # fmt: skip
-    key = (tenant, project, user, agent, session)
-    scope = _scopes.get(key)
-    if scope is None:
-        if len(_scopes) >= _CACHE_LIMIT:
-            _scopes.clear()
-        scope = _scopes[key] = Scope(tenant, project, user, agent, session)
-    tag_tuple = _tags.get(tags)
-    if tag_tuple is None:
-        if len(_tags) >= _CACHE_LIMIT:
-            _tags.clear()
-        tag_tuple = _tags[tags] = tuple(json.loads(tags))
-    created_at = _EPOCH + timedelta(microseconds=created)
-    _set_content(memory, content)
-    _set_kind(memory, kind)
-    _set_scope(memory, scope)
-    _set_tags(memory, tag_tuple)
-    _set_importance(memory, importance)
-    _set_created_at(memory, created_at)
-    _set_updated_at(memory, created_at if updated == created else _time(updated))
-    _set_expires_at(memory, None if expires is None else _time(expires))
-    _set_last_accessed_at(memory, None if accessed is None else _time(accessed))
-    _set_access_count(memory, count)
-    _set_source(memory, source)
-    _set_content_hash(memory, chash)
-    _set_version(memory, version)
-    _set_valid_from(
-        memory,
-        created_at if valid_from is None or valid_from == created else _time(valid_from),
-    )
-    _set_valid_until(memory, None if valid_until is None else _time(valid_until))
-    _set_superseded_by(memory, superseded_by)
-    _set_deleted_at(memory, None if deleted is None else _time(deleted))
-    _set_id(memory, mid)  # last: a set id tells the metadata path every field is built
-
-
-# Bound slot setters, looked up once: building a memory is 18 plain calls.
-_get_id, _get_metadata = _get["id"], _get["metadata"]
-(  # in field order; tests compare every field with the validated path
-    _set_id, _set_content, _set_kind, _set_scope, _set_tags, _set_metadata, _set_importance,
-    _set_created_at, _set_updated_at, _set_expires_at, _set_last_accessed_at,
-    _set_access_count, _set_source, _set_content_hash, _set_version, _set_valid_from,
-    _set_valid_until, _set_superseded_by, _set_deleted_at,
-) = _set.values()  # fmt: skip

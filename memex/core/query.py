@@ -1,9 +1,8 @@
-"""Query values shared by every backend: filters, orderings and cursors."""
+"""Query values shared by every backend: filters and orderings (cursors are each
+backend's own opaque strings)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,10 +10,6 @@ from typing import Any, Literal
 
 from memex.core.models import Scope, parse_time
 from memex.core.validate import (
-    INT64_MAX,
-    INT64_MIN,
-    loads_json,
-    shown,
     validate_kind,
     validate_metadata_filter,
     validate_tags,
@@ -33,7 +28,9 @@ class Filters:
     (export uses it); so are superseded memories and those whose validity has not begun,
     unless ``include_superseded`` is set without ``as_of`` (with ``as_of``, only what was
     valid at that time). Times without a zone are UTC.
-    ``superseded_by`` keeps only the memories that this memory superseded.
+    ``superseded_by`` keeps only the memories that this memory superseded;
+    ``expired_by`` only those whose expiry time has passed by then and that no version
+    records as gone yet (``deleted_at`` unset): what ``expire`` records.
     """
 
     scope: Scope = field(default_factory=Scope)
@@ -46,6 +43,7 @@ class Filters:
     include_deleted: bool = False
     include_superseded: bool = False
     superseded_by: str | None = None
+    expired_by: datetime | None = None
 
     def pool(self, limit: int, indexed: tuple[str, ...]) -> int:
         """How many hits an index should return for ``limit`` to pass these filters.
@@ -57,6 +55,7 @@ class Filters:
         """
         scope_left = any(name not in indexed for name, _ in self.scope.items())
         narrow = self.kinds or self.tags or self.metadata or self.since or self.until
+        narrow = narrow or self.expired_by
         if narrow or scope_left or self.as_of is not None or self.superseded_by is not None:
             return limit * 4
         return limit + limit // 8 + 8
@@ -95,30 +94,3 @@ class Filters:
             include_deleted=include_deleted,
             include_superseded=include_superseded,
         )
-
-
-def encode_cursor(created_at_micros: int, rowid: int) -> str:
-    """An opaque keyset cursor for the position after a listed memory."""
-    raw = json.dumps([created_at_micros, rowid]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_MAX_CURSOR_CHARS = 256  # encode_cursor makes at most 60
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """The keyset position inside a cursor; a malformed cursor is a ValidationError."""
-    bad = ValidationError(f"malformed cursor {shown(cursor)}")
-    if not isinstance(cursor, str) or not cursor.isascii() or len(cursor) > _MAX_CURSOR_CHARS:
-        raise bad
-    try:
-        value = loads_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError as exc:  # not base64, not JSON, or JSON Python cannot hold
-        raise bad from exc
-    if not isinstance(value, list) or len(value) != 2:
-        raise bad
-    created, rowid = value
-    for number in (created, rowid):  # both go to SQLite as 64-bit integers
-        if type(number) is not int or not INT64_MIN <= number <= INT64_MAX:
-            raise bad
-    return created, rowid

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import NamedTuple
 
+from memex.core.models import to_micros
 from memex.core.validate import validate_finite, validate_fraction, validate_positive
 from memex.errors import ValidationError
 
@@ -17,6 +19,18 @@ class Candidate:
 
     key: int
     score: float
+
+
+class Facts(NamedTuple):
+    """What ranking needs to know about a candidate besides its leg scores."""
+
+    id: str
+    thread: Hashable
+    """The candidate's thread: its whole scope and its kind (see ``neighbours``)."""
+    created_us: int
+    """Creation time, in microseconds since the Unix epoch."""
+    importance: float
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,22 +222,32 @@ def boost(
     base: float,
     *,
     importance: float,
-    created_at: datetime,
-    now: datetime,
+    created_us: int,
+    now_us: int,
     weights: FusionWeights,
 ) -> tuple[float, dict[str, float]]:
-    """Add the importance and recency boosts to a fused score; return it and its parts."""
+    """Add the importance and recency boosts to a fused score; return it and its parts.
+
+    Times are microseconds since the Unix epoch.
+    """
     parts: dict[str, float] = {}
     score = base
     if weights.importance_weight:
         parts["importance"] = weights.importance_weight * importance
         score += parts["importance"]
     if weights.recency_weight:
-        age_days = max((now - created_at).total_seconds(), 0.0) / 86_400
+        age_days = max(now_us - created_us, 0) / 86_400_000_000
         half_life = max(weights.recency_half_life_days, 1e-6)
         parts["recency"] = weights.recency_weight * math.pow(0.5, age_days / half_life)
         score += parts["recency"]
     return score, parts
+
+
+def neighbour_seeds(
+    lexical: Sequence[Candidate], vector: Sequence[Candidate], weights: FusionWeights, count: int
+) -> list[int]:
+    """The keys of the ``count`` best fused candidates: those whose neighbours to read."""
+    return [f.key for f in fuse(lexical, vector, weights)[:count]]
 
 
 Ranked = tuple[float, Fused, dict[str, float]]
@@ -232,25 +256,29 @@ Ranked = tuple[float, Fused, dict[str, float]]
 
 def rank(
     shortlist: Sequence[Fused],
-    inputs: Mapping[int, tuple[float, datetime]] | None,
+    facts: Mapping[int, Facts],
     *,
     now: datetime,
     weights: FusionWeights,
 ) -> list[Ranked]:
     """Add the boosts to shortlisted candidates and sort them, best first (ties: key).
 
-    ``inputs`` maps the key of each candidate still allowed to its importance and
-    creation time; candidates missing from it are dropped. ``None`` means no boost is
-    asked for: every candidate keeps its fused score and place.
+    Candidates missing from ``facts`` (gone, or filtered out) are dropped. Without
+    boosts every candidate keeps its fused score and place.
     """
-    if inputs is None:
-        return [(f.score, f, {}) for f in shortlist]
+    if not (weights.importance_weight or weights.recency_weight):
+        return [(f.score, f, {}) for f in shortlist if f.key in facts]
+    now_us = to_micros(now)
     ranked: list[Ranked] = []
     for f in shortlist:
-        found = inputs.get(f.key)
+        found = facts.get(f.key)
         if found is not None:
             score, parts = boost(
-                f.score, importance=found[0], created_at=found[1], now=now, weights=weights
+                f.score,
+                importance=found.importance,
+                created_us=found.created_us,
+                now_us=now_us,
+                weights=weights,
             )
             ranked.append((score, f, parts))
     ranked.sort(key=lambda r: (-r[0], r[1].key))

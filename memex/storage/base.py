@@ -2,13 +2,31 @@
 
 Every read and write takes a scope (in ``Filters.scope`` or directly) that carries a
 tenant; a backend refuses a scope without one, so no unscoped query is reachable.
-Keys (``int``) are backend-internal row keys; ids (``str``) are the public UUIDv7s.
+Memories go in and out as domain values (``memex.core.models``); how they are laid out
+in rows, and how times and JSON are encoded, is each backend's own business. Candidates
+carry a key (``int``): the backend's own, unique within the store and ascending in the
+order memories were written; ranking breaks ties on it. Ids (``str``) are the public
+UUIDv7s.
+
+The write contract, which every backend fulfils and the contract suite checks
+(``tests/storage/test_store_contract.py``):
+
+* **History.** A write that replaces a memory keeps the replaced version, readable
+  through ``history``, until the memory is purged.
+* **Change counters.** Every write that adds, changes or removes a memory counts a
+  change for its kind and each of its tags (before and after the change), within its
+  tenant and project; ``changes`` reads them, and caches derived from memories (the
+  context assembler's sections) are invalidated by them, in this process and others.
+* **Search follows writes.** Whatever a backend derives from memories to search them
+  (for SQLite: a change log that its full-text and vector indexes replay) is never
+  trusted over the memories: ``candidates`` sees a write, a forget or a purge the moment
+  it is committed, from any handle or process on the same store.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +36,10 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from memex.core.episodes import Placement
     from memex.core.models import Memory, Scope
     from memex.core.progress import Progress
     from memex.core.query import Filters, Order
-    from memex.core.ranking import Candidate
+    from memex.core.ranking import Candidate, Facts
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
 """A float32 vector (numpy is loaded only where vectors are made or searched)."""
@@ -76,156 +93,171 @@ class Snapshot(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What a store is: where it lives, whether it takes writes, its schema and vectors."""
+
+    location: str
+    """A file path, or a URL without secrets."""
+    read_only: str | None
+    """Why writes are refused with StoreReadOnlyError (opened read-only, or the store
+    cannot be written by this process); None when the store can be written."""
+    schema_version: int
+    vectors: StoredVectors | None
+    """The model the stored vectors come from; None for a store with no vectors yet."""
+    memories: int
+    """Roughly how many memories the whole store holds (cheap to read)."""
+    files: tuple[Path, ...]
+    """The paths on this machine the store owns: its files, and folders it owns with
+    everything inside them (none for a store behind a server). Output files (exports,
+    backups) are never written there."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts within a scope, each memory counted once by its state, and the store's size."""
+
+    memories: int
+    """Current or not yet valid."""
+    deleted: int
+    superseded: int
+    expired: int
+    versions: int
+    """Every version: past ones and each memory's current one."""
+    by_kind: dict[str, int]
+    """``memories`` by kind."""
+    vectors: int
+    size_bytes: int
+    """The whole store's size (every tenant's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedContext:
+    """A session's latest context: its text, prefix hash and the ids of what it shows."""
+
+    session: str
+    text: str
+    prefix_hash: str
+    ids: tuple[str, ...]
+
+
+Seeds: TypeAlias = "Callable[[Sequence[Candidate], Sequence[Candidate]], Sequence[int]]"
+"""Picks, from the two legs' candidates (lexical, vector), the keys whose neighbours to read."""
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateQuery:
+    """What one recall asks of the store: both legs, and the neighbours of the best.
+
+    ``terms`` feed the lexical leg (none: no lexical leg), ``vector`` the vector leg
+    (None: no vector leg); each leg returns up to ``limit`` candidates. With ``radius``
+    above 0, ``seeds`` picks keys among the legs' candidates (ranking's choice, made
+    where the candidates are), and the store adds up to ``radius`` memories on each side
+    of each of them in its thread.
+    """
+
+    terms: tuple[str, ...] = ()
+    vector: Vector | None = None
+    limit: int = 100
+    radius: int = 0
+    seeds: Seeds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A recall's candidates, with everything ranking needs about each one.
+
+    ``lexical`` and ``vector`` are each leg's candidates, best first, with the leg's raw
+    score. ``neighbours`` maps each seed to the keys next to it in its thread, nearest
+    first, before then after (a thread is the memories sharing a whole scope and kind,
+    in creation order; only memories passing the filters count). ``facts`` holds, for
+    every key above, what ranking needs: id, thread, creation time, importance, text.
+    """
+
+    lexical: builtins.list[Candidate] = field(default_factory=list)
+    vector: builtins.list[Candidate] = field(default_factory=list)
+    neighbours: dict[int, builtins.list[int]] = field(default_factory=dict)
+    facts: dict[int, Facts] = field(default_factory=dict)
+
+
 class Store(Protocol):
     """A memory store. Implementations: ``SQLiteStore`` (later ``PostgresStore``)."""
 
-    @property
-    def location(self) -> str:
-        """Where the store lives (a file path or URL without secrets)."""
-        ...
-
-    @property
-    def read_only(self) -> str | None:
-        """Why writes are refused with StoreReadOnlyError (opened read-only, or the store
-        cannot be written by this process); None when the store can be written."""
+    def info(self) -> StoreInfo:
+        """Where the store lives, whether it takes writes, its schema and its vectors."""
         ...
 
     def close(self) -> None:
         """Release connections and caches."""
         ...
 
-    def files(self) -> builtins.list[Path]:
-        """The paths on this machine the store owns: its files, and folders it owns with
-        everything inside them (nothing for a store behind a server). Output files
-        (exports, backups) are never written there."""
-        ...
-
-    def schema_version(self) -> int:
-        """The applied schema version."""
-        ...
-
-    def vectors_model(self) -> StoredVectors | None:
-        """The model the stored vectors come from; None for a store with no vectors yet."""
-        ...
-
     def write(self, scope: Scope, batch: WriteBatch, model: StoredVectors) -> None:
-        """Apply a batch atomically.
+        """Apply a batch atomically, keeping the write contract (module docstring).
 
         Raises:
             ConflictError: an updated or purged memory changed or vanished since it
-                was read.
+                was read, or an inserted id exists already.
         """
         ...
 
-    def get(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
-        """One memory by id within the scope, or None.
+    def record(
+        self,
+        scope: Scope,
+        accesses: Mapping[str, tuple[int, datetime]] | None = None,
+        context: SavedContext | None = None,
+    ) -> None:
+        """Record what reads leave behind, without a new version: read counts and last-read
+        times (id -> (count, time)), and a session's latest context (a purge of a memory
+        it shows drops it).
 
-        Forgotten and expired memories count as absent unless ``include_deleted``;
-        superseded ones and ones whose validity has not begun are returned.
+        Never waits: raises StoreLockedError at once while another writer holds the store.
         """
         ...
 
-    def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
-        """The memories behind ``keys`` that pass ``filters`` (others are left out)."""
-        ...
+    def fetch(self, filters: Filters, ids: Sequence[str]) -> dict[str, Memory]:
+        """The memories with these ids that pass ``filters`` (others are left out).
 
-    def boost_inputs(
-        self, filters: Filters, keys: Sequence[int]
-    ) -> dict[int, tuple[float, datetime]]:
-        """Importance and creation time of the memories behind ``keys`` that pass
-        ``filters`` (others are left out): what ranking boosts need, and no more."""
-        ...
-
-    def placements(self, filters: Filters, keys: Sequence[int]) -> dict[int, Placement]:
-        """Thread (scope and kind), creation time and text of the memories behind ``keys``
-        that pass ``filters`` (others are left out): what episode scoring needs."""
-        ...
-
-    def search_lexical(
-        self, filters: Filters, terms: Sequence[str], limit: int
-    ) -> builtins.list[Candidate]:
-        """Full-text candidates for any of ``terms``, best first, filters applied."""
-        ...
-
-    def search_vector(
-        self, filters: Filters, vector: Vector, limit: int
-    ) -> builtins.list[Candidate]:
-        """Nearest memories by cosine similarity, best first, filters applied."""
-        ...
-
-    def neighbours(
-        self, filters: Filters, keys: Sequence[int], radius: int
-    ) -> dict[int, builtins.list[int]]:
-        """For each key, up to ``radius`` memories on each side of it in its thread.
-
-        A thread is the memories sharing a memory's whole scope (tenant, project, user,
-        agent, session) and kind, in creation order; only memories passing ``filters``
-        count. Keys that are unknown are left out.
+        ``Filters(scope, include_superseded=True)`` finds a memory by id in any valid
+        time, as ``get`` does; ``include_deleted`` adds forgotten and expired ones.
         """
-        ...
-
-    def list(
-        self, filters: Filters, order: Order, limit: int, cursor: str | None
-    ) -> tuple[builtins.list[Memory], str | None]:
-        """A page of memories in creation order, with the cursor of the next page."""
-        ...
-
-    def range(
-        self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
-    ) -> builtins.list[Memory]:
-        """Memories created in [start, end), oldest first."""
         ...
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
         """Every version of a memory, oldest first; empty if it is unknown."""
         ...
 
-    def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
-        """Memories whose expiry time has passed that ``expire`` has not recorded yet."""
+    def list(
+        self, filters: Filters, order: Order, limit: int | None, cursor: str | None
+    ) -> tuple[builtins.list[Memory], str | None]:
+        """A page of memories in creation order, with the cursor of the next page (an
+        opaque string of the backend's; a malformed one is a ValidationError)."""
+        ...
+
+    def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
+        """A recall's candidates within ``filters``, all read at one moment."""
+        ...
+
+    def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> Snapshot:
+        """Every memory within the scope, superseded and expired ones included, forgotten
+        ones only with ``include_deleted``, as of now; past versions with ``history``."""
         ...
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of ``model`` for contents with these hashes (the embedding cache)."""
         ...
 
-    def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
-        """Add read counts and last-read times (id -> (count, time)); no new version.
-
-        Never waits: raises StoreLockedError at once while another writer holds the store.
-        """
-        ...
-
-    def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
-        """How often memories with these keys (``kind:<kind>``, ``tag:<tag>``) changed
-        within the scope's tenant (and project, if set). Absent keys count 0."""
+    def changes(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
+        """The change counters (``kind:<kind>``, ``tag:<tag>``) within the scope's tenant
+        (and project, if set); absent keys count 0. See the write contract."""
         ...
 
     def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
-        """The text of the session's previous context (None if none), and how many other
-        sessions' latest contexts have this prefix hash."""
+        """The text of the session's latest recorded context (None if none), and how many
+        other sessions' latest contexts have this prefix hash."""
         ...
 
-    def save_context(
-        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
-    ) -> None:
-        """Record a session's latest context and the ids of the memories it shows (a purge
-        of one of them drops it).
-
-        Never waits: raises StoreLockedError at once while another writer holds the store.
-        """
-        ...
-
-    def size_estimate(self) -> int:
-        """Roughly how many memories the whole store holds (cheap)."""
-        ...
-
-    def stats(self, scope: Scope, now: datetime) -> dict[str, object]:
-        """Counts within the scope and sizes of the store."""
-        ...
-
-    def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> Snapshot:
-        """Every memory within the scope, superseded and expired ones included, forgotten
-        ones only with ``include_deleted``, as of now; past versions with ``history``."""
+    def stats(self, scope: Scope, now: datetime) -> StoreStats:
+        """Counts within the scope at ``now`` and the size of the store."""
         ...
 
     def backup(self, target: Path, progress: Progress | None = None) -> int:
@@ -234,10 +266,6 @@ class Store(Protocol):
 
         Derived indexes are not copied: a store opened from the copy rebuilds them.
         """
-        ...
-
-    def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
-        """Every memory of every tenant as (key, tenant, content), in batches (for reindex)."""
         ...
 
     def build_indexes(
@@ -259,11 +287,17 @@ class Store(Protocol):
         ...
 
     def replace_vectors(
-        self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
+        self,
+        model: StoredVectors,
+        embed: Callable[[Sequence[str]], Vector],
+        batch_size: int,
+        progress: Progress | None = None,
     ) -> int:
-        """Swap in a whole new set of vectors, atomically at the end.
+        """Re-embed every memory of every tenant with ``embed`` (a batch of contents in, a
+        matrix with one row each out) and swap in the new set of vectors atomically at the
+        end; return how many.
 
-        Batches hold (key, hash of the content embedded, vector); a memory written or
-        changed meanwhile makes the swap fail with ConflictError, leaving the old set.
+        A memory written or changed meanwhile makes the swap fail with ConflictError,
+        leaving the old set. ``progress`` counts memories embedded.
         """
         ...

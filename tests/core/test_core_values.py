@@ -19,7 +19,7 @@ from memex.core.models import (
     validate_metadata,
     validate_tags,
 )
-from memex.core.query import Filters, decode_cursor, encode_cursor
+from memex.core.query import Filters
 from memex.core.records import parse_lines
 from memex.core.text import query_terms
 from memex.errors import ImportFormatError, ScopeError, ValidationError
@@ -58,16 +58,6 @@ def test_query_terms(text: str, terms: list[str]) -> None:
 def test_micros_round_trip(value: datetime) -> None:
     aware = value.replace(tzinfo=UTC)
     assert from_micros(to_micros(aware)) == aware
-
-
-@given(st.integers(min_value=0, max_value=2**53), st.integers(min_value=0, max_value=2**40))
-def test_cursor_round_trip(created: int, seq: int) -> None:
-    assert decode_cursor(encode_cursor(created, seq)) == (created, seq)
-
-
-def test_bad_cursor() -> None:
-    with pytest.raises(ValidationError):
-        decode_cursor("!!!")
 
 
 def test_parse_time_accepts_iso_z_and_rejects_garbage() -> None:

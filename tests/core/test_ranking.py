@@ -7,13 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from memex.core.models import to_micros
 from memex.core.ranking import (
     Candidate,
+    Facts,
     Fused,
     FusionWeights,
     _fused,
     boost,
     fuse,
+    neighbour_seeds,
     rank,
     spread_to_neighbours,
 )
@@ -65,12 +68,17 @@ def test_boosts() -> None:
     now = datetime(2026, 1, 31, tzinfo=UTC)
     weights = FusionWeights(importance_weight=0.2, recency_weight=0.4, recency_half_life_days=10)
     score, parts = boost(
-        1.0, importance=0.5, created_at=now - timedelta(days=10), now=now, weights=weights
+        1.0,
+        importance=0.5,
+        created_us=to_micros(now - timedelta(days=10)),
+        now_us=to_micros(now),
+        weights=weights,
     )
     assert parts["importance"] == pytest.approx(0.1)
     assert parts["recency"] == pytest.approx(0.2)
     assert score == pytest.approx(1.3)
-    plain, none = boost(1.0, importance=1.0, created_at=now, now=now, weights=FusionWeights())
+    at = to_micros(now)
+    plain, none = boost(1.0, importance=1.0, created_us=at, now_us=at, weights=FusionWeights())
     assert plain == 1.0 and none == {}
 
 
@@ -124,13 +132,38 @@ def test_rank_boosts_drops_the_missing_and_sorts() -> None:
     now = datetime(2026, 1, 31, tzinfo=UTC)
     fused = fuse(c((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)), [], FusionWeights())
     weights = FusionWeights(importance_weight=0.5)
-    inputs = {1: (0.5, now), 3: (0.2, now), 4: (1.0, now)}  # 2 did not pass the filters
-    ranked = rank(fused, inputs, now=now, weights=weights)
+    facts = {  # 2 did not pass the filters
+        key: Facts(str(key), "thread", to_micros(now), importance, "")
+        for key, importance in ((1, 0.5), (3, 0.2), (4, 1.0))
+    }
+    ranked = rank(fused, facts, now=now, weights=weights)
     assert [(f.key, round(score, 6)) for score, f, _ in ranked] == [(1, 1.25), (4, 0.75), (3, 0.6)]
     assert ranked[1][2] == {"importance": 0.5}
 
 
-def test_rank_without_boosts_keeps_the_fused_order() -> None:
+def test_rank_without_boosts_keeps_the_fused_order_of_what_passed() -> None:
     fused = fuse(c((5, 1.0), (3, 1.0), (4, 2.0)), [], FusionWeights())
-    ranked = rank(fused, None, now=datetime(2026, 1, 1, tzinfo=UTC), weights=FusionWeights())
-    assert [(score, f, parts) for score, f, parts in ranked] == [(f.score, f, {}) for f in fused]
+    facts = {key: Facts(str(key), "thread", 0, 1.0, "") for key in (3, 4)}  # 5 is gone
+    ranked = rank(fused, facts, now=datetime(2026, 1, 1, tzinfo=UTC), weights=FusionWeights())
+    kept = [f for f in fused if f.key != 5]
+    assert [(score, f, parts) for score, f, parts in ranked] == [(f.score, f, {}) for f in kept]
+
+
+@pytest.mark.parametrize(
+    ("lexical", "vector", "count", "expected"),
+    [
+        ([], [], 3, []),
+        ([(1, 3.0), (2, 2.0)], [], 1, [1]),
+        ([(1, 3.0)], [(2, 0.9), (1, 0.1)], 2, [1, 2]),  # fused order, not one leg's
+        ([(1, 3.0), (2, 2.0), (3, 1.0)], [], 5, [1, 2, 3]),  # fewer than asked
+    ],
+)
+def test_neighbour_seeds_are_the_best_fused(
+    lexical: list[tuple[int, float]],
+    vector: list[tuple[int, float]],
+    count: int,
+    expected: list[int],
+) -> None:
+    weights = FusionWeights(vector_weight=0.4)
+    seeds = neighbour_seeds(c(*lexical), c(*vector), weights, count)
+    assert seeds == expected == [f.key for f in fuse(c(*lexical), c(*vector), weights)][:count]

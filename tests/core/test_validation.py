@@ -10,13 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from memex.core.build import ttl_delta
 from memex.core.context import resolve_sections
 from memex.core.models import Scope, parse_time, to_micros
-from memex.core.query import decode_cursor, encode_cursor
 from memex.core.ranking import FusionWeights, validate_weights
 from memex.core.records import parse_lines
 from memex.core.validate import (
@@ -364,39 +361,6 @@ def test_times_at_the_edges_pass_and_fit_the_store(value: Any, utc: datetime) ->
     parsed = parse_time(value)
     assert parsed == utc and parsed.tzinfo is UTC
     assert 0 <= to_micros(parsed) <= INT64_MAX
-
-
-# -- cursors -------------------------------------------------------------------------------
-
-
-@given(st.integers(INT64_MIN, INT64_MAX), st.integers(INT64_MIN, INT64_MAX))
-def test_cursor_round_trip_over_64_bits(created: int, seq: int) -> None:
-    assert decode_cursor(encode_cursor(created, seq)) == (created, seq)
-
-
-@pytest.mark.parametrize(
-    "cursor",
-    [
-        b64(b"[" * 100_000),
-        b64(b"[1" + b"0" * 5000 + b", 1]"),
-        b64(json.dumps([INT64_MAX + 1, 1]).encode()),
-        b64(json.dumps([1, INT64_MIN - 1]).encode()),
-        b64(b"[true, true]"),
-        b64(b"[1.0, 2]"),
-        b64(b"[1, 2, 3]"),
-        b64(b"[NaN, 1]"),
-        b64(b'{"a": 1}'),
-        b64(b"\xff\xfe"),
-        LONE,
-        "ü",
-        "A" * 10_000,
-        5,
-        None,
-    ],
-)
-def test_malformed_cursors(cursor: Any) -> None:
-    with pytest.raises(ValidationError, match="malformed cursor"):
-        decode_cursor(cursor)
 
 
 # -- import lines --------------------------------------------------------------------------

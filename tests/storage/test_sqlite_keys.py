@@ -10,6 +10,7 @@ import numpy as np
 
 from memex import Memex
 from memex.core.query import Filters
+from memex.storage.base import CandidateQuery
 
 
 def keys(path: Path) -> list[tuple[int, str]]:
@@ -32,8 +33,11 @@ def test_keys_are_never_reused(tmp_path: Path) -> None:
         mx.remember_many({"content": f"n{i}"} for i in range(2))
         assert keys(path) == [(1, "m0"), (2, "m1"), (4, "n0"), (5, "n1")]
         store = mx._engine.store
-        found = store.fetch(Filters.build(scope=mx.scope), [4, 5])
-        assert [found[k].content for k in (4, 5)] == ["n0", "n1"]
         query = np.asarray(mx.embedder.embed(["n1"])[0], dtype=np.float32)
-        assert 5 in {c.key for c in store.search_vector(Filters.build(scope=mx.scope), query, 5)}
+        found = store.candidates(Filters.build(scope=mx.scope), CandidateQuery(vector=query))
+        assert 5 in {c.key for c in found.vector}
+        assert {k: found.facts[k].text for k in (4, 5) if k in found.facts} == {
+            4: "n0",
+            5: "n1",
+        }
         assert mx.get(made[0].id).created_at <= datetime.now(UTC)

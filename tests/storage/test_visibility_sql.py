@@ -145,7 +145,10 @@ def test_the_store_sql_agrees_with_the_rule(stored: tuple[SQLiteStore, dict[str,
         expected = {name: states[i] for name, (_, states) in CASES.items()}
         # Memory.state, read back from the store, is the pure rule.
         for name, memory in memories.items():
-            got = store.get(Scope(tenant="t"), memory.id, include_deleted=True)
+            anything = Filters(
+                scope=Scope(tenant="t"), include_deleted=True, include_superseded=True
+            )
+            got = store.fetch(anything, [memory.id]).get(memory.id)
             assert got is not None and got.state(at) == expected[name], (name, at)
             assert got.is_current(at) is (expected[name] == "current")
         # The state the SQL computes (what stats counts)...

@@ -1,4 +1,5 @@
-"""SQL for context assembly: change counters and sessions' last contexts."""
+"""SQL for what reads leave behind and context assembly reads: read statistics, change
+counters and sessions' last contexts."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def change_versions(conn: sqlite3.Connection, scope: Scope, keys: Sequence[str])
     for key, version in conn.execute(query + " GROUP BY key", params):
         out[str(key)] = int(version)
     return out
+
+
+def record_reads(conn: sqlite3.Connection, counts: Sequence[tuple[int, int, str, str]]) -> None:
+    """Add read counts and last-read times: rows of (count, time in µs, tenant, id)."""
+    conn.executemany(
+        "UPDATE memories SET access_count = access_count + ?, "
+        "last_accessed_at = max(coalesce(last_accessed_at, 0), ?) "
+        "WHERE tenant = ? AND id = ?",
+        counts,
+    )
 
 
 def last_context(

@@ -18,14 +18,66 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+from memex.core.models import content_hash
+from memex.core.progress import Tally
 from memex.errors import ConflictError
+from memex.storage.base import StoredVectors, Vector
+from memex.storage.sqlite.changes import bump_epoch
 from memex.storage.sqlite.connection import without_waiting
+from memex.storage.sqlite.model import set_model
+from memex.storage.sqlite.writes import blob
 
 _PREFIX = "vectors_reindex_"
 # Older memex named staging tables without the host: vectors_reindex_<pid>_<thread>.
 _NAME = re.compile(r"^vectors_reindex_(?:([0-9a-f]{8})_)?(\d+)_(\d+)$")
+
+
+Write = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+"""Runs a function in a write transaction (the store's own)."""
+
+
+def replace(
+    write: Write,
+    rows: Callable[[str, Sequence[Any]], list[Any]],
+    model: StoredVectors,
+    embed: Callable[[Sequence[str]], Vector],
+    batch_size: int,
+    tally: Tally,
+) -> int:
+    """Embed every memory into a staging table, a batch at a time, then swap it in.
+
+    The swap fails with ConflictError if a memory was written or changed meanwhile; the
+    staging table goes whatever happens. Returns how many memories were embedded.
+    """
+    staging = staging_name()
+    write(lambda c: create_staging(c, staging))
+    try:
+        count = 0
+        last = 0
+        query = "SELECT seq, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
+        while batch := rows(query, (last, batch_size)):
+            last = batch[-1][0]
+            vectors = embed([str(content) for _, content in batch])
+            staged = [
+                (int(key), content_hash(str(content)), blob(vector, model.dimensions))
+                for (key, content), vector in zip(batch, vectors, strict=True)
+            ]
+            write(functools.partial(stage, staging=staging, rows=staged))
+            count += len(staged)
+            tally.advance(len(staged))
+
+        def finish(conn: sqlite3.Connection) -> None:
+            swap(conn, staging)
+            set_model(conn, model)
+            bump_epoch(conn)
+
+        write(finish)
+    finally:
+        write(lambda c: drop_tables(c, [staging]))
+    return count
 
 
 @functools.cache

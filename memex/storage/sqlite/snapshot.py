@@ -13,9 +13,10 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from memex.core.models import Memory, stored_memories
+from memex.core.models import Memory
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.connection import translate
+from memex.storage.sqlite.rows import memories as stored_memories
 
 _BATCH = 500
 

@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from memex.core.models import Memory, Scope, to_micros
-from memex.core.query import Filters, Order, decode_cursor
+from memex.core.query import Filters, Order
 from memex.errors import ValidationError
+from memex.storage.sqlite.rows import decode_cursor
 
-# Both lists follow memex.core.models.STORED_COLUMNS, so rows become memories with
-# stored_memories (history rows have no key and no access statistics).
+# Both lists follow rows.STORED_COLUMNS, so rows become memories with rows.memories
+# (history rows have no key and no access statistics).
 COLUMNS = (
     "seq, id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
     "importance, source, content_hash, version, created_at, updated_at, expires_at, "
@@ -195,6 +196,12 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
     if filters.superseded_by is not None:
         parts.append(f"{alias}.superseded_by = ?")
         params.append(filters.superseded_by)
+    if filters.expired_by is not None:
+        parts.append(
+            f"{alias}.deleted_at IS NULL AND {alias}.expires_at IS NOT NULL "
+            f"AND {alias}.expires_at <= ?"
+        )
+        params.append(to_micros(filters.expired_by))
     at = to_micros(filters.as_of or now)
     if not filters.include_deleted:
         parts.append(f"NOT {forgotten_sql(alias)}")
@@ -208,35 +215,21 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
 
 
 def list_query(
-    filters: Filters, now: datetime, order: Order, limit: int, cursor: str | None
+    filters: Filters, now: datetime, order: Order, limit: int | None, cursor: str | None
 ) -> tuple[str, list[Any]]:
-    """A page in creation order after ``cursor``, one row more than ``limit``."""
+    """A page in creation order after ``cursor``, one row more than ``limit`` (every row
+    without a limit)."""
     where, params = filter_clause(filters, now)
     op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
     if cursor is not None:
         created, seq = decode_cursor(cursor)
         where += f" AND (m.created_at, m.seq) {op} (?, ?)"
         params.extend([created, seq])
-    params.append(limit + 1)
-    return (
+    query = (
         f"SELECT {COLUMNS} FROM memories m WHERE {where} "
-        f"ORDER BY m.created_at {direction}, m.seq {direction} LIMIT ?"
-    ), params
-
-
-def range_query(
-    filters: Filters, now: datetime, start: datetime | None, end: datetime | None, limit: int | None
-) -> tuple[str, list[Any]]:
-    """Memories created in [start, end), oldest first."""
-    where, params = filter_clause(filters, now)
-    if start is not None:
-        where += " AND m.created_at >= ?"
-        params.append(to_micros(start))
-    if end is not None:
-        where += " AND m.created_at < ?"
-        params.append(to_micros(end))
-    query = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at, m.seq"
+        f"ORDER BY m.created_at {direction}, m.seq {direction}"
+    )
     if limit is not None:
         query += " LIMIT ?"
-        params.append(limit)
+        params.append(limit + 1)
     return query, params

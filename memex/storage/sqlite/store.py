@@ -7,25 +7,16 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memex.core.models import (
-    STORED_COLUMNS,
-    Memory,
-    Scope,
-    from_micros,
-    stored_memories,
-    to_micros,
-    utcnow,
-)
-from memex.core.progress import Progress
-from memex.core.query import Filters, Order, encode_cursor
+from memex.core.models import Memory, Scope, to_micros, utcnow
+from memex.core.progress import Progress, Tally
+from memex.core.query import Filters, Order
 from memex.errors import (
     ConflictError,
-    EmbedderError,
     MemexError,
     StoreError,
     StoreFullError,
@@ -33,9 +24,26 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
-from memex.storage.base import StoredVectors, Vector, WriteBatch
-from memex.storage.sqlite import contexts, lexical, reads, reindex, sql, writes
-from memex.storage.sqlite.changes import bump_epoch
+from memex.storage.base import (
+    CandidateQuery,
+    Candidates,
+    SavedContext,
+    StoredVectors,
+    StoreInfo,
+    StoreStats,
+    Vector,
+    WriteBatch,
+)
+from memex.storage.sqlite import (
+    candidates,
+    contexts,
+    lexical,
+    reads,
+    reindex,
+    rows,
+    sql,
+    writes,
+)
 from memex.storage.sqlite.connection import (
     Connections,
     prepare,
@@ -45,22 +53,16 @@ from memex.storage.sqlite.connection import (
 )
 from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
 from memex.storage.sqlite.migrate import require_current, upgrade
-from memex.storage.sqlite.neighbours import thread_neighbours
+from memex.storage.sqlite.model import claim_model, stored_model
 from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
 
 if TYPE_CHECKING:
-    from memex.core.episodes import Placement
     from memex.core.ranking import Candidate
     from memex.storage.sqlite.fulltext import FullTextIndex
     from memex.storage.sqlite.vectors import VectorIndex
 
 T = TypeVar("T")
-_MODEL_KEY = "vectors_model"
-_DIMS_KEY = "vectors_dimensions"
-_CREATED = STORED_COLUMNS.index("created_at")
-_THREAD_COLUMNS = (*sql.SCOPE_COLUMNS.values(), "kind")
-_THREAD = ", ".join(f"m.{c}" for c in _THREAD_COLUMNS)
 
 
 class SQLiteStore:
@@ -121,13 +123,15 @@ class SQLiteStore:
 
     # -- connections ---------------------------------------------------------------
 
-    @property
-    def location(self) -> str:
-        return str(self._path)
-
-    @property
-    def read_only(self) -> str | None:
-        return self._read_only
+    def info(self) -> StoreInfo:
+        return StoreInfo(
+            location=str(self._path),
+            read_only=self._read_only,
+            schema_version=self._version,
+            vectors=self._vectors_model(),
+            memories=self._size_estimate(),
+            files=tuple(self._files()),
+        )
 
     @property
     def _busy_ms(self) -> int:
@@ -206,9 +210,6 @@ class SQLiteStore:
             self._fulltext_index.close()
         self._connections.close()
 
-    def schema_version(self) -> int:
-        return self._version
-
     @property
     def _lexical_folder(self) -> Path:
         return self._path.with_name(self._path.name + ".lexical")
@@ -226,7 +227,7 @@ class SQLiteStore:
             )
         return self._fulltext_index
 
-    def files(self) -> builtins.list[Path]:
+    def _files(self) -> builtins.list[Path]:
         index = self._fulltext_index
         copy = index.private_copy if index is not None else None
         from memex.storage.sqlite import backup
@@ -257,32 +258,12 @@ class SQLiteStore:
 
     # -- model bookkeeping -----------------------------------------------------------
 
-    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+    def _vectors_model(self) -> StoredVectors | None:
+        return self._run(stored_model)
 
-    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-    def vectors_model(self) -> StoredVectors | None:
-        def read(conn: sqlite3.Connection) -> StoredVectors | None:
-            model, dims = self._meta(conn, _MODEL_KEY), self._meta(conn, _DIMS_KEY)
-            return None if model is None or dims is None else StoredVectors(model, int(dims))
-
-        return self._run(read)
-
-    def _claim_model(self, conn: sqlite3.Connection, model: StoredVectors) -> None:
-        stored = self._meta(conn, _MODEL_KEY)
-        if stored is None:
-            self._set_meta(conn, _MODEL_KEY, model.model)
-            self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
-        elif stored != model.model:
-            raise EmbedderError(f"store holds vectors of {stored}, not {model.model}")
-        if self._index is not None and self._index.model != model.model:
+    def _claim_model(self, conn: sqlite3.Connection, vectors: StoredVectors) -> None:
+        claim_model(conn, vectors)
+        if self._index is not None and self._index.model != vectors.model:
             self._index = None  # made again, for the new model, when next searched
 
     # -- writes ------------------------------------------------------------------------
@@ -311,72 +292,50 @@ class SQLiteStore:
         # the next write of a batch tries again, and so does close.
         self._wal_dirty = not self._run(lambda c: truncate_wal(c, self._busy_ms))
 
-    def record_access(self, scope: Scope, accesses: Mapping[str, tuple[int, datetime]]) -> None:
-        if not accesses:
+    def record(
+        self,
+        scope: Scope,
+        accesses: Mapping[str, tuple[int, datetime]] | None = None,
+        context: SavedContext | None = None,
+    ) -> None:
+        sql.scope_clause(scope)  # refuses a scope without a tenant
+        tenant = str(scope.tenant)
+        counts = [(n, to_micros(at), tenant, mid) for mid, (n, at) in (accesses or {}).items()]
+        if not counts and context is None:
             return
-        sql.scope_clause(scope)
-        rows = [(n, to_micros(at), scope.tenant, mid) for mid, (n, at) in accesses.items()]
 
         def apply(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE memories SET access_count = access_count + ?, "
-                "last_accessed_at = max(coalesce(last_accessed_at, 0), ?) "
-                "WHERE tenant = ? AND id = ?",
-                rows,
-            )
+            contexts.record_reads(conn, counts)
+            if context is not None:
+                contexts.save_context(
+                    conn, tenant, context.session, context.text, context.prefix_hash, context.ids
+                )
 
         self._write(apply, wait=False)
 
     # -- reads -------------------------------------------------------------------------
 
-    def get(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
-        # Any valid time: superseded and pending memories are found by id.
-        visible = Filters(scope=scope, include_deleted=include_deleted, include_superseded=True)
-        where, params = sql.filter_clause(visible, utcnow())
-        row = self._run(
-            lambda c: c.execute(
-                f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} AND m.id = ?",
-                [*params, memory_id],
-            ).fetchone()
+    def fetch(self, filters: Filters, ids: Sequence[str]) -> dict[str, Memory]:
+        if not ids:
+            return {}
+        where, params = sql.filter_clause(filters, utcnow())
+        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
+        found = self._run(
+            lambda c: reads.in_chunks(c, query, list(dict.fromkeys(ids)), params, convert=str)
         )
-        return None if row is None else stored_memories([row])[0]
+        return {memory.id: memory for memory in rows.memories(found)}
 
-    def fetch(self, filters: Filters, keys: Sequence[int]) -> dict[int, Memory]:
-        if not keys:
-            return {}
-        where, params = sql.filter_clause(filters, utcnow())
-        rows = self._run(lambda c: reads.by_keys(c, sql.COLUMNS, keys, where, params))
-        return dict(zip([r[0] for r in rows], stored_memories(rows), strict=True))
+    def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
+        sql.scope_clause(filters.scope)  # refuses a scope without a tenant
+        lexical = self._search_lexical(filters, query.terms, query.limit)
+        vector = (
+            self._search_vector(filters, query.vector, query.limit)
+            if query.vector is not None
+            else []
+        )
+        return self._run(lambda c: candidates.gather(c, filters, query, lexical, vector))
 
-    def boost_inputs(
-        self, filters: Filters, keys: Sequence[int]
-    ) -> dict[int, tuple[float, datetime]]:
-        if not keys:
-            return {}
-        where, params = sql.filter_clause(filters, utcnow())
-        columns = "m.seq, m.importance, m.created_at"
-        rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
-        return {seq: (importance, from_micros(created)) for seq, importance, created in rows}
-
-    def placements(self, filters: Filters, keys: Sequence[int]) -> dict[int, Placement]:
-        if not keys:
-            return {}
-        where, params = sql.filter_clause(filters, utcnow())
-        columns = f"m.seq, {_THREAD}, m.created_at, m.content"
-        rows = self._run(lambda c: reads.by_keys(c, columns, keys, where, params))
-        end = 1 + len(_THREAD_COLUMNS)  # seq, the thread's columns, created_at, content
-        from memex.core.episodes import Placement
-
-        return {r[0]: Placement(r[1:end], r[end], r[end + 1]) for r in rows}
-
-    def neighbours(
-        self, filters: Filters, keys: Sequence[int], radius: int
-    ) -> dict[int, builtins.list[int]]:
-        if not keys or radius <= 0:
-            return {}
-        return self._run(lambda c: thread_neighbours(c, filters, keys, radius, utcnow()))
-
-    def search_lexical(
+    def _search_lexical(
         self, filters: Filters, terms: Sequence[str], limit: int
     ) -> builtins.list[Candidate]:
         if not terms or limit <= 0:
@@ -395,10 +354,10 @@ class SQLiteStore:
     def _size_cached(self) -> int:
         now = time.monotonic()
         if self._size is None or now - self._size[1] > 30:
-            self._size = (self.size_estimate(), now)
+            self._size = (self._size_estimate(), now)
         return self._size[0]
 
-    def search_vector(
+    def _search_vector(
         self, filters: Filters, vector: Vector, limit: int
     ) -> builtins.list[Candidate]:
         index = self._vector_index()
@@ -419,7 +378,7 @@ class SQLiteStore:
         self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
     ) -> None:
         built = True
-        if self.size_estimate() >= self._lexical_min:
+        if self._size_estimate() >= self._lexical_min:
             text = functools.partial(
                 self._fulltext.build, progress=progress, lagging_only=lagging_only
             )
@@ -448,7 +407,7 @@ class SQLiteStore:
     def _vector_index(self) -> VectorIndex | None:
         """The in-memory index, created once the store has vectors (from any process)."""
         if self._index is None:
-            model = self.vectors_model()
+            model = self._vectors_model()
             if model is not None:
                 self._index = self._new_index(model)
         return self._index
@@ -467,38 +426,21 @@ class SQLiteStore:
         )
 
     def list(
-        self, filters: Filters, order: Order, limit: int, cursor: str | None
+        self, filters: Filters, order: Order, limit: int | None, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
         query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
-        rows = self._rows(query, params)
-        page = rows[:limit]
+        found = self._rows(query, params)
+        page = found if limit is None else found[:limit]
         next_cursor = None
-        if len(rows) > limit and page:
-            next_cursor = encode_cursor(page[-1][_CREATED], page[-1][0])
-        return stored_memories(page), next_cursor
-
-    def range(
-        self, filters: Filters, start: datetime | None, end: datetime | None, limit: int | None
-    ) -> builtins.list[Memory]:
-        query, params = sql.range_query(filters, utcnow(), start, end, limit)
-        return stored_memories(self._rows(query, params))
+        if limit is not None and len(found) > limit and page:
+            next_cursor = rows.encode_cursor(page[-1][rows.CREATED], page[-1][0])
+        return rows.memories(page), next_cursor
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        return stored_memories(self._run(lambda c: reads.history(c, scope, memory_id)))
-
-    def expired(self, scope: Scope, now: datetime) -> builtins.list[Memory]:
-        where, params = sql.scope_clause(scope)
-        rows = self._run(
-            lambda c: c.execute(
-                f"SELECT {sql.COLUMNS} FROM memories m WHERE {where} AND m.deleted_at IS NULL "
-                "AND m.expires_at IS NOT NULL AND m.expires_at <= ? ORDER BY m.seq",
-                [*params, to_micros(now)],
-            ).fetchall()
-        )
-        return stored_memories(rows)
+        return rows.memories(self._run(lambda c: reads.history(c, scope, memory_id)))
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
-        stored = self.vectors_model()
+        stored = self._vectors_model()
         if not hashes or stored is None or stored.model != model:
             return {}
         found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
@@ -511,60 +453,32 @@ class SQLiteStore:
         tenant = str(scope.tenant)
         return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
 
-    def save_context(
-        self, scope: Scope, session: str, text: str, prefix_hash: str, ids: Sequence[str]
-    ) -> None:
-        sql.scope_clause(scope)
-        tenant = str(scope.tenant)
-        self._write(
-            lambda c: contexts.save_context(c, tenant, session, text, prefix_hash, ids),
-            wait=False,
-        )
-
-    def size_estimate(self) -> int:
+    def _size_estimate(self) -> int:
         row = self._run(lambda c: c.execute("SELECT max(seq) FROM memories").fetchone())
         return int(row[0] or 0)
 
-    def change_versions(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
+    def changes(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
         sql.scope_clause(scope)
         return self._run(lambda c: contexts.change_versions(c, scope, keys))
 
-    def stats(self, scope: Scope, now: datetime) -> dict[str, Any]:
+    def stats(self, scope: Scope, now: datetime) -> StoreStats:
         sql.scope_clause(scope)  # refuses a scope without a tenant
         found = self._run(lambda c: reads.stats(c, scope, to_micros(now)))
         found["size_bytes"] += _wal_size(self._path)
-        return found
+        return StoreStats(**found)
 
     # -- reindex -----------------------------------------------------------------------
 
-    def iter_contents(self, batch_size: int) -> Iterator[builtins.list[tuple[int, str, str]]]:
-        last = 0
-        query = "SELECT seq, tenant, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
-        while rows := self._rows(query, (last, batch_size)):
-            last = rows[-1][0]
-            yield [(int(s), str(t), str(c)) for s, t, c in rows]
-
     def replace_vectors(
-        self, model: StoredVectors, batches: Iterator[builtins.list[tuple[int, str, Vector]]]
+        self,
+        model: StoredVectors,
+        embed: Callable[[Sequence[str]], Vector],
+        batch_size: int,
+        progress: Progress | None = None,
     ) -> int:
-        staging = reindex.staging_name()
-        self._write(lambda c: reindex.create_staging(c, staging))
-        try:
-            count = 0
-            for batch in batches:
-                rows = [(k, h, writes.blob(v, model.dimensions)) for k, h, v in batch]
-                self._write(lambda c, rows=rows: reindex.stage(c, staging, rows))  # type: ignore[misc]
-                count += len(rows)
-
-            def swap(conn: sqlite3.Connection) -> None:
-                reindex.swap(conn, staging)
-                self._set_meta(conn, _MODEL_KEY, model.model)
-                self._set_meta(conn, _DIMS_KEY, str(model.dimensions))
-                bump_epoch(conn)
-
-            self._write(swap)
-        finally:
-            self._write(lambda c: reindex.drop_tables(c, [staging]))
+        count = reindex.replace(
+            self._write, self._rows, model, embed, batch_size, Tally(progress, "embedding")
+        )
         self._index = self._new_index(model)
         return count
 

@@ -1,7 +1,9 @@
-"""Memories built from stored rows on first use equal memories built the validated way."""
+"""The SQLite store's rows: memories built from them on first use equal memories built the
+validated way, and list cursors round-trip and refuse what they never made."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import pickle
@@ -14,14 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memex.core.models import (
-    STORED_COLUMNS,
-    Memory,
-    Scope,
-    from_micros,
-    stored_memories,
-    to_micros,
-)
+from memex.core.models import Memory, Scope, from_micros, to_micros
+from memex.errors import ValidationError
+from memex.storage.sqlite.rows import STORED_COLUMNS, decode_cursor, encode_cursor
+from memex.storage.sqlite.rows import memories as stored_memories
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -198,3 +196,44 @@ def test_threads_building_one_memory_agree() -> None:
         seen = read_together(stored_memory(sample_row()), 4)
         assert len(seen) == 4
         assert all(meta is seen[0][0] and scope == seen[0][1] for meta, scope in seen)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+LONE = "\udcff"
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# -- cursors -------------------------------------------------------------------------------
+
+
+@given(st.integers(INT64_MIN, INT64_MAX), st.integers(INT64_MIN, INT64_MAX))
+def test_cursor_round_trip_over_64_bits(created: int, seq: int) -> None:
+    assert decode_cursor(encode_cursor(created, seq)) == (created, seq)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        b64(b"[" * 100_000),
+        b64(b"[1" + b"0" * 5000 + b", 1]"),
+        b64(json.dumps([INT64_MAX + 1, 1]).encode()),
+        b64(json.dumps([1, INT64_MIN - 1]).encode()),
+        b64(b"[true, true]"),
+        b64(b"[1.0, 2]"),
+        b64(b"[1, 2, 3]"),
+        b64(b"[NaN, 1]"),
+        b64(b'{"a": 1}'),
+        b64(b"\xff\xfe"),
+        LONE,
+        "ü",
+        "A" * 10_000,
+        5,
+        None,
+    ],
+)
+def test_malformed_cursors(cursor: Any) -> None:
+    with pytest.raises(ValidationError, match="malformed cursor"):
+        decode_cursor(cursor)

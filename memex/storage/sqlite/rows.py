@@ -1,0 +1,122 @@
+"""The SQLite store's rows: their layout, how they decode into memories, list cursors.
+
+A row holds the store's key, then a memory as stored: tags and metadata as JSON text,
+times as integer microseconds since the epoch (``valid_from`` may equal the creation
+time). ``sql.COLUMNS`` and ``sql.HISTORY_COLUMNS`` select rows in this layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from memex.core.models import Memory, Scope, stored_memories
+from memex.core.validate import INT64_MAX, INT64_MIN, loads_json, shown
+from memex.errors import ValidationError
+
+STORED_COLUMNS: tuple[str, ...] = (
+    "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
+    "tags", "metadata", "importance", "source", "content_hash", "version", "created_at",
+    "updated_at", "expires_at", "deleted_at", "last_accessed_at", "access_count",
+    "valid_from", "valid_until", "superseded_by",
+)  # fmt: skip
+"""A stored row's fields, in order (``user`` is the column ``user_id``)."""
+
+CREATED = STORED_COLUMNS.index("created_at")
+_METADATA = STORED_COLUMNS.index("metadata")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CACHE_LIMIT = 4096
+
+
+class _Rows:
+    """Decodes rows; scopes, tag tuples and times repeat across rows, so each is made once."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[tuple[str | None, ...], Scope] = {}
+        self._tags: dict[str, tuple[str, ...]] = {}
+        self._times: dict[int, datetime] = {}
+
+    def _time(self, value: int) -> datetime:
+        found = self._times.get(value)
+        if found is None:
+            if len(self._times) >= _CACHE_LIMIT:
+                self._times.clear()
+            found = self._times[value] = _EPOCH + timedelta(microseconds=value)
+        return found
+
+    def fields(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """The memory's fields but metadata, in ``memex.core.models.BUILT_FIELDS`` order."""
+        (
+            _, mid, tenant, project, user, agent, session, kind, content, tags, _,
+            importance, source, chash, version, created, updated, expires, deleted, accessed,
+            count, valid_from, valid_until, superseded_by,
+        ) = row  # fmt: skip
+        key = (tenant, project, user, agent, session)
+        scope = self._scopes.get(key)
+        if scope is None:
+            if len(self._scopes) >= _CACHE_LIMIT:
+                self._scopes.clear()
+            scope = self._scopes[key] = Scope(tenant, project, user, agent, session)
+        tag_tuple = self._tags.get(tags)
+        if tag_tuple is None:
+            if len(self._tags) >= _CACHE_LIMIT:
+                self._tags.clear()
+            tag_tuple = self._tags[tags] = tuple(json.loads(tags))
+        created_at = _EPOCH + timedelta(microseconds=created)
+        time = self._time
+        return (
+            content, kind, scope, tag_tuple, importance, created_at,
+            created_at if updated == created else time(updated),
+            None if expires is None else time(expires),
+            None if accessed is None else time(accessed),
+            count, source, chash, version,
+            created_at if valid_from is None or valid_from == created else time(valid_from),
+            None if valid_until is None else time(valid_until),
+            superseded_by,
+            None if deleted is None else time(deleted),
+            mid,
+        )  # fmt: skip
+
+    def metadata(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The memory's metadata, decoded from its JSON text."""
+        text = row[_METADATA]
+        value: dict[str, Any] = {} if text == "{}" else json.loads(text)
+        return value
+
+
+DECODER = _Rows()
+
+
+def memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
+    """Memories for stored rows, each decoded on first use."""
+    return stored_memories(rows, DECODER)
+
+
+def encode_cursor(created_at_micros: int, key: int) -> str:
+    """An opaque keyset cursor for the position after a listed memory."""
+    raw = json.dumps([created_at_micros, key]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_MAX_CURSOR_CHARS = 256  # encode_cursor makes at most 60
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The keyset position inside a cursor; a malformed cursor is a ValidationError."""
+    bad = ValidationError(f"malformed cursor {shown(cursor)}")
+    if not isinstance(cursor, str) or not cursor.isascii() or len(cursor) > _MAX_CURSOR_CHARS:
+        raise bad
+    try:
+        value = loads_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:  # not base64, not JSON, or JSON Python cannot hold
+        raise bad from exc
+    if not isinstance(value, list) or len(value) != 2:
+        raise bad
+    created, key = value
+    for number in (created, key):  # both go to SQLite as 64-bit integers
+        if type(number) is not int or not INT64_MIN <= number <= INT64_MAX:
+            raise bad
+    return created, key
