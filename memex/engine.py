@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from memex import log
 from memex.core.models import Scope, content_hash
 from memex.core.progress import Progress, Tally
-from memex.embedders.base import EMBEDDERS, Embedder, Vectors, make_embedder, query_text_for
+from memex.embedders.base import Embedder, Vectors, query_text_for
+from memex.embedders.open import EMBEDDERS, make_embedder
 from memex.errors import (
     ConfigError,
     EmbedderError,

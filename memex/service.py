@@ -30,7 +30,8 @@ from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
-from memex.embedders.base import Embedder, make_embedder
+from memex.embedders.base import Embedder
+from memex.embedders.open import make_embedder
 from memex.engine import Engine, check_embedder_argument, choose_embedder
 from memex.errors import (
     NotFoundError,
