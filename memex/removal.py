@@ -69,7 +69,7 @@ class RemovalMixin:
             raise NotFoundError(f"no memory {memory_id}")
         restored = self._restored(target, utcnow())
         batch = WriteBatch(updates=list(restored), purges=[(target.id, target.version)])
-        engine.store.write(self._tenant(), batch, engine.current_model())
+        engine.store.write(self._tenant(), batch, engine.embedding.current_model())
         engine.access.drop_showing(str(self._scope.tenant), target.id)
         engine.drop_caches()
 
@@ -102,7 +102,7 @@ class RemovalMixin:
             return
         engine = self._engine
         batch = WriteBatch(updates=list(updates))
-        engine.store.write(scope or self._tenant(), batch, engine.current_model())
+        engine.store.write(scope or self._tenant(), batch, engine.embedding.current_model())
 
     def _tenant(self) -> Scope:
         return Scope(tenant=self._scope.tenant)

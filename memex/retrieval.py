@@ -44,7 +44,7 @@ def default_weights(engine: Engine) -> FusionWeights:
     return FusionWeights(
         vector_weight=settings.vector_weight
         if settings.vector_weight is not None
-        else vector_weight_for(engine.embedder),
+        else vector_weight_for(engine.embedding.embedder),
         importance_weight=settings.importance_weight,
         recency_weight=settings.recency_weight,
         recency_half_life_days=settings.recency_half_life_days,
@@ -98,7 +98,7 @@ def search(
         lexical = engine.store.search_lexical(filters, terms, pool)
     vector = []
     if mode != "lexical":
-        qv = query_vector if query_vector is not None else engine.embed_query(query)
+        qv = query_vector if query_vector is not None else engine.embedding.embed_query(query)
         import numpy as np
 
         vector = engine.store.search_vector(filters, np.asarray(qv, dtype=np.float32), pool)

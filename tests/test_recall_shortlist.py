@@ -42,14 +42,14 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
     settings = engine.settings
     flt = mx._filters(**filters)
     w = FusionWeights(
-        vector_weight=vector_weight_for(engine.embedder),
+        vector_weight=vector_weight_for(engine.embedding.embedder),
         importance_weight=settings.importance_weight,
         recency_weight=settings.recency_weight,
         recency_half_life_days=settings.recency_half_life_days,
     )
     pool = max(settings.candidates, k)
     lexical = engine.store.search_lexical(flt, query_terms(query), pool)
-    qv = np.asarray(engine.embed_query(query), dtype=np.float32)
+    qv = np.asarray(engine.embedding.embed_query(query), dtype=np.float32)
     fused = fuse(lexical, engine.store.search_vector(flt, qv, pool), w)
     if fused and settings.neighbour_share > 0:
         around = engine.store.neighbours(
