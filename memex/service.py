@@ -543,6 +543,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             schema_version=engine.store.schema_version(),
             size_bytes=int(raw["size_bytes"]),  # type: ignore[call-overload]
             path=engine.store.location,
+            read_only=engine.store.read_only,
         )
 
     def build_indexes(self, *, progress: Progress | None = None) -> None:
