@@ -52,3 +52,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
         now = mx.recall("where does Alice work?", k=1)[0].memory.content
         then = mx.recall("where does Alice work?", k=1, as_of="2024-06-01")[0].memory.content
     assert (now, then) == ("Alice works at Globex", "Alice works at Initech")
+
+
+def test_the_command_lines_choices_match_their_sources() -> None:
+    """The parser keeps its own copies (importing the sources would slow every start)."""
+    from memex.core.context import STRATEGIES
+    from memex.embedders.open import EMBEDDERS
+    from memex.interfaces.cli import parser
+
+    assert sorted(parser.EMBEDDERS) == sorted(EMBEDDERS)
+    assert sorted(parser.STRATEGIES) == sorted(STRATEGIES)
