@@ -21,11 +21,13 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.core
 	$(BIN)/memex quickstart
 
-## lint: ruff (lint and format check) and mypy (strict on the package)
+## lint: ruff (lint and format check), mypy (strict on the package) and the import
+## contracts (import-linter: layers, no circles; see [tool.importlinter] in pyproject.toml)
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## test: lint, type-check and run the whole test suite
 test: lint
@@ -40,4 +42,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/locomo.py --markdown
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info

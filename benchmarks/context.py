@@ -44,7 +44,7 @@ time every 30 s. Then ``context(q, budget_tokens=4000, scope={"project": p})`` i
 * cold, new handle: ``Memex.open`` of the same file for each question, then the timed
   call is the handle's first, so it also loads the tokenizer and the vector matrix;
 * cold: a new handle for each question, the vector matrix and tokenizer loaded first by
-  an untimed ``recall`` and ``context_state()``, so only the section cache (and the
+  an untimed ``recall`` and ``context_state``, so only the section cache (and the
   token-count cache) is empty;
 * warm: one handle; each timed call follows one untimed call with another question on
   the same project, so the stable sections come from the section cache and recall is new.
@@ -90,6 +90,7 @@ import numpy as np
 
 import memex
 from memex import Context, Memex, Settings
+from memex.context.api import context_state
 from memex.core.context import memory_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -252,7 +253,7 @@ def run_coverage(
     mx: Memex, conversations: Sequence[Conversation], budgets: Sequence[int], limit: int | None
 ) -> list[dict[str, Any]]:
     """One row per question and budget: coverage of context and of the top-k baseline."""
-    counter = mx._engine.context_state().counter
+    counter = context_state(mx._engine).counter
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for conv in conversations:
@@ -535,7 +536,7 @@ def time_cold(
         with Memex.open(path, settings=Settings(), embedder=embedder) as mx:
             if primed:
                 mx.recall("priming the vector index", k=1, scope={"project": project})
-                mx._engine.context_state()
+                context_state(mx._engine)
             seconds, ctx = timed_context(mx, q, project)
             rows.append(call_row(seconds, ctx))
         if (i + 1) % 25 == 0:
@@ -962,7 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  (a) ingested in {time.perf_counter() - t0:.1f} s")
                 rows = run_coverage(mx, conversations, budgets, per_conv)
                 embedder_name = mx.embedder.name
-                tokenizer = mx._engine.context_state().counter.name
+                tokenizer = context_state(mx._engine).counter.name
             report["data"] = data_summary(stats, conversations)
             report["coverage"] = {**summarise_coverage(rows, budgets), "rows": rows}
         if "b" in parts:
@@ -979,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     log(f"  (b) {conv.conv}: prefix reused {runs[-1]['reuse_share']:.3f}")
                 embedder_name = mx.embedder.name
-                tokenizer = mx._engine.context_state().counter.name
+                tokenizer = context_state(mx._engine).counter.name
             report["sessions"] = {
                 "calls": args.calls,
                 "fact_every": args.fact_every,
@@ -995,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with Memex.open(workdir / f"context-{args.size}.db", settings=Settings()) as mx:
                 embedder_name = mx.embedder.name
-                tokenizer = mx._engine.context_state().counter.name
+                tokenizer = context_state(mx._engine).counter.name
     report["environment"] = {
         "memex": memex.__version__,
         "embedder": embedder_name,

@@ -204,7 +204,7 @@ def chroma_embedding_function(embedder: Embedder) -> Any:
 
         @staticmethod
         def build_from_config(config: dict[str, Any]) -> Any:
-            from memex.embedders.base import make_embedder
+            from memex.embedders.open import make_embedder
 
             return MemexEmbeddingFunction(make_embedder(Settings(embedder=EMBEDDER)))
 

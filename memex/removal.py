@@ -55,8 +55,9 @@ class RemovalMixin:
         self._write([(new, None, old.version), *self._restored(old, now)])
         return new
 
-    def purge(self, memory_id: str) -> None:
-        """Delete a memory (in any state), its whole history and its vector, for good.
+    def purge(self, memory_id: str) -> str:
+        """Delete a memory (in any state), its whole history and its vector, for good;
+        return its id as stored.
 
         The memories it superseded get their validity back, as ``forget`` gives it,
         in the same transaction. Every saved session context that showed it is dropped,
@@ -69,9 +70,10 @@ class RemovalMixin:
             raise NotFoundError(f"no memory {memory_id}")
         restored = self._restored(target, utcnow())
         batch = WriteBatch(updates=list(restored), purges=[(target.id, target.version)])
-        engine.store.write(self._tenant(), batch, engine.current_model())
+        engine.store.write(self._tenant(), batch, engine.embedding.current_model())
         engine.access.drop_showing(str(self._scope.tenant), target.id)
         engine.drop_caches()
+        return target.id
 
     def unsupersede(self, memory_id: str) -> Memory:
         """Undo a wrong supersede: the memory is valid again, with no end (or the end it
@@ -102,7 +104,7 @@ class RemovalMixin:
             return
         engine = self._engine
         batch = WriteBatch(updates=list(updates))
-        engine.store.write(scope or self._tenant(), batch, engine.current_model())
+        engine.store.write(scope or self._tenant(), batch, engine.embedding.current_model())
 
     def _tenant(self) -> Scope:
         return Scope(tenant=self._scope.tenant)

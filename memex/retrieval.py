@@ -52,7 +52,7 @@ def default_weights(engine: Engine) -> FusionWeights:
     return FusionWeights(
         vector_weight=settings.vector_weight
         if settings.vector_weight is not None
-        else vector_weight_for(engine.embedder),
+        else vector_weight_for(engine.embedding.embedder),
         importance_weight=settings.importance_weight,
         recency_weight=settings.recency_weight,
         recency_half_life_days=settings.recency_half_life_days,
@@ -106,7 +106,7 @@ def search(
     terms = query_terms(query)
     vector = None
     if mode != "lexical":
-        qv = query_vector if query_vector is not None else engine.embed_query(query)
+        qv = query_vector if query_vector is not None else engine.embedding.embed_query(query)
         import numpy as np
 
         vector = np.asarray(qv, dtype=np.float32)

@@ -31,8 +31,10 @@ from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.validate import check_text, validate_count
 from memex.core.visibility import is_hidden
-from memex.embedders.base import Embedder, make_embedder
-from memex.engine import Engine, check_embedder_argument, choose_embedder
+from memex.embedders.base import Embedder
+from memex.embedders.open import make_embedder
+from memex.embedding import check_embedder_argument, choose_embedder
+from memex.engine import Engine
 from memex.errors import (
     NotFoundError,
     ScopeError,
@@ -142,11 +144,11 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
     @property
     def embedder(self) -> Embedder:
         """The embedding model in use."""
-        return self._engine.embedder
+        return self._engine.embedding.embedder
 
     def embed_query(self, query: str) -> np.ndarray:
         """The vector ``recall`` searches with for ``query`` (pass it as ``query_vector``)."""
-        return self._engine.embed_query(query)
+        return self._engine.embedding.embed_query(query)
 
     @property
     def location(self) -> str:
@@ -301,10 +303,12 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
                     old.version,
                 )
             )
-        vectors = engine.embed_contents(self._scope, [m.content for m in memories], progress)
+        vectors = engine.embedding.embed_contents(
+            self._scope, [m.content for m in memories], progress
+        )
         batch.inserts = list(zip(memories, vectors, strict=True))
         batch.history = list(history)
-        engine.store.write(self._scope, batch, engine.model_for(vectors))
+        engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
 
@@ -354,9 +358,12 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         )
         vector = None
         engine = self._engine
+        embedding = engine.embedding
         if new.content_hash != old.content_hash:
-            vector = engine.embed_contents(self._scope, [new.content])[0]
-        model = engine.model_for(vector[None, :]) if vector is not None else engine.current_model()
+            vector = embedding.embed_contents(self._scope, [new.content])[0]
+        model = (
+            embedding.current_model() if vector is None else embedding.model_for(vector[None, :])
+        )
         engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
         return new
 
@@ -535,12 +542,13 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             expired=raw.expired,
             versions=raw.versions,
             by_kind=dict(raw.by_kind),
-            embedder=model.model if model else engine.embedder.name,
+            embedder=model.model if model else engine.embedding.embedder.name,
             dimensions=model.dimensions if model else None,
             vectors=raw.vectors,
             schema_version=engine.schema_version,
             size_bytes=raw.size_bytes,
             path=engine.location,
+            read_only=engine.read_only,
         )
 
     def build_indexes(self, *, progress: Progress | None = None) -> None:
@@ -568,4 +576,4 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         check_embedder_argument(embedder)
         if isinstance(embedder, str):
             embedder = make_embedder(engine.settings.with_changes(embedder=embedder))
-        return engine.reindex(embedder or engine.embedder, progress)
+        return engine.reindex(embedder or engine.embedding.embedder, progress)

@@ -56,7 +56,7 @@ def test_documented_shape(mx: Memex) -> None:
     forgotten = mx.forget(m.id)
     assert forgotten.deleted_at is not None
     assert [v.content for v in mx.history(m.id)] == ["text", "new text", "new text"]
-    assert mx.stats().memories == 2
+    assert mx.stats().memories == 2 and mx.stats().read_only is None
 
 
 def test_default_store_lives_in_memex_home(tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def test_forget_and_purge(mx: Memex) -> None:
     assert mx.recall("forgotten") == []
     assert len(mx.history(m.id)) == 2
     assert [x.id for x in mx.list(include_deleted=True).items] == [m.id]
-    mx.purge(m.id)
+    assert mx.purge(f" {m.id.upper()} ") == m.id  # the id as stored
     with pytest.raises(NotFoundError):
         mx.history(m.id)
     with pytest.raises(NotFoundError):

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memex import Memex, ValidationError
+from memex.context.api import context_state
 from memex.core.context import Deduplicator, common_prefix, resolve_sections
 from memex.tokens import HeuristicCounter, make_counter
 
@@ -97,7 +98,7 @@ def test_property_budget_is_never_exceeded(
             )
         ctx = mx.context("what matters here?", budget_tokens=budget, format=fmt, strategy=strategy)
         assert ctx.tokens <= budget
-        assert mx._engine.context_state().counter.count(ctx.text) == ctx.tokens
+        assert context_state(mx._engine).counter.count(ctx.text) == ctx.tokens
         cut = [e for e in ctx.manifest if e.cut]
         assert all(e.included and e.shown_chars for e in cut)
         mark = ' cut="true">' if fmt == "xml" else " … [cut]\n"

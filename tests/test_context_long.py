@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memex import Memex, Settings
+from memex.context.api import context_state
 from memex.core.lines import fold
 from memex.embedders.base import normalise
 from memex.tokens import make_counter
@@ -185,7 +186,7 @@ def test_property_long_memories_never_exceed_the_budget(
         for query in ("billing export", "billing export"):  # the second from the cache
             ctx = mx.context(query, budget_tokens=budget, format=fmt, strategy=strategy)
             assert ctx.tokens <= budget
-            assert mx._engine.context_state().counter.count(ctx.text) == ctx.tokens
+            assert context_state(mx._engine).counter.count(ctx.text) == ctx.tokens
             cut = [e for e in ctx.manifest if e.cut]
             assert all(e.included and e.shown_chars for e in cut)
             mark = ' cut="true">' if fmt == "xml" else " … [cut]\n"

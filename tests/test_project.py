@@ -1,8 +1,11 @@
-"""Project-level guards: the public API list and the layering of the package."""
+"""Project-level guards: the public API list, module sizes and the README example.
+
+The layering of the package (imports point down, no circles, a pure core, interfaces
+that only call Memex) is checked by import-linter: the contracts are in pyproject.toml
+and ``make lint`` runs them."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import memex
@@ -19,37 +22,19 @@ def test_public_api_is_sorted_and_importable() -> None:
         assert hasattr(memex, name), name
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
-
-
-def test_core_is_pure_and_imports_point_down() -> None:
-    for path in (PACKAGE / "core").rglob("*.py"):
-        for module in _imports(path):
-            assert not module.startswith(
-                ("memex.storage", "memex.service", "memex.interfaces", "memex.embedders", "sqlite3")
-            ), f"{path.name} imports {module}"
-    for path in (PACKAGE / "storage").rglob("*.py"):
-        for module in _imports(path):
-            assert not module.startswith(("memex.service", "memex.interfaces")), path.name
-
-
-def test_interfaces_do_no_storage_work() -> None:
-    for path in (PACKAGE / "interfaces").rglob("*.py"):
-        for module in _imports(path):
-            assert not module.startswith(("memex.storage", "sqlite3")), f"{path.name}: {module}"
+LINE_LIMIT = 500
+OVER_LIMIT = {"service.py": 580, "context/assembler.py": 511}
+"""Modules still above the limit, each held to its size; one back under it leaves here."""
 
 
 def test_modules_stay_small() -> None:
     for path in PACKAGE.rglob("*.py"):
-        assert len(path.read_text().splitlines()) < 600, path
+        name = path.relative_to(PACKAGE).as_posix()
+        lines = len(path.read_text().splitlines())
+        if name in OVER_LIMIT:
+            assert LINE_LIMIT <= lines <= OVER_LIMIT[name], (name, lines)
+        else:
+            assert lines < LINE_LIMIT, (name, lines)
 
 
 def test_readme_example_runs(tmp_path: Path) -> None:
@@ -67,3 +52,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
         now = mx.recall("where does Alice work?", k=1)[0].memory.content
         then = mx.recall("where does Alice work?", k=1, as_of="2024-06-01")[0].memory.content
     assert (now, then) == ("Alice works at Globex", "Alice works at Initech")
+
+
+def test_the_command_lines_choices_match_their_sources() -> None:
+    """The parser keeps its own copies (importing the sources would slow every start)."""
+    from memex.core.context import STRATEGIES
+    from memex.embedders.open import EMBEDDERS
+    from memex.interfaces.cli import parser
+
+    assert sorted(parser.EMBEDDERS) == sorted(EMBEDDERS)
+    assert sorted(parser.STRATEGIES) == sorted(STRATEGIES)

@@ -21,6 +21,7 @@ import pytest
 import tantivy
 
 from memex import Memex, Memory, NotFoundError
+from memex.context.api import context_state
 
 CANARY = "zq7canaryx41"
 SECRET = f"The vault combination is {CANARY}, never write it down"
@@ -179,9 +180,9 @@ def test_caches_in_memory_forget_the_purged_memory(mx: Memex) -> None:
     gone = mx.remember(SECRET, tags=["pinned"])
     context = mx.context(CANARY, 2000)
     assert SECRET in context.text
-    assert len(mx._engine.context_state().cache) and mx._engine.query_cache
+    assert len(context_state(mx._engine).cache) and mx._engine.embedding.query_cache
     mx.purge(gone.id)
-    assert len(mx._engine.context_state().cache) == 0 and not mx._engine.query_cache
+    assert len(context_state(mx._engine).cache) == 0 and not mx._engine.embedding.query_cache
     assert SECRET not in mx.context(CANARY, 2000).text
 
 

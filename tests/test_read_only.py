@@ -140,6 +140,7 @@ def test_read_only_when_asked(tmp_path: Path) -> None:
             "read-only"
         )
         assert mx.stats().memories == len(mx.list(limit=1000).items) == 301
+        assert mx.stats().read_only == "opened read-only"
         assert len(mx.range()) == 301 and len(mx.history(needle.id)) == 1
         assert mx._engine.access.flush() is True  # reads left nothing to write
         message = f"store {path} is read-only (opened read-only); nothing was written"

@@ -43,13 +43,13 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
     settings = engine.settings
     flt = mx._filters(**filters)
     w = FusionWeights(
-        vector_weight=vector_weight_for(engine.embedder),
+        vector_weight=vector_weight_for(engine.embedding.embedder),
         importance_weight=settings.importance_weight,
         recency_weight=settings.recency_weight,
         recency_half_life_days=settings.recency_half_life_days,
     )
     pool = max(settings.candidates, k)
-    qv = np.asarray(engine.embed_query(query), dtype=np.float32)
+    qv = np.asarray(engine.embedding.embed_query(query), dtype=np.float32)
     spread = settings.neighbour_share > 0 and settings.neighbour_radius > 0
     found = engine.store.candidates(
         flt,

@@ -108,7 +108,7 @@ def forget_as_before(mx: Memex, memory: Memory) -> None:
     now = datetime.now(UTC)
     gone = memory.with_changes(deleted_at=now, updated_at=now, version=memory.version + 1)
     batch = WriteBatch(updates=[(gone, None, memory.version)])
-    mx._engine.store.write(mx.scope, batch, mx._engine.current_model())
+    mx._engine.store.write(mx.scope, batch, mx._engine.embedding.current_model())
 
 
 def test_a_chain_through_a_memory_forgotten_long_ago_is_followed(mx: Memex) -> None:

@@ -15,11 +15,25 @@ from memex.core.validate import (
 from memex.errors import ValidationError
 
 if TYPE_CHECKING:
-    from memex.context.assembler import Assembly, Context, ContextSection
+    from memex.context.assembler import Assembly, Context, ContextSection, ContextState
     from memex.engine import Engine
 
 
 ADAPTIVE_LARGE_STORE = 50_000
+
+
+def context_state(engine: Engine) -> ContextState:
+    """The token counter and section cache every handle on the store shares, made on
+    first use (the section cache is shared on its own, so a purge clears it)."""
+    from memex.context.assembler import ContextState
+    from memex.context.cache import SectionCache
+    from memex.tokens import make_counter
+
+    s = engine.settings
+    cache = engine.shared(
+        "context.sections", lambda: SectionCache(s.context_cache_bytes, s.context_cache_seconds)
+    )
+    return engine.shared("context.state", lambda: ContextState(make_counter(s.tokenizer), cache))
 
 
 class ContextMixin:
@@ -102,7 +116,7 @@ class ContextMixin:
         def recall(text: str, k: int) -> list[Any]:
             return handle.recall(text, k, scope=scope)  # type: ignore[attr-defined, no-any-return]
 
-        return Assembly(request, engine.store, engine.context_state(), recall, engine.access)
+        return Assembly(request, engine.store, context_state(engine), recall, engine.access)
 
     async def acontext_iter(
         self, query: str = "", budget_tokens: int = 4000, **options: Any

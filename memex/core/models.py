@@ -274,6 +274,8 @@ class Stats:
     schema_version: int
     size_bytes: int
     path: str
+    read_only: str | None = None
+    """Why the store refuses writes (as ``Memex.read_only``), None when it takes them."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -1,4 +1,4 @@
-"""The Embedder protocol and the factory that picks one from settings."""
+"""The Embedder protocol and what every embedder shares (the factory is in ``open.py``)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from memex.core.text import query_terms
-from memex.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from memex.settings import Settings
 
 # numpy is imported only where vectors are made: a process that embeds nothing (a
 # command-line `get`) does not load it.
@@ -54,7 +51,6 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     return np.ascontiguousarray(out / norms, dtype=np.float32)
 
 
-EMBEDDERS = ("wordllama", "minilm", "openai")
 DEFAULT_VECTOR_WEIGHT = 0.4
 
 
@@ -80,28 +76,3 @@ def query_text_for(embedder: Embedder, query: str) -> str:
     if not getattr(embedder, "query_content_words", False):
         return query
     return " ".join(query_terms(query)) or query
-
-
-def make_embedder(settings: Settings) -> Embedder:
-    """Build the embedder ``settings.embedder`` names."""
-    name = settings.embedder.strip().lower()
-    if name == "wordllama":
-        from memex.embedders.wordllama import WordLlamaEmbedder
-
-        return WordLlamaEmbedder()
-    if name == "minilm":
-        from memex.embedders.minilm import MiniLMEmbedder
-
-        return MiniLMEmbedder()
-    if name == "openai":
-        from memex.embedders.openai import OpenAIEmbedder
-
-        return OpenAIEmbedder(
-            base_url=settings.openai_base_url,
-            model=settings.openai_model,
-            api_key=settings.openai_api_key,
-            timeout=settings.openai_timeout,
-        )
-    raise ConfigError(
-        f"unknown embedder {settings.embedder!r}; choose one of {', '.join(EMBEDDERS)}"
-    )

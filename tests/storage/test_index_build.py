@@ -18,7 +18,7 @@ import pytest
 
 from memex import Memex
 from memex.core.progress import Step
-from memex.storage.sqlite import ann, fulltext, vectors
+from memex.storage.sqlite import ann, fulltext, fulltext_write, vectors
 from memex.storage.sqlite.store import SQLiteStore
 
 SMALL: dict[str, Any] = {"lexical_index_min": 50, "ann_min_vectors": 200}
@@ -111,7 +111,7 @@ def imported(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_an_import_builds_both_indexes_reporting_each_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fulltext, "_BATCH", 100)
+    monkeypatch.setattr(fulltext_write, "_BATCH", 100)
     monkeypatch.setattr(vectors, "_CHUNK", 128)
     path = tmp_path / "memex.db"
     steps: list[Step] = []
@@ -137,13 +137,13 @@ CHILD_RECALLS = textwrap.dedent(
     """
     import json, sys
     from memex import Memex
-    from memex.storage.sqlite import ann, fulltext, vectors
+    from memex.storage.sqlite import ann, fulltext, fulltext_write, vectors
 
     def refuse(*args, **kwargs):
         raise AssertionError("an index was built, caught up or saved")
 
     fulltext.FullTextIndex._rebuild = refuse
-    fulltext.FullTextIndex._apply = refuse
+    fulltext_write.apply_changes = refuse
     ann.IvfIndex.train = refuse
     vectors.VectorIndex._save = refuse
     path, query = sys.argv[1], sys.argv[2]
@@ -300,7 +300,7 @@ def test_an_interrupted_build_leaves_the_store_and_the_previous_index_usable(
     path, texts = imported
     monkeypatch.setattr(fulltext, "TAIL_ROWS", 100)
     monkeypatch.setattr(vectors, "REPLAY_MIN", 100)
-    monkeypatch.setattr(fulltext, "_BATCH", 50)
+    monkeypatch.setattr(fulltext_write, "_BATCH", 50)
     monkeypatch.setattr(vectors, "_CHUNK", 50)
     before = index_state(path)
     added = sentences(300, seed=4)
@@ -335,10 +335,10 @@ CHILD_IMPORTS = textwrap.dedent(
     """
     import random, sys
     from memex import Memex
-    from memex.storage.sqlite import fulltext, vectors
+    from memex.storage.sqlite import fulltext, fulltext_write, vectors
 
     fulltext.TAIL_ROWS, vectors.REPLAY_MIN = 100, 100  # every batch builds
-    fulltext._BATCH = vectors._CHUNK = 50
+    fulltext_write._BATCH = vectors._CHUNK = 50
     with Memex.open(sys.argv[1], lexical_index_min=50, ann_min_vectors=200) as mx:
         print("ready", flush=True)
         while True:

@@ -238,13 +238,10 @@ def update(cli: Cli) -> None:
 
 
 def forget(cli: Cli) -> None:
-    from memex.core.ids import stored_id
-
     a = cli.args
     with cli.store() as mx:
         if a.purge:
-            mx.purge(a.id)
-            result: dict[str, Any] = {"id": stored_id(a.id), "purged": True}
+            result: dict[str, Any] = {"id": mx.purge(a.id), "purged": True}
         else:
             memory = mx.forget(a.id)
             result = {"id": memory.id, "purged": False, "version": memory.version}
@@ -266,13 +263,12 @@ def history(cli: Cli) -> None:
 def stats(cli: Cli) -> None:
     with cli.store() as mx:
         result = mx.stats()
-        read_only = mx.read_only
     if cli.as_json:
-        cli.emit({**result.to_dict(), "read_only": read_only})
+        cli.emit(result.to_dict())
         return
     render.stats(cli.out, result)
-    if read_only is not None:
-        cli.say(f"read-only ({read_only})")
+    if result.read_only is not None:
+        cli.say(f"read-only ({result.read_only})")
 
 
 def import_(cli: Cli) -> None:
@@ -295,18 +291,15 @@ def export(cli: Cli) -> None:
     options = {"include_deleted": a.everything, "history": a.everything}
     to_file = a.output not in (None, "-")
     with cli.store() as mx, progress_bar(cli.err, show=to_file) as report:
-        if to_file:
-            count = mx.export(a.output, **options, progress=report)
-        else:
-            count = 0
+        if not to_file:
             for line in mx.export_lines(**options):
                 cli.out.write(line + "\n")
-                count += 1
-    if to_file:
-        if cli.as_json:
-            cli.emit({"exported": count, "output": a.output})
-        else:
-            cli.say(f"exported {count} memories to {a.output}")
+            return
+        count = mx.export(a.output, **options, progress=report)
+    if cli.as_json:
+        cli.emit({"exported": count, "output": a.output})
+    else:
+        cli.say(f"exported {count} memories to {a.output}")
 
 
 def backup(cli: Cli) -> None:

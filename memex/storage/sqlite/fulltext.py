@@ -54,10 +54,10 @@ from pathlib import Path
 import tantivy
 
 from memex import log
-from memex.core.progress import Progress, Tally
+from memex.core.progress import Progress
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
-from memex.storage.sqlite import reads
+from memex.storage.sqlite import fulltext_write, reads
 from memex.storage.sqlite.connection import lacked_space, writable, write_failure
 from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
 from memex.storage.sqlite.fulltext_mark import (
@@ -67,21 +67,12 @@ from memex.storage.sqlite.fulltext_mark import (
     store_id_of,
     store_meta,
     store_state,
-    write_mark,
 )
-from memex.storage.sqlite.fulltext_query import (
-    ROW,
-    document,
-    index_schema,
-    query_analyzer,
-    search_index,
-)
+from memex.storage.sqlite.fulltext_query import index_schema, query_analyzer, search_index
 
 TAIL_ROWS = 2_000
 TAIL_CHANGES = 500
-_HEAP = 64 * 1024 * 1024
 _RETRY_SECONDS = 60.0
-_BATCH = 5_000  # rows read and added per step of a build
 
 
 class FullTextIndex:
@@ -211,7 +202,9 @@ class FullTextIndex:
         build = Path(tempfile.mkdtemp(prefix=self.folder.name + ".build-", dir=parent))
         try:
             index = tantivy.Index(self._schema, path=str(build))
-            mark = self._apply(index, conn, Mark(0, 0), store_id, build, progress, fresh=True)
+            mark = fulltext_write.apply_changes(
+                index, self._schema, conn, Mark(0, 0), store_id, build, progress, fresh=True
+            )
             if mark is None:
                 raise ValueError("a fresh index is locked")
             if self.folder.exists():
@@ -226,92 +219,6 @@ class FullTextIndex:
         self._mark = mark
 
     # -- catching up ------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        index: tantivy.Index,
-        conn: sqlite3.Connection,
-        mark: Mark,
-        store_id: str,
-        folder: Path,
-        progress: Progress | None = None,
-        *,
-        fresh: bool = False,
-        wait: float = 0.0,
-    ) -> Mark | None:
-        """Add what SQLite holds beyond ``mark``, commit, then record the new watermark.
-
-        ``fresh``: replace everything the index holds with what SQLite holds; every old
-        segment is dropped at the commit and its files removed. Returns None when
-        another process holds the index's writer (for longer than ``wait`` seconds).
-        """
-        writer = _writer(index, wait)
-        if writer is None:
-            return None
-        try:
-            if fresh:
-                writer.delete_all_documents()
-                mark = Mark(0, 0)
-            with reads.read_transaction(conn):
-                new = self._replay(writer, conn, mark, progress, fresh)
-            writer.commit()  # also removes the files of segments no longer listed
-        except BaseException:
-            with contextlib.suppress(ValueError):
-                writer.rollback()
-            raise
-        finally:
-            del writer  # releases the writer's lock file
-        write_mark(folder, store_id, new)
-        return new
-
-    def _replay(
-        self,
-        writer: tantivy.IndexWriter,
-        conn: sqlite3.Connection,
-        mark: Mark,
-        progress: Progress | None,
-        fresh: bool,
-    ) -> Mark:
-        key_query = tantivy.Query.term_query
-        purges = store_meta(conn)[1] if fresh else mark.purges
-        changed: list[int] = []
-        if mark.max_seq == 0:
-            top = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-            change_pos = int(top or 0)
-        else:
-            changes = conn.execute(
-                "SELECT pos, seq FROM index_changes WHERE pos > ? ORDER BY pos", (mark.change_pos,)
-            ).fetchall()
-            change_pos = changes[-1][0] if changes else mark.change_pos
-            changed = sorted({int(s) for _, s in changes if s <= mark.max_seq})
-        total = 0
-        if progress is not None:  # counted only for a caller who shows it
-            new = conn.execute("SELECT count(*) FROM memories WHERE seq > ?", (mark.max_seq,))
-            total = len(changed) + int(new.fetchone()[0])
-        tally = Tally(progress if total else None, "indexing full text", total)
-        for key in changed:
-            writer.delete_documents_by_query(key_query(self._schema, "key", key))
-        for row in reads.in_chunks(
-            conn, f"SELECT {ROW} FROM memories WHERE seq IN ({{marks}})", changed
-        ):
-            writer.add_document(document(row))
-        tally.advance(len(changed))
-        # Rows a killed catch-up committed without recording them: replace, not repeat.
-        writer.delete_documents_by_query(
-            tantivy.Query.range_query(
-                self._schema, "key", tantivy.FieldType.Unsigned, mark.max_seq + 1, None
-            )
-        )
-        max_seq = mark.max_seq
-        cursor = conn.execute(
-            f"SELECT {ROW} FROM memories WHERE seq > ? ORDER BY seq", (mark.max_seq,)
-        )
-        while rows := cursor.fetchmany(_BATCH):
-            for row in rows:
-                writer.add_document(document(row))
-            max_seq = int(rows[-1][0])
-            tally.advance(len(rows))
-        return Mark(max_seq, change_pos, purges)
 
     def _refresh_mark(self, store_id: str) -> None:
         """Follow a catch-up made by another process (the sidecar changed)."""
@@ -367,8 +274,16 @@ class FullTextIndex:
             rows, changes = self._lag(conn, self._mark)
             if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
                 return True
-        mark = self._apply(
-            self._index, conn, self._mark, store_id, self.folder, progress, fresh=fresh, wait=wait
+        mark = fulltext_write.apply_changes(
+            self._index,
+            self._schema,
+            conn,
+            self._mark,
+            store_id,
+            self.folder,
+            progress,
+            fresh=fresh,
+            wait=wait,
         )
         if mark is None:
             return False
@@ -493,15 +408,3 @@ class FullTextIndex:
                     self._failed_at = time.monotonic()
                 self.close()  # an unreadable index is reopened or rebuilt on next use
                 return None
-
-
-def _writer(index: tantivy.Index, wait: float) -> tantivy.IndexWriter | None:
-    """The index's writer, polling while another process holds it; None after ``wait``."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return index.writer(_HEAP, 1)
-        except ValueError:
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
