@@ -11,6 +11,7 @@ from typing import Any
 import tantivy
 
 from memex.core import text
+from memex.core.pool import next_pool
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
@@ -89,10 +90,10 @@ def indexed_hits(
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or len(hits) < pool:
             return kept[:limit]
-        share = max(len(kept), 1) / max(len(hits), 1)
-        pool = min(int(limit / share * 1.5) + 1, total)
-        if pool > max(limit * 64, total // 8):
+        grown = next_pool(limit, len(hits), len(kept), total)
+        if grown is None:
             break
+        pool = grown
     return None
 
 
