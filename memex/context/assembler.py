@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from memex.context.cache import SectionCache
-from memex.core.budget import Allocation, fit, render_order
+from memex.core.budget import Allocation, fit
 from memex.core.context import (
     PINNED_TAG,
     Candidate,
@@ -25,6 +25,7 @@ from memex.core.context import (
     load_order,
     make_candidates,
     pack_section,
+    render_order,
     render_section,
     section_footer,
     section_header,

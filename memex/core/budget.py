@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from memex.core.context import Candidate, SectionSpec, render_section, strategy_shares
+from memex.core.context import Candidate, SectionSpec, render_context, strategy_shares
 from memex.core.lines import Format
 
 
@@ -61,27 +61,6 @@ class Allocation:
         if not spec.stable:
             return replace(self, used=used, carry=left, carry_stable=0)
         return replace(self, used=used, stable_used=self.stable_used + tokens, carry_stable=left)
-
-
-def render_order(specs: Sequence[SectionSpec]) -> list[SectionSpec]:
-    """The order sections are rendered in: stable ones first, each group as given."""
-    return [s for s in specs if s.stable] + [s for s in specs if not s.stable]
-
-
-def render_context(
-    ordered: Sequence[SectionSpec], chosen: Mapping[str, Sequence[Candidate]], fmt: Format
-) -> tuple[str, list[int]]:
-    """The whole text, and where each non-empty stable section ends (its breakpoints)."""
-    parts: list[str] = []
-    breakpoints: list[int] = []
-    length = 0
-    for spec in ordered:
-        chunk = render_section(spec, chosen.get(spec.name, []), fmt)
-        parts.append(chunk)
-        length += len(chunk)
-        if spec.stable and chunk:
-            breakpoints.append(length)
-    return "".join(parts), breakpoints
 
 
 def trim_target(

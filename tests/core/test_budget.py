@@ -15,9 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memex.core.budget import Allocation, fit, render_context, render_order, trim_target
+from memex.core.budget import Allocation, fit, trim_target
 from memex.core.build import build_memory
-from memex.core.context import Candidate, SectionSpec, load_order
+from memex.core.context import (
+    Candidate,
+    SectionSpec,
+    load_order,
+    render_context,
+    render_order,
+)
 from memex.core.models import Scope
 
 S1 = SectionSpec("s1", "Stable one", 0.5, "kinds", True, ("fact",))
