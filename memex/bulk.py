@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from memex.core.progress import Progress, Tally
 from memex.core.records import Record, build_record, parse_lines, reassign_ids, to_line, with_line
 from memex.errors import ScopeError, StoreError, StoreLockedError, ValidationError
 from memex.files import device_full, no_space, output_file, output_path
+from memex.insertion import InsertionMixin
 from memex.settings import Settings, located
 from memex.storage.open import restore_store
 
@@ -45,34 +46,12 @@ class BackupInfo:
         return {"path": self.path, "memories": self.memories, "size_bytes": self.size_bytes}
 
 
-class BulkMixin:
+class BulkMixin(InsertionMixin):
     """``import_lines``, ``export_lines``, ``export``, ``iter_all``, ``backup``."""
 
     _engine: Engine
     _scope: Scope
     _root: bool
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError
-
-    def _insert(
-        self,
-        memories: builtins.list[Memory],
-        supersede: builtins.list[tuple[int, str]],
-        progress: Progress | None,
-        explicit_ids: Sequence[str] = (),
-        history: Sequence[Memory] = (),
-    ) -> builtins.list[Memory]:
-        raise NotImplementedError
-
-    @property
-    def _chooses_ids(self) -> bool:
-        """Whether this handle may give memories ids of its choosing.
-
-        Ids are unique per tenant, so only a handle on the whole tenant may: a narrower
-        one would learn from a refused id that it exists elsewhere in the tenant.
-        """
-        return self._scope == Scope(tenant=self._scope.tenant)
 
     # -- import ----------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from memex.core.ids import stored_id
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.query import Filters
-from memex.core.supersede import Validity, restored_validity
+from memex.core.supersede import restored_validity
+from memex.core.versions import deleted, revalidated
 from memex.errors import NotFoundError, ValidationError
 from memex.storage.base import WriteBatch
 
@@ -51,7 +52,7 @@ class RemovalMixin:
         # Checked at the deleted_at written, which is thus before any expires_at: what
         # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
         old = self._get_visible(memory_id, now)
-        new = old.with_changes(deleted_at=now, updated_at=now, version=old.version + 1)
+        new = deleted(old, now)
         self._write([(new, None, old.version), *self._restored(old, now)])
         return new
 
@@ -91,7 +92,7 @@ class RemovalMixin:
         if old.superseded_by is None:
             raise ValidationError(f"memory {old.id} is not superseded")
         versions = self._engine.store.history(self._tenant(), old.id)
-        new = _revalidated(old, restored_validity(versions, ()), now)
+        new = revalidated(old, restored_validity(versions, ()), now)
         self._write([(new, None, old.version)])
         return new
 
@@ -127,7 +128,7 @@ class RemovalMixin:
         updates: builtins.list[_Update] = []
         for memory in replaced:
             validity = restored_validity(store.history(tenant, memory.id), successors)
-            updates.append((_revalidated(memory, validity, now), None, memory.version))
+            updates.append((revalidated(memory, validity, now), None, memory.version))
         return updates
 
     def _successors(self, removed: Memory) -> builtins.list[Memory]:
@@ -144,13 +145,3 @@ class RemovalMixin:
             seen.add(next_id)
             next_id = found.superseded_by
         return chain
-
-
-def _revalidated(memory: Memory, validity: Validity, now: datetime) -> Memory:
-    """The next version of ``memory``, with the validity a removed supersede gave back."""
-    return memory.with_changes(
-        valid_until=validity.valid_until,
-        superseded_by=validity.superseded_by,
-        updated_at=now,
-        version=memory.version + 1,
-    )

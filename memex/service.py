@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -12,12 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
-from memex.core.build import (
-    build_memory,
-    carried_over,
-    opt_time,
-    updated_memory,
-)
+from memex.core.build import carried_over, opt_time
 from memex.core.ids import stored_id
 from memex.core.models import (
     Hit,
@@ -30,6 +25,7 @@ from memex.core.models import (
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.validate import check_text, validate_count
+from memex.core.versions import KEEP, deleted, update_changes, updated
 from memex.core.visibility import is_hidden
 from memex.embedders.base import Embedder
 from memex.embedders.open import make_embedder
@@ -41,6 +37,7 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
+from memex.insertion import InsertionMixin
 from memex.removal import RemovalMixin
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
@@ -51,10 +48,8 @@ if TYPE_CHECKING:
 
     from memex.core.ranking import FusionWeights
 
-_UNSET: Any = object()
 
-
-class Memex(RemovalMixin, ContextMixin, BulkMixin):
+class Memex(RemovalMixin, ContextMixin, BulkMixin, InsertionMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -218,100 +213,6 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         }
         return self.remember_many([item])[0]
 
-    def remember_many(
-        self, items: Iterable[Mapping[str, Any]], *, progress: Progress | None = None
-    ) -> builtins.list[Memory]:
-        """Store many memories in one transaction: all of them, or none on any error.
-
-        A batch that leaves the search indexes far behind builds them too, reporting it.
-        """
-        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
-            raise ValidationError("remember_many takes an iterable of mappings, one per memory")
-        now = utcnow()
-        memories: builtins.list[Memory] = []
-        supersede: builtins.list[tuple[int, str]] = []
-        explicit: builtins.list[str] = []
-        for position, item in enumerate(items):
-            if isinstance(item, Mapping) and item.get("id") and not self._chooses_ids:
-                narrowed = ", ".join(f"{k}={v}" for k, v in self._scope.items() if k != "tenant")
-                raise ValidationError(
-                    f"item {position}: only a handle on a whole tenant may choose memory ids, "
-                    f"not one scoped to {narrowed}"
-                )
-            memory, old_id = self._build(item, now, position)
-            memories.append(memory)
-            if old_id:
-                supersede.append((position, old_id))
-            if item.get("id"):
-                explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
-
-    def _build(
-        self, item: Mapping[str, Any], now: datetime, position: int
-    ) -> tuple[Memory, str | None]:
-        return build_memory(
-            item,
-            within=self._scope,
-            now=now,
-            max_content_bytes=self._engine.settings.max_content_bytes,
-            position=position,
-        )
-
-    def _insert(
-        self,
-        memories: builtins.list[Memory],
-        supersede: builtins.list[tuple[int, str]],
-        progress: Progress | None,
-        explicit_ids: Sequence[str] = (),
-        history: Sequence[Memory] = (),
-    ) -> builtins.list[Memory]:
-        self._check_writable()
-        if not memories:
-            return []
-        ids = [m.id for m in memories]
-        if len(set(ids)) != len(ids):
-            raise ValidationError("the batch holds the same id twice")
-        engine = self._engine
-        tenant = self._tenant()  # ids are unique within a tenant
-        anything = Filters(scope=tenant, include_deleted=True, include_superseded=True)
-        for memory_id in engine.store.fetch(anything, explicit_ids):
-            raise ValidationError(f"a memory with id {memory_id} already exists")
-        batch = WriteBatch()
-        now = utcnow()
-        targets = [old_id for _, old_id in supersede]
-        if len(set(targets)) != len(targets):
-            raise ValidationError("the batch supersedes the same memory twice")
-        for position, old_id in supersede:
-            new = memories[position]
-            old = self._get_visible(old_id, now)
-            if old.valid_until is not None and old.valid_until <= now:
-                raise ValidationError(f"memory {old_id} is already superseded")
-            if new.valid_from < old.valid_from:
-                raise ValidationError(
-                    f"the new memory's valid_from is earlier than that of {old_id}, "
-                    "which it supersedes"
-                )
-            batch.updates.append(
-                (
-                    old.with_changes(
-                        valid_until=new.valid_from,
-                        superseded_by=new.id,
-                        updated_at=now,
-                        version=old.version + 1,
-                    ),
-                    None,
-                    old.version,
-                )
-            )
-        vectors = engine.embedding.embed_contents(
-            self._scope, [m.content for m in memories], progress
-        )
-        batch.inserts = list(zip(memories, vectors, strict=True))
-        batch.history = list(history)
-        engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
-        engine.catch_up_indexes(self._scope.tenant, progress)
-        return memories
-
     def supersede(self, memory_id: str, content: str, **fields: Any) -> Memory:
         """Record that ``memory_id`` is no longer true and ``content`` is; return the new memory.
 
@@ -329,8 +230,8 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         importance: float | None = None,
-        expires_at: datetime | str | None = _UNSET,
-        source: str | None = _UNSET,
+        expires_at: datetime | str | None = KEEP,
+        source: str | None = KEEP,
     ) -> Memory:
         """Change a memory in place, as a new version (the old one stays in ``history``);
         a forgotten or expired memory is not found, as by ``get``.
@@ -341,21 +242,18 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
         self._check_writable()
         now = utcnow()
         old = self._get_visible(memory_id, now)
-        given: dict[str, Any] = {
-            "content": content,
-            "kind": kind,
-            "tags": tags,
-            "metadata": metadata,
-            "importance": importance,
-        }
-        changes = {name: value for name, value in given.items() if value is not None}
-        if expires_at is not _UNSET:
-            changes["expires_at"] = expires_at
-        if source is not _UNSET:
-            changes["source"] = source
-        new = updated_memory(
-            old, changes, now=now, max_content_bytes=self.settings.max_content_bytes
+        changes = update_changes(
+            {
+                "content": content,
+                "kind": kind,
+                "tags": tags,
+                "metadata": metadata,
+                "importance": importance,
+                "expires_at": expires_at,
+                "source": source,
+            }
         )
+        new = updated(old, changes, now=now, max_content_bytes=self.settings.max_content_bytes)
         vector = None
         engine = self._engine
         embedding = engine.embedding
@@ -377,17 +275,7 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin):
             scope=self._scope, include_deleted=True, include_superseded=True, expired_by=now
         )
         stale, _ = self._engine.store.list(expired, "asc", None, None)
-        self._write(
-            [
-                (
-                    m.with_changes(deleted_at=now, updated_at=now, version=m.version + 1),
-                    None,
-                    m.version,
-                )
-                for m in stale
-            ],
-            self._scope,
-        )
+        self._write([(deleted(m, now), None, m.version) for m in stale], self._scope)
         return len(stale)
 
     # -- reads -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from memex.context.cache import SectionCache
+from memex.core.budget import Allocation, fit
 from memex.core.context import (
     PINNED_TAG,
     Candidate,
@@ -24,10 +25,10 @@ from memex.core.context import (
     load_order,
     make_candidates,
     pack_section,
+    render_order,
     render_section,
     section_footer,
     section_header,
-    strategy_shares,
 )
 from memex.core.lines import Format, cut_line
 from memex.core.models import Hit, Memory, Scope, utcnow
@@ -220,7 +221,6 @@ class Assembly:
 
     def _load_all(self) -> Iterator[ContextSection]:
         req = self.req
-        shares = strategy_shares(req.specs, req.strategy)
         counter = self.state.counter
         versions = self.store.changes(
             req.scope, sorted({k for s in req.specs for k in s.change_keys()})
@@ -228,37 +228,19 @@ class Assembly:
         order = load_order(req.specs)
         if req.strategy == "time_based":
             order = self._cheapest_first(order, versions)
-        stable_total = sum(shares[s.name] for s in req.specs if s.stable)
-        carry_stable = 0
-        carry = 0
+        allocation = Allocation.start(req.specs, req.strategy, req.budget)
         for spec in order:
             if req.time_limit is not None and time.perf_counter() - self.started > req.time_limit:
                 section = self._skip(spec, "time limit")
                 self.done[spec.name] = section
                 yield section
                 continue
-            share = int(shares[spec.name] * req.budget)
-            if req.strategy == "priority_first" and spec.stable:
-                share = int(stable_total * req.budget) - sum(
-                    p.tokens for p in self.packed.values() if p.spec.stable
-                )
-            if spec.stable:
-                allowance = share + carry_stable
-            else:
-                allowance = share + carry + carry_stable
-                carry_stable = 0
-            allowance = max(0, min(allowance, req.budget - self._used()))
+            allowance = allocation.allowance(spec)
             section, packed = self._load(spec, allowance, versions, counter)
             self.packed[spec.name] = packed
             self.done[spec.name] = section
-            if spec.stable:
-                carry_stable = allowance - packed.tokens
-            else:
-                carry = allowance - packed.tokens
+            allocation = allocation.after(spec, allowance, packed.tokens)
             yield section
-
-    def _used(self) -> int:
-        return sum(p.tokens for p in self.packed.values())
 
     def _cheapest_first(
         self, order: list[SectionSpec], versions: dict[str, int]
@@ -391,18 +373,10 @@ class Assembly:
         for _ in self._stream:  # load what iteration has not reached yet
             pass
         req = self.req
-        ordered = [s for s in req.specs if s.stable] + [s for s in req.specs if not s.stable]
-        packed = {name: list(p.chosen) for name, p in self.packed.items()}
-        text, breakpoints = self._render(ordered, packed)
-        tokens = self.state.counter.count(text)
-        trimmed: list[str] = []
-        while tokens > req.budget:  # token boundaries between lines can add a token or two
-            name = self._trim(ordered, packed)
-            if name is None:
-                break
-            trimmed.append(name)
-            text, breakpoints = self._render(ordered, packed)
-            tokens = self.state.counter.count(text)
+        ordered = render_order(req.specs)
+        chosen = {name: p.chosen for name, p in self.packed.items()}
+        fitted = fit(ordered, chosen, req.fmt, req.budget, self.state.counter.count)
+        text, breakpoints, packed = fitted.text, fitted.breakpoints, fitted.chosen
         stable_part = text[: breakpoints[-1]] if breakpoints else ""
         prefix_hash = digest(stable_part)
         sections = [self._final_section(s, packed) for s in ordered]
@@ -439,11 +413,11 @@ class Assembly:
             "stable_tokens": self.state.counter.count(stable_part) if stable_part else 0,
             "prefix_sessions": sessions_seen,
             "session_snapshot": snapshot,
-            "trimmed": trimmed,
+            "trimmed": fitted.trimmed,
         }
         return Context(
             text=text,
-            tokens=tokens,
+            tokens=fitted.tokens,
             budget_tokens=req.budget,
             format=req.fmt,
             sections=sections,
@@ -453,29 +427,6 @@ class Assembly:
             prefix_tokens_reused=reused,
             stats=stats,
         )
-
-    def _render(
-        self, ordered: Sequence[SectionSpec], packed: dict[str, list[Candidate]]
-    ) -> tuple[str, list[int]]:
-        parts: list[str] = []
-        breakpoints: list[int] = []
-        length = 0
-        for spec in ordered:
-            chunk = render_section(spec, packed.get(spec.name, []), self.req.fmt)
-            parts.append(chunk)
-            length += len(chunk)
-            if spec.stable and chunk:
-                breakpoints.append(length)
-        return "".join(parts), breakpoints
-
-    @staticmethod
-    def _trim(ordered: Sequence[SectionSpec], packed: dict[str, list[Candidate]]) -> str | None:
-        for spec in reversed(ordered):
-            chosen = packed.get(spec.name)
-            if chosen:
-                chosen.pop()
-                return spec.name
-        return None
 
     def _final_section(
         self, spec: SectionSpec, packed: dict[str, list[Candidate]]

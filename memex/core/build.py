@@ -1,7 +1,7 @@
 """Validation of raw memory records into Memory values. Pure: no I/O.
 
 ``check_field`` is the one rule per field that every write path applies: ``remember``
-and ``import`` through ``build_memory``, ``update`` through ``updated_memory``.
+and ``import`` through ``build_memory``, ``update`` through ``versions.updated``.
 """
 
 from __future__ import annotations
@@ -152,24 +152,6 @@ def build_memory(
         deleted_at=deleted_at,
     )
     return memory, supersedes
-
-
-def updated_memory(
-    old: Memory, changes: Mapping[str, Any], *, now: datetime, max_content_bytes: int
-) -> Memory:
-    """``old`` with ``changes`` (fields of ``UPDATE_FIELDS``) applied, as its next version."""
-    unknown = set(changes) - set(UPDATE_FIELDS)
-    if unknown:
-        raise ValidationError(f"update cannot change {shown(min(unknown, key=str))}")
-    if not changes:
-        raise ValidationError("nothing to update: give at least one field to change")
-    values = {
-        name: check_field(name, value, max_content_bytes=max_content_bytes)
-        for name, value in changes.items()
-    }
-    if "content" in values:
-        values["content_hash"] = content_hash(values["content"])
-    return old.with_changes(**values, updated_at=now, version=old.version + 1)
 
 
 def carried_over(old: Memory, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Context assembly decisions: sections, budget allocation, deduplication and rendering.
+"""Context assembly decisions: sections, their shares, packing, deduplication and rendering.
+
+Each section's allowance, and the final trim of the whole, are ``core.budget``'s.
 
 Pure functions over memories and token counts; the service gathers the candidates.
 Rendering is deterministic, stable sections come first in a canonical order, so
@@ -413,6 +415,27 @@ def render_section(spec: SectionSpec, chosen: Sequence[Candidate], fmt: Format) 
         return ""
     body = "".join(c.line for c in canonical(spec, chosen))
     return section_header(spec, fmt) + body + section_footer(fmt)
+
+
+def render_order(specs: Sequence[SectionSpec]) -> list[SectionSpec]:
+    """The order sections are rendered in: stable ones first, each group as given."""
+    return [s for s in specs if s.stable] + [s for s in specs if not s.stable]
+
+
+def render_context(
+    ordered: Sequence[SectionSpec], chosen: Mapping[str, Sequence[Candidate]], fmt: Format
+) -> tuple[str, list[int]]:
+    """The whole text, and where each non-empty stable section ends (its breakpoints)."""
+    parts: list[str] = []
+    breakpoints: list[int] = []
+    length = 0
+    for spec in ordered:
+        chunk = render_section(spec, chosen.get(spec.name, []), fmt)
+        parts.append(chunk)
+        length += len(chunk)
+        if spec.stable and chunk:
+            breakpoints.append(length)
+    return "".join(parts), breakpoints
 
 
 def common_prefix(a: str, b: str) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from memex.core.models import Scope, parse_time
+from memex.core.pool import first_pool
 from memex.core.validate import (
     validate_kind,
     validate_metadata_filter,
@@ -46,19 +47,18 @@ class Filters:
     expired_by: datetime | None = None
 
     def pool(self, limit: int, indexed: tuple[str, ...]) -> int:
-        """How many hits an index should return for ``limit`` to pass these filters.
-
-        Four times ``limit`` when something beyond the scope fields in ``indexed`` may
-        drop hits (kinds, tags, metadata, time, another scope field); otherwise only
-        forgotten, expired or superseded memories can, so an eighth more is enough (the
-        caller retries with a larger pool if too few pass).
-        """
+        """How many hits an index should return for ``limit`` to pass these filters
+        (``pool.first_pool``): narrow when something beyond the scope fields in
+        ``indexed`` may drop hits (kinds, tags, metadata, time, another scope field)."""
         scope_left = any(name not in indexed for name, _ in self.scope.items())
         narrow = self.kinds or self.tags or self.metadata or self.since or self.until
-        narrow = narrow or self.expired_by
-        if narrow or scope_left or self.as_of is not None or self.superseded_by is not None:
-            return limit * 4
-        return limit + limit // 8 + 8
+        others = (
+            self.expired_by is not None
+            or scope_left
+            or self.as_of is not None
+            or self.superseded_by is not None
+        )
+        return first_pool(limit, narrow=bool(narrow or others))
 
     @classmethod
     def build(

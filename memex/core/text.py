@@ -1,8 +1,14 @@
-"""Text helpers for lexical search: query terms without the words that match everything."""
+"""Text helpers for lexical search: query terms without the words that match everything.
+
+Stop words go from every query (``query_terms``); terms common in a large store go from
+the query each full-text index runs (``prune_common``, the one rule of every lexical path).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 _WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
@@ -179,3 +185,47 @@ def query_terms(text: str, *, keep_stop_words: bool = False) -> list[str]:
     if not seen and not keep_stop_words:
         return query_terms(text, keep_stop_words=True)
     return list(seen)
+
+
+PRUNE_MIN_MEMORIES = 20_000
+"""A store smaller than this keeps every query term."""
+PRUNE_MIN_POSTINGS = 2_000
+PRUNE_SHARE = 0.02
+"""A term is common from this share of a store's memories (and at least
+``PRUNE_MIN_POSTINGS`` of them)."""
+PRUNE_KEEP = 2
+"""How many terms a query of common terms only keeps: its rarest."""
+
+_T = TypeVar("_T")
+
+
+def common_threshold(size: int) -> int | None:
+    """In how many memories of a store of ``size`` a term is common; None when a store
+    that small keeps every term."""
+    if size < PRUNE_MIN_MEMORIES:
+        return None
+    return max(PRUNE_MIN_POSTINGS, int(size * PRUNE_SHARE))
+
+
+def prune_common(terms: Sequence[_T], size: int, frequency: Callable[[_T, int], int]) -> list[_T]:
+    """The query terms worth walking in a store of ``size``: those that are not common.
+
+    A disjunctive full-text query costs in proportion to the postings it walks, and a
+    term found in a few percent of memories adds little to BM25 (its idf is near 0) but
+    can cost hundreds of milliseconds at a million memories. Small stores, and queries
+    of one term, keep every term. When every term is common, the rarest ``PRUNE_KEEP``
+    are kept (the first in the query among equals), in query order.
+
+    ``frequency(term, threshold)`` is the number of memories a term occurs in; it may
+    stop counting at ``threshold`` (``common_threshold``), so that a check stays cheap.
+    It is called only when the store is large enough to prune, once for each term.
+    """
+    threshold = common_threshold(size)
+    if threshold is None or len(terms) < 2:
+        return list(terms)
+    counts = [frequency(term, threshold) for term in terms]
+    rare = [term for term, count in zip(terms, counts, strict=True) if count < threshold]
+    if rare:
+        return rare
+    rarest = sorted(range(len(terms)), key=counts.__getitem__)[:PRUNE_KEEP]
+    return [terms[i] for i in sorted(rarest)]

@@ -10,6 +10,8 @@ from typing import Any
 
 import tantivy
 
+from memex.core import text
+from memex.core.pool import next_pool
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
@@ -88,32 +90,25 @@ def indexed_hits(
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or len(hits) < pool:
             return kept[:limit]
-        share = max(len(kept), 1) / max(len(hits), 1)
-        pool = min(int(limit / share * 1.5) + 1, total)
-        if pool > max(limit * 64, total // 8):
+        grown = next_pool(limit, len(hits), len(kept), total)
+        if grown is None:
             break
+        pool = grown
     return None
 
 
 def prune(
     analyzer: tantivy.TextAnalyzer, searcher: tantivy.Searcher, terms: Sequence[str]
 ) -> tuple[list[str], list[str]]:
-    """The query terms worth walking and their index tokens (see lexical.prune_common).
-
-    When every term is common, the rarest two are kept rather than all of them: a
-    query of common terms only walks long posting lists for little ranking value.
-    """
+    """The query terms worth walking (the rule is ``text.prune_common``) and their index
+    tokens; a term of several tokens is as common as the most common of them."""
     analysed = [(t, list(dict.fromkeys(analyzer.analyze(t)))) for t in terms]
     analysed = [(t, toks) for t, toks in analysed if toks]
-    size = int(searcher.num_docs)
-    if size >= lexical.PRUNE_MIN_MEMORIES and len(analysed) > 1:
-        limit = max(lexical.PRUNE_MIN_POSTINGS, int(size * lexical.PRUNE_SHARE))
-        freq = {t: max(searcher.doc_freq("text", tok) for tok in toks) for t, toks in analysed}
-        rare = [(t, toks) for t, toks in analysed if freq[t] < limit]
-        if not rare:
-            rarest = sorted(analysed, key=lambda a: freq[a[0]])[:2]
-            rare = [a for a in analysed if a in rarest]
-        analysed = rare
+
+    def frequency(term: tuple[str, list[str]], _threshold: int) -> int:
+        return max(int(searcher.doc_freq("text", tok)) for tok in term[1])
+
+    analysed = text.prune_common(analysed, int(searcher.num_docs), frequency)
     tokens = list(dict.fromkeys(tok for _, toks in analysed for tok in toks))
     return [t for t, _ in analysed], tokens
 

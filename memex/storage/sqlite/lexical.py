@@ -6,16 +6,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from memex.core import text
 from memex.core.models import utcnow
 from memex.core.query import Filters
 from memex.storage.sqlite import sql
 
 if TYPE_CHECKING:
     from memex.core.ranking import Candidate
-
-PRUNE_MIN_MEMORIES = 20_000
-PRUNE_MIN_POSTINGS = 2_000
-PRUNE_SHARE = 0.02
 
 
 def quote(term: str) -> str:
@@ -61,17 +58,12 @@ def search(
     return [Candidate(int(seq), float(score)) for seq, score in rows]
 
 
-def prune_common(conn: sqlite3.Connection, terms: Sequence[str], size: int) -> Sequence[str]:
-    """Drop terms that occur in a large share of a large store.
-
-    A disjunctive full-text query costs in proportion to the postings it walks, and a
-    term found in a few percent of memories adds little to BM25 (its idf is near 0)
-    but can cost hundreds of milliseconds at a million memories. Small stores keep
-    every term. Counting stops at the threshold, so the check itself stays cheap.
-    """
-    if size < PRUNE_MIN_MEMORIES or len(terms) < 2:
-        return terms
-    limit = max(PRUNE_MIN_POSTINGS, int(size * PRUNE_SHARE))
+def prune_common(conn: sqlite3.Connection, terms: Sequence[str], size: int) -> list[str]:
+    """The terms worth a query in a store of ``size`` (the rule is ``text.prune_common``),
+    each counted in the FTS5 index only up to the threshold of a common term."""
     query = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-    common = {t for t in terms if conn.execute(query, (quote(t), limit)).fetchone()[0] >= limit}
-    return [t for t in terms if t not in common] or terms
+
+    def frequency(term: str, threshold: int) -> int:
+        return int(conn.execute(query, (quote(term), threshold)).fetchone()[0])
+
+    return text.prune_common(terms, size, frequency)

@@ -7,6 +7,7 @@ import sqlite3
 import numpy as np
 
 from memex.core.models import utcnow
+from memex.core.pool import next_pool
 from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.base import Vector
@@ -37,10 +38,10 @@ def nearest(
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or pool >= total:
             return kept[:limit]
-        share = max(len(kept), 1) / max(len(found), 1)
-        pool = min(int(limit / share * 1.5) + 1, total)
-        if pool > max(limit * 64, total // 8):
+        grown = next_pool(limit, len(found), len(kept), total)
+        if grown is None:
             break
+        pool = grown
     where, params = sql.filter_clause(filters, utcnow())
     allowed = np.fromiter(
         (r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)),
