@@ -162,7 +162,7 @@ def _scope_error(name: str, current: str, value: str) -> Exception:
 
 
 class _Stored:
-    """Memory's base: one slot for the stored row a memory read from a store waits to be
+    """Memory's base: one slot for the stored record a memory read from a store waits to be
     built from (see ``stored_memories``)."""
 
     __slots__ = ("_stored",)
@@ -285,14 +285,14 @@ class Stats:
 # -- memories read from a store ------------------------------------------------------------
 
 
-class StoredRow(Protocol):
-    """How a backend decodes its own stored rows into memories (see ``stored_memories``)."""
+class Decoder(Protocol):
+    """How a backend decodes its own stored records into memories (see ``stored_memories``)."""
 
-    def fields(self, row: Any) -> tuple[Any, ...]:
+    def fields(self, record: Any) -> tuple[Any, ...]:
         """Every field of the memory but ``metadata``, in ``BUILT_FIELDS`` order."""
         ...
 
-    def metadata(self, row: Any) -> dict[str, Any]:
+    def metadata(self, record: Any) -> dict[str, Any]:
         """The memory's metadata."""
         ...
 
@@ -301,11 +301,11 @@ BUILT_FIELDS: tuple[str, ...] = (
     *(f.name for f in fields(Memory) if f.name not in ("id", "metadata")),
     "id",
 )
-"""The fields ``StoredRow.fields`` returns, in order: every one but metadata, id last."""
+"""The fields ``Decoder.fields`` returns, in order: every one but metadata, id last."""
 
 _new = object.__new__
-_row = _Stored.__dict__["_stored"]
-_set_stored = _row.__set__
+_record = _Stored.__dict__["_stored"]
+_set_stored = _record.__set__
 _get = {f.name: Memory.__dict__[f.name].__get__ for f in fields(Memory)}
 _set = {f.name: Memory.__dict__[f.name].__set__ for f in fields(Memory)}
 _setters = tuple(_set[name] for name in BUILT_FIELDS)
@@ -313,18 +313,18 @@ _get_id, _get_metadata, _set_metadata = _get["id"], _get["metadata"], _set["meta
 _metadata_lock = threading.Lock()
 
 
-def stored_memories(rows: Sequence[Any], decoder: StoredRow) -> list[Memory]:
-    """Memories for a backend's stored rows, each built on first use by ``decoder``.
+def stored_memories(records: Sequence[Any], decoder: Decoder) -> list[Memory]:
+    """Memories for a backend's stored records, each built on first use by ``decoder``.
 
-    Rows were validated when written, so nothing is checked again. Reading any field
+    Records were validated when written, so nothing is checked again. Reading any field
     builds every field but ``metadata``, whose JSON is decoded on its own first read:
     a recall builds its page's memories, and often never reads their metadata.
     """
     out: list[Memory] = []
     append = out.append
-    for row in rows:
+    for record in records:
         memory = _new(Memory)
-        _set_stored(memory, (decoder, row))
+        _set_stored(memory, (decoder, record))
         append(memory)
     return out
 
@@ -333,29 +333,29 @@ def _build_field(memory: Memory, name: str) -> Any:
     if name not in _get:
         raise AttributeError(f"'Memory' object has no attribute {name!r}")
     try:
-        decoder, row = _row.__get__(memory)
-    except AttributeError:  # built meanwhile by another thread, or never had a row
+        decoder, record = _record.__get__(memory)
+    except AttributeError:  # built meanwhile by another thread, or never had a record
         return _get[name](memory)
     if name == "metadata":
         with _metadata_lock:  # one dict per memory, even if two threads ask at once
             try:
                 return _get_metadata(memory)
             except AttributeError:
-                value = decoder.metadata(row)
+                value = decoder.metadata(record)
                 _set_metadata(memory, value)
-            try:  # both groups built: the row is no longer needed
+            try:  # both groups built: the record is no longer needed
                 _get_id(memory)
-                _row.__delete__(memory)
+                _record.__delete__(memory)
             except AttributeError:
                 pass
             return value
     # id is set last: a set id tells the metadata path every other field is built
-    for setter, value in zip(_setters, decoder.fields(row), strict=True):
+    for setter, value in zip(_setters, decoder.fields(record), strict=True):
         setter(memory, value)
-    with _metadata_lock:  # metadata built first: the row is no longer needed either
+    with _metadata_lock:  # metadata built first: the record is no longer needed either
         try:
             _get_metadata(memory)
-            _row.__delete__(memory)
+            _record.__delete__(memory)
         except AttributeError:
             pass
     return _get[name](memory)
