@@ -9,16 +9,17 @@ the store and the embedder.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from memex.core.episodes import EpisodeWeights, lift_episodes
 from memex.core.models import Hit, utcnow
 from memex.core.query import Filters
 from memex.core.ranking import (
+    Candidate,
+    Fused,
     FusionWeights,
     fuse,
-    neighbour_seeds,
     rank,
     spread_to_neighbours,
 )
@@ -85,6 +86,40 @@ def query_vector_of(value: object) -> np.ndarray:
     return vector
 
 
+class _Fusion:
+    """Fuses the legs once, inside the store call, to choose what ranking needs there:
+    the neighbour seeds, and the candidates whose facts it reads."""
+
+    def __init__(self, weights: FusionWeights, shortlist: int) -> None:
+        self._weights = weights
+        self._shortlist = shortlist
+        self._done: tuple[Sequence[Candidate], Sequence[Candidate], list[Fused]] | None = None
+
+    def seeds(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
+        """The keys whose neighbours to read: the best ``NEIGHBOUR_HITS`` fused."""
+        fused = self.fused(lexical, vector)
+        return [f.key for f in fused[:NEIGHBOUR_HITS]]
+
+    def wanted(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
+        """The candidates whose facts ranking reads, when no boost asks for every one's:
+        the best ``shortlist`` fused.
+
+        Neighbour spreading can only raise neighbours (whose facts come anyway) past the
+        others, and episodes lift only the best ``EPISODE_CANDIDATES`` after it; with no
+        boost the page is among the best ``2 k`` of those, and any later one is a spare.
+        """
+        return [f.key for f in self.fused(lexical, vector)[: self._shortlist]]
+
+    def fused(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[Fused]:
+        """``fuse(lexical, vector)``, computed once for the same two lists."""
+        done = self._done
+        if done is not None and done[0] is lexical and done[1] is vector:
+            return done[2]
+        fused = fuse(lexical, vector, self._weights)
+        self._done = (lexical, vector, fused)
+        return fused
+
+
 def search(
     engine: Engine,
     filters: Filters,
@@ -112,6 +147,10 @@ def search(
         vector = np.asarray(qv, dtype=np.float32)
     # Hybrid only: a single-leg mode promises that leg's matches and nothing else.
     spread = mode == "hybrid" and settings.neighbour_share > 0 and settings.neighbour_radius > 0
+    episodes = episode_weights(engine) if mode == "hybrid" else None
+    shortlist = max(2 * k, EPISODE_CANDIDATES if episodes else 0, NEIGHBOUR_HITS if spread else 0)
+    fusion = _Fusion(w, shortlist)
+    boosted = bool(w.importance_weight or w.recency_weight)  # boosts may lift any candidate
     found = engine.store.candidates(
         filters,
         CandidateQuery(
@@ -119,18 +158,18 @@ def search(
             vector=vector,
             limit=max(settings.candidates, k),
             radius=settings.neighbour_radius if spread else 0,
-            seeds=functools.partial(neighbour_seeds, weights=w, count=NEIGHBOUR_HITS),
+            seeds=fusion.seeds,
+            wanted=None if boosted else fusion.wanted,
         ),
     )
-    fused = fuse(found.lexical, found.vector, w)
+    fused = fusion.fused(found.lexical, found.vector)
     if spread and fused:
         fused = spread_to_neighbours(fused, found.neighbours, settings.neighbour_share)
-    episodes = episode_weights(engine)
-    if mode == "hybrid" and episodes is not None and fused:
+    if episodes is not None and fused:
         head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
         fused = lift_episodes(head, found.facts, terms, episodes) + tail
     now = utcnow()
-    ranked = rank(fused, found.facts, now=now, weights=w)
+    ranked = rank(fused if boosted else fused[: k * 2], found.facts, now=now, weights=w)
     hits: list[Hit] = []
     while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
         batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]

@@ -23,6 +23,8 @@ def test_public_api_is_sorted_and_importable() -> None:
 
 
 LINE_LIMIT = 500
+
+
 def test_modules_stay_small() -> None:
     for path in PACKAGE.rglob("*.py"):
         name = path.relative_to(PACKAGE).as_posix()

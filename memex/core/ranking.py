@@ -243,13 +243,6 @@ def boost(
     return score, parts
 
 
-def neighbour_seeds(
-    lexical: Sequence[Candidate], vector: Sequence[Candidate], weights: FusionWeights, count: int
-) -> list[int]:
-    """The keys of the ``count`` best fused candidates: those whose neighbours to read."""
-    return [f.key for f in fuse(lexical, vector, weights)[:count]]
-
-
 Ranked = tuple[float, Fused, dict[str, float]]
 """A shortlisted candidate's final score, the candidate and its boost parts."""
 

@@ -26,7 +26,7 @@ The write contract, which every backend fulfils and the contract suite checks
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -141,8 +141,9 @@ class SavedContext:
     ids: tuple[str, ...]
 
 
-Seeds: TypeAlias = "Callable[[Sequence[Candidate], Sequence[Candidate]], Sequence[int]]"
-"""Picks, from the two legs' candidates (lexical, vector), the keys whose neighbours to read."""
+Choice: TypeAlias = "Callable[[Sequence[Candidate], Sequence[Candidate]], Collection[int]]"
+"""Picks keys from the two legs' candidates (lexical, vector): ranking's choice, made
+where the candidates are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,16 +152,18 @@ class CandidateQuery:
 
     ``terms`` feed the lexical leg (none: no lexical leg), ``vector`` the vector leg
     (None: no vector leg); each leg returns up to ``limit`` candidates. With ``radius``
-    above 0, ``seeds`` picks keys among the legs' candidates (ranking's choice, made
-    where the candidates are), and the store adds up to ``radius`` memories on each side
-    of each of them in its thread.
+    above 0, ``seeds`` picks keys among the legs' candidates, and the store adds up to
+    ``radius`` memories on each side of each of them in its thread. ``wanted`` picks the
+    candidates whose facts ranking reads (None: every one's); neighbours' facts always
+    come.
     """
 
     terms: tuple[str, ...] = ()
     vector: Vector | None = None
     limit: int = 100
     radius: int = 0
-    seeds: Seeds | None = None
+    seeds: Choice | None = None
+    wanted: Choice | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +173,9 @@ class Candidates:
     ``lexical`` and ``vector`` are each leg's candidates, best first, with the leg's raw
     score. ``neighbours`` maps each seed to the keys next to it in its thread, nearest
     first, before then after (a thread is the memories sharing a whole scope and kind,
-    in creation order; only memories passing the filters count). ``facts`` holds, for
-    every key above, what ranking needs: id, thread, creation time, importance, text.
+    in creation order; only memories passing the filters count). ``facts`` holds what
+    ranking needs (id, thread, creation time, importance, text) of every neighbour and
+    of the wanted leg candidates that still pass the filters.
     """
 
     lexical: builtins.list[Candidate] = field(default_factory=list)

@@ -16,7 +16,6 @@ from memex.core.ranking import (
     _fused,
     boost,
     fuse,
-    neighbour_seeds,
     rank,
     spread_to_neighbours,
 )
@@ -147,23 +146,3 @@ def test_rank_without_boosts_keeps_the_fused_order_of_what_passed() -> None:
     ranked = rank(fused, facts, now=datetime(2026, 1, 1, tzinfo=UTC), weights=FusionWeights())
     kept = [f for f in fused if f.key != 5]
     assert [(score, f, parts) for score, f, parts in ranked] == [(f.score, f, {}) for f in kept]
-
-
-@pytest.mark.parametrize(
-    ("lexical", "vector", "count", "expected"),
-    [
-        ([], [], 3, []),
-        ([(1, 3.0), (2, 2.0)], [], 1, [1]),
-        ([(1, 3.0)], [(2, 0.9), (1, 0.1)], 2, [1, 2]),  # fused order, not one leg's
-        ([(1, 3.0), (2, 2.0), (3, 1.0)], [], 5, [1, 2, 3]),  # fewer than asked
-    ],
-)
-def test_neighbour_seeds_are_the_best_fused(
-    lexical: list[tuple[int, float]],
-    vector: list[tuple[int, float]],
-    count: int,
-    expected: list[int],
-) -> None:
-    weights = FusionWeights(vector_weight=0.4)
-    seeds = neighbour_seeds(c(*lexical), c(*vector), weights, count)
-    assert seeds == expected == [f.key for f in fuse(c(*lexical), c(*vector), weights)][:count]

@@ -56,7 +56,7 @@ import tantivy
 from memex import log
 from memex.core.progress import Progress
 from memex.core.query import Filters
-from memex.core.ranking import Candidate
+from memex.core.ranking import Candidate, Facts
 from memex.storage.sqlite import fulltext_write, reads
 from memex.storage.sqlite.connection import lacked_space, writable, write_failure
 from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
@@ -382,9 +382,15 @@ class FullTextIndex:
     # -- searching ---------------------------------------------------------------------------
 
     def search(
-        self, conn: sqlite3.Connection, filters: Filters, terms: Sequence[str], limit: int
+        self,
+        conn: sqlite3.Connection,
+        filters: Filters,
+        terms: Sequence[str],
+        limit: int,
+        facts: dict[int, Facts] | None = None,
     ) -> list[Candidate] | None:
-        """The ``limit`` best memories for any of ``terms`` that ``filters`` pass, by BM25.
+        """The ``limit`` best memories for any of ``terms`` that ``filters`` pass, by BM25
+        (the facts of those it checks go to ``facts``).
 
         None when the index cannot answer (being built elsewhere, or too few index hits
         pass the filters): the caller runs the FTS5 query instead.
@@ -400,7 +406,15 @@ class FullTextIndex:
                 assert index is not None
                 with reads.read_transaction(conn):
                     return search_index(
-                        index, self._schema, self._analyzer, conn, filters, terms, limit, mark
+                        index,
+                        self._schema,
+                        self._analyzer,
+                        conn,
+                        filters,
+                        terms,
+                        limit,
+                        mark,
+                        facts,
                     )
             except (ValueError, OSError) as exc:
                 if lacked_space(exc, self.folder):  # not again on every query

@@ -6,7 +6,10 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memex.core.ranking import Facts
 
 from memex.core.query import Filters
 from memex.storage.sqlite import sql
@@ -19,6 +22,8 @@ _SAME_THREAD = (
 _BEFORE = "(n.created_at, n.seq) < (m.created_at, m.seq) ORDER BY n.created_at DESC, n.seq DESC"
 _AFTER = "(n.created_at, n.seq) > (m.created_at, m.seq) ORDER BY n.created_at, n.seq"
 _SIDES = ((0, "-", _BEFORE), (1, "", _AFTER))
+# A neighbour's facts but its thread, which is its key's.
+_FACTS = "x.seq, x.id, x.created_at, x.importance, x.content"
 
 
 def neighbour_query(
@@ -26,7 +31,8 @@ def neighbour_query(
 ) -> tuple[str, list[Any]]:
     """One statement finding every key's neighbours, and its parameters.
 
-    Rows are (position of the key in ``keys``, side, sort key, sort key, neighbour),
+    Rows are (position of the key in ``keys``, side, sort key, sort key, then the
+    neighbour's key, id, creation time, importance and content),
     in the order ``thread_neighbours`` returns them. Each side of each key is one
     range scan of the thread index (tenant, project, kind, created_at) that stops after
     ``radius`` rows of the thread. The index is named because the planner, without
@@ -35,7 +41,7 @@ def neighbour_query(
     """
     where, params = sql.filter_clause(filters, now, alias="n")
     arms = [
-        f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, x.seq "
+        f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, {_FACTS} "
         "FROM k JOIN memories m ON m.seq = k.seq JOIN memories x ON x.seq IN ("
         "SELECT n.seq FROM memories n INDEXED BY memories_thread "
         f"WHERE {_SAME_THREAD} AND {where} AND {scan} LIMIT ?)"
@@ -55,8 +61,10 @@ def thread_neighbours(
     keys: Sequence[int],
     radius: int,
     now: datetime,
+    facts: dict[int, Facts] | None = None,
 ) -> dict[int, list[int]]:
-    """Up to ``radius`` memories before and after each key that pass ``filters``.
+    """Up to ``radius`` memories before and after each key that pass ``filters``; with
+    ``facts``, which holds the keys' facts, the neighbours' facts go there too.
 
     Nearest first on each side, before then after; keys without any are left out.
     All keys are asked in one statement, which saves the per-statement cost of two
@@ -66,6 +74,14 @@ def thread_neighbours(
     unique = list(dict.fromkeys(keys))
     query, params = neighbour_query(filters, unique, radius, now)
     out: dict[int, list[int]] = {}
-    for i, _, _, _, seq in conn.execute(query, params):
-        out.setdefault(unique[i], []).append(seq)
+    rows = conn.execute(query, params).fetchall()
+    for row in rows:
+        out.setdefault(unique[row[0]], []).append(row[4])
+    if facts is not None:
+        from memex.core.ranking import Facts
+
+        for i, _, _, _, seq, mid, created, importance, content in rows:
+            seed = facts.get(unique[i])
+            if seed is not None and seq not in facts:
+                facts[seq] = Facts(mid, seed.thread, created, importance, content)
     return out

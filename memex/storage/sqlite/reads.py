@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, utcnow
 from memex.core.query import Filters
 from memex.storage.sqlite import sql
+
+if TYPE_CHECKING:
+    from memex.core.ranking import Facts
 
 MAX_VARS = 900
 _BUCKETS = {
@@ -72,10 +75,45 @@ def by_keys(
     return in_chunks(conn, query, keys, params)
 
 
-def passing(conn: sqlite3.Connection, filters: Filters, keys: Sequence[int]) -> set[int]:
-    """Which of ``keys`` the filters let through."""
+def facts_columns(alias: str = "m") -> str:
+    """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key.
+
+    The thread (every scope field but the tenant, which the filters fix, and the kind)
+    comes as one string: scope values and kinds never hold a NUL, which separates them.
+    """
+    a = alias
+    parts = [f"coalesce({a}.{c}, '')" for c in _SCOPE_NO_TENANT]
+    thread = " || char(0) || ".join([*parts, f"{a}.kind"])
+    return f"{a}.seq, {a}.id, {thread}, {a}.created_at, {a}.importance, {a}.content"
+
+
+_SCOPE_NO_TENANT = [c for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
+FACTS_COLUMNS = facts_columns()
+
+
+def facts_of(rows: Iterable[Sequence[Any]], into: dict[int, Facts]) -> None:
+    """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``."""
+    from memex.core.ranking import Facts
+
+    make = Facts._make
+    for r in rows:
+        into[r[0]] = make(r[1:])
+
+
+def passing(
+    conn: sqlite3.Connection,
+    filters: Filters,
+    keys: Sequence[int],
+    facts: dict[int, Facts] | None = None,
+) -> set[int]:
+    """Which of ``keys`` the filters let through; with ``facts``, their facts go there
+    too (a recall needs them next, and they cost little more than the check)."""
     where, params = sql.filter_clause(filters, utcnow())
-    return {r[0] for r in by_keys(conn, "m.seq", keys, where, params)}
+    if facts is None:
+        return {r[0] for r in by_keys(conn, "m.seq", keys, where, params)}
+    rows = by_keys(conn, FACTS_COLUMNS, keys, where, params)
+    facts_of(rows, facts)
+    return {r[0] for r in rows}
 
 
 def vectors_by_hash(

@@ -88,6 +88,8 @@ class SQLiteStore:
         self._fulltext_index: FullTextIndex | None = None
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
+        # The tenant, ids and keys of the last candidates read (by any thread).
+        self._recent_keys: tuple[str | None, dict[str, int]] = (None, {})
         self._wal_dirty = False  # a purge's page images may still be in the WAL
         try:
             if writable:
@@ -319,11 +321,20 @@ class SQLiteStore:
         if not ids:
             return {}
         where, params = sql.filter_clause(filters, utcnow())
-        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
-        found = self._run(
-            lambda c: reads.in_chunks(c, query, list(dict.fromkeys(ids)), params, convert=str)
-        )
-        return {memory.id: memory for memory in rows.memories(found)}
+        tenant, recent = self._recent_keys  # ids are unique within a tenant only
+        if tenant != filters.scope.tenant:
+            recent = {}
+        if len(ids) == 1:  # get: one indexed lookup
+            query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
+            found = self._rows(query, [ids[0], *params])
+        elif all(memory_id in recent for memory_id in ids):  # a recall's page: by key
+            keys = [recent[memory_id] for memory_id in ids]
+            found = self._run(lambda c: reads.by_keys(c, sql.COLUMNS, keys, where, params))
+        else:
+            query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
+            unique = list(dict.fromkeys(ids))
+            found = self._run(lambda c: reads.in_chunks(c, query, unique, params, convert=str))
+        return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)  # refuses a scope without a tenant
@@ -333,7 +344,10 @@ class SQLiteStore:
             if query.vector is not None
             else []
         )
-        return self._run(lambda c: candidates.gather(c, filters, query, lexical, vector))
+        found = self._run(lambda c: candidates.gather(c, filters, query, lexical, vector))
+        # The page asked for next is among these: fetch finds it by key, not by id.
+        self._recent_keys = (filters.scope.tenant, {f.id: k for k, f in found.facts.items()})
+        return found
 
     def _search_lexical(
         self, filters: Filters, terms: Sequence[str], limit: int
