@@ -102,11 +102,10 @@ class _Fusion:
 
     def wanted(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
         """The candidates whose facts ranking reads, when no boost asks for every one's:
-        the best ``shortlist`` fused.
+        the best ``shortlist`` fused (the neighbour seeds and the episode candidates).
 
         Neighbour spreading can only raise neighbours (whose facts come anyway) past the
-        others, and episodes lift only the best ``EPISODE_CANDIDATES`` after it; with no
-        boost the page is among the best ``2 k`` of those, and any later one is a spare.
+        others, so the best ``EPISODE_CANDIDATES`` after it are among these and them.
         """
         return [f.key for f in self.fused(lexical, vector)[: self._shortlist]]
 
@@ -148,7 +147,7 @@ def search(
     # Hybrid only: a single-leg mode promises that leg's matches and nothing else.
     spread = mode == "hybrid" and settings.neighbour_share > 0 and settings.neighbour_radius > 0
     episodes = episode_weights(engine) if mode == "hybrid" else None
-    shortlist = max(2 * k, EPISODE_CANDIDATES if episodes else 0, NEIGHBOUR_HITS if spread else 0)
+    shortlist = max(EPISODE_CANDIDATES if episodes else 0, NEIGHBOUR_HITS if spread else 0)
     fusion = _Fusion(w, shortlist)
     boosted = bool(w.importance_weight or w.recency_weight)  # boosts may lift any candidate
     found = engine.store.candidates(
@@ -159,7 +158,7 @@ def search(
             limit=max(settings.candidates, k),
             radius=settings.neighbour_radius if spread else 0,
             seeds=fusion.seeds,
-            wanted=None if boosted else fusion.wanted,
+            wanted=None if boosted else fusion.wanted,  # every candidate's: boosts lift any
         ),
     )
     fused = fusion.fused(found.lexical, found.vector)
@@ -173,9 +172,9 @@ def search(
     hits: list[Hit] = []
     while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
         batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]
-        page = engine.store.fetch(filters, [found.facts[f.key].id for _, f, _ in batch])
+        page = engine.store.fetch(filters, [found.ids[f.key] for _, f, _ in batch])
         for score, f, parts in batch:
-            if (memory := page.get(found.facts[f.key].id)) is not None:
+            if (memory := page.get(found.ids[f.key])) is not None:
                 explain = {"lexical": f.lexical, "vector": f.vector, **parts}
                 if f.neighbours:
                     explain["neighbours"] = f.neighbours

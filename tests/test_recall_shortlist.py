@@ -62,9 +62,8 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
         ),
     )
     # Every candidate built as a whole memory: facts must agree with the memories.
-    ids = {key: facts.id for key, facts in found.facts.items()}
-    memories = engine.store.fetch(flt, list(ids.values()))
-    built = {key: memories[memory_id] for key, memory_id in ids.items()}
+    memories = engine.store.fetch(flt, list(found.ids.values()))
+    built = {key: memories[i] for key, i in found.ids.items() if i in memories}
     fused = fuse(found.lexical, found.vector, w)
     if fused and spread:
         fused = spread_to_neighbours(fused, found.neighbours, settings.neighbour_share)

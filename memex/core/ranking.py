@@ -24,7 +24,6 @@ class Candidate:
 class Facts(NamedTuple):
     """What ranking needs to know about a candidate besides its leg scores."""
 
-    id: str
     thread: Hashable
     """The candidate's thread: its whole scope and its kind (see ``neighbours``)."""
     created_us: int
@@ -256,11 +255,11 @@ def rank(
 ) -> list[Ranked]:
     """Add the boosts to shortlisted candidates and sort them, best first (ties: key).
 
-    Candidates missing from ``facts`` (gone, or filtered out) are dropped. Without
-    boosts every candidate keeps its fused score and place.
+    Without boosts every candidate keeps its fused score and place; with them,
+    candidates missing from ``facts`` (gone, or filtered out) are dropped.
     """
     if not (weights.importance_weight or weights.recency_weight):
-        return [(f.score, f, {}) for f in shortlist if f.key in facts]
+        return [(f.score, f, {}) for f in shortlist]
     now_us = to_micros(now)
     ranked: list[Ranked] = []
     for f in shortlist:

@@ -173,14 +173,16 @@ class Candidates:
     ``lexical`` and ``vector`` are each leg's candidates, best first, with the leg's raw
     score. ``neighbours`` maps each seed to the keys next to it in its thread, nearest
     first, before then after (a thread is the memories sharing a whole scope and kind,
-    in creation order; only memories passing the filters count). ``facts`` holds what
-    ranking needs (id, thread, creation time, importance, text) of every neighbour and
-    of the wanted leg candidates that still pass the filters.
+    in creation order; only memories passing the filters count). ``ids`` holds the id of
+    every key above. ``facts`` holds what ranking needs (thread, creation time,
+    importance, text) of every neighbour and of the wanted leg candidates that still
+    pass the filters.
     """
 
     lexical: builtins.list[Candidate] = field(default_factory=list)
     vector: builtins.list[Candidate] = field(default_factory=list)
     neighbours: dict[int, builtins.list[int]] = field(default_factory=dict)
+    ids: dict[int, str] = field(default_factory=dict)
     facts: dict[int, Facts] = field(default_factory=dict)
 
 

@@ -91,7 +91,7 @@ def found_ids(store: Store, filters: Filters, query: CandidateQuery) -> list[str
     """The ids of one leg's candidates (the leg asked for), best first."""
     got = store.candidates(filters, query)
     leg = got.lexical if query.terms else got.vector
-    return [got.facts[c.key].id for c in leg if c.key in got.facts]
+    return [got.ids[c.key] for c in leg]
 
 
 def everything(lex: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
@@ -138,7 +138,7 @@ def test_tenants_are_isolated(store: Store) -> None:
     assert get(store, Scope(tenant="t2"), a.id) is None
     both = CandidateQuery(terms=("alpha",), vector=vec(1, 0, 0, 0), radius=2, seeds=everything)
     found = store.candidates(flt("t2"), both)
-    assert {f.id for f in found.facts.values()} == {b.id}
+    assert set(found.ids.values()) == {b.id}
     assert len(found.lexical) == len(found.vector) == 1
     assert store.fetch(flt("t2"), [a.id, b.id]) == {b.id: b}
     assert store.history(Scope(tenant="t2"), a.id) == []
@@ -171,7 +171,7 @@ def test_lexical_search_ranks_and_filters(store: Store) -> None:
     c = memory("camping in the mountains", kind="event")
     put(store, (a, vec(1, 0, 0, 0)), (b, vec(0, 1, 0, 0)), (c, vec(0, 0, 1, 0)))
     found = store.candidates(flt(), CandidateQuery(terms=("pottery",)))
-    assert [found.facts[x.key].id for x in found.lexical] == [b.id, a.id]
+    assert [found.ids[x.key] for x in found.lexical] == [b.id, a.id]
     assert found.lexical[0].score >= found.lexical[1].score > 0
     assert found.vector == [] and found.neighbours == {}
     assert found_ids(store, flt(kinds=["event"]), CandidateQuery(terms=("pottery",))) == [a.id]
@@ -522,7 +522,7 @@ def test_neighbours_follow_the_thread_in_creation_order(store: Store) -> None:
     assert store.candidates(flt(), no_radius).neighbours == {}
 
 
-def test_facts_give_id_thread_time_importance_and_text(store: Store) -> None:
+def test_facts_give_thread_time_importance_and_text(store: Store) -> None:
     chat = Scope(tenant="t1", project="p", session="s1")
     a = memory("turn one", minutes=1, kind="message", scope=chat, importance=0.9)
     b = memory("turn two", minutes=2, kind="message", scope=chat)
@@ -534,7 +534,8 @@ def test_facts_give_id_thread_time_importance_and_text(store: Store) -> None:
     assert len(found.lexical) == len(found.vector) == 4  # the forgotten one is no candidate
     by_text = {f.text: f for f in found.facts.values()}
     assert set(by_text) == {"turn one", "turn two", "turn elsewhere", "turn as a note"}
-    assert by_text["turn one"].id == a.id and by_text["turn one"].importance == 0.9
+    assert by_text["turn one"].importance == 0.9
+    assert {found.ids[k] for k, f in found.facts.items() if f.text == "turn one"} == {a.id}
     assert by_text["turn one"].thread == by_text["turn two"].thread
     assert by_text["turn one"].thread != by_text["turn elsewhere"].thread  # other scope
     assert by_text["turn one"].thread != by_text["turn as a note"].thread  # other kind

@@ -23,15 +23,20 @@ def gather(
     query: CandidateQuery,
     lexical: list[Candidate],
     vector: list[Candidate],
+    ids: dict[int, str],
 ) -> Candidates:
-    """The legs' candidates completed with the facts ranking wants and the seeds'
-    neighbours (with theirs), read in one read transaction.
+    """The legs' candidates completed with their ids (``ids`` holds those the legs read
+    already), the facts ranking wants and the seeds' neighbours with theirs.
 
-    A leg candidate gone since its leg ran gets no facts, and ranking leaves it out.
+    Facts and neighbours are read in one read transaction, so they agree. A leg
+    candidate gone since its leg ran gets no facts.
     """
     now = utcnow()
-    facts: dict[int, Facts] = {}
     everything = [c.key for c in (*lexical, *vector)]
+    missing = [key for key in everything if key not in ids]
+    if missing:  # candidates no filter check saw: the full-text lag, a pre-filtered search
+        reads.ids_of(conn, missing, ids)
+    facts: dict[int, Facts] = {}
     wanted = everything if query.wanted is None else query.wanted(lexical, vector)
     spread = query.radius > 0 and query.seeds is not None and bool(everything)
     # Facts and neighbours (of keys with facts) must agree: one read transaction.
@@ -42,8 +47,10 @@ def gather(
         if spread and query.seeds is not None:
             seeds = [key for key in query.seeds(lexical, vector) if key in facts]
             if seeds:
-                neighbours = thread_neighbours(conn, filters, seeds, query.radius, now, facts)
-    return Candidates(lexical, vector, neighbours, facts)
+                neighbours = thread_neighbours(conn, filters, seeds, query.radius, now, facts, ids)
+    known = {key: ids[key] for key in everything if key in ids}
+    known.update((key, ids[key]) for around in neighbours.values() for key in around)
+    return Candidates(lexical, vector, neighbours, known, facts)
 
 
 def _read_facts(

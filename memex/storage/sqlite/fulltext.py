@@ -56,7 +56,7 @@ import tantivy
 from memex import log
 from memex.core.progress import Progress
 from memex.core.query import Filters
-from memex.core.ranking import Candidate, Facts
+from memex.core.ranking import Candidate
 from memex.storage.sqlite import fulltext_write, reads
 from memex.storage.sqlite.connection import lacked_space, writable, write_failure
 from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
@@ -387,10 +387,10 @@ class FullTextIndex:
         filters: Filters,
         terms: Sequence[str],
         limit: int,
-        facts: dict[int, Facts] | None = None,
+        ids: dict[int, str] | None = None,
     ) -> list[Candidate] | None:
         """The ``limit`` best memories for any of ``terms`` that ``filters`` pass, by BM25
-        (the facts of those it checks go to ``facts``).
+        (the ids of those it checks go to ``ids``).
 
         None when the index cannot answer (being built elsewhere, or too few index hits
         pass the filters): the caller runs the FTS5 query instead.
@@ -414,7 +414,7 @@ class FullTextIndex:
                         terms,
                         limit,
                         mark,
-                        facts,
+                        ids,
                     )
             except (ValueError, OSError) as exc:
                 if lacked_space(exc, self.folder):  # not again on every query

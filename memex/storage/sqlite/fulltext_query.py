@@ -13,7 +13,7 @@ import tantivy
 from memex.core import text
 from memex.core.pool import next_pool
 from memex.core.query import Filters
-from memex.core.ranking import Candidate, Facts
+from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
 from memex.storage.sqlite.fulltext_mark import Mark
 
@@ -62,7 +62,7 @@ def indexed_hits(
     limit: int,
     max_seq: int,
     pending: set[int],
-    facts: dict[int, Facts] | None = None,
+    ids: dict[int, str] | None = None,
 ) -> list[Candidate] | None:
     """The index's best hits that pass the filters; None if too few pass."""
     term = tantivy.Query.term_query
@@ -87,7 +87,7 @@ def indexed_hits(
             for (score, _), k in zip(hits, keys, strict=True)
             if k is not None and k <= max_seq and k not in pending
         ]
-        passing = reads.passing(conn, filters, [c.key for c in found], facts)
+        passing = reads.passing(conn, filters, [c.key for c in found], ids)
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or len(hits) < pool:
             return kept[:limit]
@@ -123,7 +123,7 @@ def search_index(
     terms: Sequence[str],
     limit: int,
     mark: Mark,
-    facts: dict[int, Facts] | None = None,
+    ids: dict[int, str] | None = None,
 ) -> list[Candidate] | None:
     """The best hits of an index that holds ``mark``, merged with the lag after it (rows
     after ``max_seq`` and rows changed since ``change_pos``) scored by FTS5; None if
@@ -140,7 +140,7 @@ def search_index(
     indexed: list[Candidate] = []
     if tokens:
         found = indexed_hits(
-            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, facts
+            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, ids
         )
         if found is None:
             return None

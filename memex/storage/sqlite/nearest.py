@@ -9,7 +9,7 @@ import numpy as np
 from memex.core.models import utcnow
 from memex.core.pool import next_pool
 from memex.core.query import Filters
-from memex.core.ranking import Candidate, Facts
+from memex.core.ranking import Candidate
 from memex.storage.base import Vector
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.vectors import VectorIndex
@@ -22,10 +22,10 @@ def nearest(
     filters: Filters,
     vector: Vector,
     limit: int,
-    facts: dict[int, Facts] | None = None,
+    ids: dict[int, str] | None = None,
 ) -> list[Candidate]:
-    """The ``limit`` memories nearest to ``vector`` among those ``filters`` pass (the facts
-    of those it checks go to ``facts``).
+    """The ``limit`` memories nearest to ``vector`` among those ``filters`` pass (the ids
+    of those it checks go to ``ids``).
 
     Broad filters: the nearest few times ``limit`` rows usually pass, so check just
     those; if too few pass, try once more with a pool sized by the share that passed.
@@ -36,7 +36,7 @@ def nearest(
     project = filters.scope.project
     for _ in range(2):
         found = index.search(conn, tenant, vector, pool, project=project, refresh=False)
-        passing = reads.passing(conn, filters, [c.key for c in found], facts)
+        passing = reads.passing(conn, filters, [c.key for c in found], ids)
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or pool >= total:
             return kept[:limit]

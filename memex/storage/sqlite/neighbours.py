@@ -22,7 +22,7 @@ _SAME_THREAD = (
 _BEFORE = "(n.created_at, n.seq) < (m.created_at, m.seq) ORDER BY n.created_at DESC, n.seq DESC"
 _AFTER = "(n.created_at, n.seq) > (m.created_at, m.seq) ORDER BY n.created_at, n.seq"
 _SIDES = ((0, "-", _BEFORE), (1, "", _AFTER))
-# A neighbour's facts but its thread, which is its key's.
+# A neighbour's id and facts but its thread, which is its key's.
 _FACTS = "x.seq, x.id, x.created_at, x.importance, x.content"
 
 
@@ -33,7 +33,8 @@ def neighbour_query(
 
     Rows are (position of the key in ``keys``, side, sort key, sort key, then the
     neighbour's key, id, creation time, importance and content),
-    in the order ``thread_neighbours`` returns them. Each side of each key is one
+    in no particular order (``thread_neighbours`` sorts the few it gets: sorting in SQL
+    would carry every row's text through a temporary index). Each side of each key is one
     range scan of the thread index (tenant, project, kind, created_at) that stops after
     ``radius`` rows of the thread. The index is named because the planner, without
     statistics, may pick (tenant, kind, created_at), which walks every project's
@@ -50,9 +51,12 @@ def neighbour_query(
     query = (
         "WITH k(i, seq) AS (SELECT key, value FROM json_each(?)) "
         + " UNION ALL ".join(arms)
-        + " ORDER BY 1, 2, 3, 4"
     )
     return query, [json.dumps([int(k) for k in keys]), *params, radius, *params, radius]
+
+
+def _order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row[:4]
 
 
 def thread_neighbours(
@@ -62,9 +66,11 @@ def thread_neighbours(
     radius: int,
     now: datetime,
     facts: dict[int, Facts] | None = None,
+    ids: dict[int, str] | None = None,
 ) -> dict[int, list[int]]:
     """Up to ``radius`` memories before and after each key that pass ``filters``; with
-    ``facts``, which holds the keys' facts, the neighbours' facts go there too.
+    ``facts``, which holds the keys' facts, the neighbours' facts go there too, and
+    with ``ids`` their ids.
 
     Nearest first on each side, before then after; keys without any are left out.
     All keys are asked in one statement, which saves the per-statement cost of two
@@ -75,13 +81,16 @@ def thread_neighbours(
     query, params = neighbour_query(filters, unique, radius, now)
     out: dict[int, list[int]] = {}
     rows = conn.execute(query, params).fetchall()
+    rows.sort(key=_order)
     for row in rows:
         out.setdefault(unique[row[0]], []).append(row[4])
+    if ids is not None:
+        ids.update((row[4], row[5]) for row in rows)
     if facts is not None:
         from memex.core.ranking import Facts
 
-        for i, _, _, _, seq, mid, created, importance, content in rows:
+        for i, _, _, _, seq, _, created, importance, content in rows:
             seed = facts.get(unique[i])
             if seed is not None and seq not in facts:
-                facts[seq] = Facts(mid, seed.thread, created, importance, content)
+                facts[seq] = Facts(seed.thread, created, importance, content)
     return out

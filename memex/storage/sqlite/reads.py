@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, utcnow
@@ -84,7 +84,7 @@ def facts_columns(alias: str = "m") -> str:
     a = alias
     parts = [f"coalesce({a}.{c}, '')" for c in _SCOPE_NO_TENANT]
     thread = " || char(0) || ".join([*parts, f"{a}.kind"])
-    return f"{a}.seq, {a}.id, {thread}, {a}.created_at, {a}.importance, {a}.content"
+    return f"{a}.seq, {thread}, {a}.created_at, {a}.importance, {a}.content"
 
 
 _SCOPE_NO_TENANT = [c for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
@@ -104,16 +104,21 @@ def passing(
     conn: sqlite3.Connection,
     filters: Filters,
     keys: Sequence[int],
-    facts: dict[int, Facts] | None = None,
-) -> set[int]:
-    """Which of ``keys`` the filters let through; with ``facts``, their facts go there
-    too (a recall needs them next, and they cost little more than the check)."""
+    ids: dict[int, str] | None = None,
+) -> Collection[int]:
+    """Which of ``keys`` the filters let through; with ``ids``, their ids go there too
+    (a recall returns them, and they cost next to nothing more than the check)."""
     where, params = sql.filter_clause(filters, utcnow())
-    if facts is None:
+    if ids is None:
         return {r[0] for r in by_keys(conn, "m.seq", keys, where, params)}
-    rows = by_keys(conn, FACTS_COLUMNS, keys, where, params)
-    facts_of(rows, facts)
-    return {r[0] for r in rows}
+    found = dict(by_keys(conn, "m.seq, m.id", keys, where, params))
+    ids.update(found)
+    return found.keys()
+
+
+def ids_of(conn: sqlite3.Connection, keys: Sequence[int], into: dict[int, str]) -> None:
+    """Add the ids of the memories behind ``keys`` to ``into``."""
+    into.update(in_chunks(conn, "SELECT seq, id FROM memories WHERE seq IN ({marks})", keys))
 
 
 def vectors_by_hash(

@@ -338,25 +338,26 @@ class SQLiteStore:
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)  # refuses a scope without a tenant
-        lexical = self._search_lexical(filters, query.terms, query.limit)
+        ids: dict[int, str] = {}  # what the legs read while checking the filters
+        lexical = self._search_lexical(filters, query.terms, query.limit, ids)
         vector = (
-            self._search_vector(filters, query.vector, query.limit)
+            self._search_vector(filters, query.vector, query.limit, ids)
             if query.vector is not None
             else []
         )
-        found = self._run(lambda c: candidates.gather(c, filters, query, lexical, vector))
+        found = self._run(lambda c: candidates.gather(c, filters, query, lexical, vector, ids))
         # The page asked for next is among these: fetch finds it by key, not by id.
-        self._recent_keys = (filters.scope.tenant, {f.id: k for k, f in found.facts.items()})
+        self._recent_keys = (filters.scope.tenant, {i: k for k, i in found.ids.items()})
         return found
 
     def _search_lexical(
-        self, filters: Filters, terms: Sequence[str], limit: int
+        self, filters: Filters, terms: Sequence[str], limit: int, ids: dict[int, str]
     ) -> builtins.list[Candidate]:
         if not terms or limit <= 0:
             return []
         size = self._size_cached()
         if size >= self._lexical_min:
-            found = self._run(lambda c: self._fulltext.search(c, filters, terms, limit))
+            found = self._run(lambda c: self._fulltext.search(c, filters, terms, limit, ids))
             if found is not None:
                 return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
@@ -372,7 +373,7 @@ class SQLiteStore:
         return self._size[0]
 
     def _search_vector(
-        self, filters: Filters, vector: Vector, limit: int
+        self, filters: Filters, vector: Vector, limit: int, ids: dict[int, str]
     ) -> builtins.list[Candidate]:
         index = self._vector_index()
         tenant = filters.scope.tenant
@@ -386,7 +387,7 @@ class SQLiteStore:
 
         from memex.storage.sqlite.nearest import nearest
 
-        return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit))
+        return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit, ids))
 
     def build_indexes(
         self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
