@@ -94,7 +94,7 @@ from memex.context.api import context_state
 from memex.core.context import memory_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import Corpus, Generator, load_corpus, stats_ms
+from latency import Corpus, Generator, load_corpus, memex_source, stats_ms
 from locomo import (
     CATEGORIES,
     DEFAULT_DATA,
@@ -999,6 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tokenizer = context_state(mx._engine).counter.name
     report["environment"] = {
         "memex": memex.__version__,
+        "memex_source": memex_source(),
         "embedder": embedder_name,
         "tokenizer": tokenizer,
         "python": platform.python_version(),

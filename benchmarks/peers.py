@@ -109,7 +109,6 @@ import platform
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -135,6 +134,7 @@ from latency import (
     disk_bytes,
     load_corpus,
     log,
+    memex_source,
     stats_ms,
     store_files,
 )
@@ -290,21 +290,6 @@ def query_vector(mx: Memex, query: str) -> Any:
     """The vector memex's own ``recall`` would search with (``embed_query`` where it exists)."""
     embed_query = getattr(mx, "embed_query", None)
     return embed_query(query) if embed_query else mx.embedder.embed([query])[0]
-
-
-def memex_source() -> dict[str, str | None]:
-    """Where the imported memex lives and, if that is a git checkout, its commit."""
-    root = Path(memex.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"path": str(root), "commit": commit}
 
 
 def tree_bytes(path: Path) -> int:
