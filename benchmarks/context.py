@@ -90,11 +90,10 @@ import numpy as np
 
 import memex
 from memex import Context, Memex, Settings
-from memex.context.api import context_state
 from memex.core.context import memory_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import Corpus, Generator, load_corpus, stats_ms
+from latency import Corpus, Generator, load_corpus, memex_source, stats_ms
 from locomo import (
     CATEGORIES,
     DEFAULT_DATA,
@@ -140,6 +139,17 @@ GOAL_WARM_P50_MS = 15.0
 def log(message: str) -> None:
     """Progress on stderr."""
     print(message, file=sys.stderr, flush=True)
+
+
+def context_state(engine: Any) -> Any:
+    """The engine's context state (token counter, caches), found where the memex being
+    measured keeps it: ``memex.context.api.context_state``, or the engine's own method in
+    older trees, so one script can measure both sides of a change."""
+    try:
+        from memex.context.api import context_state as state_of
+    except ImportError:
+        return engine.context_state()
+    return state_of(engine)
 
 
 def mean(values: Sequence[float]) -> float:
@@ -999,6 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tokenizer = context_state(mx._engine).counter.name
     report["environment"] = {
         "memex": memex.__version__,
+        "memex_source": memex_source(),
         "embedder": embedder_name,
         "tokenizer": tokenizer,
         "python": platform.python_version(),

@@ -43,6 +43,22 @@ How to run (from the repository root)::
 The 1M size is slow: extrapolating from 100k on a 2-CPU machine, roughly 8 minutes of
 ingest and 10-15 of recall passes (progress on stderr), about 3 GB of disk and a few GB
 of RAM (the vector matrix alone is 1 GB at 256 dimensions). ``--queries 50`` shortens it.
+
+Two source trees on one store
+-----------------------------
+``--reuse DIR`` measures, for each size N, a copy of ``DIR/latency-N.db`` that an earlier
+run kept (``--workdir DIR --keep``) instead of building a store: the file, its ``-wal``
+and its ``.ann`` and ``.lexical`` index folders are copied into the work directory first,
+so every run starts from the same bytes whatever earlier runs' reads wrote (access
+counts, saved indexes). Ingest is then not measured (its rows show –), the first recall
+is the first after opening the copy (it loads the saved indexes), and the store must hold
+exactly N memories. Both trees must read the store's schema as it is (a newer schema
+would migrate the copy). ``PYTHONPATH`` picks the memex that is measured; the JSON's
+``memex_source`` records its path and commit::
+
+    PYTHONPATH=$OLD .venv/bin/python benchmarks/latency.py --sizes 100000 --workdir .bench/kept --keep
+    PYTHONPATH=$NEW .venv/bin/python benchmarks/latency.py --sizes 100000 --reuse .bench/kept
+    PYTHONPATH=$OLD .venv/bin/python benchmarks/latency.py --sizes 100000 --reuse .bench/kept
 """
 
 from __future__ import annotations
@@ -84,6 +100,7 @@ KINDS = ("note", "fact", "event", "message")
 TAGS = ("work", "personal", "health", "travel", "family", "hobby", "finance", "todo")
 EPOCH = datetime(2023, 1, 1, tzinfo=UTC)
 STEP_SECONDS = 30
+INDEX_FOLDERS = (".ann", ".lexical")
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z']+")
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -214,6 +231,46 @@ def store_files(path: Path) -> Iterator[Path]:
     """The store file and its SQLite companions."""
     for suffix in ("", "-wal", "-shm"):
         yield Path(str(path) + suffix)
+
+
+def index_folders(path: Path) -> Iterator[Path]:
+    """The derived search index folders memex keeps beside a store."""
+    for suffix in INDEX_FOLDERS:
+        yield Path(str(path) + suffix)
+
+
+def remove_store(path: Path) -> None:
+    """Delete a store, its SQLite companions and its index folders."""
+    for f in store_files(path):
+        f.unlink(missing_ok=True)
+    for folder in index_folders(path):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """Copy a closed store with its write-ahead log and index folders to ``target``."""
+    remove_store(target)
+    for suffix in ("", "-wal"):
+        if Path(str(source) + suffix).exists():
+            shutil.copyfile(str(source) + suffix, str(target) + suffix)
+    for suffix in INDEX_FOLDERS:
+        if Path(str(source) + suffix).is_dir():
+            shutil.copytree(str(source) + suffix, str(target) + suffix)
+
+
+def memex_source() -> dict[str, str | None]:
+    """Where the imported memex lives and, if that is a git checkout, its commit."""
+    root = Path(memex.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"path": str(root), "commit": commit}
 
 
 def disk_bytes(path: Path) -> tuple[int, int]:
@@ -378,11 +435,17 @@ def run_size(
     seed: int,
     keep: bool,
     queries_per_size: int = QUERIES,
+    reuse: Path | None = None,
 ) -> dict[str, Any]:
-    """Every measurement for one store of ``n`` memories."""
-    path = workdir / f"latency-{n}.db"
-    for f in store_files(path):
-        f.unlink(missing_ok=True)
+    """Every measurement for one store of ``n`` memories (built, or copied from ``reuse``)."""
+    path = (workdir / f"latency-{n}.db").resolve()
+    remove_store(path)
+    source = None if reuse is None else reuse / path.name
+    if source is not None:
+        if not source.is_file():
+            raise SystemExit(f"no store to reuse at {source} (keep one with --workdir --keep)")
+        log(f"[{n:,}] copying {source} to {path}")
+        copy_store(source, path)
     peak_reset = reset_peak_rss()
     rng = random.Random(seed + n)
     shuffled = corpus.questions[:]
@@ -391,14 +454,24 @@ def run_size(
     if len(shuffled) < wanted:
         raise SystemExit(f"need {wanted} distinct questions in the corpus, have {len(shuffled)}")
     queries, warmup = shuffled[:queries_per_size], shuffled[queries_per_size:wanted]
-    result: dict[str, Any] = {"memories": n, "store": str(path), "peak_rss_reset": peak_reset}
+    result: dict[str, Any] = {
+        "memories": n,
+        "store": str(path),
+        "reused": None if source is None else str(source),
+        "peak_rss_reset": peak_reset,
+    }
     try:
         with Memex.open(path, settings=Settings(), embedder=embedder) as mx:
-            log(f"[{n:,}] ingesting into {path}")
-            result["ingest"] = ingest(mx, Generator(corpus, seed + n), n)
-            log(f"[{n:,}] first recall (loads the vector matrix)")
+            if source is None:
+                log(f"[{n:,}] ingesting into {path}")
+                result["ingest"] = ingest(mx, Generator(corpus, seed + n), n)
+                log(f"[{n:,}] first recall (loads the vector matrix)")
+            else:
+                log(f"[{n:,}] first recall (loads the saved indexes)")
             dt, _ = timed(mx.recall, "what did she say about the weekend trip", k=10)
             result["first_recall_ms"] = dt * 1000
+            if source is not None and (stored := mx.stats().memories) != n:
+                raise SystemExit(f"{source} holds {stored:,} memories, not {n:,}")
             log(f"[{n:,}] get")
             result["get"] = measure_gets(mx, path, rng)
             log(f"[{n:,}] recall")
@@ -420,8 +493,7 @@ def run_size(
         result["new_process"] = measure_new_process(path, embedder, queries)
     finally:
         if not keep:
-            for f in store_files(path):
-                f.unlink(missing_ok=True)
+            remove_store(path)
     return result
 
 
@@ -453,12 +525,16 @@ print(json.dumps({"open_s": opened - started, "first_recall_s": first - opened,
 def measure_new_process(path: Path, embedder: str, queries: Sequence[str]) -> dict[str, Any]:
     """What a user who opens the existing store sees: opening, the first recall (which
     loads the saved indexes), recall p50 and the process's memory once warm."""
+    # `python -c` puts the working directory first on sys.path: run it where the memex this
+    # process imported lives, so the child measures the same source tree (a checkout in the
+    # caller's directory could otherwise shadow one given by PYTHONPATH).
     done = subprocess.run(
         [sys.executable, "-c", NEW_PROCESS, str(path), embedder],
         input=json.dumps(list(queries[:51])),
         capture_output=True,
         text=True,
         check=True,
+        cwd=Path(memex.__file__).resolve().parent.parent,
     )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -481,16 +557,25 @@ def _pair(d: dict[str, float], scale: float = 1.0, digits: int = 2) -> str:
 
 def table_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, cell) pairs of one size's column, in table order."""
-    ing, gets, rec = r["ingest"], r["get"], r["recall"]
+    gets, rec = r["get"], r["recall"]
+    ing = r.get("ingest")  # absent for a reused store
     return [
-        ("remember_many (memories/s)", f"{ing['remember_many_per_s']:,.0f}"),
-        ("embedder alone, same texts (texts/s)", f"{ing['embed_alone_per_s']:,.0f}"),
-        ("store cost on top of embedding", f"+{ing['store_overhead_pct']:.0f}%"),
+        ("remember_many (memories/s)", f"{ing['remember_many_per_s']:,.0f}" if ing else "–"),
+        (
+            "embedder alone, same texts (texts/s)",
+            f"{ing['embed_alone_per_s']:,.0f}" if ing else "–",
+        ),
+        ("store cost on top of embedding", f"+{ing['store_overhead_pct']:.0f}%" if ing else "–"),
         ("`get(id)` p50 / p99 (µs)", _pair(gets["get"], 1000, 0)),
         ("raw sqlite3 by `seq` p50 / p99 (µs)", _pair(gets["raw_by_seq"], 1000, 0)),
         ("raw sqlite3 by tenant + id p50 / p99 (µs)", _pair(gets["raw_by_tenant_id"], 1000, 0)),
         ("`get` ÷ raw by `seq`, p50", f"{gets['get_over_raw_p50']:.1f}×"),
-        ("first recall after ingest, loads vectors (ms)", f"{r['first_recall_ms']:,.1f}"),
+        (
+            "first recall after opening a copy, loads saved indexes (ms)"
+            if r.get("reused")
+            else "first recall after ingest, loads vectors (ms)",
+            f"{r['first_recall_ms']:,.1f}",
+        ),
         (
             "recall hybrid incl. query embedding p50 / p99 (ms)",
             _pair(rec["hybrid_with_query_embedding"]),
@@ -558,11 +643,19 @@ def markdown(report: dict[str, Any]) -> str:
     for i, (label, _) in enumerate(columns[0]):
         lines.append(f"| {label} | " + " | ".join(col[i][1] for col in columns) + " |")
     lines.append("")
-    notes = [
-        "Store cost = (remember_many time − embedder-alone time) ÷ embedder-alone time, the "
-        "embedder called in memex's batch size "
-        f"({runs[0]['ingest']['embed_batch_size']}) on the same texts. ",
-    ]
+    built = [r for r in runs if "ingest" in r]
+    notes = []
+    if built:
+        notes.append(
+            "Store cost = (remember_many time − embedder-alone time) ÷ embedder-alone time, "
+            "the embedder called in memex's batch size "
+            f"({built[0]['ingest']['embed_batch_size']}) on the same texts. "
+        )
+    if len(built) < len(runs):
+        notes.append(
+            "Stores marked – under ingest were copies of stores an earlier run kept "
+            f"({', '.join(r['reused'] for r in runs if r['reused'])}). "
+        )
     if not all(r["peak_rss_reset"] for r in runs):
         notes.append("Peak RSS is since the process started (the kernel refused a reset).")
     else:
@@ -575,10 +668,15 @@ def plain(report: dict[str, Any]) -> str:
     """A short human-readable summary."""
     lines = [report["command"]]
     for r in report["sizes"]:
-        rec = r["recall"]
+        rec, ing = r["recall"], r.get("ingest")
+        made = (
+            f"ingest {ing['remember_many_per_s']:,.0f}/s "
+            f"(+{ing['store_overhead_pct']:.0f}% on embedding)"
+            if ing
+            else f"reused {r['reused']}"
+        )
         lines.append(
-            f"{r['memories']:>9,}: ingest {r['ingest']['remember_many_per_s']:,.0f}/s "
-            f"(+{r['ingest']['store_overhead_pct']:.0f}% on embedding)  "
+            f"{r['memories']:>9,}: {made}  "
             f"get p50 {r['get']['get']['p50_ms'] * 1000:.0f} µs  "
             f"recall p50 {rec['hybrid_with_query_embedding']['p50_ms']:.1f} ms  "
             f"disk {r['disk']['total_bytes'] / 1e6:,.0f} MB  "
@@ -603,6 +701,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo dev directory")
     parser.add_argument("--workdir", type=Path, help="where stores are made (default: temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep each store after measuring")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="measure copies of the stores an earlier --keep run left in DIR; no ingest",
+    )
     parser.add_argument("--embedder", choices=("wordllama", "minilm"), default="wordllama")
     parser.add_argument(
         "--queries", type=int, default=QUERIES, help="distinct recall questions per size"
@@ -619,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("every size must be at least 1000")
     if args.queries < 1:
         parser.error("--queries must be positive")
+    if args.reuse and args.workdir and args.reuse.resolve() == args.workdir.resolve():
+        parser.error("--reuse needs a --workdir of its own: the copies are made there")
 
     started = time.perf_counter()
     corpus = load_corpus(args.data)
@@ -629,7 +735,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for n in sizes:
             runs.append(
-                run_size(n, corpus, workdir, args.embedder, args.seed, args.keep, args.queries)
+                run_size(
+                    n,
+                    corpus,
+                    workdir,
+                    args.embedder,
+                    args.seed,
+                    args.keep,
+                    args.queries,
+                    args.reuse,
+                )
             )
             log(f"[{n:,}] done")
     finally:
@@ -639,6 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command_line(),
         "environment": {
             "memex": memex.__version__,
+            "memex_source": memex_source(),
             "embedder": runs[0]["embedder"],
             "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version,

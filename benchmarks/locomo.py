@@ -70,6 +70,9 @@ from rank_bm25 import BM25Okapi
 import memex
 from memex import Memex, Settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import memex_source
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/locomo-dev"
 CATEGORIES: dict[int, str] = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 DEPTH = 50  # ranks kept per question (MRR is over this depth)
@@ -483,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command_line(),
         "environment": {
             "memex": memex.__version__,
+            "memex_source": memex_source(),
             "embedder": embedder_name,
             "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version,

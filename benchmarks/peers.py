@@ -44,6 +44,12 @@ one call, query string in, results out, embedding the query included:
 Ratios are memex's speed divided by the peer's (memories/s over memories/s; the peer's
 latency over memex's), from the same run.
 
+``--systems`` names the systems to run: memex and one or both of ``chromadb`` and ``mem0``
+(default: all three), in both parts. A peer left out is neither imported, built, asked
+nor shown; the batches and questions rotate over the others. ``--parts speed --systems
+memex,chromadb`` takes about 5-8 minutes at 100,000 memories (chromadb's ingest is most
+of it), against 15-35 with mem0: enough to compare two memex source trees side by side.
+
 **quality**: ``benchmarks/locomo.py``'s protocol (its loader and scorer, imported): each
 LoCoMo dev turn is one memory, one scope per conversation (memex project, mem0
 ``user_id``, a chroma ``where`` on a ``conv`` metadata field), categories 1-4 with
@@ -81,6 +87,11 @@ How to run (from the repository root), in a venv of its own so ``.venv`` stays c
     .bench/peers-venv/bin/pip install -e . mem0ai==2.2.1 chromadb==1.5.9 qdrant-client==1.20.0 rank-bm25
     .bench/peers-venv/bin/python benchmarks/peers.py --markdown --json .bench/peers.json
     .bench/peers-venv/bin/python benchmarks/peers.py --parts quality --markdown
+    .bench/peers-venv/bin/python benchmarks/peers.py --parts speed --systems memex,chromadb
+
+The venv holds memex as an editable install of this checkout; ``PYTHONPATH=<tree>``
+before the command makes the same venv import memex from another source tree instead
+(``memex_source`` in the JSON records which one ran).
 
 None of these pulls torch; if a later version does, pin ``torch==2.13.0`` (a CPU build).
 The speed part takes 15-35 minutes on 2 cores (mostly mem0), the quality part 4-8.
@@ -89,6 +100,7 @@ The speed part takes 15-35 minutes on 2 cores (mostly mem0), the quality part 4-
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -97,7 +109,6 @@ import platform
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -123,6 +134,7 @@ from latency import (
     disk_bytes,
     load_corpus,
     log,
+    memex_source,
     stats_ms,
     store_files,
 )
@@ -148,22 +160,24 @@ INSTALL = (
 )
 EMBEDDER = "wordllama"
 MEM0_USER = "bench"
+SYSTEMS = {"memex": "memex", "chromadb": "chroma", "mem0": "mem0"}  # --systems name: key
 PEER_LOGGERS = ("mem0", "qdrant_client", "chromadb", "py.warnings")
 
 
 # -- the peers, behind the same embedder --------------------------------------------------
 
 
-def import_peers(workdir: Path) -> tuple[Any, Any]:
-    """mem0 and chromadb, imported after the environment they read at import is set."""
+def import_peers(workdir: Path, systems: Sequence[str]) -> tuple[Any, Any]:
+    """mem0 and chromadb (``None`` for one not in ``systems``), imported after the
+    environment they read at import is set."""
     os.environ["MEM0_TELEMETRY"] = "False"
     os.environ["MEM0_DIR"] = str(workdir / "mem0-home")
     # mem0 constructs OpenAI LLM and embedder objects, which want a key; infer=False never
     # calls the LLM and the embedder is replaced before use, so no request is ever made.
     os.environ["OPENAI_API_KEY"] = "sk-unused-dummy-key-for-benchmarks"
     try:
-        import chromadb
-        import mem0
+        chromadb = importlib.import_module("chromadb") if "chroma" in systems else None
+        mem0 = importlib.import_module("mem0") if "mem0" in systems else None
     except ImportError as exc:
         raise SystemExit(
             f"peers.py needs mem0 and chromadb ({exc.name} missing): {INSTALL}"
@@ -278,21 +292,6 @@ def query_vector(mx: Memex, query: str) -> Any:
     return embed_query(query) if embed_query else mx.embedder.embed([query])[0]
 
 
-def memex_source() -> dict[str, str | None]:
-    """Where the imported memex lives and, if that is a git checkout, its commit."""
-    root = Path(memex.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"path": str(root), "commit": commit}
-
-
 def tree_bytes(path: Path) -> int:
     """Total size of the files under ``path``."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -325,9 +324,9 @@ def peer_metadata(item: dict[str, Any], created_at: Any) -> dict[str, Any]:
 
 
 def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Ingest the same memories into all three, then time top-10 searches."""
+    """Ingest the same memories into memex and the chosen peers, then time top-10 searches."""
     workdir.mkdir(parents=True, exist_ok=True)
-    mem0, chromadb = import_peers(workdir)
+    mem0, chromadb = import_peers(workdir, args.systems)
     n = args.size
     corpus: Corpus = load_corpus(args.data)
     rng = random.Random(args.seed + n)  # the questions latency.py asks at this size
@@ -351,8 +350,10 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         embedder = mx.embedder
         result["embedder"] = embedder.name
-        client, collection = open_chroma(chromadb, workdir / "chroma", embedder)
-        memory, result["mem0_construct_s"] = open_mem0(mem0, workdir / "mem0", embedder)
+        if chromadb is not None:
+            client, collection = open_chroma(chromadb, workdir / "chroma", embedder)
+        if mem0 is not None:
+            memory, result["mem0_construct_s"] = open_mem0(mem0, workdir / "mem0", embedder)
 
         # Embedder alone on the same texts, memex's batch size: the floor under every ingest.
         t0 = time.perf_counter()
@@ -360,8 +361,6 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for at in range(0, n, eb):
             embedder.embed([it["content"] for it in items[at : at + eb]])
         result["embed_alone_per_s"] = n / (time.perf_counter() - t0)
-
-        seconds = {"memex": 0.0, "chroma": 0.0, "mem0": 0.0}
 
         def ingest_memex(batch: list[dict[str, Any]]) -> None:
             mx.remember_many(batch)
@@ -382,15 +381,18 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     infer=False,
                 )
 
-        systems: list[tuple[str, Callable[[list[dict[str, Any]]], None]]] = [
-            ("memex", ingest_memex),
-            ("chroma", ingest_chroma),
-            ("mem0", ingest_mem0),
-        ]
+        ingests: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+            "memex": ingest_memex,
+            "chroma": ingest_chroma,
+            "mem0": ingest_mem0,
+        }
+        systems = [(key, ingests[key]) for key in args.systems]
+        seconds = dict.fromkeys((key for key, _ in systems), 0.0)
         started = time.perf_counter()
         for b, at in enumerate(range(0, n, BATCH)):
             batch = items[at : at + BATCH]
-            for name, fn in systems[b % 3 :] + systems[: b % 3]:
+            turn = b % len(systems)
+            for name, fn in systems[turn:] + systems[:turn]:
                 t0 = time.perf_counter()
                 fn(batch)
                 seconds[name] += time.perf_counter() - t0
@@ -401,36 +403,34 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 + f"  {time.perf_counter() - started:,.0f} s"
             )
         result["ingest"] = {
-            "memex_per_s": n / seconds["memex"],
-            "chroma_per_s": n / seconds["chroma"],
-            "mem0_per_s": n / seconds["mem0"],
+            **{f"{name}_per_s": n / s for name, s in seconds.items()},
             "seconds": seconds,
         }
-        counts = {
-            "memex": mx.stats().memories,
-            "chroma": collection.count(),
-            "mem0": memory.vector_store.client.count("bench").count,
-        }
+        counts = {"memex": mx.stats().memories}
+        if chromadb is not None:
+            counts["chroma"] = collection.count()
+        if mem0 is not None:
+            counts["mem0"] = memory.vector_store.client.count("bench").count
         result["stored"] = counts
         log(f"stored: {counts}")
 
         # First search of each (loads indexes), then warm-up questions, all untimed in the table.
+        probe = "what did she say about the weekend trip"
+        firsts: dict[str, Callable[[], object]] = {
+            "memex": lambda: mx.recall(probe, k=10),
+            "chroma": lambda: collection.query(query_texts=[probe], n_results=10),
+            "mem0": lambda: memory.search(probe, top_k=10, filters={"user_id": MEM0_USER}),
+        }
         first: dict[str, float] = {}
-        t0 = time.perf_counter()
-        mx.recall("what did she say about the weekend trip", k=10)
-        first["memex"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        collection.query(query_texts=["what did she say about the weekend trip"], n_results=10)
-        first["chroma"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        memory.search(
-            "what did she say about the weekend trip", top_k=10, filters={"user_id": MEM0_USER}
-        )
-        first["mem0"] = time.perf_counter() - t0
+        for name in seconds:
+            t0 = time.perf_counter()
+            firsts[name]()
+            first[name] = time.perf_counter() - t0
         result["first_search_ms"] = {k: v * 1000 for k, v in first.items()}
         for q in warmup:
             mx.recall(q, k=10)
-            collection.query(query_texts=[q], n_results=10)
+            if chromadb is not None:
+                collection.query(query_texts=[q], n_results=10)
 
         def memex_vector(q: str) -> object:
             return mx.recall(q, k=10, mode="vector", query_vector=query_vector(mx, q))
@@ -438,12 +438,15 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         searches: dict[str, Callable[[str], object]] = {
             "memex_hybrid": lambda q: mx.recall(q, k=10),
             "memex_vector": memex_vector,
-            "chroma": lambda q: collection.query(query_texts=[q], n_results=10),
-            "mem0": lambda q: memory.search(q, top_k=10, filters={"user_id": MEM0_USER}),
         }
+        if chromadb is not None:
+            searches["chroma"] = lambda q: collection.query(query_texts=[q], n_results=10)
+        if mem0 is not None:
+            searches["mem0"] = lambda q: memory.search(q, top_k=10, filters={"user_id": MEM0_USER})
         names = list(searches)
         times: dict[str, list[float]] = {name: [] for name in names}
         returned: dict[str, list[int]] = {name: [] for name in names}
+        mem0_queries = args.mem0_queries if mem0 is not None else 0
         started = time.perf_counter()
         for i, q in enumerate(queries):
             for name in names[i % len(names) :] + names[: i % len(names)]:
@@ -453,18 +456,16 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 out = searches[name](q)
                 times[name].append(time.perf_counter() - t0)
                 returned[name].append(count_hits(name, out))
-            if (i + 1) % 25 == 0 or i + 1 == len(queries) or i < args.mem0_queries:
+            if (i + 1) % 25 == 0 or i + 1 == len(queries) or i < mem0_queries:
                 log(f"  search: {i + 1}/{len(queries)}  {time.perf_counter() - started:,.0f} s")
         result["search"] = {
             name: {**stats_ms(times[name]), "mean_returned": float(np.mean(returned[name]))}
             for name in names
         }
         main_b, wal_b = disk_bytes(memex_path)
-        result["disk_bytes"] = {
-            "memex": main_b + wal_b,
-            "chroma": tree_bytes(workdir / "chroma"),
-            "mem0": tree_bytes(workdir / "mem0"),
-        }
+        result["disk_bytes"] = {"memex": main_b + wal_b}
+        for name in args.systems[1:]:
+            result["disk_bytes"][name] = tree_bytes(workdir / name)
     finally:
         mx.close()
         if memory is not None:
@@ -472,7 +473,8 @@ def speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if client is not None and hasattr(client, "close"):
             client.close()
     result["queries"] = len(queries)
-    result["mem0_queries"] = min(args.mem0_queries, len(queries))
+    if mem0 is not None:
+        result["mem0_queries"] = min(args.mem0_queries, len(queries))
     return result
 
 
@@ -574,9 +576,9 @@ def run_mem0_quality(
 
 
 def quality(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """locomo.py's protocol with chromadb and mem0 beside memex."""
+    """locomo.py's protocol with the chosen peers beside memex."""
     workdir.mkdir(parents=True, exist_ok=True)
-    mem0, chromadb = import_peers(workdir)
+    mem0, chromadb = import_peers(workdir, args.systems)
     conversations, stats = load_conversations(args.data)
     questions = [q for c in conversations for q in c.questions]
     results: list[SystemResult] = []
@@ -593,15 +595,17 @@ def quality(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log(f"{name}: done")
         results.append(run_bm25(conversations))
         results.append(run_dense(conversations, embedder.embed, qvecs))
-        chroma, ingest["chroma"] = run_chroma_quality(
-            chromadb, workdir / "chroma-locomo", embedder, conversations, questions, qvecs
-        )
-        results.append(chroma)
-        log("chromadb: done")
-        mem0_result, ingest["mem0"] = run_mem0_quality(
-            mem0, workdir / "mem0-locomo", embedder, conversations, questions
-        )
-        results.append(mem0_result)
+        if chromadb is not None:
+            chroma, ingest["chroma"] = run_chroma_quality(
+                chromadb, workdir / "chroma-locomo", embedder, conversations, questions, qvecs
+            )
+            results.append(chroma)
+            log("chromadb: done")
+        if mem0 is not None:
+            mem0_result, ingest["mem0"] = run_mem0_quality(
+                mem0, workdir / "mem0-locomo", embedder, conversations, questions
+            )
+            results.append(mem0_result)
         embedder_name = embedder.name
     by_cat: dict[str, int] = {}
     for q in questions:
@@ -630,65 +634,102 @@ def _x(value: float) -> str:
     return f"{value:,.1f}×" if value >= 10 else f"{value:,.2f}×"
 
 
+# A peer's key in the results: its column header and its name in the text.
+PEERS = {"chroma": ("chromadb", "chromadb"), "mem0": ("mem0 (qdrant local)", "mem0")}
+
+
 def speed_markdown(report: dict[str, Any]) -> list[str]:
     r = report["speed"]
     ing, s = r["ingest"], r["search"]
     n = r["memories"]
     hyb = s["memex_hybrid"]
+    peers = [p for p in PEERS if p in s]
+    batched = "memex `remember_many`" + (" and chromadb `add`" if "chroma" in peers else "")
+    one_by_one = ", mem0 `add(infer=False)` one memory a call" if "mem0" in peers else ""
+    mem0_note = f" (mem0: the first {r['mem0_queries']})" if "mem0" in peers else ""
+
+    def row(label: str, memex_cell: str, cell: Callable[[str], str]) -> str:
+        cells = [label, memex_cell, *(cell(p) for p in peers)]
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+    def faster(p: str, pct: str) -> str:
+        return _x(s[p][pct] / hyb[pct])
+
     lines = [
         f"### Speed at {n:,} memories",
         "",
         f"Same {n:,} memories, same embedder object (`{r['embedder']}`), one process, "
-        f"batches round-robin; search over {r['queries']} distinct LoCoMo questions "
-        f"(mem0: the first {r['mem0_queries']}), k=10, whole store, query embedding "
-        f"included. Ingest: memex `remember_many` and chromadb `add` in batches of {BATCH:,}, "
-        f"mem0 `add(infer=False)` one memory a call.",
+        f"batches round-robin; search over {r['queries']} distinct LoCoMo questions"
+        f"{mem0_note}, k=10, whole store, query embedding "
+        f"included. Ingest: {batched} in batches of {BATCH:,}{one_by_one}.",
         "",
-        "| | memex | chromadb | mem0 (qdrant local) |",
-        "|---|---:|---:|---:|",
-        f"| ingest (memories/s) | {ing['memex_per_s']:,.0f} | {ing['chroma_per_s']:,.0f} | "
-        f"{ing['mem0_per_s']:,.0f} |",
-        f"| memex ingest ÷ peer | | {_x(ing['memex_per_s'] / ing['chroma_per_s'])} | "
-        f"{_x(ing['memex_per_s'] / ing['mem0_per_s'])} |",
-        f"| search p50 / p99 (ms) | {_ms(hyb)} | {_ms(s['chroma'])} | {_ms(s['mem0'])} |",
-        f"| memex search speed ÷ peer, p50 / p99 | | "
-        f"{_x(s['chroma']['p50_ms'] / hyb['p50_ms'])} / {_x(s['chroma']['p99_ms'] / hyb['p99_ms'])} | "
-        f"{_x(s['mem0']['p50_ms'] / hyb['p50_ms'])} / {_x(s['mem0']['p99_ms'] / hyb['p99_ms'])} |",
-        f"| first search after ingest (ms) | {r['first_search_ms']['memex']:,.0f} | "
-        f"{r['first_search_ms']['chroma']:,.0f} | {r['first_search_ms']['mem0']:,.0f} |",
-        f"| on disk (MB) | {r['disk_bytes']['memex'] / 1e6:,.0f} | "
-        f"{r['disk_bytes']['chroma'] / 1e6:,.0f} | {r['disk_bytes']['mem0'] / 1e6:,.0f} |",
+        "| | memex | " + " | ".join(PEERS[p][0] for p in peers) + " |",
+        "|---|" + "---:|" * (1 + len(peers)),
+        row(
+            "ingest (memories/s)",
+            f"{ing['memex_per_s']:,.0f}",
+            lambda p: f"{ing[f'{p}_per_s']:,.0f}",
+        ),
+        row("memex ingest ÷ peer", "", lambda p: _x(ing["memex_per_s"] / ing[f"{p}_per_s"])),
+        row("search p50 / p99 (ms)", _ms(hyb), lambda p: _ms(s[p])),
+        row(
+            "memex search speed ÷ peer, p50 / p99",
+            "",
+            lambda p: f"{faster(p, 'p50_ms')} / {faster(p, 'p99_ms')}",
+        ),
+        row(
+            "first search after ingest (ms)",
+            f"{r['first_search_ms']['memex']:,.0f}",
+            lambda p: f"{r['first_search_ms'][p]:,.0f}",
+        ),
+        row(
+            "on disk (MB)",
+            f"{r['disk_bytes']['memex'] / 1e6:,.0f}",
+            lambda p: f"{r['disk_bytes'][p] / 1e6:,.0f}",
+        ),
         "",
+    ]
+    vec = s["memex_vector"]
+    like = "the two peers" if len(peers) == 2 else PEERS[peers[0]][1]
+    versus = [f"{_x(s[p]['p50_ms'] / vec['p50_ms'])} {PEERS[p][1]}'s" for p in peers]
+    versus[0] += " speed"
+    text = (
         f"memex search is `recall(k=10)`, hybrid (BM25 + vectors), the default. Vector-only "
         f'memex (its query vector, `embed_query`, + `recall(mode="vector", query_vector=)`), '
-        "like the two peers here: "
-        f"p50 / p99 {_ms(s['memex_vector'])} ms "
-        f"({_x(s['chroma']['p50_ms'] / s['memex_vector']['p50_ms'])} chromadb's speed and "
-        f"{_x(s['mem0']['p50_ms'] / s['memex_vector']['p50_ms'])} mem0's at p50). "
-        f"The embedder alone embeds {r['embed_alone_per_s']:,.0f} texts/s on the same texts. "
-        f"Building mem0's `Memory` took {r['mem0_construct_s']:.1f} s.",
-    ]
-    return lines
+        f"like {like} here: "
+        f"p50 / p99 {_ms(vec)} ms ({' and '.join(versus)} at p50). "
+        f"The embedder alone embeds {r['embed_alone_per_s']:,.0f} texts/s on the same texts."
+    )
+    if "mem0" in peers:
+        text += f" Building mem0's `Memory` took {r['mem0_construct_s']:.1f} s."
+    return [*lines, text]
 
 
 def quality_markdown(report: dict[str, Any]) -> list[str]:
     r = report["quality"]
     data, systems = r["data"], r["systems"]
+    ingested = r["ingest_seconds"]
+    ingest = ", ".join(
+        f"{PEERS[k][1] if k in PEERS else k} {sec:.1f} s" for k, sec in ingested.items()
+    )
     lines = [
         "### Quality on LoCoMo (dev)",
         "",
         f"{data['conversations']} conversations, {data['turns']} turns (one memory each), "
         f"{data['questions']} questions of categories 1-4 with evidence; embedder "
-        f"`{r['embedder']}` for all. Ingest: memex {r['ingest_seconds']['memex']:.1f} s, "
-        f"chromadb {r['ingest_seconds']['chroma']:.1f} s, mem0 {r['ingest_seconds']['mem0']:.1f} s.",
+        f"`{r['embedder']}` for all. Ingest: {ingest}.",
         "",
     ]
     lines += quality_tables(data, systems)
+    given = "memex, dense and chromadb are" if "chroma" in ingested else "memex and dense are"
+    mem0_note = (
+        "; mem0 embeds the query inside `search` (WordLlama: about 0.1 ms) and is "
+        f"timed on its one top-{DEPTH} call per question (its head is its top 10)"
+    )
     lines += [
         "",
-        "Search times: memex, dense and chromadb are given the query vector (embedding "
-        "excluded); mem0 embeds the query inside `search` (WordLlama: about 0.1 ms) and is "
-        f"timed on its one top-{DEPTH} call per question (its head is its top 10).",
+        f"Search times: {given} given the query vector (embedding "
+        f"excluded){mem0_note if 'mem0' in ingested else ''}.",
     ]
     odd = {n: s["k10_not_head_of_k50"] for n, s in systems.items() if s["k10_not_head_of_k50"]}
     if odd:
@@ -699,13 +740,20 @@ def quality_markdown(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     v = env["versions"]
+    systems = report["systems"]
+    peers: list[str] = []
+    if "mem0" in systems:
+        peers.append(f"mem0ai {v['mem0ai']} (qdrant-client {v['qdrant-client']}, local path mode)")
+    if "chroma" in systems:
+        peers.append(f"chromadb {v['chromadb']}")
     lines = [
         "```",
         f"$ {report['command']}",
         "```",
         "",
-        f"memex {env['memex']} ({(env['memex_source']['commit'] or '?')[:7]}), mem0ai {v['mem0ai']} (qdrant-client {v['qdrant-client']}, local "
-        f"path mode), chromadb {v['chromadb']}; Python {env['python']}, SQLite {env['sqlite']}, "
+        f"memex {env['memex']} ({(env['memex_source']['commit'] or '?')[:7]})"
+        + "".join(f", {p}" for p in peers)
+        + f"; Python {env['python']}, SQLite {env['sqlite']}, "
         f"{env['machine']}, {env['cpus']} CPUs. Whole run {report['total_seconds']:,.0f} s.",
         "",
     ]
@@ -728,6 +776,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo dev directory")
     parser.add_argument("--workdir", type=Path, help="where stores are made (default: temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="memex and one or both peers, comma-separated (default: memex,chromadb,mem0)",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write raw results here")
@@ -737,6 +790,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--parts takes speed, quality or both")
     if args.size < BATCH or args.queries < 1 or args.mem0_queries < 1:
         parser.error(f"--size must be at least {BATCH}, the counts positive")
+    chosen = {s.strip() for s in args.systems.split(",") if s.strip()}
+    if "memex" not in chosen or len(chosen) < 2 or chosen - set(SYSTEMS):
+        parser.error("--systems takes memex and chromadb, mem0 or both, comma-separated")
+    # Internal keys, in the fixed order the ingest rotation and the tables start from.
+    args.systems = [SYSTEMS[s] for s in SYSTEMS if s in chosen]
 
     started = time.perf_counter()
     own_workdir = args.workdir is None
@@ -746,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().addHandler(peer_log)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
-    report: dict[str, Any] = {"command": command_line()}
+    report: dict[str, Any] = {"command": command_line(), "systems": args.systems}
     try:
         if "speed" in parts:
             report["speed"] = speed(args, workdir / "speed")
