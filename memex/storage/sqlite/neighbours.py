@@ -48,10 +48,7 @@ def neighbour_query(
         f"WHERE {_SAME_THREAD} AND {where} AND {scan} LIMIT ?)"
         for side, sign, scan in _SIDES
     ]
-    query = (
-        "WITH k(i, seq) AS (SELECT key, value FROM json_each(?)) "
-        + " UNION ALL ".join(arms)
-    )
+    query = "WITH k(i, seq) AS (SELECT key, value FROM json_each(?)) " + " UNION ALL ".join(arms)
     return query, [json.dumps([int(k) for k in keys]), *params, radius, *params, radius]
 
 
