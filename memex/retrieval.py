@@ -9,7 +9,7 @@ the store and the embedder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from memex.core.episodes import EpisodeWeights, lift_episodes
@@ -86,37 +86,52 @@ def query_vector_of(value: object) -> np.ndarray:
     return vector
 
 
-class _Fusion:
-    """Fuses the legs once, inside the store call, to choose what ranking needs there:
-    the neighbour seeds, and the candidates whose facts it reads."""
+class _Ranking:
+    """The ranking steps a recall's single candidates call needs inside it, each done
+    once: fusion (to pick the neighbour seeds) and neighbour spreading (to pick the
+    candidates whose facts episodes read)."""
 
-    def __init__(self, weights: FusionWeights, shortlist: int) -> None:
+    def __init__(self, weights: FusionWeights, share: float, episodes: bool) -> None:
         self._weights = weights
-        self._shortlist = shortlist
-        self._done: tuple[Sequence[Candidate], Sequence[Candidate], list[Fused]] | None = None
+        self._share = share
+        self._episodes = episodes
+        self._fused: tuple[Sequence[Candidate], Sequence[Candidate], list[Fused]] | None = None
+        self._spread: tuple[list[Fused], Mapping[int, Sequence[int]], list[Fused]] | None = None
 
     def seeds(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
         """The keys whose neighbours to read: the best ``NEIGHBOUR_HITS`` fused."""
-        fused = self.fused(lexical, vector)
-        return [f.key for f in fused[:NEIGHBOUR_HITS]]
+        return [f.key for f in self.fused(lexical, vector)[:NEIGHBOUR_HITS]]
 
-    def wanted(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
+    def wanted(
+        self,
+        lexical: Sequence[Candidate],
+        vector: Sequence[Candidate],
+        neighbours: Mapping[int, Sequence[int]],
+    ) -> list[int]:
         """The candidates whose facts ranking reads, when no boost asks for every one's:
-        the best ``shortlist`` fused (the neighbour seeds and the episode candidates).
-
-        Neighbour spreading can only raise neighbours (whose facts come anyway) past the
-        others, so the best ``EPISODE_CANDIDATES`` after it are among these and them.
-        """
-        return [f.key for f in self.fused(lexical, vector)[: self._shortlist]]
+        the ``EPISODE_CANDIDATES`` that episodes lift (none without episodes)."""
+        if not self._episodes:
+            return []
+        spread = self.spread(self.fused(lexical, vector), neighbours)
+        return [f.key for f in spread[:EPISODE_CANDIDATES]]
 
     def fused(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[Fused]:
         """``fuse(lexical, vector)``, computed once for the same two lists."""
-        done = self._done
+        done = self._fused
         if done is not None and done[0] is lexical and done[1] is vector:
             return done[2]
         fused = fuse(lexical, vector, self._weights)
-        self._done = (lexical, vector, fused)
+        self._fused = (lexical, vector, fused)
         return fused
+
+    def spread(self, fused: list[Fused], neighbours: Mapping[int, Sequence[int]]) -> list[Fused]:
+        """``spread_to_neighbours(fused, neighbours)``, computed once for the same two."""
+        done = self._spread
+        if done is not None and done[0] is fused and done[1] is neighbours:
+            return done[2]
+        spread = spread_to_neighbours(fused, neighbours, self._share) if neighbours else fused
+        self._spread = (fused, neighbours, spread)
+        return spread
 
 
 def search(
@@ -147,9 +162,8 @@ def search(
     # Hybrid only: a single-leg mode promises that leg's matches and nothing else.
     spread = mode == "hybrid" and settings.neighbour_share > 0 and settings.neighbour_radius > 0
     episodes = episode_weights(engine) if mode == "hybrid" else None
-    shortlist = max(EPISODE_CANDIDATES if episodes else 0, NEIGHBOUR_HITS if spread else 0)
-    fusion = _Fusion(w, shortlist)
     boosted = bool(w.importance_weight or w.recency_weight)  # boosts may lift any candidate
+    ranking = _Ranking(w, settings.neighbour_share, episodes is not None)
     found = engine.store.candidates(
         filters,
         CandidateQuery(
@@ -157,13 +171,13 @@ def search(
             vector=vector,
             limit=max(settings.candidates, k),
             radius=settings.neighbour_radius if spread else 0,
-            seeds=fusion.seeds,
-            wanted=None if boosted else fusion.wanted,  # every candidate's: boosts lift any
+            seeds=ranking.seeds,
+            wanted=None if boosted else ranking.wanted,  # boosts read every candidate's
         ),
     )
-    fused = fusion.fused(found.lexical, found.vector)
+    fused = ranking.fused(found.lexical, found.vector)
     if spread and fused:
-        fused = spread_to_neighbours(fused, found.neighbours, settings.neighbour_share)
+        fused = ranking.spread(fused, found.neighbours)
     if episodes is not None and fused:
         head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
         fused = lift_episodes(head, found.facts, terms, episodes) + tail

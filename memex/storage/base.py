@@ -141,9 +141,16 @@ class SavedContext:
     ids: tuple[str, ...]
 
 
-Choice: TypeAlias = "Callable[[Sequence[Candidate], Sequence[Candidate]], Collection[int]]"
-"""Picks keys from the two legs' candidates (lexical, vector): ranking's choice, made
-where the candidates are."""
+Seeds: TypeAlias = "Callable[[Sequence[Candidate], Sequence[Candidate]], Collection[int]]"
+"""Picks keys from the two legs' candidates (lexical, vector): the keys whose thread
+neighbours ranking reads."""
+
+Wanted: TypeAlias = (
+    "Callable[[Sequence[Candidate], Sequence[Candidate], Mapping[int, Sequence[int]]], "
+    "Collection[int]]"
+)
+"""Picks, from the two legs' candidates and the neighbours found (seed -> keys), the keys
+whose facts ranking reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +160,18 @@ class CandidateQuery:
     ``terms`` feed the lexical leg (none: no lexical leg), ``vector`` the vector leg
     (None: no vector leg); each leg returns up to ``limit`` candidates. With ``radius``
     above 0, ``seeds`` picks keys among the legs' candidates, and the store adds up to
-    ``radius`` memories on each side of each of them in its thread. ``wanted`` picks the
-    candidates whose facts ranking reads (None: every one's); neighbours' facts always
-    come.
+    ``radius`` memories on each side of each of them in its thread. Then ``wanted``
+    picks the keys whose facts ranking reads (None: every candidate's and neighbour's).
+    These are ranking's choices, made where the candidates are, so a store behind a
+    network still answers a recall in one round trip.
     """
 
     terms: tuple[str, ...] = ()
     vector: Vector | None = None
     limit: int = 100
     radius: int = 0
-    seeds: Choice | None = None
-    wanted: Choice | None = None
+    seeds: Seeds | None = None
+    wanted: Wanted | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +182,8 @@ class Candidates:
     score. ``neighbours`` maps each seed to the keys next to it in its thread, nearest
     first, before then after (a thread is the memories sharing a whole scope and kind,
     in creation order; only memories passing the filters count). ``ids`` holds the id of
-    every key above. ``facts`` holds what ranking needs (thread, creation time,
-    importance, text) of every neighbour and of the wanted leg candidates that still
-    pass the filters.
+    every key above (and may hold more). ``facts`` holds what ranking needs (thread, creation time,
+    importance, text) of the wanted keys that still pass the filters.
     """
 
     lexical: builtins.list[Candidate] = field(default_factory=list)

@@ -6,7 +6,7 @@ the same store is opened from ``store.info().location``, as another process woul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,7 +138,8 @@ def test_tenants_are_isolated(store: Store) -> None:
     assert get(store, Scope(tenant="t2"), a.id) is None
     both = CandidateQuery(terms=("alpha",), vector=vec(1, 0, 0, 0), radius=2, seeds=everything)
     found = store.candidates(flt("t2"), both)
-    assert set(found.ids.values()) == {b.id}
+    assert {found.ids[c.key] for c in (*found.lexical, *found.vector)} == {b.id}
+    assert a.id not in found.ids.values()
     assert len(found.lexical) == len(found.vector) == 1
     assert store.fetch(flt("t2"), [a.id, b.id]) == {b.id: b}
     assert store.history(Scope(tenant="t2"), a.id) == []
@@ -520,6 +521,37 @@ def test_neighbours_follow_the_thread_in_creation_order(store: Store) -> None:
     assert set(around.facts) >= {*k, key["other session"]}
     no_radius = CandidateQuery(terms=("turn",), limit=20, radius=0, seeds=seeds)
     assert store.candidates(flt(), no_radius).neighbours == {}
+
+
+def test_facts_come_for_what_ranking_wants(store: Store) -> None:
+    chat = Scope(tenant="t1", project="p", session="s1")
+    turns = [memory(f"turn {i} apple", minutes=i, kind="message", scope=chat) for i in range(5)]
+    quiet = memory("no fruit here", minutes=9, kind="message", scope=chat)
+    put(store, *[(m, vec(1, 0, 0, 0)) for m in [*turns, quiet]])
+    asked: list[dict[int, list[int]]] = []
+
+    def first(lex: Sequence[Candidate], vector: Sequence[Candidate]) -> list[int]:
+        return [lex[0].key]
+
+    def wanted(
+        lex: Sequence[Candidate], vector: Sequence[Candidate], around: Mapping[int, Sequence[int]]
+    ) -> list[int]:
+        asked.append({seed: list(keys) for seed, keys in around.items()})
+        return [lex[-1].key, *(key for keys in around.values() for key in keys)]
+
+    query = CandidateQuery(terms=("apple",), limit=3, radius=1, seeds=first, wanted=wanted)
+    found = store.candidates(flt(), query)
+    assert asked == [found.neighbours]  # wanted saw the neighbours found
+    [(seed, around)] = found.neighbours.items()
+    assert seed == found.lexical[0].key and 1 <= len(around) <= 2
+    assert set(found.facts) == {found.lexical[-1].key, *around}  # only what was wanted
+    assert all(key in found.ids for key in (*found.facts, seed))
+    everything = store.candidates(
+        flt(), CandidateQuery(terms=("apple",), limit=3, radius=1, seeds=first)
+    )
+    assert set(everything.facts) == {*(c.key for c in everything.lexical), *around}
+    nothing = CandidateQuery(terms=("apple",), limit=3, wanted=lambda lex, vec, around: [])
+    assert store.candidates(flt(), nothing).facts == {}
 
 
 def test_facts_give_thread_time_importance_and_text(store: Store) -> None:

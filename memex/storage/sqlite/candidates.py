@@ -26,31 +26,32 @@ def gather(
     ids: dict[int, str],
 ) -> Candidates:
     """The legs' candidates completed with their ids (``ids`` holds those the legs read
-    already), the facts ranking wants and the seeds' neighbours with theirs.
+    already), the seeds' neighbours and the facts ranking wants.
 
-    Facts and neighbours are read in one read transaction, so they agree. A leg
-    candidate gone since its leg ran gets no facts.
+    Neighbours and facts are read in one read transaction, so they agree. A candidate
+    gone since its leg ran gets no facts.
     """
-    now = utcnow()
     everything = [c.key for c in (*lexical, *vector)]
     missing = [key for key in everything if key not in ids]
     if missing:  # candidates no filter check saw: the full-text lag, a pre-filtered search
         reads.ids_of(conn, missing, ids)
+    neighbours: dict[int, list[int]] = {}
     facts: dict[int, Facts] = {}
-    wanted = everything if query.wanted is None else query.wanted(lexical, vector)
-    spread = query.radius > 0 and query.seeds is not None and bool(everything)
-    # Facts and neighbours (of keys with facts) must agree: one read transaction.
+    if not everything:
+        return Candidates(lexical, vector, neighbours, ids, facts)
+    spread = query.radius > 0 and query.seeds is not None
     with reads.read_transaction(conn) if spread else contextlib.nullcontext():
+        if spread and query.seeds is not None:
+            seeds = list(query.seeds(lexical, vector))
+            if seeds:
+                neighbours = thread_neighbours(conn, filters, seeds, query.radius, utcnow(), ids)
+        if query.wanted is None:
+            wanted = [*everything, *(key for around in neighbours.values() for key in around)]
+        else:
+            wanted = list(query.wanted(lexical, vector, neighbours))
         if wanted:
             _read_facts(conn, filters, wanted, facts)
-        neighbours: dict[int, list[int]] = {}
-        if spread and query.seeds is not None:
-            seeds = [key for key in query.seeds(lexical, vector) if key in facts]
-            if seeds:
-                neighbours = thread_neighbours(conn, filters, seeds, query.radius, now, facts, ids)
-    known = {key: ids[key] for key in everything if key in ids}
-    known.update((key, ids[key]) for around in neighbours.values() for key in around)
-    return Candidates(lexical, vector, neighbours, known, facts)
+    return Candidates(lexical, vector, neighbours, ids, facts)
 
 
 def _read_facts(

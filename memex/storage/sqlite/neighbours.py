@@ -6,10 +6,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from memex.core.ranking import Facts
+from typing import Any
 
 from memex.core.query import Filters
 from memex.storage.sqlite import sql
@@ -22,8 +19,6 @@ _SAME_THREAD = (
 _BEFORE = "(n.created_at, n.seq) < (m.created_at, m.seq) ORDER BY n.created_at DESC, n.seq DESC"
 _AFTER = "(n.created_at, n.seq) > (m.created_at, m.seq) ORDER BY n.created_at, n.seq"
 _SIDES = ((0, "-", _BEFORE), (1, "", _AFTER))
-# A neighbour's id and facts but its thread, which is its key's.
-_FACTS = "x.seq, x.id, x.created_at, x.importance, x.content"
 
 
 def neighbour_query(
@@ -31,8 +26,8 @@ def neighbour_query(
 ) -> tuple[str, list[Any]]:
     """One statement finding every key's neighbours, and its parameters.
 
-    Rows are (position of the key in ``keys``, side, sort key, sort key, then the
-    neighbour's key, id, creation time, importance and content),
+    Rows are (position of the key in ``keys``, side, sort key, sort key, the
+    neighbour's key and id),
     in no particular order (``thread_neighbours`` sorts the few it gets: sorting in SQL
     would carry every row's text through a temporary index). Each side of each key is one
     range scan of the thread index (tenant, project, kind, created_at) that stops after
@@ -42,7 +37,7 @@ def neighbour_query(
     """
     where, params = sql.filter_clause(filters, now, alias="n")
     arms = [
-        f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, {_FACTS} "
+        f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, x.seq, x.id "
         "FROM k JOIN memories m ON m.seq = k.seq JOIN memories x ON x.seq IN ("
         "SELECT n.seq FROM memories n INDEXED BY memories_thread "
         f"WHERE {_SAME_THREAD} AND {where} AND {scan} LIMIT ?)"
@@ -62,12 +57,10 @@ def thread_neighbours(
     keys: Sequence[int],
     radius: int,
     now: datetime,
-    facts: dict[int, Facts] | None = None,
     ids: dict[int, str] | None = None,
 ) -> dict[int, list[int]]:
-    """Up to ``radius`` memories before and after each key that pass ``filters``; with
-    ``facts``, which holds the keys' facts, the neighbours' facts go there too, and
-    with ``ids`` their ids.
+    """Up to ``radius`` memories before and after each key that pass ``filters`` (with
+    ``ids``, their ids go there).
 
     Nearest first on each side, before then after; keys without any are left out.
     All keys are asked in one statement, which saves the per-statement cost of two
@@ -83,11 +76,4 @@ def thread_neighbours(
         out.setdefault(unique[row[0]], []).append(row[4])
     if ids is not None:
         ids.update((row[4], row[5]) for row in rows)
-    if facts is not None:
-        from memex.core.ranking import Facts
-
-        for i, _, _, _, seq, _, created, importance, content in rows:
-            seed = facts.get(unique[i])
-            if seed is not None and seq not in facts:
-                facts[seq] = Facts(seed.thread, created, importance, content)
     return out
