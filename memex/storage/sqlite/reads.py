@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, utcnow
@@ -119,6 +119,22 @@ def passing(
 def ids_of(conn: sqlite3.Connection, keys: Sequence[int], into: dict[int, str]) -> None:
     """Add the ids of the memories behind ``keys`` to ``into``."""
     into.update(in_chunks(conn, "SELECT seq, id FROM memories WHERE seq IN ({marks})", keys))
+
+
+def by_ids(
+    conn: sqlite3.Connection, filters: Filters, ids: Sequence[str], keys: Mapping[str, int]
+) -> list[tuple[Any, ...]]:
+    """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``;
+    ``keys`` maps ids to keys where known (a recall's candidates), to look rows up by
+    key rather than through the (tenant, id) index."""
+    where, params = sql.filter_clause(filters, utcnow())
+    if len(ids) == 1:  # get: one indexed lookup
+        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
+        return conn.execute(query, [ids[0], *params]).fetchall()
+    if all(memory_id in keys for memory_id in ids):  # a recall's page
+        return by_keys(conn, sql.COLUMNS, [keys[memory_id] for memory_id in ids], where, params)
+    query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
+    return in_chunks(conn, query, list(dict.fromkeys(ids)), params, convert=str)
 
 
 def vectors_by_hash(

@@ -320,20 +320,9 @@ class SQLiteStore:
     def fetch(self, filters: Filters, ids: Sequence[str]) -> dict[str, Memory]:
         if not ids:
             return {}
-        where, params = sql.filter_clause(filters, utcnow())
         tenant, recent = self._recent_keys  # ids are unique within a tenant only
-        if tenant != filters.scope.tenant:
-            recent = {}
-        if len(ids) == 1:  # get: one indexed lookup
-            query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
-            found = self._rows(query, [ids[0], *params])
-        elif all(memory_id in recent for memory_id in ids):  # a recall's page: by key
-            keys = [recent[memory_id] for memory_id in ids]
-            found = self._run(lambda c: reads.by_keys(c, sql.COLUMNS, keys, where, params))
-        else:
-            query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
-            unique = list(dict.fromkeys(ids))
-            found = self._run(lambda c: reads.in_chunks(c, query, unique, params, convert=str))
+        keys = recent if tenant == filters.scope.tenant else {}
+        found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
