@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from memex.core.build import build_memory
@@ -19,26 +18,15 @@ from memex.core.progress import Progress
 from memex.core.query import Filters
 from memex.core.versions import superseded
 from memex.errors import ValidationError
+from memex.handle import Handle
 from memex.storage.base import WriteBatch
 
 if TYPE_CHECKING:
-    from memex.engine import Engine
+    pass
 
 
-class InsertionMixin:
+class InsertionMixin(Handle):
     """``remember_many`` and the insert path every new memory takes."""
-
-    _engine: Engine
-    _scope: Scope
-
-    def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
-        raise NotImplementedError
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError
-
-    def _tenant(self) -> Scope:
-        raise NotImplementedError
 
     @property
     def _chooses_ids(self) -> bool:

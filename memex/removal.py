@@ -17,10 +17,11 @@ from memex.core.query import Filters
 from memex.core.supersede import restored_validity
 from memex.core.versions import deleted, revalidated
 from memex.errors import NotFoundError, ValidationError
+from memex.handle import Handle
 from memex.storage.base import WriteBatch
 
 if TYPE_CHECKING:
-    from memex.engine import Engine
+    pass
 
 _Update = tuple[Memory, None, int]
 _CHAIN_LIMIT = 64
@@ -28,17 +29,8 @@ _CHAIN_LIMIT = 64
 _PAGE = 1000
 
 
-class RemovalMixin:
+class RemovalMixin(Handle):
     """``forget``, ``purge`` and ``unsupersede`` for a scoped handle."""
-
-    _engine: Engine
-    _scope: Scope
-
-    def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
-        raise NotImplementedError
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError
 
     def forget(self, memory_id: str) -> Memory:
         """Soft-delete a memory: no read but ``history`` returns it, at any ``as_of``;
@@ -106,9 +98,6 @@ class RemovalMixin:
         engine = self._engine
         batch = WriteBatch(updates=list(updates))
         engine.store.write(scope or self._tenant(), batch, engine.embedding.current_model())
-
-    def _tenant(self) -> Scope:
-        return Scope(tenant=self._scope.tenant)
 
     def _restored(self, removed: Memory, now: datetime) -> builtins.list[_Update]:
         """New versions of the memories ``removed`` superseded, as if it never had."""

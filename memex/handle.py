@@ -1,0 +1,31 @@
+"""What the parts ``Memex`` is mixed from share: its engine and scope, and the checks
+every part calls (``Memex`` defines the first two)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from memex.core.models import Memory, Scope
+
+if TYPE_CHECKING:
+    from memex.engine import Engine
+
+
+class Handle:
+    """The base of ``Memex``'s parts: the engine and scope of one handle."""
+
+    _engine: Engine
+    _scope: Scope
+
+    def _get_visible(self, memory_id: str, now: datetime | None = None) -> Memory:
+        """The memory as ``get`` finds it, else NotFoundError (defined by ``Memex``)."""
+        raise NotImplementedError
+
+    def _check_writable(self) -> None:
+        """Raise StoreReadOnlyError for a store that takes no writes (defined by ``Memex``)."""
+        raise NotImplementedError
+
+    def _tenant(self) -> Scope:
+        """The handle's whole tenant: ids are unique within it, supersedes link within it."""
+        return Scope(tenant=self._scope.tenant)
