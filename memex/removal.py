@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from memex.core.ids import stored_id
 from memex.core.models import Memory, Scope, utcnow
@@ -19,9 +18,6 @@ from memex.core.versions import deleted, revalidated
 from memex.errors import NotFoundError, ValidationError
 from memex.handle import Handle
 from memex.storage.base import WriteBatch
-
-if TYPE_CHECKING:
-    pass
 
 _Update = tuple[Memory, None, int]
 _CHAIN_LIMIT = 64

@@ -148,7 +148,8 @@ def search(
     """The ``k`` best hits for ``query`` within ``filters``; records their access.
 
     Two store calls, whatever is turned on: the candidates with everything ranking needs
-    about each, then the page of memories to return.
+    about each, then the page of memories to return (and another page only for memories
+    removed between the two).
     """
     settings = engine.settings
     w = weights or default_weights(engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,37 @@ from memex import Memex, Settings
 from memex.storage.base import Store
 from memex.storage.open import open_store
 
-BACKENDS = ["sqlite"]
+
+@dataclass(frozen=True)
+class Backend:
+    """How the contract suite reaches one backend: a fresh store, another handle on it
+    (as another process would open it) and a store made by ``Store.backup``."""
+
+    name: str
+    settings: Settings
+    folder: Path
+
+    def open(self) -> Store:
+        return open_store(self.folder / "contract.db", self.settings)
+
+    def reopen(self, *, read_only: bool = False) -> Store:
+        return open_store(
+            self.folder / "contract.db", self.settings.with_changes(read_only=read_only)
+        )
+
+    def backup_target(self) -> Path:
+        return self.folder / "backup" / "contract-copy.db"
+
+    def open_backup(self, target: Path) -> Store:
+        return open_store(target, self.settings)
+
+
+BACKENDS = {
+    "sqlite": Settings(),
+    # The derived indexes from the first memory: the full-text (tantivy) and approximate
+    # vector paths, which the defaults take only in large stores.
+    "sqlite-indexed": Settings(lexical_index_min=1, ann_min_vectors=64),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -35,12 +66,17 @@ def mx(store_path: Path) -> Iterator[Memex]:
         yield handle
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend the contract suite runs against (later backends register above)."""
+    folder = tmp_path / request.param
+    (folder / "backup").mkdir(parents=True)
+    return Backend(request.param, BACKENDS[request.param], folder)
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
     """A fresh store of each backend; the contract suite runs against all of them."""
-    if request.param == "sqlite":
-        opened = open_store(tmp_path / "contract.db", Settings())
-    else:  # pragma: no cover - later backends register here
-        raise AssertionError(request.param)
+    opened = backend.open()
     yield opened
     opened.close()

@@ -1,6 +1,7 @@
-"""One recall makes at most two store calls, whatever ranking features are on: the
-candidates with everything ranking needs, then the page. Behind a network each call is
-a round trip, so this is a property of the seam, checked through a counting wrapper."""
+"""One recall makes two store calls, whatever ranking features are on: the candidates
+with everything ranking needs, then the page (a third only if a memory of the page is
+removed between the two). Each call costs a backend behind a network its round trips,
+so this is a property of the seam, checked through a counting wrapper."""
 
 from __future__ import annotations
 
@@ -74,7 +75,10 @@ def test_a_recall_makes_two_store_calls(
     with Memex.open(tmp_path / "m.db", **settings) as mx:
         fill(mx)
         counting = Counting(mx._engine.store)
+        # Everything that holds the store holds the wrapper: no call goes around it.
         mx._engine.store = counting  # type: ignore[assignment]
+        mx._engine.embedding.store = counting  # type: ignore[assignment]
+        mx._engine.access._store = counting  # type: ignore[assignment]
         hits = mx.recall("beach trip with the dog", k=10, mode=mode)  # type: ignore[arg-type]
         assert counting.calls == ["candidates", "fetch"]
         assert len(hits) == 10

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from memex import Hit, Memex
-from memex.core.episodes import EpisodeWeights, Placement, lift_episodes
+from memex.core.episodes import EpisodeWeights, lift_episodes
 from memex.core.models import to_micros, utcnow
-from memex.core.ranking import FusionWeights, boost, fuse, spread_to_neighbours
+from memex.core.ranking import Facts, FusionWeights, boost, fuse, spread_to_neighbours
 from memex.core.text import query_terms
 from memex.embedders.base import vector_weight_for
 from memex.retrieval import EPISODE_CANDIDATES
@@ -70,7 +70,7 @@ def reference_recall(mx: Memex, query: str, k: int, **filters: Any) -> list[Hit]
     if fused and settings.episode_minutes > 0:
         head, tail = fused[:EPISODE_CANDIDATES], fused[EPISODE_CANDIDATES:]
         placed = {
-            key: Placement((m.scope, m.kind), to_micros(m.created_at), m.content)
+            key: Facts((m.scope, m.kind), to_micros(m.created_at), m.importance, m.content)
             for key, m in built.items()
         }
         episodes = EpisodeWeights(

@@ -14,30 +14,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
-from typing import NamedTuple, Protocol
 
-from memex.core.ranking import Fused, with_extra
-
-
-class Placement(NamedTuple):
-    """Where a candidate sits: its thread (scope and kind), creation time in µs, text."""
-
-    thread: Hashable
-    created_us: int
-    text: str
-
-
-class Placed(Protocol):
-    """Anything that says where a candidate sits (a ``Placement``, ranking's ``Facts``)."""
-
-    @property
-    def thread(self) -> Hashable: ...
-
-    @property
-    def created_us(self) -> int: ...
-
-    @property
-    def text(self) -> str: ...
+from memex.core.ranking import Facts, Fused, with_extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +73,7 @@ def word_masks(texts: Sequence[str], terms: Sequence[str]) -> list[int]:
 
 def lift_episodes(
     fused: Sequence[Fused],
-    placements: Mapping[int, Placed],
+    placements: Mapping[int, Facts],
     terms: Sequence[str],
     weights: EpisodeWeights,
 ) -> list[Fused]:

@@ -15,7 +15,8 @@ from memex.errors import ValidationError
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A store row a search leg returned: its key and the leg's raw score (higher is better)."""
+    """A memory a search leg found: the store's key for it and the leg's raw score
+    (higher is better). Keys ascend in the order memories were written."""
 
     key: int
     score: float
@@ -25,7 +26,8 @@ class Facts(NamedTuple):
     """What ranking needs to know about a candidate besides its leg scores."""
 
     thread: Hashable
-    """The candidate's thread: its whole scope and its kind (see ``neighbours``)."""
+    """Which thread the candidate is in: memories sharing a whole scope and kind, in
+    creation order (a conversation, a work session); equal values, same thread."""
     created_us: int
     """Creation time, in microseconds since the Unix epoch."""
     importance: float
@@ -216,7 +218,7 @@ def boost(
         parts["importance"] = weights.importance_weight * importance
         score += parts["importance"]
     if weights.recency_weight:
-        age_days = max(now_us - created_us, 0) / 86_400_000_000
+        age_days = max(now_us - created_us, 0) / 1_000_000 / 86_400  # as timedelta does
         half_life = max(weights.recency_half_life_days, 1e-6)
         parts["recency"] = weights.recency_weight * math.pow(0.5, age_days / half_life)
         score += parts["recency"]

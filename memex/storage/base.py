@@ -162,8 +162,10 @@ class CandidateQuery:
     above 0, ``seeds`` picks keys among the legs' candidates, and the store adds up to
     ``radius`` memories on each side of each of them in its thread. Then ``wanted``
     picks the keys whose facts ranking reads (None: every candidate's and neighbour's).
-    These are ranking's choices, made where the candidates are, so a store behind a
-    network still answers a recall in one round trip.
+    These are ranking's choices, made where the candidates are, so a recall asks the
+    store once for its candidates, whatever ranking needs. The store passes the legs'
+    lists to both callables and returns those same lists, unchanged (ranking reuses
+    what it computed from them).
     """
 
     terms: tuple[str, ...] = ()
@@ -236,18 +238,23 @@ class Store(Protocol):
         ...
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        """Every version of a memory, oldest first; empty if it is unknown."""
+        """Every version of a memory, oldest first; empty if it is unknown. Read
+        statistics belong to the memory, not to a version: past versions carry none
+        (``access_count`` 0, no ``last_accessed_at``)."""
         ...
 
     def list(
         self, filters: Filters, order: Order, limit: int | None, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
         """A page of memories in creation order, with the cursor of the next page (an
-        opaque string of the backend's; a malformed one is a ValidationError)."""
+        opaque string of the backend's; a malformed one is a ValidationError), or None
+        after the last page. ``limit=None`` returns every memory left, in one page."""
         ...
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
-        """A recall's candidates within ``filters``, all read at one moment."""
+        """A recall's candidates within ``filters``: each leg's candidates pass the
+        filters as it finds them; neighbours and facts are read at one moment after.
+        A candidate purged meanwhile is left out."""
         ...
 
     def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> Snapshot:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memex.core.episodes import EpisodeWeights, Placement, lift_episodes, word_masks
-from memex.core.ranking import Fused, _fused, with_extra
+from memex.core.episodes import EpisodeWeights, lift_episodes, word_masks
+from memex.core.ranking import Facts, Fused, _fused, with_extra
 from memex.core.text import query_terms
 
 MINUTE = 60_000_000
@@ -18,8 +18,8 @@ def f(key: int, score: float) -> Fused:
     return _fused(key, score, None, None, 0.0, 0.0, 0.0)
 
 
-def place(at: int, text: str = "", thread: str = "t") -> Placement:
-    return Placement(thread, at, text)
+def place(at: int, text: str = "", thread: str = "t") -> Facts:
+    return Facts(thread, at, 0.0, text)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_with_extra_adds_to_the_score_and_to_its_part() -> None:
 
 
 def reference(
-    fused: list[Fused], placements: dict[int, Placement], terms: list[str], w: EpisodeWeights
+    fused: list[Fused], placements: dict[int, Facts], terms: list[str], w: EpisodeWeights
 ) -> dict[int, float]:
     """The lift of each candidate, computed pair by pair."""
     top = max(x.score for x in fused)
@@ -165,7 +165,7 @@ def test_lift_matches_a_pairwise_reference(
         (f(i, s) for i, (s, _, _, _) in enumerate(rows)), key=lambda x: (-x.score, x.key)
     )
     placements = {
-        i: Placement(thread, at, " ".join(words))
+        i: Facts(thread, at, 0.0, " ".join(words))
         for i, (_, at, thread, words) in enumerate(rows)
         if i % 7 != 3  # a few candidates have no placement
     }

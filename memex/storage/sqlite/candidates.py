@@ -29,12 +29,15 @@ def gather(
     already), the seeds' neighbours and the facts ranking wants.
 
     Neighbours and facts are read in one read transaction, so they agree. A candidate
-    gone since its leg ran gets no facts.
+    purged since its leg ran is left out; one changed otherwise gets no facts.
     """
-    everything = [c.key for c in (*lexical, *vector)]
-    missing = [key for key in everything if key not in ids]
+    missing = [c.key for c in (*lexical, *vector) if c.key not in ids]
     if missing:  # candidates no filter check saw: the full-text lag, a pre-filtered search
         reads.ids_of(conn, missing, ids)
+        if any(key not in ids for key in missing):  # purged meanwhile
+            lexical = [c for c in lexical if c.key in ids]
+            vector = [c for c in vector if c.key in ids]
+    everything = [c.key for c in (*lexical, *vector)]
     neighbours: dict[int, list[int]] = {}
     facts: dict[int, Facts] = {}
     if not everything:

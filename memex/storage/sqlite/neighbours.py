@@ -27,9 +27,8 @@ def neighbour_query(
     """One statement finding every key's neighbours, and its parameters.
 
     Rows are (position of the key in ``keys``, side, sort key, sort key, the
-    neighbour's key and id),
-    in no particular order (``thread_neighbours`` sorts the few it gets: sorting in SQL
-    would carry every row's text through a temporary index). Each side of each key is one
+    neighbour's key and id), in no particular order: ``thread_neighbours`` sorts the few
+    it gets, without a temporary index. Each side of each key is one
     range scan of the thread index (tenant, project, kind, created_at) that stops after
     ``radius`` rows of the thread. The index is named because the planner, without
     statistics, may pick (tenant, kind, created_at), which walks every project's

@@ -75,20 +75,13 @@ def by_keys(
     return in_chunks(conn, query, keys, params)
 
 
-def facts_columns(alias: str = "m") -> str:
-    """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key.
-
-    The thread (every scope field but the tenant, which the filters fix, and the kind)
-    comes as one string: scope values and kinds never hold a NUL, which separates them.
-    """
-    a = alias
-    parts = [f"coalesce({a}.{c}, '')" for c in _SCOPE_NO_TENANT]
-    thread = " || char(0) || ".join([*parts, f"{a}.kind"])
-    return f"{a}.seq, {thread}, {a}.created_at, {a}.importance, {a}.content"
-
-
 _SCOPE_NO_TENANT = [c for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
-FACTS_COLUMNS = facts_columns()
+_THREAD = " || char(0) || ".join([*(f"coalesce(m.{c}, '')" for c in _SCOPE_NO_TENANT), "m.kind"])
+FACTS_COLUMNS = f"m.seq, {_THREAD}, m.created_at, m.importance, m.content"
+"""What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key.
+
+The thread (every scope field but the tenant, which the filters fix, and the kind) comes
+as one string: scope values and kinds never hold a NUL, which separates them."""
 
 
 def facts_of(rows: Iterable[Sequence[Any]], into: dict[int, Facts]) -> None:
@@ -131,10 +124,15 @@ def by_ids(
     if len(ids) == 1:  # get: one indexed lookup
         query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
         return conn.execute(query, [ids[0], *params]).fetchall()
+    rows: list[tuple[Any, ...]] = []
     if all(memory_id in keys for memory_id in ids):  # a recall's page
-        return by_keys(conn, sql.COLUMNS, [keys[memory_id] for memory_id in ids], where, params)
+        rows = by_keys(conn, sql.COLUMNS, [keys[memory_id] for memory_id in ids], where, params)
+        if len(rows) == len(set(ids)):
+            return rows
+        # A miss: filtered out, or purged and written again under a new key.
+        ids = list(set(ids) - {row[1] for row in rows})
     query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id IN ({{marks}}) AND {where}"
-    return in_chunks(conn, query, list(dict.fromkeys(ids)), params, convert=str)
+    return rows + in_chunks(conn, query, list(dict.fromkeys(ids)), params, convert=str)
 
 
 def vectors_by_hash(

@@ -88,7 +88,8 @@ class SQLiteStore:
         self._fulltext_index: FullTextIndex | None = None
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
-        # The tenant, ids and keys of the last candidates read (by any thread).
+        # The tenant, ids and keys of the last candidates read (by any thread: another
+        # thread's recall replaces them, and a page then takes the (tenant, id) index).
         self._recent_keys: tuple[str | None, dict[str, int]] = (None, {})
         self._wal_dirty = False  # a purge's page images may still be in the WAL
         try:
@@ -131,7 +132,7 @@ class SQLiteStore:
             read_only=self._read_only,
             schema_version=self._version,
             vectors=self._vectors_model(),
-            memories=self._size_estimate(),
+            memories=self._size_cached(),
             files=tuple(self._files()),
         )
 
@@ -318,9 +319,12 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------
 
     def fetch(self, filters: Filters, ids: Sequence[str]) -> dict[str, Memory]:
+        sql.scope_clause(filters.scope)  # refuses a scope without a tenant
         if not ids:
             return {}
-        tenant, recent = self._recent_keys  # ids are unique within a tenant only
+        # The last recall's candidates (of whichever thread asked last): its page is
+        # found by key. Ids are unique within a tenant only.
+        tenant, recent = self._recent_keys
         keys = recent if tenant == filters.scope.tenant else {}
         found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
@@ -350,10 +354,6 @@ class SQLiteStore:
             if found is not None:
                 return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
-
-    def _prune_common(self, terms: Sequence[str]) -> Sequence[str]:
-        size = self._size_cached()
-        return self._run(lambda c: lexical.prune_common(c, terms, size))
 
     def _size_cached(self) -> int:
         now = time.monotonic()
