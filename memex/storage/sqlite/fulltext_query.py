@@ -145,7 +145,9 @@ def search_index(
         if found is None:
             return None
         indexed = found
-    tail = lexical.search(conn, filters, kept_terms, limit, 0, after=mark.max_seq)
+    tail: list[Candidate] = []
+    if reads.high_key(conn) > mark.max_seq:  # memories written after the index's last
+        tail = lexical.search(conn, filters, kept_terms, limit, 0, after=mark.max_seq)
     for start in range(0, len(pending), 500):
         chunk = sorted(pending)[start : start + 500]
         tail += lexical.search(conn, filters, kept_terms, limit, 0, among=chunk)
