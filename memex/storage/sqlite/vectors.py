@@ -19,6 +19,7 @@ import math
 import sqlite3
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,7 @@ from memex.storage.sqlite.ann import (
 from memex.storage.sqlite.changes import EPOCH_KEY
 from memex.storage.sqlite.connection import write_failure
 from memex.storage.sqlite.tenant_vectors import TenantVectors, rows_of
+from memex.storage.sqlite.vector_marks import PROBE, count_after, generation, watermark
 
 REPLAY_MIN = 10_000
 _CHUNK = 16_384  # rows read and added per step
@@ -54,17 +56,6 @@ def save_due(unsaved: int, size: int) -> bool:
     its file was written, should be saved now: when none of it is saved yet, or when the
     next process to load the file would replay a tenth of it (at least ``REPLAY_MIN``)."""
     return unsaved > 0 and unsaved >= min(size, max(REPLAY_MIN, size // 10))
-
-
-def _generation(conn: sqlite3.Connection) -> tuple[str | None, str, int]:
-    """The vectors' model, the store's id and the reindex epoch, in one read."""
-    found = dict(
-        conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('vectors_model', 'store_id', ?)",
-            (EPOCH_KEY,),
-        ).fetchall()
-    )
-    return found.get("vectors_model"), str(found.get("store_id", "")), int(found.get(EPOCH_KEY, 0))
 
 
 class VectorIndex:
@@ -93,13 +84,13 @@ class VectorIndex:
     def _refresh(
         self, conn: sqlite3.Connection, tenant: str, progress: Progress | None = None
     ) -> TenantVectors:
-        model, store_id, epoch = _generation(conn)
+        model, store_id, epoch = generation(conn)
         if model is not None and model != self.model:
             raise EmbedderMismatchError(
                 f"the store's vectors now come from {model} (reindexed or restored by "
                 "another process); open it again to use that model"
             )
-        newest = _watermark(conn, tenant)
+        newest = watermark(conn, tenant)
         state = self._tenants.get(tenant)
         if state is None or state.epoch != epoch or state.store_id != store_id:
             key = FileKey(store_id, tenant, self.model, epoch)
@@ -107,8 +98,8 @@ class VectorIndex:
             self._tenants[tenant] = state
         total = 0
         if progress is not None:  # counted only for a caller who shows it
-            total = _count(conn, "vectors", "seq", tenant, state.max_key)
-            total += _count(conn, "index_changes", "pos", tenant, state.change_pos)
+            total = count_after(conn, "vectors", "seq", tenant, state.max_key)
+            total += count_after(conn, "index_changes", "pos", tenant, state.change_pos)
         tally = Tally(progress if total else None, "indexing vectors", total)
         if newest.change_pos > state.change_pos:
             self._apply_changes(conn, state, tenant, tally)
@@ -224,9 +215,32 @@ class VectorIndex:
         tally.advance(len(changes))
 
     def _refreshed(self, conn: sqlite3.Connection, tenant: str) -> TenantVectors:
-        """Refresh inside one read transaction, so model, epoch, log and rows agree."""
+        """Refresh inside one read transaction, so model, epoch, log and rows agree.
+
+        Most searches find nothing new: one statement (one snapshot) says so, and the
+        transaction and its reads are spared.
+        """
+        state = self._tenants.get(tenant)
+        if state is not None and self._current(
+            state, conn.execute(PROBE, (EPOCH_KEY, tenant, tenant)).fetchone()
+        ):
+            return state
         with reads.read_transaction(conn):
             return self._refresh(conn, tenant)
+
+    def _current(self, state: TenantVectors, probe: tuple[Any, ...]) -> bool:
+        """Whether ``_refresh`` would find nothing to do: same model, store and epoch, no
+        rows or changes after the state's, no conversion or save due."""
+        model, store_id, epoch, top, pos = probe
+        return (
+            (model is None or model == self.model)
+            and state.store_id == str(store_id or "")
+            and state.epoch == int(epoch or 0)
+            and int(top or 0) <= state.max_key
+            and int(pos or 0) <= state.change_pos
+            and not (state.ivf is None and state.size >= self.ann_min_vectors)
+            and not (state.ivf is not None and save_due(state.unsaved, state.size))
+        )
 
     # -- index files --------------------------------------------------------------------
 
@@ -323,16 +337,16 @@ class VectorIndex:
         or replay a save's worth of rows or changes after the saved file (cheap)."""
         if self.files is None:
             return False
-        newest = _watermark(conn, tenant)
+        newest = watermark(conn, tenant)
         limit = Watermark(reads.high_key(conn), newest.change_pos)
-        _, store_id, epoch = _generation(conn)
+        _, store_id, epoch = generation(conn)
         saved = self.files.newest(FileKey(store_id, tenant, self.model, epoch), limit)
         if saved is None:
             return self._large(conn, tenant, newest.max_key)
         state = self._tenants.get(tenant)
         size = state.size if state is not None and state.ivf is not None else newest.max_key
-        rows = _count(conn, "vectors", "seq", tenant, saved.max_key, size)
-        changes = _count(conn, "index_changes", "pos", tenant, saved.change_pos, size)
+        rows = count_after(conn, "vectors", "seq", tenant, saved.max_key, size)
+        changes = count_after(conn, "index_changes", "pos", tenant, saved.change_pos, size)
         return save_due(max(rows, changes), size)
 
     def _large(self, conn: sqlite3.Connection, tenant: str, newest: int | None = None) -> bool:
@@ -342,11 +356,11 @@ class VectorIndex:
         keys, so the count plus the keys since is a bound that spares most recounts.
         """
         if newest is None:
-            newest = _watermark(conn, tenant).max_key
+            newest = watermark(conn, tenant).max_key
         counted = self._counted.get(tenant)
         if counted is not None and counted[0] + newest - counted[1] < self.ann_min_vectors:
             return False
-        count = _count(conn, "vectors", "seq", tenant, 0, self.ann_min_vectors)
+        count = count_after(conn, "vectors", "seq", tenant, 0, self.ann_min_vectors)
         self._counted[tenant] = (count, newest)
         return count >= self.ann_min_vectors
 
@@ -443,27 +457,6 @@ class VectorIndex:
         """Drop every loaded index (they are reloaded or rebuilt on next use)."""
         with self._lock:
             self._tenants.clear()
-
-
-def _watermark(conn: sqlite3.Connection, tenant: str) -> Watermark:
-    top = conn.execute("SELECT max(seq) FROM vectors WHERE tenant = ?", (tenant,)).fetchone()[0]
-    pos = conn.execute("SELECT max(pos) FROM index_changes WHERE tenant = ?", (tenant,)).fetchone()[
-        0
-    ]
-    return Watermark(int(top or 0), int(pos or 0))
-
-
-def _count(
-    conn: sqlite3.Connection, table: str, key: str, tenant: str, after: int, limit: int = -1
-) -> int:
-    """The tenant's rows of ``table`` with ``key`` above ``after``; counting stops at
-    ``limit`` (-1: never)."""
-    return int(
-        conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE tenant = ? AND {key} > ? LIMIT ?)",
-            (tenant, after, limit),
-        ).fetchone()[0]
-    )
 
 
 def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
