@@ -77,13 +77,14 @@ def indexed_hits(
     ]
     clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
     query = tantivy.Query.boolean_query(clauses)
+    make = Candidate._make  # tantivy gives keys as int and scores as float
     total = max(int(searcher.num_docs), 1)
     pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
     for _ in range(3):
         hits = searcher.search(query, pool, count=False).hits
         keys = searcher.fast_field_values("key", [address for _, address in hits])
         found = [
-            Candidate(int(k), float(score))
+            make((k, score))
             for (score, _), k in zip(hits, keys, strict=True)
             if k is not None and k <= max_seq and k not in pending
         ]

@@ -55,7 +55,7 @@ def search(
     rows = conn.execute(query, [match, *params, limit]).fetchall()
     from memex.core.ranking import Candidate
 
-    return [Candidate(int(seq), float(score)) for seq, score in rows]
+    return list(map(Candidate._make, rows))  # (int, float) rows from SQLite
 
 
 def prune_common(conn: sqlite3.Connection, terms: Sequence[str], size: int) -> list[str]:

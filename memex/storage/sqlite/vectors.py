@@ -463,7 +463,6 @@ def _ranked(keys: Keys, scores: npt.NDArray[np.float32]) -> list[Candidate]:
     order = np.lexsort((keys, -scores))
     # tolist converts every element at once; indexing the arrays one element at a time
     # costs about as much as building the candidate.
-    return [
-        Candidate(key, score)
-        for key, score in zip(keys[order].tolist(), scores[order].tolist(), strict=True)
-    ]
+    return list(
+        map(Candidate._make, zip(keys[order].tolist(), scores[order].tolist(), strict=True))
+    )
