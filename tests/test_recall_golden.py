@@ -37,6 +37,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "no-episodes": {"episode_minutes": 0.0},
     "no-neighbours": {"neighbour_share": 0.0},
     "small-pool": {"candidates": 20},
+    # The full-text index (tantivy) instead of FTS5, as in any store of 1,000 memories
+    # or more.
+    "full-text-index": {"lexical_index_min": 100},
 }
 MODES = ["hybrid", "lexical", "vector"]
 
@@ -61,11 +64,10 @@ def fill(mx: Memex) -> None:
 def recorded(folder: Path) -> dict[str, Any]:
     """What recall returns under every setting, mode and query, as JSON-ready values."""
     out: dict[str, Any] = {}
-    store = folder / "golden.db"
-    with Memex.open(store) as mx:
-        fill(mx)
     for name, settings in SETTINGS.items():
-        with Memex.open(store, **settings) as mx:
+        # Filled and asked through one handle, as a program that remembers then recalls.
+        with Memex.open(folder / f"{name}.db", **settings) as mx:
+            fill(mx)
             for mode in MODES:
                 for query in QUERIES:
                     hits = mx.recall(query, k=12, mode=mode)  # type: ignore[arg-type]

@@ -132,7 +132,7 @@ class SQLiteStore:
             read_only=self._read_only,
             schema_version=self._version,
             vectors=self._vectors_model(),
-            memories=self._size_cached(),
+            memories=self._size_estimate(),
             files=tuple(self._files()),
         )
 
