@@ -319,14 +319,16 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------
 
     def fetch(self, filters: Filters, ids: Sequence[str]) -> dict[str, Memory]:
-        sql.scope_clause(filters.scope)  # refuses a scope without a tenant
         if not ids:
+            sql.scope_clause(filters.scope)  # refuses a scope without a tenant
             return {}
         # The last recall's candidates (of whichever thread asked last): its page is
         # found by key. Ids are unique within a tenant only.
         tenant, recent = self._recent_keys
         keys = recent if tenant == filters.scope.tenant else {}
-        found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))
+        found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))  # checks the scope
+        if len(found) == 1:  # get
+            return {found[0][1]: rows.memories(found)[0]}
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
