@@ -46,6 +46,7 @@ class Engine:
         self._lock = threading.Lock()
         self._shared: dict[str, object] = {}
         self._size: tuple[int, float] | None = None
+        self._by_id: dict[tuple[Scope, bool], Filters] = {}
 
     def shared(self, name: str, factory: Callable[[], T]) -> T:
         """The per-store item ``name``, made by ``factory`` on first use.
@@ -62,7 +63,11 @@ class Engine:
     def find(self, scope: Scope, memory_id: str, *, include_deleted: bool = False) -> Memory | None:
         """A memory by id within ``scope``, in any valid time (superseded or not yet valid
         too); forgotten and expired ones only with ``include_deleted``."""
-        by_id = Filters(scope=scope, include_deleted=include_deleted, include_superseded=True)
+        by_id = self._by_id.get((scope, include_deleted))
+        if by_id is None:  # one per scope: a get builds no Filters of its own
+            by_id = Filters(scope=scope, include_deleted=include_deleted, include_superseded=True)
+            if len(self._by_id) < 256:
+                self._by_id[(scope, include_deleted)] = by_id
         return self.store.fetch(by_id, [memory_id]).get(memory_id)
 
     def reindex(self, target: Embedder, progress: Progress | None = None) -> int:

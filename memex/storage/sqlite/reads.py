@@ -121,9 +121,6 @@ def by_ids(
     ``keys`` maps ids to keys where known (a recall's candidates), to look rows up by
     key rather than through the (tenant, id) index."""
     where, params = sql.filter_clause(filters, utcnow())
-    if len(ids) == 1:  # get: one indexed lookup
-        query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
-        return conn.execute(query, [ids[0], *params]).fetchall()
     rows: list[tuple[Any, ...]] = []
     if all(memory_id in keys for memory_id in ids):  # a recall's page
         rows = by_keys(conn, sql.COLUMNS, [keys[memory_id] for memory_id in ids], where, params)

@@ -322,13 +322,16 @@ class SQLiteStore:
         if not ids:
             sql.scope_clause(filters.scope)  # refuses a scope without a tenant
             return {}
+        if len(ids) == 1:  # get: one indexed lookup
+            where, params = sql.filter_clause(filters, utcnow())  # refuses a tenantless scope
+            query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
+            found = self._rows(query, [ids[0], *params])
+            return {ids[0]: rows.memories(found)[0]} if found else {}
         # The last recall's candidates (of whichever thread asked last): its page is
         # found by key. Ids are unique within a tenant only.
         tenant, recent = self._recent_keys
         keys = recent if tenant == filters.scope.tenant else {}
         found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))  # checks the scope
-        if len(found) == 1:  # get
-            return {found[0][1]: rows.memories(found)[0]}
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
