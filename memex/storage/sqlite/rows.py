@@ -31,60 +31,68 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_LIMIT = 4096
 
 
+# Scopes, tag tuples and times repeat across rows: each is made once (module globals: a
+# memory read from a row is built on every get, and a lookup of a global is the cheapest).
+_scopes: dict[tuple[str | None, ...], Scope] = {}
+_tags: dict[str, tuple[str, ...]] = {}
+_times: dict[int, datetime] = {}
+
+
+def _time(value: int) -> datetime:
+    found = _times.get(value)
+    if found is None:
+        if len(_times) >= _CACHE_LIMIT:
+            _times.clear()
+        found = _times[value] = _EPOCH + timedelta(microseconds=value)
+    return found
+
+
+def _fields(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The memory's fields but metadata, in ``memex.core.models.BUILT_FIELDS`` order."""
+    (
+        _, mid, tenant, project, user, agent, session, kind, content, tags, _,
+        importance, source, chash, version, created, updated, expires, deleted, accessed,
+        count, valid_from, valid_until, superseded_by,
+    ) = row  # fmt: skip
+    key = (tenant, project, user, agent, session)
+    scope = _scopes.get(key)
+    if scope is None:
+        if len(_scopes) >= _CACHE_LIMIT:
+            _scopes.clear()
+        scope = _scopes[key] = Scope(tenant, project, user, agent, session)
+    tag_tuple = _tags.get(tags)
+    if tag_tuple is None:
+        if len(_tags) >= _CACHE_LIMIT:
+            _tags.clear()
+        tag_tuple = _tags[tags] = tuple(json.loads(tags))
+    created_at = _EPOCH + timedelta(microseconds=created)
+    return (
+        content, kind, scope, tag_tuple, importance, created_at,
+        created_at if updated == created else _time(updated),
+        None if expires is None else _time(expires),
+        None if accessed is None else _time(accessed),
+        count, source, chash, version,
+        created_at if valid_from is None or valid_from == created else _time(valid_from),
+        None if valid_until is None else _time(valid_until),
+        superseded_by,
+        None if deleted is None else _time(deleted),
+        mid,
+    )  # fmt: skip
+
+
+def _metadata(row: Sequence[Any]) -> dict[str, Any]:
+    """The memory's metadata, decoded from its JSON text."""
+    text = row[_METADATA]
+    value: dict[str, Any] = {} if text == "{}" else json.loads(text)
+    return value
+
+
 class _Rows:
-    """Decodes rows; scopes, tag tuples and times repeat across rows, so each is made once."""
+    """The decoder ``memex.core.models.stored_memories`` calls (plain functions: no
+    bound method is made per memory)."""
 
-    def __init__(self) -> None:
-        self._scopes: dict[tuple[str | None, ...], Scope] = {}
-        self._tags: dict[str, tuple[str, ...]] = {}
-        self._times: dict[int, datetime] = {}
-
-    def _time(self, value: int) -> datetime:
-        found = self._times.get(value)
-        if found is None:
-            if len(self._times) >= _CACHE_LIMIT:
-                self._times.clear()
-            found = self._times[value] = _EPOCH + timedelta(microseconds=value)
-        return found
-
-    def fields(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        """The memory's fields but metadata, in ``memex.core.models.BUILT_FIELDS`` order."""
-        (
-            _, mid, tenant, project, user, agent, session, kind, content, tags, _,
-            importance, source, chash, version, created, updated, expires, deleted, accessed,
-            count, valid_from, valid_until, superseded_by,
-        ) = row  # fmt: skip
-        key = (tenant, project, user, agent, session)
-        scope = self._scopes.get(key)
-        if scope is None:
-            if len(self._scopes) >= _CACHE_LIMIT:
-                self._scopes.clear()
-            scope = self._scopes[key] = Scope(tenant, project, user, agent, session)
-        tag_tuple = self._tags.get(tags)
-        if tag_tuple is None:
-            if len(self._tags) >= _CACHE_LIMIT:
-                self._tags.clear()
-            tag_tuple = self._tags[tags] = tuple(json.loads(tags))
-        created_at = _EPOCH + timedelta(microseconds=created)
-        time = self._time
-        return (
-            content, kind, scope, tag_tuple, importance, created_at,
-            created_at if updated == created else time(updated),
-            None if expires is None else time(expires),
-            None if accessed is None else time(accessed),
-            count, source, chash, version,
-            created_at if valid_from is None or valid_from == created else time(valid_from),
-            None if valid_until is None else time(valid_until),
-            superseded_by,
-            None if deleted is None else time(deleted),
-            mid,
-        )  # fmt: skip
-
-    def metadata(self, row: Sequence[Any]) -> dict[str, Any]:
-        """The memory's metadata, decoded from its JSON text."""
-        text = row[_METADATA]
-        value: dict[str, Any] = {} if text == "{}" else json.loads(text)
-        return value
+    fields = staticmethod(_fields)
+    metadata = staticmethod(_metadata)
 
 
 DECODER = _Rows()
