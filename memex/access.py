@@ -26,10 +26,11 @@ class AccessLog:
     statistics are best-effort. A read-only store records nothing.
     """
 
-    def __init__(self, store: Store, interval: float) -> None:
+    def __init__(self, store: Store, interval: float, *, enabled: bool) -> None:
+        """``enabled`` is False for a store that takes no writes: nothing is recorded."""
         self._store = store
         self._interval = max(interval, 0.05)
-        self._enabled = store.info().read_only is None
+        self._enabled = enabled
         self._pending: dict[str, dict[str, tuple[int, datetime]]] = {}
         self._sessions: dict[tuple[str, str], _Snapshot] = {}
         self._lock = threading.Lock()

@@ -136,9 +136,11 @@ def check_embedder_argument(embedder: object) -> None:
         raise ConfigError(f"embedder must be a name ({', '.join(EMBEDDERS)}) or an Embedder")
 
 
-def choose_embedder(store: Store, settings: Settings, embedder: Embedder | str | None) -> Embedder:
-    """The embedder for this store: the one asked for, else the one that made its vectors."""
-    stored = store.info().vectors
+def choose_embedder(
+    stored: StoredVectors | None, settings: Settings, embedder: Embedder | str | None
+) -> Embedder:
+    """The embedder for a store whose vectors come from ``stored`` (None: no vectors yet):
+    the one asked for, else the one that made its vectors."""
     check_embedder_argument(embedder)
     if isinstance(embedder, str):
         settings = settings.with_changes(embedder=embedder)

@@ -17,7 +17,7 @@ from memex.embedders.base import Embedder
 from memex.embedding import Embedding
 from memex.errors import MemexError
 from memex.settings import Settings
-from memex.storage.base import Store
+from memex.storage.base import Store, StoreInfo
 
 T = TypeVar("T")
 
@@ -34,15 +34,19 @@ class Clearable(Protocol):
 class Engine:
     """What every handle on one store shares: store, embedding, access log, settings."""
 
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, settings: Settings, info: StoreInfo
+    ) -> None:
+        """``info`` is what the store said of itself as it opened (read once)."""
         self.store = store
-        info = store.info()
         self.location = info.location
         self.read_only = info.read_only
         self.schema_version = info.schema_version
         self.settings = settings
         self.embedding = Embedding(store, embedder, settings)
-        self.access = AccessLog(store, settings.access_flush_seconds)
+        self.access = AccessLog(
+            store, settings.access_flush_seconds, enabled=info.read_only is None
+        )
         self._lock = threading.Lock()
         self._shared: dict[str, object] = {}
         self._size: tuple[int, float] | None = None

@@ -89,11 +89,12 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, InsertionMixin):
         root_scope = Scope(tenant=settings.tenant)
         store = open_store(location, settings)
         try:
-            chosen = choose_embedder(store, settings, embedder)
+            info = store.info()
+            chosen = choose_embedder(info.vectors, settings, embedder)
         except BaseException:
             store.close()
             raise
-        engine = Engine(store, chosen, settings)
+        engine = Engine(store, chosen, settings, info)
         return cls(engine, root_scope, root=True)
 
     @staticmethod

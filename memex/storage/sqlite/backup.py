@@ -37,17 +37,19 @@ from memex.errors import (
     ValidationError,
 )
 from memex.files import same_path
-from memex.storage.sqlite.connection import BUSY_CODES, check_is_memex, connect, prepare, translate
+from memex.storage.sqlite.connection import (
+    BUSY_CODES,
+    DERIVED,
+    SIDECARS,
+    check_is_memex,
+    connect,
+    owned_paths,
+    prepare,
+    translate,
+)
 from memex.storage.sqlite.migrate import LATEST, current_version, upgrade
 
 PAGES_PER_STEP = 1024
-SIDECARS = ("-wal", "-shm", "-journal")
-DERIVED = (".ann", ".lexical")
-
-
-def owned_paths(path: Path) -> list[Path]:
-    """The store file, SQLite's files beside it and the folders of derived indexes."""
-    return [path, *(path.with_name(path.name + s) for s in (*SIDECARS, *DERIVED))]
 
 
 def backup(source: sqlite3.Connection, target: Path, progress: Progress | None) -> int:

@@ -318,3 +318,12 @@ class Holder:
     def __del__(self) -> None:
         if self.pid == os.getpid():
             self.close()
+
+
+SIDECARS = ("-wal", "-shm", "-journal")
+DERIVED = (".ann", ".lexical")
+
+
+def owned_paths(path: Path) -> list[Path]:
+    """The store file, SQLite's files beside it and the folders of derived indexes."""
+    return [path, *(path.with_name(path.name + s) for s in (*SIDECARS, *DERIVED))]

@@ -30,6 +30,18 @@ def stored_model(conn: sqlite3.Connection) -> StoredVectors | None:
     return None if model is None or dims is None else StoredVectors(model, int(dims))
 
 
+def model_and_size(conn: sqlite3.Connection) -> tuple[StoredVectors | None, int]:
+    """The model of the stored vectors, and the highest memory key (roughly how many
+    memories the store holds), in one statement."""
+    model, dims, top = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT value FROM meta WHERE key = ?), "
+        "(SELECT max(seq) FROM memories)",
+        (_MODEL_KEY, _DIMS_KEY),
+    ).fetchone()
+    vectors = None if model is None or dims is None else StoredVectors(str(model), int(dims))
+    return vectors, int(top or 0)
+
+
 def set_model(conn: sqlite3.Connection, model: StoredVectors) -> None:
     """Record ``model`` as the model of the stored vectors (a reindex swapped them)."""
     _set_meta(conn, _MODEL_KEY, model.model)

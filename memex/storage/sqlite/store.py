@@ -46,6 +46,7 @@ from memex.storage.sqlite import (
 )
 from memex.storage.sqlite.connection import (
     Connections,
+    owned_paths,
     prepare,
     translate,
     without_waiting,
@@ -53,7 +54,7 @@ from memex.storage.sqlite.connection import (
 )
 from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
 from memex.storage.sqlite.migrate import require_current, upgrade
-from memex.storage.sqlite.model import claim_model, stored_model
+from memex.storage.sqlite.model import claim_model, model_and_size, stored_model
 from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
 
@@ -127,12 +128,13 @@ class SQLiteStore:
     # -- connections ---------------------------------------------------------------
 
     def info(self) -> StoreInfo:
+        vectors, memories = self._run(model_and_size)  # one statement
         return StoreInfo(
             location=str(self._path),
             read_only=self._read_only,
             schema_version=self._version,
-            vectors=self._vectors_model(),
-            memories=self._size_estimate(),
+            vectors=vectors,
+            memories=memories,
             files=tuple(self._files()),
         )
 
@@ -233,9 +235,7 @@ class SQLiteStore:
     def _files(self) -> builtins.list[Path]:
         index = self._fulltext_index
         copy = index.private_copy if index is not None else None
-        from memex.storage.sqlite import backup
-
-        return [*backup.owned_paths(self._path), *([copy] if copy is not None else [])]
+        return [*owned_paths(self._path), *([copy] if copy is not None else [])]
 
     # -- copies ----------------------------------------------------------------------
 
