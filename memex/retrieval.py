@@ -91,10 +91,11 @@ class _Ranking:
     once: fusion (to pick the neighbour seeds) and neighbour spreading (to pick the
     candidates whose facts episodes read)."""
 
-    def __init__(self, weights: FusionWeights, share: float, episodes: bool) -> None:
+    def __init__(self, weights: FusionWeights, share: float, episodes: bool, k: int) -> None:
         self._weights = weights
         self._share = share
-        self._episodes = episodes
+        # The page comes from the best 2k (lifts reorder only the best EPISODE_CANDIDATES).
+        self._wanted = max(EPISODE_CANDIDATES if episodes else 0, 2 * k)
         self._fused: tuple[Sequence[Candidate], Sequence[Candidate], list[Fused]] | None = None
         self._spread: tuple[list[Fused], Mapping[int, Sequence[int]], list[Fused]] | None = None
 
@@ -108,12 +109,11 @@ class _Ranking:
         vector: Sequence[Candidate],
         neighbours: Mapping[int, Sequence[int]],
     ) -> list[int]:
-        """The candidates whose facts ranking reads, when no boost asks for every one's:
-        the ``EPISODE_CANDIDATES`` that episodes lift (none without episodes)."""
-        if not self._episodes:
-            return []
+        """The candidates whose facts and ids ranking reads, when no boost asks for every
+        one's: those the page may come from, and the ``EPISODE_CANDIDATES`` that
+        episodes lift."""
         spread = self.spread(self.fused(lexical, vector), neighbours)
-        return [f.key for f in spread[:EPISODE_CANDIDATES]]
+        return [f.key for f in spread[: self._wanted]]
 
     def fused(self, lexical: Sequence[Candidate], vector: Sequence[Candidate]) -> list[Fused]:
         """``fuse(lexical, vector)``, computed once for the same two lists."""
@@ -164,7 +164,7 @@ def search(
     spread = mode == "hybrid" and settings.neighbour_share > 0 and settings.neighbour_radius > 0
     episodes = episode_weights(engine) if mode == "hybrid" else None
     boosted = bool(w.importance_weight or w.recency_weight)  # boosts may lift any candidate
-    ranking = _Ranking(w, settings.neighbour_share, episodes is not None)
+    ranking = _Ranking(w, settings.neighbour_share, episodes is not None, k)
     found = engine.store.candidates(
         filters,
         CandidateQuery(
@@ -187,9 +187,10 @@ def search(
     hits: list[Hit] = []
     while ranked and len(hits) < k:  # build the best k; skip any gone meanwhile
         batch, ranked = ranked[: k - len(hits)], ranked[k - len(hits) :]
-        page = engine.store.fetch(filters, [found.ids[f.key] for _, f, _ in batch])
-        for score, f, parts in batch:
-            if (memory := page.get(found.ids[f.key])) is not None:
+        named = [(r, memory_id) for r in batch if (memory_id := found.ids.get(r[1].key))]
+        page = engine.store.fetch(filters, [memory_id for _, memory_id in named])
+        for (score, f, parts), memory_id in named:  # a key without an id is gone
+            if (memory := page.get(memory_id)) is not None:
                 explain = {"lexical": f.lexical, "vector": f.vector, **parts}
                 if f.neighbours:
                     explain["neighbours"] = f.neighbours

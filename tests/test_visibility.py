@@ -7,6 +7,7 @@ holding one memory of each state is checked against it, row by row.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,3 +249,28 @@ def test_a_time_without_a_zone_is_utc_and_every_time_returned_is_utc(
     assert len(mx.recall("xerus", mode="lexical", as_of="2024-05-01T10:00:00")) == 1
     # So does the pure rule.
     assert not m.is_current(datetime(2024, 5, 1, 9, 59)) and m.is_current(datetime(2024, 5, 2))
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_recall_drops_a_memory_once_its_time_comes_without_any_write(
+    tmp_path: Path, indexed: bool
+) -> None:
+    """What recall keeps in memory about visibility is judged at the time of each recall:
+    a memory expires, and another becomes valid, with no write in between."""
+    from memex import Settings
+
+    settings = Settings(lexical_index_min=1, ann_min_vectors=64) if indexed else Settings()
+    with Memex.open(tmp_path / "timed.db", settings=settings) as mx:
+        for i in range(80):
+            mx.remember(f"filler note number {i} about the harbour")
+        soon = datetime.now(UTC) + timedelta(seconds=2)
+        leaving = mx.remember("the okapi leaves soon", expires_at=soon).id
+        arriving = mx.remember("the okapi arrives soon", valid_from=soon).id
+
+        def found() -> set[str]:
+            return {h.memory.id for h in mx.recall("okapi", k=5)}
+
+        assert leaving in found() and arriving not in found()
+        while datetime.now(UTC) <= soon:
+            time.sleep(0.1)
+        assert leaving not in found() and arriving in found()

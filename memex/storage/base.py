@@ -150,7 +150,7 @@ Wanted: TypeAlias = (
     "Collection[int]]"
 )
 """Picks, from the two legs' candidates and the neighbours found (seed -> keys), the keys
-whose facts ranking reads."""
+whose facts (and ids) ranking reads: every key a recall may return must be among them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +183,10 @@ class Candidates:
     ``lexical`` and ``vector`` are each leg's candidates, best first, with the leg's raw
     score. ``neighbours`` maps each seed to the keys next to it in its thread, nearest
     first, before then after (a thread is the memories sharing a whole scope and kind,
-    in creation order; only memories passing the filters count). ``ids`` holds the id of
-    every key above (and may hold more). ``facts`` holds what ranking needs (thread, creation time,
-    importance, text) of the wanted keys that still pass the filters.
+    in creation order; only memories passing the filters count). ``facts`` holds what
+    ranking needs (thread, creation time, importance, text) of the wanted keys that
+    still pass the filters, and ``ids`` the id of each of them (and may hold more): a
+    recall names the memories it returns among the keys it wants.
     """
 
     lexical: builtins.list[Candidate] = field(default_factory=list)

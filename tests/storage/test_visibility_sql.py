@@ -170,3 +170,65 @@ def test_the_store_sql_agrees_with_the_rule(stored: tuple[SQLiteStore, dict[str,
         }
         assert now_chosen == chosen, at
     store.close()
+
+
+def test_what_a_process_keeps_in_memory_agrees_with_the_rule(
+    stored: tuple[SQLiteStore, dict[str, Memory]], tmp_path: Path
+) -> None:
+    """Recall checks its candidates from memory; that check gives the rule's states."""
+    store, _ = stored
+    other = open_store(tmp_path / "rule.db", Settings())  # as another process would
+    assert isinstance(other, SQLiteStore)
+    keys = {
+        name: int(k)
+        for name, k in store._rows("SELECT content, seq FROM memories WHERE tenant = 't'", ())
+    }
+    flt = Filters(scope=Scope(tenant="t"))
+    visibility = other._visibility
+    other._run(lambda c: visibility.refresh(c, "t"))
+    conn = other._conn()
+    for i, at in enumerate(AT):
+        check = visibility.check(conn, flt, ("tenant",), at=to_micros(at))
+        assert check.__name__ == "in_memory"  # answered without SQL
+        passing = set(check(list(keys.values())))
+        expected = {keys[n] for n, (_, states) in CASES.items() if states[i] == "current"}
+        assert passing == expected, at
+    # Filters beyond visibility, or scope fields the leg does not enforce, go to SQL.
+    narrow = Filters(scope=Scope(tenant="t"), kinds=("fact",))
+    assert other._run(lambda c: visibility.check(c, narrow, ("tenant",))).__name__ == "in_sql"
+    scoped = Filters(scope=Scope(tenant="t", user="u"))
+    assert other._run(lambda c: visibility.check(c, scoped, ("tenant",))).__name__ == "in_sql"
+
+
+def test_memory_catches_up_with_writes_of_another_handle(
+    stored: tuple[SQLiteStore, dict[str, Memory]], tmp_path: Path
+) -> None:
+    store, memories = stored
+    other = open_store(tmp_path / "rule.db", Settings())
+    assert isinstance(other, SQLiteStore)
+    flt = Filters(scope=Scope(tenant="t"))
+    live = memories["live"]
+    key = int(store._rows("SELECT seq FROM memories WHERE id = ?", (live.id,))[0][0])
+    visibility = other._visibility
+
+    def passes(k: int) -> bool:
+        other._run(lambda c: visibility.refresh(c, "t"))
+        return k in other._run(lambda c: visibility.check(c, flt, ("tenant",)))([k])
+
+    assert passes(key)
+    model = StoredVectors("test:unit", 4)
+    vector = np.array([0, 1, 0, 0], dtype=np.float32)
+    # A newer memory than the refresh knows is asked of SQL, then known after a refresh.
+    fresh = _memory("fresh", None, None, h(0), None)
+    store.write(Scope(tenant="t"), WriteBatch(inserts=[(fresh, vector)]), model)
+    fresh_key = int(store._rows("SELECT seq FROM memories WHERE id = ?", (fresh.id,))[0][0])
+    check = other._run(lambda c: visibility.check(c, flt, ("tenant",)))
+    assert fresh_key in check([fresh_key])
+    assert passes(fresh_key)
+    # Forgotten elsewhere: hidden here after the next refresh.
+    forgotten = live.with_changes(deleted_at=h(30), updated_at=h(30), version=2)
+    store.write(Scope(tenant="t"), WriteBatch(updates=[(forgotten, None, 1)]), model)
+    assert not passes(key)
+    # Purged elsewhere: never passes again, even if an index still names it.
+    store.write(Scope(tenant="t"), WriteBatch(purges=[(fresh.id, 1)]), model)
+    assert not passes(fresh_key)

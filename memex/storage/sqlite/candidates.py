@@ -25,22 +25,15 @@ def gather(
     vector: list[Candidate],
     ids: dict[int, str],
 ) -> Candidates:
-    """The legs' candidates completed with their ids (``ids`` holds those the legs read
-    already), the seeds' neighbours and the facts ranking wants.
+    """The legs' candidates completed with the seeds' neighbours, and the facts and ids
+    of the keys ranking wants (``ids`` holds those the legs read already).
 
-    Neighbours and facts are read in one read transaction, so they agree. A candidate
-    purged since its leg ran is left out; one changed otherwise gets no facts.
+    Neighbours and facts are read in one read transaction, so they agree. A wanted key
+    purged or changed since its leg ran, so that the filters drop it, gets neither.
     """
-    missing = [c.key for c in (*lexical, *vector) if c.key not in ids]
-    if missing:  # candidates no filter check saw: the full-text lag, a pre-filtered search
-        reads.ids_of(conn, missing, ids)
-        if any(key not in ids for key in missing):  # purged meanwhile
-            lexical = [c for c in lexical if c.key in ids]
-            vector = [c for c in vector if c.key in ids]
-    everything = [c.key for c in (*lexical, *vector)]
     neighbours: dict[int, list[int]] = {}
     facts: dict[int, Facts] = {}
-    if not everything:
+    if not lexical and not vector:
         return Candidates(lexical, vector, neighbours, ids, facts)
     spread = query.radius > 0 and query.seeds is not None
     with reads.read_transaction(conn) if spread else contextlib.nullcontext():
@@ -49,17 +42,24 @@ def gather(
             if seeds:
                 neighbours = thread_neighbours(conn, filters, seeds, query.radius, utcnow(), ids)
         if query.wanted is None:
-            wanted = [*everything, *(key for around in neighbours.values() for key in around)]
+            wanted: Iterable[int] = [
+                *(c.key for c in (*lexical, *vector)),
+                *(key for around in neighbours.values() for key in around),
+            ]
         else:
-            wanted = list(query.wanted(lexical, vector, neighbours))
-        if wanted:
-            _read_facts(conn, filters, wanted, facts)
+            wanted = query.wanted(lexical, vector, neighbours)
+        _read_facts(conn, filters, wanted, facts, ids)
     return Candidates(lexical, vector, neighbours, ids, facts)
 
 
 def _read_facts(
-    conn: sqlite3.Connection, filters: Filters, keys: Iterable[int], into: dict[int, Facts]
+    conn: sqlite3.Connection,
+    filters: Filters,
+    keys: Iterable[int],
+    into: dict[int, Facts],
+    ids: dict[int, str],
 ) -> None:
-    where, params = sql.filter_clause(filters, utcnow())
     unique = list(dict.fromkeys(keys))
-    reads.facts_of(reads.by_keys(conn, reads.FACTS_COLUMNS, unique, where, params), into)
+    if unique:
+        where, params = sql.filter_clause(filters, utcnow())
+        reads.facts_of(reads.by_keys(conn, reads.FACTS_COLUMNS, unique, where, params), into, ids)

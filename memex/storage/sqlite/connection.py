@@ -327,3 +327,9 @@ DERIVED = (".ann", ".lexical")
 def owned_paths(path: Path) -> list[Path]:
     """The store file, SQLite's files beside it and the folders of derived indexes."""
     return [path, *(path.with_name(path.name + s) for s in (*SIDECARS, *DERIVED))]
+
+
+def wal_size(path: Path) -> int:
+    """The size of the store's write-ahead log (0 if it has none)."""
+    wal = Path(str(path) + "-wal")
+    return wal.stat().st_size if wal.exists() else 0

@@ -69,6 +69,7 @@ from memex.storage.sqlite.fulltext_mark import (
     store_state,
 )
 from memex.storage.sqlite.fulltext_query import index_schema, query_analyzer, search_index
+from memex.storage.sqlite.visibility import Check
 
 TAIL_ROWS = 2_000
 TAIL_CHANGES = 500
@@ -387,10 +388,10 @@ class FullTextIndex:
         filters: Filters,
         terms: Sequence[str],
         limit: int,
-        ids: dict[int, str] | None = None,
+        check: Check | None = None,
     ) -> list[Candidate] | None:
         """The ``limit`` best memories for any of ``terms`` that ``filters`` pass, by BM25
-        (the ids of those it checks go to ``ids``).
+        (``check`` tells which keys pass; default: SQL).
 
         None when the index cannot answer (being built elsewhere, or too few index hits
         pass the filters): the caller runs the FTS5 query instead.
@@ -414,7 +415,7 @@ class FullTextIndex:
                         terms,
                         limit,
                         mark,
-                        ids,
+                        check,
                     )
             except (ValueError, OSError) as exc:
                 if lacked_space(exc, self.folder):  # not again on every query

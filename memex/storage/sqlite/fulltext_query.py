@@ -16,6 +16,7 @@ from memex.core.query import Filters
 from memex.core.ranking import Candidate
 from memex.storage.sqlite import lexical, reads, sql
 from memex.storage.sqlite.fulltext_mark import Mark
+from memex.storage.sqlite.visibility import Check
 
 ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 """The columns of a memory that make its document."""
@@ -62,9 +63,10 @@ def indexed_hits(
     limit: int,
     max_seq: int,
     pending: set[int],
-    ids: dict[int, str] | None = None,
+    check: Check | None = None,
 ) -> list[Candidate] | None:
-    """The index's best hits that pass the filters; None if too few pass."""
+    """The index's best hits that pass the filters (``check`` tells which do; default:
+    SQL); None if too few pass."""
     term = tantivy.Query.term_query
     should = [(tantivy.Occur.Should, term(schema, "text", t)) for t in tokens]
     # Scope terms score nothing: the ranking is the text's BM25 alone.
@@ -88,7 +90,8 @@ def indexed_hits(
             for (score, _), k in zip(hits, keys, strict=True)
             if k is not None and k <= max_seq and k not in pending
         ]
-        passing = reads.passing(conn, filters, [c.key for c in found], ids)
+        ours = [c.key for c in found]
+        passing = check(ours) if check is not None else reads.passing(conn, filters, ours)
         kept = [c for c in found if c.key in passing]
         if len(kept) >= limit or len(hits) < pool:
             return kept[:limit]
@@ -124,7 +127,7 @@ def search_index(
     terms: Sequence[str],
     limit: int,
     mark: Mark,
-    ids: dict[int, str] | None = None,
+    check: Check | None = None,
 ) -> list[Candidate] | None:
     """The best hits of an index that holds ``mark``, merged with the lag after it (rows
     after ``max_seq`` and rows changed since ``change_pos``) scored by FTS5; None if
@@ -141,7 +144,7 @@ def search_index(
     indexed: list[Candidate] = []
     if tokens:
         found = indexed_hits(
-            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, ids
+            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, check
         )
         if found is None:
             return None

@@ -18,7 +18,7 @@ from typing import Any
 
 from memex.errors import ConflictError
 from memex.storage.sqlite import contexts
-from memex.storage.sqlite.changes import log_changes
+from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.connection import without_waiting
 
 
@@ -45,6 +45,7 @@ def purge_memories(
         keys.setdefault(tenant, []).append(seq)
     for tenant, purged in keys.items():
         log_changes(conn, tenant, purged)
+        log_memory_changes(conn, tenant, purged)
     if keys:
         # One segment holds the whole index afterwards, without the purged terms. SQLite
         # 3.42's FTS5 'secure-delete' option would remove them in place, more cheaply.

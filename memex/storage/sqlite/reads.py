@@ -77,20 +77,22 @@ def by_keys(
 
 _SCOPE_NO_TENANT = [c for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
 _THREAD = " || char(0) || ".join([*(f"coalesce(m.{c}, '')" for c in _SCOPE_NO_TENANT), "m.kind"])
-FACTS_COLUMNS = f"m.seq, {_THREAD}, m.created_at, m.importance, m.content"
-"""What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key.
+FACTS_COLUMNS = f"m.seq, {_THREAD}, m.created_at, m.importance, m.content, m.id"
+"""What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key, and
+its id.
 
 The thread (every scope field but the tenant, which the filters fix, and the kind) comes
 as one string: scope values and kinds never hold a NUL, which separates them."""
 
 
-def facts_of(rows: Iterable[Sequence[Any]], into: dict[int, Facts]) -> None:
-    """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``."""
+def facts_of(rows: Iterable[Sequence[Any]], into: dict[int, Facts], ids: dict[int, str]) -> None:
+    """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``, their ids to ``ids``."""
     from memex.core.ranking import Facts
 
     make = Facts._make
     for r in rows:
-        into[r[0]] = make(r[1:])
+        into[r[0]] = make(r[1:5])
+        ids[r[0]] = r[5]
 
 
 def passing(
@@ -107,11 +109,6 @@ def passing(
     found = dict(by_keys(conn, "m.seq, m.id", keys, where, params))
     ids.update(found)
     return found.keys()
-
-
-def ids_of(conn: sqlite3.Connection, keys: Sequence[int], into: dict[int, str]) -> None:
-    """Add the ids of the memories behind ``keys`` to ``into``."""
-    into.update(in_chunks(conn, "SELECT seq, id FROM memories WHERE seq IN ({marks})", keys))
 
 
 def by_ids(

@@ -49,6 +49,7 @@ from memex.storage.sqlite.connection import (
     owned_paths,
     prepare,
     translate,
+    wal_size,
     without_waiting,
     write_transaction,
 )
@@ -57,6 +58,7 @@ from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.model import claim_model, model_and_size, stored_model
 from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
+from memex.storage.sqlite.visibility import Visibility
 
 if TYPE_CHECKING:
     from memex.core.ranking import Candidate
@@ -64,6 +66,8 @@ if TYPE_CHECKING:
     from memex.storage.sqlite.vectors import VectorIndex
 
 T = TypeVar("T")
+SCOPE = tuple(sql.SCOPE_COLUMNS)  # the scope fields the full-text index matches itself
+AT = ("tenant", "project")  # and those the vector index does
 
 
 class SQLiteStore:
@@ -89,6 +93,7 @@ class SQLiteStore:
         self._fulltext_index: FullTextIndex | None = None
         self._index: VectorIndex | None = None
         self._size: tuple[int, float] | None = None
+        self._visibility = Visibility()
         # The tenant, ids and keys of the last candidates read (by any thread: another
         # thread's recall replaces them, and a page then takes the (tenant, id) index).
         self._recent_keys: tuple[str | None, dict[str, int]] = (None, {})
@@ -185,7 +190,7 @@ class SQLiteStore:
         store_id, purges = store_meta(conn)
         if not purges:
             return
-        if _wal_size(self._path):
+        if wal_size(self._path):
             self._truncate_wal()
         # Only an index whose watermark predates the last purge has anything to scrub; the
         # watermark is read without loading tantivy, which an open then rarely needs.
@@ -336,16 +341,14 @@ class SQLiteStore:
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)  # refuses a scope without a tenant
+        tenant = str(filters.scope.tenant)
+        self._run(lambda c: self._visibility.refresh(c, tenant))
         ids: dict[int, str] = {}  # what the legs read while checking the filters
         lexical = self._search_lexical(filters, query.terms, query.limit, ids)
-        vector = (
-            self._search_vector(filters, query.vector, query.limit, ids)
-            if query.vector is not None
-            else []
-        )
+        vector = self._search_vector(filters, query.vector, query.limit, ids)
         found = self._run(lambda c: candidates.gather(c, filters, query, lexical, vector, ids))
         # The page asked for next is among these: fetch finds it by key, not by id.
-        self._recent_keys = (filters.scope.tenant, {i: k for k, i in found.ids.items()})
+        self._recent_keys = (tenant, {i: k for k, i in found.ids.items()})
         return found
 
     def _search_lexical(
@@ -355,7 +358,11 @@ class SQLiteStore:
             return []
         size = self._size_cached()
         if size >= self._lexical_min:
-            found = self._run(lambda c: self._fulltext.search(c, filters, terms, limit, ids))
+            found = self._run(
+                lambda c: self._fulltext.search(
+                    c, filters, terms, limit, self._visibility.check(c, filters, SCOPE, ids)
+                )
+            )
             if found is not None:
                 return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
@@ -367,21 +374,18 @@ class SQLiteStore:
         return self._size[0]
 
     def _search_vector(
-        self, filters: Filters, vector: Vector, limit: int, ids: dict[int, str]
+        self, filters: Filters, vector: Vector | None, limit: int, ids: dict[int, str]
     ) -> builtins.list[Candidate]:
-        index = self._vector_index()
+        index = self._vector_index() if vector is not None else None
         tenant = filters.scope.tenant
-        if index is None or tenant is None or limit <= 0:
+        if vector is None or index is None or tenant is None or limit <= 0:
             return []
-        if vector.shape != (index.dims,):
-            raise ValidationError(
-                f"query vector has shape {vector.shape}; the store's vectors have {index.dims} "
-                "dimensions"
-            )
-
         from memex.storage.sqlite.nearest import nearest
 
-        return self._run(lambda c: nearest(c, index, tenant, filters, vector, limit, ids))
+        check = self._visibility.check
+        return self._run(
+            lambda c: nearest(c, index, tenant, filters, vector, limit, check(c, filters, AT, ids))
+        )
 
     def build_indexes(
         self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
@@ -473,7 +477,7 @@ class SQLiteStore:
     def stats(self, scope: Scope, now: datetime) -> StoreStats:
         sql.scope_clause(scope)  # refuses a scope without a tenant
         found = self._run(lambda c: reads.stats(c, scope, to_micros(now)))
-        found["size_bytes"] += _wal_size(self._path)
+        found["size_bytes"] += wal_size(self._path)
         return StoreStats(**found)
 
     # -- reindex -----------------------------------------------------------------------
@@ -490,8 +494,3 @@ class SQLiteStore:
         )
         self._index = self._new_index(model)
         return count
-
-
-def _wal_size(path: Path) -> int:
-    wal = Path(str(path) + "-wal")
-    return wal.stat().st_size if wal.exists() else 0

@@ -9,7 +9,7 @@ from memex.core.models import Memory, Scope
 from memex.errors import ConflictError, EmbedderError, ScopeError
 from memex.storage.base import Vector, WriteBatch
 from memex.storage.sqlite import sql
-from memex.storage.sqlite.changes import log_changes
+from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.purge import purge_memories
 
 _HISTORY_SQL = (
@@ -28,26 +28,27 @@ def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims:
     _insert(conn, scope, batch, dims)
     _archive(conn, scope, batch)
     replaced: dict[str, list[int]] = {}
+    updated: dict[str, list[int]] = {}
     for memory, maybe_vector, expected in batch.updates:
         check_scope(scope, memory)
         params = sql.memory_params(memory)
         params["expected_version"] = expected
-        cur = conn.execute(sql.UPDATE_SQL, params)
-        if cur.rowcount != 1:
+        found = conn.execute(sql.UPDATE_SQL + " RETURNING seq", params).fetchall()
+        if len(found) != 1:
             raise ConflictError(
                 f"memory {memory.id} changed or vanished since it was read; try again"
             )
+        tenant, seq = memory.scope.tenant or "", found[0][0]
+        updated.setdefault(tenant, []).append(seq)
         if maybe_vector is not None:
-            tenant = memory.scope.tenant or ""
-            seq = conn.execute(
-                "SELECT seq FROM memories WHERE tenant = ? AND id = ?", (tenant, memory.id)
-            ).fetchone()[0]
             conn.execute(
                 "UPDATE vectors SET vector = ? WHERE seq = ?", (blob(maybe_vector, dims), seq)
             )
             replaced.setdefault(tenant, []).append(seq)
     for tenant, keys in replaced.items():
         log_changes(conn, tenant, keys)
+    for tenant, keys in updated.items():
+        log_memory_changes(conn, tenant, keys)
     if batch.purges:
         where, values = sql.scope_clause(scope)
         purge_memories(conn, where, values, batch.purges)

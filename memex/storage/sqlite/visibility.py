@@ -1,0 +1,206 @@
+"""Which of a tenant's memories a plain recall may return, known without reading rows.
+
+A recall checks every candidate its legs find against the filters; in SQL that is one
+row lookup a candidate, a few hundred per recall. Most memories are plainly current for
+good: never forgotten, no expiry, no end of validity, valid from their creation. Only
+the others (``memories_limited`` indexes them) can be hidden by the default filters, so
+a process keeps just those in memory, with their times, and answers the check for the
+rest by their key alone. A refresh per recall (one statement when nothing changed)
+catches up with what any process wrote since: new memories (keys only grow) and the
+memories whose rows a write changed or removed (``memory_changes``).
+
+Only filters that hide by visibility alone, on fields the leg's index already enforces,
+are answered here; anything else goes to SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from memex.core.models import to_micros, utcnow
+from memex.core.query import Filters
+from memex.storage.sqlite import reads
+
+LIMITED = (
+    "deleted_at IS NOT NULL OR expires_at IS NOT NULL OR valid_until IS NOT NULL "
+    "OR valid_from IS NOT created_at"
+)
+"""The rows ``memories_limited`` holds (its WHERE, word for word, so SQLite uses it)."""
+
+_TIMES = "seq, created_at, deleted_at, expires_at, valid_from, valid_until"
+_PROBE = (
+    "SELECT (SELECT value FROM meta WHERE key = 'store_id'), "
+    "(SELECT seq FROM sqlite_sequence WHERE name = 'memories'), "
+    "(SELECT max(pos) FROM memory_changes WHERE tenant = ?)"
+)
+
+Times = tuple[int | None, int | None, int | None, int | None]
+"""A limited memory's deleted_at, expires_at, valid_from and valid_until (µs)."""
+
+Check = Callable[[Sequence[int]], Collection[int]]
+"""Which of some keys the filters let through."""
+
+
+@dataclass
+class _Tenant:
+    store_id: str
+    max_key: int
+    change_pos: int
+    latest_start: int  # no memory outside ``limited`` was created (so valid) after this
+    limited: dict[int, Times] = field(default_factory=dict)
+    gone: set[int] = field(default_factory=set)  # removed since the state was read
+
+
+def current(times: Times, now: int) -> bool:
+    """``memex.core.visibility.state_at`` is "current" (in µs; no NULL valid_from here)."""
+    deleted, expires, valid_from, valid_until = times
+    if deleted is not None and (expires is None or deleted < expires):
+        return False  # forgotten
+    if expires is not None and expires <= now:
+        return False  # expired
+    if valid_until is not None and valid_until <= now:
+        return False  # superseded
+    return valid_from is not None and valid_from <= now
+
+
+def plain(filters: Filters, enforced: Collection[str]) -> bool:
+    """Whether ``filters`` hide by visibility alone, beyond scope fields in ``enforced``."""
+    return not (
+        filters.kinds
+        or filters.tags
+        or filters.metadata
+        or filters.since is not None
+        or filters.until is not None
+        or filters.as_of is not None
+        or filters.include_deleted
+        or filters.include_superseded
+        or filters.superseded_by is not None
+        or filters.expired_by is not None
+        or any(name not in enforced for name, _ in filters.scope.items())
+    )
+
+
+class Visibility:
+    """Per tenant, the memories that the default filters may hide, kept in step."""
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, _Tenant] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, conn: sqlite3.Connection, tenant: str) -> None:
+        """Catch up with every write since the last refresh (one statement if none)."""
+        with self._lock:
+            state = self._tenants.get(tenant)
+            store_id, top, pos = conn.execute(_PROBE, (tenant,)).fetchone()
+            if (
+                state is not None
+                and state.store_id == str(store_id or "")
+                and int(top or 0) <= state.max_key
+                and int(pos or 0) <= state.change_pos
+            ):
+                return
+            with reads.read_transaction(conn):
+                self._tenants[tenant] = self._caught_up(conn, tenant, state)
+
+    def check(
+        self,
+        conn: sqlite3.Connection,
+        filters: Filters,
+        enforced: Collection[str],
+        ids: dict[int, str] | None = None,
+        at: int | None = None,
+    ) -> Check:
+        """A check of keys against ``filters``: from memory, as of the last refresh, when
+        the filters hide by visibility alone; else (and for keys newer than the refresh)
+        in SQL, which also puts the ids of the keys it passes in ``ids``. ``at`` (µs):
+        the time visibility is judged at, for tests (default: now; SQL always uses now)."""
+
+        def in_sql(keys: Sequence[int]) -> Collection[int]:
+            return reads.passing(conn, filters, keys, ids)
+
+        tenant = filters.scope.tenant
+        state = self._tenants.get(tenant) if tenant is not None else None
+        now = to_micros(utcnow()) if at is None else at
+        if state is None or state.latest_start > now or not plain(filters, enforced):
+            return in_sql
+        limited, gone, max_key = state.limited, state.gone, state.max_key
+
+        def in_memory(keys: Sequence[int]) -> Collection[int]:
+            out: set[int] = set()
+            newer: list[int] = []
+            for key in keys:
+                if key > max_key:
+                    newer.append(key)
+                elif key not in gone:
+                    times = limited.get(key)
+                    if times is None or current(times, now):
+                        out.add(key)
+            if newer:
+                out.update(in_sql(newer))
+            return out
+
+        return in_memory
+
+    def _caught_up(self, conn: sqlite3.Connection, tenant: str, state: _Tenant | None) -> _Tenant:
+        store_id, top, pos = conn.execute(_PROBE, (tenant,)).fetchone()
+        store_id, top, pos = str(store_id or ""), int(top or 0), int(pos or 0)
+        if state is None or state.store_id != store_id or pos < state.change_pos:
+            return self._loaded(conn, tenant, store_id, top, pos)
+        changed = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT DISTINCT seq FROM memory_changes WHERE tenant = ? AND pos > ?",
+                (tenant, state.change_pos),
+            )
+        ]
+        found = reads.in_chunks(
+            conn, f"SELECT {_TIMES} FROM memories WHERE seq IN ({{marks}})", changed
+        )
+        present = {row[0] for row in found}
+        for key in changed:
+            if key not in present:
+                state.limited.pop(key, None)
+                state.gone.add(key)
+        rows = conn.execute(
+            f"SELECT {_TIMES} FROM memories WHERE seq > ? AND tenant = ?",
+            (state.max_key, tenant),
+        ).fetchall()
+        for row in [*found, *rows]:
+            _place(state, row)
+        state.max_key, state.change_pos = max(top, state.max_key), pos
+        return state
+
+    def _loaded(
+        self, conn: sqlite3.Connection, tenant: str, store_id: str, top: int, pos: int
+    ) -> _Tenant:
+        latest = conn.execute(
+            "SELECT max(created_at) FROM memories WHERE tenant = ?", (tenant,)
+        ).fetchone()[0]
+        state = _Tenant(store_id, top, pos, int(latest or 0))
+        rows = conn.execute(
+            f"SELECT {_TIMES} FROM memories INDEXED BY memories_limited "
+            f"WHERE tenant = ? AND ({LIMITED})",
+            (tenant,),
+        )
+        for row in rows:
+            state.limited[row[0]] = row[2:]
+        return state
+
+    def clear(self) -> None:
+        """Forget every tenant's state (read again on next use)."""
+        with self._lock:
+            self._tenants.clear()
+
+
+def _place(state: _Tenant, row: Sequence[int | None]) -> None:
+    """File a memory's row (``_TIMES``) under limited or plain."""
+    key, created, deleted, expires, valid_from, valid_until = row
+    assert key is not None
+    if deleted is None and expires is None and valid_until is None and valid_from == created:
+        state.limited.pop(key, None)
+        state.latest_start = max(state.latest_start, int(created or 0))
+    else:
+        state.limited[key] = (deleted, expires, valid_from, valid_until)
