@@ -438,6 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--vector-weight", type=float, default=None, help="override the fusion weight setting"
     )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="an empty store to ingest into (a postgresql:// URL, say); default: a new "
+        "SQLite file in a temporary folder",
+    )
     args = parser.parse_args(argv)
     settings = (
         Settings() if args.vector_weight is None else Settings(vector_weight=args.vector_weight)
@@ -449,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = sys.stderr
 
     with tempfile.TemporaryDirectory(prefix="memex-locomo-") as tmp:
-        store = Path(tmp) / "locomo.db"
+        store: str | Path = args.store or Path(tmp) / "locomo.db"
         with Memex.open(store, settings=settings, embedder=args.embedder) as mx:
             ingest_seconds = remember_turns(mx, conversations)
             print(f"ingested {stats.turns} turns in {ingest_seconds:.1f} s", file=log)

@@ -100,11 +100,14 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, InsertionMixin):
     @staticmethod
     def locate(
         path: str | Path | None = None, settings: Settings | None = None, **overrides: Any
-    ) -> tuple[Path, Settings]:
-        """The store file ``Memex.open`` would open for these arguments, and its settings."""
-        from memex.storage.open import resolve_path
+    ) -> tuple[Path | str, Settings]:
+        """The store ``Memex.open`` would open for these arguments (a file path, or a
+        server's URL as given), and its settings."""
+        from memex.storage.open import is_server_url, resolve_path
 
         location, chosen = located(path, settings, overrides)
+        if is_server_url(location):
+            return str(location), chosen
         return resolve_path(location).absolute(), chosen
 
     def close(self) -> None:

@@ -1,10 +1,15 @@
-"""Shared fixtures: real store files in temporary directories, over every backend."""
+"""Shared fixtures: real store files in temporary directories, and a real PostgreSQL
+server (started once per session, or the one MEMEX_TEST_POSTGRES_URL names), over every
+backend."""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -21,14 +26,18 @@ class Backend:
     name: str
     settings: Settings
     folder: Path
+    url: str | None = None
+    """A server's store (PostgreSQL); None: a store file in ``folder``."""
+
+    @property
+    def location(self) -> str | Path:
+        return self.url if self.url is not None else self.folder / "contract.db"
 
     def open(self) -> Store:
-        return open_store(self.folder / "contract.db", self.settings)
+        return open_store(self.location, self.settings)
 
     def reopen(self, *, read_only: bool = False) -> Store:
-        return open_store(
-            self.folder / "contract.db", self.settings.with_changes(read_only=read_only)
-        )
+        return open_store(self.location, self.settings.with_changes(read_only=read_only))
 
     def backup_target(self) -> Path:
         return self.folder / "backup" / "contract-copy.db"
@@ -42,7 +51,57 @@ BACKENDS = {
     # The derived indexes from the first memory: the full-text (tantivy) and approximate
     # vector paths, which the defaults take only in large stores.
     "sqlite-indexed": Settings(lexical_index_min=1, ann_min_vectors=64),
+    "postgres": Settings(),
 }
+SERVER_BACKENDS = {"postgres"}
+
+
+class PostgresForTests:
+    """Where the tests' PostgreSQL stores live: a server of our own (tests/pgserver.py) or
+    the one MEMEX_TEST_POSTGRES_URL names. Each store gets a schema of its own."""
+
+    def __init__(self) -> None:
+        self.server = None
+        self.base = os.environ.get("MEMEX_TEST_POSTGRES_URL")
+        if self.base is None:
+            import pgserver
+
+            self.server = pgserver.start()
+            self.base = self.server.create_database("memex_tests")
+        self._names = itertools.count()
+
+    def new_store(self) -> str:
+        """A URL for a store in a new, empty schema."""
+        import psycopg
+
+        assert self.base is not None
+        name = f"memex_test_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        return self.in_schema(name)
+
+    def in_schema(self, schema: str) -> str:
+        assert self.base is not None
+        joiner = "&" if "?" in self.base else "?"
+        return f"{self.base}{joiner}options={quote(f'-csearch_path={schema},public', safe='')}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresForTests]:
+    """The PostgreSQL server of this test session."""
+    found = PostgresForTests()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresForTests) -> str:
+    """A fresh PostgreSQL store's URL (an empty schema of its own)."""
+    return postgres.new_store()
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +130,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Each backend the contract suite runs against (later backends register above)."""
     folder = tmp_path / request.param
     (folder / "backup").mkdir(parents=True)
-    return Backend(request.param, BACKENDS[request.param], folder)
+    url = request.getfixturevalue("postgres_url") if request.param in SERVER_BACKENDS else None
+    return Backend(request.param, BACKENDS[request.param], folder, url)
 
 
 @pytest.fixture

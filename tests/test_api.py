@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,16 @@ from memex import (
     StoreCorruptError,
     ValidationError,
 )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def mx(request: pytest.FixtureRequest, store_path: Path) -> Iterator[Memex]:
+    """A store of each backend: these tests hold for both."""
+    location = (
+        request.getfixturevalue("postgres_url") if request.param == "postgres" else store_path
+    )
+    with Memex.open(location) as handle:
+        yield handle
 
 
 def test_documented_shape(mx: Memex) -> None:

@@ -197,7 +197,7 @@ class Candidates:
 
 
 class Store(Protocol):
-    """A memory store. Implementations: ``SQLiteStore`` (later ``PostgresStore``)."""
+    """A memory store. Implementations: ``SQLiteStore`` and ``PostgresStore``."""
 
     def info(self) -> StoreInfo:
         """Where the store lives, whether it takes writes, its schema and its vectors."""

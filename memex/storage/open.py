@@ -9,17 +9,28 @@ from memex.errors import ConfigError, StoreReadOnlyError
 from memex.settings import DB_FILENAME, Settings
 from memex.storage.base import Store
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_server_url(location: str | Path) -> bool:
+    """Whether ``location`` names a store behind a server (``postgresql://...``), not a file."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
 
 def resolve_path(location: str | Path) -> Path:
     """A store file path from ``sqlite:///path``, a file path or a directory."""
     text = str(location)
+    if is_server_url(text):
+        raise ConfigError("a PostgreSQL store is not a file")
     if "\x00" in text:  # no file system takes one; the OS call would fail with a bare ValueError
         raise ConfigError("a store path must not contain NUL characters")
     if text.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
         text = text[len("sqlite:///") :]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
-        raise ConfigError(f"unsupported store URL scheme {scheme!r}; use sqlite:/// or a path")
+        raise ConfigError(
+            f"unsupported store URL scheme {scheme!r}; use sqlite:///, postgresql:// or a path"
+        )
     path = Path(text).expanduser()
     if path.is_dir() or text.endswith(("/", "\\")):
         path = path / DB_FILENAME
@@ -30,8 +41,11 @@ def open_store(location: str | Path, settings: Settings) -> Store:
     """Open (creating and upgrading if needed) the store at ``location``.
 
     With ``settings.read_only``, or when this process cannot write it, the store is
-    opened read-only: never created, upgraded or written.
+    opened read-only: never created, upgraded or written. A ``postgresql://`` URL opens
+    a PostgreSQL store (the ``postgres`` extra).
     """
+    if is_server_url(location):
+        return _open_postgres(str(location), settings)
     from memex.storage.sqlite import SQLiteStore
 
     return SQLiteStore(
@@ -41,6 +55,26 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         ann_min_vectors=settings.ann_min_vectors,
         ann_probes=settings.ann_probes,
         lexical_index_min=settings.lexical_index_min,
+        read_only=settings.read_only,
+    )
+
+
+def _open_postgres(url: str, settings: Settings) -> Store:
+    try:
+        import pgvector  # noqa: F401
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "a PostgreSQL store needs psycopg, psycopg-pool and pgvector: "
+            "pip install 'memex[postgres]'"
+        ) from exc
+    from memex.storage.postgres import PostgresStore
+
+    return PostgresStore(
+        url,
+        busy_timeout=settings.busy_timeout,
+        ann_min_vectors=settings.ann_min_vectors,
         read_only=settings.read_only,
     )
 
@@ -61,6 +95,11 @@ def restore_store(
     """
     from memex.storage.sqlite.backup import restore
 
+    if is_server_url(location):
+        raise ConfigError(
+            "restoring into a PostgreSQL store is not supported yet; open the backup file "
+            "as a store, export it, and import that into the PostgreSQL store"
+        )
     path = resolve_path(location)
     if settings.read_only:
         raise StoreReadOnlyError.refused(str(path), "opened read-only")

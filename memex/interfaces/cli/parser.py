@@ -40,7 +40,7 @@ def _globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "-s",
         metavar="PATH",
         default=unset,
-        help="store file, directory or sqlite:/// URL "
+        help="store file, directory, sqlite:/// URL or postgresql:// URL "
         "(default: $MEMEX_STORE, else $MEMEX_HOME/memex.db, else the user data directory)",
     )
     parser.add_argument("--tenant", default=unset, help="tenant to work in")

@@ -1,0 +1,84 @@
+"""A backup of a PostgreSQL store: a portable memex store file (SQLite format).
+
+Every tenant's memories, their past versions and their vectors are read in one
+REPEATABLE READ transaction (the store as it was at one moment; writers go on) and
+written into a new SQLite store at the target, which any memex opens as a store of its
+own, or restores from. Saved session contexts and change counters are not copied: they
+are bookkeeping a new store starts without.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from memex.core.models import Scope
+from memex.core.progress import Progress, Tally
+from memex.errors import OutputError
+from memex.storage.base import StoredVectors, WriteBatch
+from memex.storage.postgres import rows, sql
+from memex.storage.postgres.connection import Database, bind, configure, driver_errors, translate
+
+_BATCH = 500
+
+
+def backup(db: Database, target: Path, progress: Progress | None) -> int:
+    """Copy every tenant's memories into the new store file ``target``; return how many."""
+    from memex.storage.sqlite import SQLiteStore
+
+    if target.exists() and target.stat().st_size > 0:
+        raise OutputError(f"backup target {target} exists already")
+    conn = db.connect()
+    copy = None
+    try:
+        configure(conn)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        bind(conn, None, all_tenants=True)
+        found = dict(conn.execute("SELECT key, value FROM memex_meta").fetchall())
+        total_row = conn.execute("SELECT count(*) FROM memories").fetchone()
+        total = int(total_row[0]) if total_row else 0
+        tally = Tally(progress, "copying")
+        copy = SQLiteStore(target)
+        if "vectors_model" not in found:
+            return 0
+        model = StoredVectors(str(found["vectors_model"]), int(found["vectors_dimensions"]))
+        copied = 0
+        with conn.cursor(name="memex_backup") as cursor:
+            cursor.execute(
+                f"SELECT {sql.COLUMNS}, m.embedding FROM memories m "
+                "ORDER BY m.tenant, m.created_at, m.seq"
+            )
+            while batch := cursor.fetchmany(_BATCH):
+                copied += _copy_batch(conn, copy, model, batch)
+                tally.advance(len(batch))
+        conn.execute("COMMIT")
+        assert copied == total
+        return copied
+    except driver_errors() as exc:
+        raise translate(exc, db.location) from exc
+    finally:
+        conn.close()
+        if copy is not None:
+            copy.close()
+
+
+def _copy_batch(conn: Any, copy: Any, model: StoredVectors, batch: list[Any]) -> int:
+    """Write one batch of rows (and their past versions) into the copy, tenant by tenant."""
+    by_tenant: dict[str, list[Any]] = {}
+    for row in batch:
+        by_tenant.setdefault(str(row[2]), []).append(row)
+    for tenant, tenant_rows in by_tenant.items():
+        ids = [str(r[1]) for r in tenant_rows]
+        past = conn.execute(
+            f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h "
+            "WHERE h.tenant = %s AND h.id = ANY(%s) ORDER BY h.id, h.version",
+            (tenant, ids),
+        ).fetchall()
+        memories = rows.memories([r[:-1] for r in tenant_rows])
+        inserts = [(m, r[-1].to_numpy()) for m, r in zip(memories, tenant_rows, strict=True)]
+        copy.write(
+            Scope(tenant=tenant),
+            WriteBatch(inserts=inserts, history=rows.memories(past)),
+            model,
+        )
+    return len(batch)

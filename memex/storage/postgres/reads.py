@@ -1,0 +1,159 @@
+"""Read queries of the PostgreSQL store, and what reads leave behind (read statistics,
+saved session contexts). Each runs inside a transaction bound to the scope's tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from memex.core.models import Scope, to_micros, utcnow
+from memex.core.query import Filters
+from memex.storage.postgres import sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+    Conn = psycopg.Connection[Any]
+
+_BUCKETS = {
+    "forgotten": "deleted",
+    "expired": "expired",
+    "superseded": "superseded",
+    "pending": "memories",
+    "current": "memories",
+}
+
+
+def by_ids(conn: Conn, filters: Filters, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``."""
+    where, params = sql.filter_clause(filters, utcnow())
+    return conn.execute(
+        f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ANY(%s) AND {where}",
+        [list(dict.fromkeys(ids)), *params],
+    ).fetchall()
+
+
+def history(conn: Conn, scope: Scope, memory_id: str) -> list[tuple[Any, ...]]:
+    """Rows of every version of a memory, oldest first: past versions, then the current."""
+    hwhere, hparams = sql.scope_clause(scope, "h")
+    where, params = sql.scope_clause(scope, "h")
+    return conn.execute(
+        f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {hwhere} AND h.id = %s "
+        f"UNION ALL SELECT {sql.HISTORY_COLUMNS} FROM memories h "
+        f"WHERE {where} AND h.id = %s ORDER BY 15",
+        [*hparams, memory_id, *params, memory_id],
+    ).fetchall()
+
+
+def vectors_by_hash(conn: Conn, tenant: str, hashes: Sequence[str]) -> dict[str, Any]:
+    """Stored vectors of the tenant's memories with these content hashes."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
+        "WHERE tenant = %s AND content_hash = ANY(%s) AND embedding IS NOT NULL",
+        (tenant, list(dict.fromkeys(hashes))),
+    ).fetchall()
+    return {str(h): v for h, v in rows}
+
+
+def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
+    """Counts within the scope at ``at`` (microseconds), and the size of the whole store."""
+    where, params = sql.scope_clause(scope)
+    counts = {"memories": 0, "deleted": 0, "superseded": 0, "expired": 0}
+    by_kind: dict[str, int] = {}
+    vectors = current = 0
+    for kind, state, count, with_vector in conn.execute(
+        f"SELECT m.kind, {sql.state_sql()} AS state, count(*), count(m.embedding) "
+        f"FROM memories m WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+        [at, at, at, *params],
+    ):
+        bucket = _BUCKETS[state]
+        counts[bucket] += count
+        current += count
+        vectors += with_vector
+        if bucket == "memories":
+            by_kind[kind] = by_kind.get(kind, 0) + count
+    hwhere, hparams = sql.scope_clause(scope, "h")
+    row = conn.execute(
+        f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}), "
+        "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'm'))",
+        hparams,
+    ).fetchone()
+    assert row is not None
+    return {
+        **counts,
+        "versions": int(row[0]) + current,
+        "by_kind": by_kind,
+        "vectors": vectors,
+        "size_bytes": int(row[1]),
+    }
+
+
+def change_versions(conn: Conn, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
+    """Summed change counters for ``keys`` in the scope's tenant (and project, if set)."""
+    out = dict.fromkeys(keys, 0)
+    if not keys:
+        return out
+    query = "SELECT key, sum(version) FROM change_counters WHERE tenant = %s AND key = ANY(%s)"
+    params: list[Any] = [scope.tenant, list(keys)]
+    if scope.project is not None:
+        query += " AND project = %s"
+        params.append(scope.project)
+    for key, version in conn.execute(query + " GROUP BY key", params):
+        out[str(key)] = int(version)
+    return out
+
+
+def record_reads(conn: Conn, counts: Sequence[tuple[int, int, str, str]]) -> None:
+    """Add read counts and last-read times: rows of (count, time in µs, tenant, id)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE memories SET access_count = access_count + %s, "
+            "last_accessed_at = greatest(coalesce(last_accessed_at, 0), %s) "
+            "WHERE tenant = %s AND id = %s",
+            counts,
+        )
+
+
+def last_context(conn: Conn, tenant: str, session: str, prefix_hash: str) -> tuple[str | None, int]:
+    """A session's previous context, and how many other sessions last had this prefix."""
+    row = conn.execute(
+        "SELECT (SELECT text FROM context_sessions WHERE tenant = %s AND session = %s), "
+        "(SELECT count(*) FROM context_sessions WHERE tenant = %s AND prefix_hash = %s "
+        "AND session <> %s)",
+        (tenant, session, tenant, prefix_hash, session),
+    ).fetchone()
+    assert row is not None
+    return (None if row[0] is None else str(row[0])), int(row[1])
+
+
+def save_context(
+    conn: Conn, tenant: str, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+) -> None:
+    """Store a session's latest context and the memories it shows; a context showing a
+    memory purged meanwhile is not stored, and the session's previous one is dropped."""
+    conn.execute(
+        "DELETE FROM context_session_memories WHERE tenant = %s AND session = %s",
+        (tenant, session),
+    )
+    wanted = sorted(set(ids))
+    row = conn.execute(
+        "SELECT count(*) FROM memories WHERE tenant = %s AND id = ANY(%s)", (tenant, wanted)
+    ).fetchone()
+    if row is None or int(row[0]) < len(wanted):
+        conn.execute(
+            "DELETE FROM context_sessions WHERE tenant = %s AND session = %s", (tenant, session)
+        )
+        return
+    conn.execute(
+        "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, session) DO UPDATE SET "
+        "prefix_hash = excluded.prefix_hash, text = excluded.text, "
+        "updated_at = excluded.updated_at",
+        (tenant, session, prefix_hash, text, to_micros(utcnow())),
+    )
+    conn.execute(
+        "INSERT INTO context_session_memories (tenant, id, session) "
+        "SELECT %s, unnest(%s::text[]), %s",
+        (tenant, wanted, session),
+    )

@@ -1,0 +1,164 @@
+"""SQL fragments of the PostgreSQL store: filters to WHERE clauses, memories to rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from memex.core.models import Memory, Scope, to_micros
+from memex.core.query import Filters, Order
+from memex.errors import ValidationError
+from memex.storage.postgres.rows import decode_cursor
+
+# Both lists follow rows.STORED_COLUMNS (history rows have no key and no read statistics).
+COLUMNS = (
+    "m.seq, m.id, m.tenant, m.project, m.user_id, m.agent, m.session, m.kind, m.content, "
+    "m.tags, m.metadata, m.importance, m.source, m.content_hash, m.version, m.created_at, "
+    "m.updated_at, m.expires_at, m.deleted_at, m.last_accessed_at, m.access_count, "
+    "m.valid_from, m.valid_until, m.superseded_by"
+)
+HISTORY_COLUMNS = (
+    "0::bigint, h.id, h.tenant, h.project, h.user_id, h.agent, h.session, h.kind, h.content, "
+    "h.tags, h.metadata, h.importance, h.source, h.content_hash, h.version, h.created_at, "
+    "h.updated_at, h.expires_at, h.deleted_at, NULL::bigint, 0::bigint, h.valid_from, "
+    "h.valid_until, h.superseded_by"
+)
+_SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}
+SCOPE_COLUMNS = {"tenant": "tenant", **_SCOPE_COLUMNS}
+"""Every scope field and its column, in the order of memex.core.models.SCOPE_FIELDS."""
+
+WRITTEN = (
+    "id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
+    "importance, source, content_hash, version, created_at, updated_at, expires_at, "
+    "deleted_at, valid_from, valid_until, superseded_by"
+)
+"""The columns every version of a memory has (``memories`` and ``memory_history``)."""
+
+
+def _opt(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def written(memory: Memory) -> list[Any]:
+    """Values of the ``WRITTEN`` columns for a memory (metadata as JSON text)."""
+    scope = memory.scope
+    return [
+        memory.id, scope.tenant, scope.project, scope.user, scope.agent, scope.session,
+        memory.kind, memory.content, list(memory.tags),
+        json.dumps(memory.metadata, ensure_ascii=False, sort_keys=True),
+        memory.importance, memory.source, memory.content_hash, memory.version,
+        to_micros(memory.created_at), to_micros(memory.updated_at), _opt(memory.expires_at),
+        _opt(memory.deleted_at), to_micros(memory.valid_from), _opt(memory.valid_until),
+        memory.superseded_by,
+    ]  # fmt: skip
+
+
+def scope_clause(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
+    """``tenant = %s AND ...`` for every field the scope sets. The tenant is mandatory."""
+    if not scope.tenant:
+        raise ValidationError("a store query needs a tenant")
+    parts = [f"{alias}.tenant = %s"]
+    params: list[Any] = [scope.tenant]
+    for name, column in _SCOPE_COLUMNS.items():
+        value = getattr(scope, name)
+        if value is not None:
+            parts.append(f"{alias}.{column} = %s")
+            params.append(value)
+    return " AND ".join(parts), params
+
+
+def forgotten_sql(alias: str = "m") -> str:
+    """True for a forgotten row, never NULL (``memex.core.visibility.is_forgotten``)."""
+    return (
+        f"({alias}.deleted_at IS NOT NULL AND "
+        f"({alias}.expires_at IS NULL OR {alias}.deleted_at < {alias}.expires_at))"
+    )
+
+
+def state_sql(alias: str = "m") -> str:
+    """A row's state at a time given three times as parameters
+    (``memex.core.visibility.state_at``)."""
+    return (
+        f"CASE WHEN {forgotten_sql(alias)} THEN 'forgotten' "
+        f"WHEN {alias}.expires_at <= %s THEN 'expired' "
+        f"WHEN {alias}.valid_until <= %s THEN 'superseded' "
+        f"WHEN {alias}.valid_from > %s THEN 'pending' ELSE 'current' END"
+    )
+
+
+def _metadata_equals(alias: str, key: str, value: Any) -> tuple[str, list[Any]]:
+    """A metadata value equal to ``value`` as SQLite's ``json_extract`` compares it: true
+    and false are 1 and 0, and numbers compare by value."""
+    field = f"{alias}.metadata -> %s"
+    if value is None:
+        return f"{field} = 'null'::jsonb", [key]
+    if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+        number = int(value)
+        spelled = ["true" if number else "false", str(number)]
+        if not isinstance(value, bool) and value != number:
+            spelled.append(json.dumps(value))
+        return f"{field} = ANY(%s::jsonb[])", [key, spelled]
+    return f"{field} = %s::jsonb", [key, json.dumps(value, ensure_ascii=False)]
+
+
+def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[str, list[Any]]:
+    """A WHERE clause (without the keyword) selecting what ``filters`` allows, as
+    ``memex.storage.sqlite.sql.filter_clause`` does (``memex.core.visibility``)."""
+    sql, params = scope_clause(filters.scope, alias)
+    parts = [sql]
+    if filters.kinds:
+        parts.append(f"{alias}.kind = ANY(%s)")
+        params.append(list(filters.kinds))
+    if filters.tags:
+        parts.append(f"{alias}.tags @> %s::text[]")
+        params.append(list(filters.tags))
+    for key, value in filters.metadata.items():
+        clause, values = _metadata_equals(alias, key, value)
+        parts.append(clause)
+        params.extend(values)
+    if filters.since is not None:
+        parts.append(f"{alias}.created_at >= %s")
+        params.append(to_micros(filters.since))
+    if filters.until is not None:
+        parts.append(f"{alias}.created_at < %s")
+        params.append(to_micros(filters.until))
+    if filters.superseded_by is not None:
+        parts.append(f"{alias}.superseded_by = %s")
+        params.append(filters.superseded_by)
+    if filters.expired_by is not None:
+        parts.append(
+            f"{alias}.deleted_at IS NULL AND {alias}.expires_at IS NOT NULL "
+            f"AND {alias}.expires_at <= %s"
+        )
+        params.append(to_micros(filters.expired_by))
+    at = to_micros(filters.as_of or now)
+    if not filters.include_deleted:
+        parts.append(f"NOT {forgotten_sql(alias)}")
+        parts.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > %s)")
+        params.append(at)
+    if filters.as_of is not None or not filters.include_superseded:
+        parts.append(f"{alias}.valid_from <= %s")
+        parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > %s)")
+        params.extend([at, at])
+    return " AND ".join(parts), params
+
+
+def list_query(
+    filters: Filters, now: datetime, order: Order, limit: int | None, cursor: str | None
+) -> tuple[str, list[Any]]:
+    """A page in creation order after ``cursor``, one row more than ``limit``."""
+    where, params = filter_clause(filters, now)
+    op, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+    if cursor is not None:
+        created, seq = decode_cursor(cursor)
+        where += f" AND (m.created_at, m.seq) {op} (%s, %s)"
+        params.extend([created, seq])
+    query = (
+        f"SELECT {COLUMNS} FROM memories m WHERE {where} "
+        f"ORDER BY m.created_at {direction}, m.seq {direction}"
+    )
+    if limit is not None:
+        query += " LIMIT %s"
+        params.append(limit + 1)
+    return query, params

@@ -1,0 +1,193 @@
+"""Applying a write batch in one transaction of the PostgreSQL store: inserts, past
+versions, versioned updates (the replaced version archived), purges, and the change
+counters of every write. No trigger does any of it: this module is the write contract."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from memex.core.models import Memory, Scope, to_micros
+from memex.errors import ConflictError, EmbedderError, ScopeError
+from memex.storage.base import Vector, WriteBatch
+from memex.storage.postgres import sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+_MARKS = ", ".join(["%s"] * len(sql.WRITTEN.split(", ")))
+_INSERT = (
+    f"INSERT INTO memories ({sql.WRITTEN}, last_accessed_at, access_count, embedding) "
+    f"VALUES ({_MARKS}, %s, %s, %s)"
+)
+_HISTORY = f"INSERT INTO memory_history ({sql.WRITTEN}) VALUES ({_MARKS})"
+_ARCHIVE = (
+    f"INSERT INTO memory_history ({sql.WRITTEN}) SELECT {sql.WRITTEN} FROM memories "
+    "WHERE tenant = %s AND id = %s AND version = %s"
+)
+_UPDATE = (
+    "UPDATE memories SET project = %s, user_id = %s, agent = %s, session = %s, kind = %s, "
+    "content = %s, tags = %s, metadata = %s, importance = %s, source = %s, "
+    "content_hash = %s, version = %s, updated_at = %s, expires_at = %s, deleted_at = %s, "
+    "valid_from = %s, valid_until = %s, superseded_by = %s{vector} "
+    "WHERE tenant = %s AND id = %s AND version = %s RETURNING kind, tags, project"
+)
+_OLD = "SELECT kind, tags, project FROM memories WHERE tenant = %s AND id = %s AND version = %s"
+
+
+class Counts:
+    """The change counters a batch moves: (tenant, project, key) -> how many changes."""
+
+    def __init__(self) -> None:
+        self.by_key: Counter[tuple[str, str, str]] = Counter()
+
+    def add(self, tenant: str, project: str | None, kind: str, tags: Any) -> None:
+        for key in {f"kind:{kind}", *(f"tag:{tag}" for tag in tags)}:
+            self.by_key[(tenant, project or "", key)] += 1
+
+    def write(self, conn: psycopg.Connection[Any]) -> None:
+        """Add the counts, in key order: writers lock counter rows in one order, so two
+        of them never wait for each other in a circle."""
+        if not self.by_key:
+            return
+        rows = sorted(self.by_key.items())
+        conn.execute(
+            "INSERT INTO change_counters (tenant, project, key, version) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "ON CONFLICT (tenant, project, key) DO UPDATE "
+            "SET version = change_counters.version + excluded.version",
+            (
+                [t for (t, _, _), _ in rows],
+                [p for (_, p, _), _ in rows],
+                [k for (_, _, k), _ in rows],
+                [n for _, n in rows],
+            ),
+        )
+
+
+def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int) -> None:
+    """Insert, archive, update and purge as the batch says (in the caller's transaction)."""
+    counts = Counts()
+    _insert(conn, scope, batch, dims, counts)
+    _archive(conn, scope, batch)
+    for memory, maybe_vector, expected in batch.updates:
+        check_scope(scope, memory)
+        tenant = str(memory.scope.tenant)
+        old = conn.execute(_OLD, (tenant, memory.id, expected)).fetchone()
+        if old is None:
+            raise _changed(memory.id)
+        if memory.version != expected:
+            conn.execute(_ARCHIVE, (tenant, memory.id, expected))
+        values = sql.written(memory)
+        params = [*values[2:14], *values[15:]]  # every column but id, tenant and created_at
+        vector_sql = ""
+        if maybe_vector is not None:
+            vector_sql = ", embedding = %s"
+            params.append(checked(maybe_vector, dims))
+        params.extend([tenant, memory.id, expected])
+        row = conn.execute(_UPDATE.format(vector=vector_sql), params).fetchone()
+        if row is None:
+            raise _changed(memory.id)
+        if memory.version != expected:
+            counts.add(tenant, old[2], old[0], old[1])
+            counts.add(tenant, row[2], row[0], row[1])
+    if batch.purges:
+        _purge(conn, scope, batch.purges, counts)
+    counts.write(conn)
+
+
+def _changed(memory_id: str) -> ConflictError:
+    return ConflictError(f"memory {memory_id} changed or vanished since it was read; try again")
+
+
+def _insert(
+    conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int, counts: Counts
+) -> None:
+    if not batch.inserts:
+        return
+    rows = []
+    for memory, vector in batch.inserts:
+        check_scope(scope, memory)
+        rows.append(
+            [
+                *sql.written(memory),
+                to_micros(memory.last_accessed_at) if memory.last_accessed_at else None,
+                memory.access_count,
+                checked(vector, dims),
+            ]
+        )
+        counts.add(str(memory.scope.tenant), memory.scope.project, memory.kind, memory.tags)
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT, rows)
+
+
+def _archive(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch) -> None:
+    """Store past versions of inserted memories as given."""
+    if not batch.history:
+        return
+    current = {(m.scope.tenant, m.id): m.version for m, _ in batch.inserts}
+    seen: set[tuple[str | None, str, int]] = set()
+    for past in batch.history:
+        check_scope(scope, past)
+        version = current.get((past.scope.tenant, past.id))
+        if version is None or not 1 <= past.version < version:
+            raise ConflictError(
+                f"version {past.version} of memory {past.id} is not a past version of a "
+                "memory in the batch"
+            )
+        key = (past.scope.tenant, past.id, past.version)
+        if key in seen:
+            raise ConflictError("the batch holds the same version of a memory twice")
+        seen.add(key)
+    with conn.cursor() as cur:
+        cur.executemany(_HISTORY, [sql.written(m) for m in batch.history])
+
+
+def _purge(
+    conn: psycopg.Connection[Any],
+    scope: Scope,
+    purges: list[tuple[str, int]],
+    counts: Counts,
+) -> None:
+    """Delete each (id, expected version) within the scope: the memory, its vector (in its
+    row), its history and every saved context that showed it."""
+    where, params = sql.scope_clause(scope)
+    for memory_id, expected in purges:
+        row = conn.execute(
+            f"DELETE FROM memories m WHERE {where} AND m.id = %s AND m.version = %s "
+            "RETURNING m.tenant, m.project, m.kind, m.tags",
+            [*params, memory_id, expected],
+        ).fetchone()
+        if row is None:
+            raise _changed(memory_id)
+        tenant, project, kind, tags = row
+        counts.add(tenant, project, kind, tags)
+        conn.execute(
+            "DELETE FROM memory_history WHERE tenant = %s AND id = %s", (tenant, memory_id)
+        )
+        conn.execute(
+            "DELETE FROM context_sessions c USING context_session_memories s "
+            "WHERE s.tenant = %s AND s.id = %s AND c.tenant = s.tenant AND c.session = s.session",
+            (tenant, memory_id),
+        )
+        conn.execute(
+            "DELETE FROM context_session_memories s USING context_session_memories x "
+            "WHERE x.tenant = %s AND x.id = %s AND s.tenant = x.tenant AND s.session = x.session",
+            (tenant, memory_id),
+        )
+
+
+def check_scope(scope: Scope, memory: Memory) -> None:
+    """Refuse a memory outside the scope of the handle writing it."""
+    if not scope.contains(memory.scope):
+        raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
+
+
+def checked(vector: Vector, dims: int) -> Vector:
+    """A vector as stored: ``dims`` float32 values."""
+    import numpy as np
+
+    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    if array.shape[0] != dims:
+        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
+    return array
