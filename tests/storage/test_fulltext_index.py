@@ -291,6 +291,20 @@ def test_a_large_lag_is_caught_up_by_the_query(store_copy: Path) -> None:
         assert watermark(store_copy)["max_seq"] >= built + TAIL_ROWS + 10
 
 
+def test_commits_do_not_pile_up_segments(store_copy: Path) -> None:
+    """Every catch-up commits a segment; merges keep their number down (each search
+    walks every segment)."""
+    with Memex.open(store_copy, INDEXED) as mx:
+        top_ids(mx, "garden piano")
+        store, index = fulltext(mx)
+        for n in range(12):
+            mx.remember(f"the quokka number {n} crossed the garden")
+            assert store._run(lambda c: index.catch_up(c, force=True))
+        assert index._index is not None
+        assert index._index.searcher().num_segments < 8
+        assert len(top_ids(mx, "quokka")) == 10
+
+
 def test_updated_content_is_found_by_its_new_words_only(store_copy: Path) -> None:
     with Memex.open(store_copy, INDEXED) as mx:
         memory = mx.remember("a narwhal sang opera")
