@@ -40,7 +40,7 @@ def gather(
         if spread and query.seeds is not None:
             seeds = list(query.seeds(lexical, vector))
             if seeds:
-                neighbours = thread_neighbours(conn, filters, seeds, query.radius, utcnow(), ids)
+                neighbours = thread_neighbours(conn, filters, seeds, query.radius, utcnow())
         if query.wanted is None:
             wanted: Iterable[int] = [
                 *(c.key for c in (*lexical, *vector)),

@@ -15,10 +15,8 @@ _SAME_THREAD = (
     "n.tenant = m.tenant AND n.project IS m.project AND n.user_id IS m.user_id "
     "AND n.agent IS m.agent AND n.session IS m.session AND n.kind = m.kind"
 )
-# Each side: its number, the sign that makes its sort key ascend nearest first, its scan.
-_BEFORE = "(n.created_at, n.seq) < (m.created_at, m.seq) ORDER BY n.created_at DESC, n.seq DESC"
-_AFTER = "(n.created_at, n.seq) > (m.created_at, m.seq) ORDER BY n.created_at, n.seq"
-_SIDES = ((0, "-", _BEFORE), (1, "", _AFTER))
+# Each side: its comparison with the key's place and the scan's direction, nearest first.
+_SIDES = (("<", "DESC"), (">", ""))
 
 
 def neighbour_query(
@@ -26,28 +24,38 @@ def neighbour_query(
 ) -> tuple[str, list[Any]]:
     """One statement finding every key's neighbours, and its parameters.
 
-    Rows are (position of the key in ``keys``, side, sort key, sort key, the
-    neighbour's key and id), in no particular order: ``thread_neighbours`` sorts the few
-    it gets, without a temporary index. Each side of each key is one
-    range scan of the thread index (tenant, project, kind, created_at) that stops after
-    ``radius`` rows of the thread. The index is named because the planner, without
+    Rows are (position of the key in ``keys``, before, after): each side as the text
+    ``created_at,key`` of each neighbour, space-separated, in no promised order
+    (``thread_neighbours`` sorts the few it gets). Each side of each key is one range
+    scan of the thread index (tenant, project, kind, created_at) that stops after
+    ``radius`` rows of the thread, and reads nothing but those rows: no row is looked
+    up again to learn its place. The index is named because the planner, without
     statistics, may pick (tenant, kind, created_at), which walks every project's
     memories of that kind.
     """
     where, params = sql.filter_clause(filters, now, alias="n")
-    arms = [
-        f"SELECT k.i, {side}, {sign}x.created_at, {sign}x.seq, x.seq, x.id "
-        "FROM k JOIN memories m ON m.seq = k.seq JOIN memories x ON x.seq IN ("
-        "SELECT n.seq FROM memories n INDEXED BY memories_thread "
-        f"WHERE {_SAME_THREAD} AND {where} AND {scan} LIMIT ?)"
-        for side, sign, scan in _SIDES
+    sides = [
+        "(SELECT group_concat(s.created_at || ',' || s.seq, ' ') FROM ("
+        "SELECT n.created_at, n.seq FROM memories n INDEXED BY memories_thread "
+        f"WHERE {_SAME_THREAD} AND {where} AND (n.created_at, n.seq) {op} (m.created_at, m.seq) "
+        f"ORDER BY n.created_at {order}, n.seq {order} LIMIT ?) s)"
+        for op, order in _SIDES
     ]
-    query = "WITH k(i, seq) AS (SELECT key, value FROM json_each(?)) " + " UNION ALL ".join(arms)
-    return query, [json.dumps([int(k) for k in keys]), *params, radius, *params, radius]
+    query = (
+        f"SELECT k.key, {sides[0]}, {sides[1]} "
+        "FROM json_each(?) k JOIN memories m ON m.seq = k.value"
+    )
+    return query, [*params, radius, *params, radius, json.dumps([int(k) for k in keys])]
 
 
-def _order(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return row[:4]
+def _side(text: str | None, descending: bool) -> list[int]:
+    """The keys of one side (``created_at,key ...``), nearest first."""
+    if not text:
+        return []
+    places = sorted(
+        (tuple(map(int, item.split(","))) for item in text.split(" ")), reverse=descending
+    )
+    return [key for _, key in places]
 
 
 def thread_neighbours(
@@ -56,23 +64,20 @@ def thread_neighbours(
     keys: Sequence[int],
     radius: int,
     now: datetime,
-    ids: dict[int, str] | None = None,
 ) -> dict[int, list[int]]:
-    """Up to ``radius`` memories before and after each key that pass ``filters`` (with
-    ``ids``, their ids go there).
+    """Up to ``radius`` memories before and after each key that pass ``filters``.
 
-    Nearest first on each side, before then after; keys without any are left out.
-    All keys are asked in one statement, which saves the per-statement cost of two
-    statements a key; each scan reads only rows of its key's thread (other users,
-    agents or sessions of the same project and kind are still read and skipped).
+    Nearest first on each side, before then after; keys without any are left out, the
+    others come in the order given. All keys are asked in one statement, which saves
+    the per-statement cost of two statements a key; each scan reads only rows of its
+    key's thread (other users, agents or sessions of the same project and kind are
+    still read and skipped).
     """
     unique = list(dict.fromkeys(keys))
     query, params = neighbour_query(filters, unique, radius, now)
-    out: dict[int, list[int]] = {}
-    rows = conn.execute(query, params).fetchall()
-    rows.sort(key=_order)
-    for row in rows:
-        out.setdefault(unique[row[0]], []).append(row[4])
-    if ids is not None:
-        ids.update((row[4], row[5]) for row in rows)
-    return out
+    found: dict[int, list[int]] = {}
+    for i, before, after in conn.execute(query, params).fetchall():
+        around = _side(before, descending=True) + _side(after, descending=False)
+        if around:
+            found[i] = around
+    return {unique[i]: found[i] for i in sorted(found)}
