@@ -63,6 +63,7 @@ from memex.storage.sqlite.fulltext_mark import FORMAT as FORMAT
 from memex.storage.sqlite.fulltext_mark import (
     MARK_FILE,
     Mark,
+    lag,
     read_mark,
     store_id_of,
     store_meta,
@@ -94,9 +95,10 @@ class FullTextIndex:
 
     # -- opening and building -------------------------------------------------------------
 
-    def _ready(self, conn: sqlite3.Connection) -> bool:
-        """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now."""
-        self._follow_store(store_id_of(conn))
+    def _ready(self, conn: sqlite3.Connection, store_id: str | None = None) -> bool:
+        """Open the index, rebuilding it if it cannot be trusted; False: use FTS5 for now.
+        ``store_id``: the store's id, when just read."""
+        self._follow_store(store_id_of(conn) if store_id is None else store_id)
         if self._index is not None:
             return True
         if time.monotonic() - self._failed_at < _RETRY_SECONDS:
@@ -235,18 +237,6 @@ class FullTextIndex:
                 self._index.reload()
                 self._mark = mark
 
-    def _lag(self, conn: sqlite3.Connection, mark: Mark) -> tuple[int, int]:
-        """Rows and changes after ``mark``, each counted up to its tail limit."""
-        rows = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM memories WHERE seq > ? LIMIT ?)",
-            (mark.max_seq, TAIL_ROWS),
-        ).fetchone()[0]
-        changes = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM index_changes WHERE pos > ? LIMIT ?)",
-            (mark.change_pos, TAIL_CHANGES),
-        ).fetchone()[0]
-        return int(rows), int(changes)
-
     def catch_up(self, conn: sqlite3.Connection, *, force: bool = False) -> bool:
         """Commit what the index lacks if the lag is large (or any, with ``force``).
 
@@ -263,16 +253,19 @@ class FullTextIndex:
         force: bool,
         progress: Progress | None = None,
         wait: float = 0.0,
+        state: tuple[str, int, int, int] | None = None,
     ) -> bool:
-        """Catch up (see ``catch_up``); after a purge, rewrite the index instead."""
+        """Catch up (see ``catch_up``); after a purge, rewrite the index instead.
+        ``state``: ``store_state``, when just read."""
         assert self._index is not None
-        store_id, purges = store_meta(conn)
+        state = store_state(conn) if state is None else state
+        store_id, _, _, purges = state
         self._refresh_mark(store_id)
         if not self.writable:
             return False
         fresh = self._mark.purges < purges
         if not fresh:
-            rows, changes = self._lag(conn, self._mark)
+            rows, changes = lag(state, self._mark)
             if not (rows or changes) or (not force and rows < TAIL_ROWS and changes < TAIL_CHANGES):
                 return True
         mark = fulltext_write.apply_changes(
@@ -327,7 +320,8 @@ class FullTextIndex:
     def _behind(self, conn: sqlite3.Connection) -> bool:
         """Whether the next query would build the index, rewrite it (after a purge) or
         catch it up first (cheap)."""
-        store_id, high, top_pos, purges = store_state(conn)
+        state = store_state(conn)
+        store_id, high, top_pos, purges = state
         if self._index is not None:
             self._refresh_mark(store_id)
             mark: Mark | None = self._mark
@@ -337,7 +331,7 @@ class FullTextIndex:
             mark = self._trusted_mark(store_id, high, top_pos)
         if mark is None or mark.purges < purges:
             return True
-        rows, changes = self._lag(conn, mark)
+        rows, changes = lag(state, mark)
         return rows >= TAIL_ROWS or changes >= TAIL_CHANGES
 
     # -- scrubbing after a purge ---------------------------------------------------------
@@ -399,10 +393,11 @@ class FullTextIndex:
         if filters.scope.tenant is None:
             return None
         with self._lock:
-            if not self._ready(conn):
+            state = store_state(conn)  # one statement for what the next two steps ask
+            if not self._ready(conn, state[0]):
                 return None
             try:
-                self._catch_up(conn, force=False)
+                self._catch_up(conn, force=False, state=state)
                 index, mark = self._index, self._mark
                 assert index is not None
                 with reads.read_transaction(conn):

@@ -14,8 +14,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from memex.storage.sqlite.reads import high_key
-
 FORMAT = 2  # 1: the tenant only, as a ``tenant`` field
 MARK_FILE = "watermark.json"
 
@@ -78,8 +76,23 @@ def store_id_of(conn: sqlite3.Connection) -> str:
     return store_meta(conn)[0]
 
 
+_STATE = (
+    "SELECT (SELECT value FROM meta WHERE key = 'store_id'), "
+    "(SELECT seq FROM sqlite_sequence WHERE name = 'memories'), "
+    "(SELECT max(pos) FROM index_changes), "
+    "(SELECT value FROM meta WHERE key = 'purges')"
+)
+
+
 def store_state(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
-    """The store's id, highest key ever assigned, last change logged and purge count."""
-    pos = conn.execute("SELECT max(pos) FROM index_changes").fetchone()[0]
-    store_id, purges = store_meta(conn)
-    return store_id, high_key(conn), int(pos or 0), purges
+    """The store's id, highest key ever assigned, last change logged and purge count,
+    in one statement."""
+    store_id, high, pos, purges = conn.execute(_STATE).fetchone()
+    return str(store_id or ""), int(high or 0), int(pos or 0), int(purges or 0)
+
+
+def lag(state: tuple[str, int, int, int], mark: Mark) -> tuple[int, int]:
+    """Keys assigned and changes logged after ``mark`` (keys of memories purged since
+    count too: an upper bound on the rows to add)."""
+    _, high, pos, _ = state
+    return max(high - mark.max_seq, 0), max(pos - mark.change_pos, 0)

@@ -18,6 +18,12 @@ from memex.storage.sqlite import lexical, reads, sql
 from memex.storage.sqlite.fulltext_mark import Mark
 from memex.storage.sqlite.visibility import Check
 
+_SINCE = (
+    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'memories'), "
+    "(SELECT max(pos) FROM index_changes)"
+)
+"""The highest key ever assigned and the last change logged: whether there is a lag."""
+
 ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
 """The columns of a memory that make its document."""
 
@@ -133,13 +139,16 @@ def search_index(
     after ``max_seq`` and rows changed since ``change_pos``) scored by FTS5; None if
     too few index hits pass the filters."""
     searcher = index.searcher()
-    pending = {
-        int(r[0])
-        for r in conn.execute(
-            "SELECT DISTINCT seq FROM index_changes WHERE pos > ? AND seq <= ?",
-            (mark.change_pos, mark.max_seq),
-        )
-    }
+    high, pos = conn.execute(_SINCE).fetchone()
+    pending: set[int] = set()
+    if (pos or 0) > mark.change_pos:
+        pending = {
+            int(r[0])
+            for r in conn.execute(
+                "SELECT DISTINCT seq FROM index_changes WHERE pos > ? AND seq <= ?",
+                (mark.change_pos, mark.max_seq),
+            )
+        }
     kept_terms, tokens = prune(analyzer, searcher, terms)
     indexed: list[Candidate] = []
     if tokens:
@@ -150,7 +159,7 @@ def search_index(
             return None
         indexed = found
     tail: list[Candidate] = []
-    if reads.high_key(conn) > mark.max_seq:  # memories written after the index's last
+    if (high or 0) > mark.max_seq:  # memories written after the index's last
         tail = lexical.search(conn, filters, kept_terms, limit, 0, after=mark.max_seq)
     for start in range(0, len(pending), 500):
         chunk = sorted(pending)[start : start + 500]
