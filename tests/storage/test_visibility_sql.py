@@ -232,3 +232,47 @@ def test_memory_catches_up_with_writes_of_another_handle(
     # Purged elsewhere: never passes again, even if an index still names it.
     store.write(Scope(tenant="t"), WriteBatch(purges=[(fresh.id, 1)]), model)
     assert not passes(fresh_key)
+
+
+def test_a_search_that_skips_the_tenant_never_sees_another(tmp_path: Path) -> None:
+    """While one tenant is alone in the store, its full-text search does not match the
+    tenant; once another writes (from another handle), its memories stay out."""
+    from memex import Memex
+
+    settings = Settings(lexical_index_min=1, ann_min_vectors=64)
+    path = tmp_path / "two.db"
+    with Memex.open(path, settings=settings) as mx, Memex.open(path, settings=settings) as other:
+        a = mx.scoped(tenant="a")
+        b = other.scoped(tenant="b")
+        for i in range(30):
+            a.remember(f"the walrus note number {i}")
+        assert len(a.recall("walrus", k=50, mode="lexical")) == 30
+        store = mx._engine.store
+        assert isinstance(store, SQLiteStore)
+        assert store._visibility.alone("a")
+        theirs = {b.remember(f"the walrus secret number {i}").id for i in range(5)}
+        # Searched as the last refresh left it: the index holds their memories now, and
+        # the check asks SQL about keys newer than the refresh.
+        index = store._fulltext
+        assert store._run(lambda c: index.catch_up(c, force=True))
+        filters = Filters(scope=Scope(tenant="a"))
+        hits = store._run(
+            lambda c: index.search(
+                c,
+                filters,
+                ["walrus", "secret"],
+                10,
+                store._visibility.check(c, filters, ("tenant",)),
+                ("tenant",),
+            )
+        )
+        ours = {int(r[0]) for r in store._rows("SELECT seq FROM memories WHERE tenant = 'a'", ())}
+        assert hits is not None and len(hits) == 10
+        assert {c.key for c in hits} <= ours  # theirs match both words, and are left out
+        assert store._visibility.alone("a")  # still as of the last refresh
+        for mode in ("lexical", "hybrid"):
+            found = {h.memory.id for h in a.recall("walrus secret", k=50, mode=mode)}
+            assert not found & theirs, mode
+        assert not store._visibility.alone("a")
+        assert len(a.recall("walrus", k=50, mode="lexical")) == 30
+        assert {h.memory.id for h in b.recall("walrus", k=50, mode="lexical")} == theirs

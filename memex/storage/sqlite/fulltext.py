@@ -48,7 +48,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import tantivy
@@ -383,9 +383,12 @@ class FullTextIndex:
         terms: Sequence[str],
         limit: int,
         check: Check | None = None,
+        implied: Collection[str] = (),
     ) -> list[Candidate] | None:
         """The ``limit`` best memories for any of ``terms`` that ``filters`` pass, by BM25
-        (``check`` tells which keys pass; default: SQL).
+        (``check`` tells which keys pass; default: SQL). ``implied``: scope fields the
+        index need not match, because the store holds no other value for them and
+        ``check`` asks SQL about any key newer than it knows.
 
         None when the index cannot answer (being built elsewhere, or too few index hits
         pass the filters): the caller runs the FTS5 query instead.
@@ -400,7 +403,10 @@ class FullTextIndex:
                 self._catch_up(conn, force=False, state=state)
                 index, mark = self._index, self._mark
                 assert index is not None
-                with reads.read_transaction(conn):
+                # With a lag, the rows after the watermark and the index hits are read in
+                # one snapshot; without one, the index alone answers (one state read).
+                lagging = lag(state, mark) != (0, 0)
+                with reads.read_transaction(conn) if lagging else contextlib.nullcontext():
                     return search_index(
                         index,
                         self._schema,
@@ -411,6 +417,8 @@ class FullTextIndex:
                         limit,
                         mark,
                         check,
+                        None if lagging else (state[1], state[2]),
+                        implied,
                     )
             except (ValueError, OSError) as exc:
                 if lacked_space(exc, self.folder):  # not again on every query

@@ -5,7 +5,7 @@ analyzer, term pruning and the filtered search with the lag scored by FTS5 (see
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import tantivy
@@ -70,18 +70,21 @@ def indexed_hits(
     max_seq: int,
     pending: set[int],
     check: Check | None = None,
+    implied: Collection[str] = (),
 ) -> list[Candidate] | None:
     """The index's best hits that pass the filters (``check`` tells which do; default:
     SQL); None if too few pass."""
     term = tantivy.Query.term_query
     should = [(tantivy.Occur.Should, term(schema, "text", t)) for t in tokens]
-    # Scope terms score nothing: the ranking is the text's BM25 alone.
+    # Scope terms score nothing: the ranking is the text's BM25 alone. A scope field
+    # ``implied`` (the store holds no other value for it) would only slow the search.
     clauses = [
         (
             tantivy.Occur.Must,
             tantivy.Query.const_score_query(term(schema, "scope", f"{name}={value}"), 0.0),
         )
         for name, value in filters.scope.items()
+        if name not in implied
     ]
     clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
     query = tantivy.Query.boolean_query(clauses)
@@ -134,12 +137,16 @@ def search_index(
     limit: int,
     mark: Mark,
     check: Check | None = None,
+    since: tuple[int, int] | None = None,
+    implied: Collection[str] = (),
 ) -> list[Candidate] | None:
     """The best hits of an index that holds ``mark``, merged with the lag after it (rows
     after ``max_seq`` and rows changed since ``change_pos``) scored by FTS5; None if
-    too few index hits pass the filters."""
+    too few index hits pass the filters. ``since``: the highest key and the last change
+    logged, when just read; ``implied``: scope fields the search need not match (see
+    ``indexed_hits``)."""
     searcher = index.searcher()
-    high, pos = conn.execute(_SINCE).fetchone()
+    high, pos = since if since is not None else conn.execute(_SINCE).fetchone()
     pending: set[int] = set()
     if (pos or 0) > mark.change_pos:
         pending = {
@@ -153,7 +160,7 @@ def search_index(
     indexed: list[Candidate] = []
     if tokens:
         found = indexed_hits(
-            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, check
+            schema, conn, searcher, filters, tokens, limit, mark.max_seq, pending, check, implied
         )
         if found is None:
             return None

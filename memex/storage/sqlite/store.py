@@ -358,9 +358,11 @@ class SQLiteStore:
             return []
         size = self._size_cached()
         if size >= self._lexical_min:
+            visibility = self._visibility
+            implied = ("tenant",) if visibility.alone(str(filters.scope.tenant)) else ()
             found = self._run(
                 lambda c: self._fulltext.search(
-                    c, filters, terms, limit, self._visibility.check(c, filters, SCOPE, ids)
+                    c, filters, terms, limit, visibility.check(c, filters, SCOPE, ids), implied
                 )
             )
             if found is not None:

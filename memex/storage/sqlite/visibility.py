@@ -50,6 +50,7 @@ class _Tenant:
     max_key: int
     change_pos: int
     latest_start: int  # no memory outside ``limited`` was created (so valid) after this
+    alone: bool  # no memory of another tenant is in the store
     limited: dict[int, Times] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)  # removed since the state was read
 
@@ -104,6 +105,14 @@ class Visibility:
                 return
             with reads.read_transaction(conn):
                 self._tenants[tenant] = self._caught_up(conn, tenant, state)
+
+    def alone(self, tenant: str) -> bool:
+        """Whether, as of the last refresh, the store held memories of ``tenant`` only.
+
+        Then a search need not match the tenant: every key up to the refresh is the
+        tenant's, and ``check`` asks SQL (which matches it) about any newer key."""
+        state = self._tenants.get(tenant)
+        return state is not None and state.alone
 
     def check(
         self,
@@ -165,21 +174,28 @@ class Visibility:
                 state.limited.pop(key, None)
                 state.gone.add(key)
         rows = conn.execute(
-            f"SELECT {_TIMES} FROM memories WHERE seq > ? AND tenant = ?",
-            (state.max_key, tenant),
+            f"SELECT tenant, {_TIMES} FROM memories WHERE seq > ?", (state.max_key,)
         ).fetchall()
-        for row in [*found, *rows]:
+        for row in found:
             _place(state, row)
+        for row in rows:
+            if row[0] == tenant:
+                _place(state, row[1:])
+            else:
+                state.alone = False
         state.max_key, state.change_pos = max(top, state.max_key), pos
         return state
 
     def _loaded(
         self, conn: sqlite3.Connection, tenant: str, store_id: str, top: int, pos: int
     ) -> _Tenant:
-        latest = conn.execute(
-            "SELECT max(created_at) FROM memories WHERE tenant = ?", (tenant,)
-        ).fetchone()[0]
-        state = _Tenant(store_id, top, pos, int(latest or 0))
+        latest, others = conn.execute(
+            "SELECT (SELECT max(created_at) FROM memories WHERE tenant = ?), "
+            "EXISTS (SELECT 1 FROM memories WHERE tenant < ?) "
+            "OR EXISTS (SELECT 1 FROM memories WHERE tenant > ?)",
+            (tenant, tenant, tenant),
+        ).fetchone()
+        state = _Tenant(store_id, top, pos, int(latest or 0), not others)
         rows = conn.execute(
             f"SELECT {_TIMES} FROM memories INDEXED BY memories_limited "
             f"WHERE tenant = ? AND ({LIMITED})",
