@@ -1,156 +1,174 @@
 """A recall's candidates from the PostgreSQL store: both legs, the seeds' thread
-neighbours and the facts ranking wants, read in one transaction (one snapshot)."""
+neighbours and the facts ranking wants, in as few round trips as ranking allows.
+
+Both legs go out together, each row carrying the facts ranking reads, so a recall
+without neighbours is one round trip. The seeds' neighbours (with their facts) are a
+second, as ranking picks the seeds from the legs. A store large enough to prune common
+terms (``core.text.prune_common``) first counts the terms, with the vector leg alongside.
+Each round trip is a transaction of its own: each leg's candidates pass the filters as it
+finds them, the neighbours when they are read (``Store.candidates``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memex.core import text
 from memex.core.models import utcnow
 from memex.core.query import Filters
 from memex.storage.base import CandidateQuery, Candidates, Vector
 from memex.storage.postgres import lexical, sql
 
 if TYPE_CHECKING:
-    import psycopg
+    from memex.core.ranking import Facts
+    from memex.storage.postgres.connection import Database
 
-    from memex.core.ranking import Candidate, Facts
-
-    Conn = psycopg.Connection[Any]
+Statement = tuple[str, list[Any]]
 
 
 def gather(
-    conn: Conn,
+    db: Database,
     filters: Filters,
     query: CandidateQuery,
     *,
     approximate: int | None,
     size: int,
 ) -> Candidates:
-    """Everything a recall asks of the store (``Store.candidates``), inside the caller's
-    transaction. ``approximate``: the dimensions of the HNSW index to search, or None for
-    an exact scan."""
+    """Everything a recall asks of the store (``Store.candidates``). ``approximate``: the
+    dimensions of the HNSW index to search, or None for an exact scan."""
     from memex.core.ranking import Candidate
 
+    tenant = filters.scope.tenant
+    where, params = sql.filter_clause(filters, utcnow())
+    terms = list(query.terms) if query.limit > 0 else []
+    threshold = text.common_threshold(size)
+    prune = bool(terms) and threshold is not None and len(terms) > 1
+    first: list[Statement] = []
+    if prune:
+        assert threshold is not None
+        first.append(lexical.frequencies(where, params, terms, threshold))
+    elif terms:
+        first.append(lexical.search(where, params, terms, query.limit))
+    settings: dict[str, str] = {}
+    with_vector = query.vector is not None and query.limit > 0
+    if query.vector is not None and with_vector:
+        first.append(nearest(where, params, query.vector, query.limit, approximate))
+        if approximate is not None:
+            settings = {
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.ef_search": str(max(40, min(1000, 2 * query.limit))),
+            }
+    results = db.run(tenant, first, settings=settings) if first else []
+    lex_rows: list[tuple[Any, ...]] = []
+    vec_rows: list[tuple[Any, ...]] = results[-1] if with_vector else []
+    if prune and results:
+        counts = {str(term): int(n) for term, n in results[0]}
+        kept = text.prune_common(terms, size, lambda term, _: counts[term])
+        [lex_rows] = db.run(tenant, [lexical.search(where, params, kept, query.limit)])
+    elif terms:
+        lex_rows = results[0]
+    lex = [Candidate(int(row[0]), float(row[1])) for row in lex_rows]
+    vec = [Candidate(int(row[0]), float(row[1])) for row in vec_rows]
     ids: dict[int, str] = {}
-    now = utcnow()
-    where, params = sql.filter_clause(filters, now)
-    lex: list[Candidate] = []
-    if query.terms and query.limit > 0:
-        found = lexical.search(conn, where, params, query.terms, query.limit, size)
-        lex = [Candidate(key, score) for key, score, _ in found]
-        ids.update((key, mid) for key, _, mid in found)
-    vec: list[Candidate] = []
-    if query.vector is not None and query.limit > 0:
-        rows = nearest(conn, where, params, query.vector, query.limit, approximate)
-        vec = [Candidate(key, score) for key, score, _ in rows]
-        ids.update((key, mid) for key, _, mid in rows)
-    neighbours: dict[int, list[int]] = {}
     facts: dict[int, Facts] = {}
-    everything = [c.key for c in (*lex, *vec)]
-    if not everything:
-        return Candidates(lex, vec, neighbours, ids, facts)
+    for row in (*lex_rows, *vec_rows):
+        key = int(row[0])
+        ids[key] = str(row[2])
+        facts[key] = _facts(row[3:])
+    neighbours: dict[int, list[int]] = {}
+    if not ids:
+        return Candidates(lex, vec, neighbours, ids, {})
     if query.radius > 0 and query.seeds is not None:
         seeds = list(query.seeds(lex, vec))
         if seeds:
-            neighbours = thread_neighbours(conn, filters, seeds, query.radius, ids)
+            neighbours = thread_neighbours(db, filters, seeds, query.radius, ids, facts)
     if query.wanted is None:
-        wanted = [*everything, *(key for around in neighbours.values() for key in around)]
-    else:
-        wanted = list(query.wanted(lex, vec, neighbours))
-    if wanted:
-        read_facts(conn, where, params, wanted, facts)
-    return Candidates(lex, vec, neighbours, ids, facts)
+        return Candidates(lex, vec, neighbours, ids, facts)
+    wanted = set(query.wanted(lex, vec, neighbours))
+    return Candidates(lex, vec, neighbours, ids, {k: f for k, f in facts.items() if k in wanted})
+
+
+def _facts(row: Sequence[Any]) -> Facts:
+    from memex.core.ranking import Facts
+
+    project, user, agent, session, kind, created, importance, content = row
+    return Facts((project, user, agent, session, kind), created, importance, content)
 
 
 def nearest(
-    conn: Conn,
-    where: str,
-    params: list[Any],
-    vector: Vector,
-    limit: int,
-    approximate: int | None,
-) -> list[tuple[int, float, str]]:
-    """The ``limit`` memories passing ``where`` nearest to ``vector`` by inner product:
-    (key, score, id). Exact (a scan of the filtered rows) unless ``approximate`` names
-    the dimensions of the HNSW index, which is then walked until enough rows pass."""
+    where: str, params: list[Any], vector: Vector, limit: int, approximate: int | None
+) -> Statement:
+    """A statement of the ``limit`` rows passing ``where`` nearest to ``vector`` by inner
+    product: key, score, id and facts, best first. Exact (a scan of the filtered rows)
+    unless ``approximate`` names the dimensions of the HNSW index, which is then walked
+    until enough rows pass (pgvector's iterative scan)."""
     import numpy as np
 
     q = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
     if approximate is None:
-        return [
-            (int(k), float(s), str(i))
-            for k, s, i in conn.execute(
-                "SELECT m.seq, -(m.embedding <#> %s) AS score, m.id FROM memories m "
-                f"WHERE {where} AND m.embedding IS NOT NULL "
-                "ORDER BY m.embedding <#> %s, m.seq LIMIT %s",
-                [q, *params, q, limit],
-            )
-        ]
+        return (
+            f"SELECT m.seq, -(m.embedding <#> %s) AS score, m.id, {lexical.FACTS} "
+            f"FROM memories m WHERE {where} AND m.embedding IS NOT NULL "
+            "ORDER BY m.embedding <#> %s, m.seq LIMIT %s",
+            [q, *params, q, limit],
+        )
     dims = int(approximate)
-    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * limit))}")
-    rows = conn.execute(
-        "SELECT seq, score, id FROM (SELECT m.seq, m.id, "
-        f"-((m.embedding::vector({dims})) <#> %s::vector({dims})) AS score FROM memories m "
-        f"WHERE {where} AND m.embedding IS NOT NULL "
-        f"ORDER BY (m.embedding::vector({dims})) <#> %s::vector({dims}) LIMIT %s) x "
-        "ORDER BY score DESC, seq",
+    column = f"(m.embedding::vector({dims}))"
+    return (
+        f"SELECT * FROM (SELECT m.seq, -({column} <#> %s::vector({dims})) AS score, m.id, "
+        f"{lexical.FACTS} FROM memories m WHERE {where} AND m.embedding IS NOT NULL "
+        f"ORDER BY {column} <#> %s::vector({dims}) LIMIT %s) x ORDER BY score DESC, seq",
         [q, *params, q, limit],
-    ).fetchall()
-    return [(int(k), float(s), str(i)) for k, s, i in rows]
+    )
 
 
-_SAME_THREAD = (
-    "n.tenant = m.tenant AND coalesce(n.project, '') = coalesce(m.project, '') "
-    "AND n.project IS NOT DISTINCT FROM m.project AND n.user_id IS NOT DISTINCT FROM m.user_id "
-    "AND n.agent IS NOT DISTINCT FROM m.agent AND n.session IS NOT DISTINCT FROM m.session "
-    "AND n.kind = m.kind"
-)
+_SAME_THREAD = "n.tenant = m.tenant AND n.thread = m.thread"
+"""The thread of ``m`` (the generated column ``thread`` spells out its scope and kind)."""
+_NEIGHBOUR = f"n.seq, n.id, {lexical.FACTS.replace('m.', 'n.')}"
 
 
 def thread_neighbours(
-    conn: Conn, filters: Filters, keys: Sequence[int], radius: int, ids: dict[int, str]
+    db: Database,
+    filters: Filters,
+    keys: Sequence[int],
+    radius: int,
+    ids: dict[int, str],
+    facts: dict[int, Facts],
 ) -> dict[int, list[int]]:
     """Up to ``radius`` memories before and after each key, in its thread, that pass
-    ``filters``: nearest first on each side, before then after (their ids go to ``ids``).
-    Each side of each key is one range scan of the thread index."""
+    ``filters``: nearest first on each side, before then after (their ids go to ``ids``,
+    their facts to ``facts``). Each side of each key is one range scan of the thread
+    index."""
     unique = list(dict.fromkeys(int(k) for k in keys))
     where, params = sql.filter_clause(filters, utcnow(), alias="n")
-    rows = conn.execute(
-        "SELECT k.i, x.side, x.created_at, x.seq, x.id "
-        "FROM unnest(%s::bigint[]) WITH ORDINALITY AS k(seq, i) "
-        "JOIN memories m ON m.tenant = %s AND m.seq = k.seq CROSS JOIN LATERAL ("
-        "(SELECT 0 AS side, n.created_at, n.seq, n.id FROM memories n "
-        f"WHERE {_SAME_THREAD} AND {where} AND (n.created_at, n.seq) < (m.created_at, m.seq) "
-        "ORDER BY n.created_at DESC, n.seq DESC LIMIT %s) UNION ALL "
-        "(SELECT 1, n.created_at, n.seq, n.id FROM memories n "
-        f"WHERE {_SAME_THREAD} AND {where} AND (n.created_at, n.seq) > (m.created_at, m.seq) "
-        "ORDER BY n.created_at, n.seq LIMIT %s)) x",
-        [unique, filters.scope.tenant, *params, radius, *params, radius],
-    ).fetchall()
+    [rows] = db.run(
+        filters.scope.tenant,
+        [
+            (
+                "SELECT k.i, x.* FROM unnest(%s::bigint[]) WITH ORDINALITY AS k(seq, i) "
+                "JOIN memories m ON m.tenant = %s AND m.seq = k.seq CROSS JOIN LATERAL ("
+                f"(SELECT 0 AS side, {_NEIGHBOUR} FROM memories n "
+                f"WHERE {_SAME_THREAD} AND {where} "
+                "AND (n.created_at, n.seq) < (m.created_at, m.seq) "
+                "ORDER BY n.created_at DESC, n.seq DESC LIMIT %s) UNION ALL "
+                f"(SELECT 1, {_NEIGHBOUR} FROM memories n WHERE {_SAME_THREAD} AND {where} "
+                "AND (n.created_at, n.seq) > (m.created_at, m.seq) "
+                "ORDER BY n.created_at, n.seq LIMIT %s)) x",
+                [unique, filters.scope.tenant, *params, radius, *params, radius],
+            )
+        ],
+    )
 
     def nearest_first(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        i, side, created, seq, _ = row
+        i, side, seq, created = row[0], row[1], row[2], row[9]
         sign = -1 if side == 0 else 1
         return (i, side, sign * created, sign * seq)
 
     out: dict[int, list[int]] = {}
-    for i, _, _, seq, mid in sorted(rows, key=nearest_first):
-        out.setdefault(unique[i - 1], []).append(int(seq))
-        ids[int(seq)] = str(mid)
+    for row in sorted(rows, key=nearest_first):
+        seq = int(row[2])
+        out.setdefault(unique[row[0] - 1], []).append(seq)
+        ids[seq] = str(row[3])
+        facts[seq] = _facts(row[4:])
     return out
-
-
-def read_facts(
-    conn: Conn, where: str, params: list[Any], keys: Sequence[int], into: dict[int, Facts]
-) -> None:
-    """The facts (thread, time, importance, text) of the keys that pass ``where``."""
-    from memex.core.ranking import Facts
-
-    for seq, project, user, agent, session, kind, created, importance, content in conn.execute(
-        "SELECT m.seq, m.project, m.user_id, m.agent, m.session, m.kind, m.created_at, "
-        f"m.importance, m.content FROM memories m WHERE m.seq = ANY(%s) AND {where}",
-        [list(dict.fromkeys(int(k) for k in keys)), *params],
-    ):
-        into[int(seq)] = Facts((project, user, agent, session, kind), created, importance, content)

@@ -5,13 +5,18 @@ Every unit of work is one transaction that first sets ``memex.tenant`` (with
 ``set_config(..., true)``, so the setting ends with the transaction): row-level security
 then shows it that tenant's rows only. Whole-store work (backup, reindex, upgrades) sets
 ``memex.all_tenants`` instead.
+
+Reads take one round trip each (``Database.run``): the setting and the statements go
+out together in pipeline mode and run in the implicit transaction that ends at the
+pipeline's one Sync, with no BEGIN or COMMIT of their own. psycopg prepares a statement
+on a connection once it has run a few times, so the hot ones are planned once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -179,10 +184,41 @@ class Database:
         except driver_errors() as exc:
             raise translate(exc, self.location) from exc
 
+    def run(
+        self,
+        tenant: str | None,
+        statements: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        settings: Mapping[str, str] | None = None,
+        all_tenants: bool = False,
+    ) -> list[list[tuple[Any, ...]]]:
+        """Each statement's rows, from one transaction bound to ``tenant`` (every
+        tenant's rows with ``all_tenants``) and one round trip to the server.
+        ``settings`` hold for the transaction only (``hnsw.ef_search``, say). Driver
+        errors become memex errors."""
+        if self._pool is None:
+            raise StoreError(f"store {self.location} is closed")
+        extra = dict(settings or {})
+        bind_sql = _BIND + "".join(", set_config(%s, %s, true)" for _ in extra)
+        bind_params: list[Any] = [tenant or "", "on" if all_tenants else "off"]
+        for name, value in extra.items():
+            bind_params.extend([name, value])
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline():
+                    conn.execute(bind_sql, bind_params)
+                    cursors = [conn.execute(text, params) for text, params in statements]
+                return [cur.fetchall() if cur.description else [] for cur in cursors]
+        except driver_errors() as exc:
+            raise translate(exc, self.location) from exc
+
     def pooled(self) -> ConnectionPool[Any]:
         if self._pool is None:
             raise StoreError(f"store {self.location} is closed")
         return self._pool
+
+
+_BIND = "SELECT set_config('memex.tenant', %s, true), set_config('memex.all_tenants', %s, true)"
 
 
 def _bind(
@@ -191,10 +227,7 @@ def _bind(
     """Set this transaction's tenant (or every tenant) and its lock wait."""
     if lock_ms is not None:
         conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
-    conn.execute(
-        "SELECT set_config('memex.tenant', %s, true), set_config('memex.all_tenants', %s, true)",
-        (tenant or "", "on" if all_tenants else "off"),
-    )
+    conn.execute(_BIND, (tenant or "", "on" if all_tenants else "off"))
 
 
 def bind(conn: psycopg.Connection[Any], tenant: str | None, *, all_tenants: bool = False) -> None:

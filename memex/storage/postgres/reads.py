@@ -24,35 +24,38 @@ _BUCKETS = {
 }
 
 
-def by_ids(conn: Conn, filters: Filters, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+Statement = tuple[str, list[Any]]
+
+
+def by_ids(filters: Filters, ids: Sequence[str]) -> Statement:
     """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``."""
     where, params = sql.filter_clause(filters, utcnow())
-    return conn.execute(
+    return (
         f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ANY(%s) AND {where}",
         [list(dict.fromkeys(ids)), *params],
-    ).fetchall()
+    )
 
 
-def history(conn: Conn, scope: Scope, memory_id: str) -> list[tuple[Any, ...]]:
+def history(scope: Scope, memory_id: str) -> Statement:
     """Rows of every version of a memory, oldest first: past versions, then the current."""
-    hwhere, hparams = sql.scope_clause(scope, "h")
     where, params = sql.scope_clause(scope, "h")
-    return conn.execute(
-        f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {hwhere} AND h.id = %s "
+    return (
+        f"SELECT {sql.HISTORY_COLUMNS} FROM memory_history h WHERE {where} AND h.id = %s "
         f"UNION ALL SELECT {sql.HISTORY_COLUMNS} FROM memories h "
         f"WHERE {where} AND h.id = %s ORDER BY 15",
-        [*hparams, memory_id, *params, memory_id],
-    ).fetchall()
+        [*params, memory_id, *params, memory_id],
+    )
 
 
-def vectors_by_hash(conn: Conn, tenant: str, hashes: Sequence[str]) -> dict[str, Any]:
-    """Stored vectors of the tenant's memories with these content hashes."""
-    rows = conn.execute(
+def vectors_by_hash(tenant: str, model: str, hashes: Sequence[str]) -> Statement:
+    """Stored vectors of the tenant's memories with these content hashes (content hash,
+    vector), if they come from ``model``."""
+    return (
         "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-        "WHERE tenant = %s AND content_hash = ANY(%s) AND embedding IS NOT NULL",
-        (tenant, list(dict.fromkeys(hashes))),
-    ).fetchall()
-    return {str(h): v for h, v in rows}
+        "WHERE tenant = %s AND content_hash = ANY(%s) AND embedding IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM memex_meta WHERE key = 'vectors_model' AND value = %s)",
+        [tenant, list(dict.fromkeys(hashes)), model],
+    )
 
 
 def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
@@ -89,19 +92,15 @@ def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
     }
 
 
-def change_versions(conn: Conn, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
-    """Summed change counters for ``keys`` in the scope's tenant (and project, if set)."""
-    out = dict.fromkeys(keys, 0)
-    if not keys:
-        return out
+def change_versions(scope: Scope, keys: Sequence[str]) -> Statement:
+    """Summed change counters for ``keys`` in the scope's tenant (and project, if set):
+    rows of key and count (absent keys count 0)."""
     query = "SELECT key, sum(version) FROM change_counters WHERE tenant = %s AND key = ANY(%s)"
     params: list[Any] = [scope.tenant, list(keys)]
     if scope.project is not None:
         query += " AND project = %s"
         params.append(scope.project)
-    for key, version in conn.execute(query + " GROUP BY key", params):
-        out[str(key)] = int(version)
-    return out
+    return query + " GROUP BY key", params
 
 
 def record_reads(conn: Conn, counts: Sequence[tuple[int, int, str, str]]) -> None:
@@ -115,16 +114,15 @@ def record_reads(conn: Conn, counts: Sequence[tuple[int, int, str, str]]) -> Non
         )
 
 
-def last_context(conn: Conn, tenant: str, session: str, prefix_hash: str) -> tuple[str | None, int]:
-    """A session's previous context, and how many other sessions last had this prefix."""
-    row = conn.execute(
+def last_context(tenant: str, session: str, prefix_hash: str) -> Statement:
+    """A session's previous context, and how many other sessions last had this prefix
+    (one row)."""
+    return (
         "SELECT (SELECT text FROM context_sessions WHERE tenant = %s AND session = %s), "
         "(SELECT count(*) FROM context_sessions WHERE tenant = %s AND prefix_hash = %s "
         "AND session <> %s)",
-        (tenant, session, tenant, prefix_hash, session),
-    ).fetchone()
-    assert row is not None
-    return (None if row[0] is None else str(row[0])), int(row[1])
+        [tenant, session, tenant, prefix_hash, session],
+    )
 
 
 def save_context(

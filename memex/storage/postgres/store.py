@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.errors import StoreReadOnlyError, ValidationError
+from memex.errors import StoreError, StoreReadOnlyError, ValidationError
 from memex.storage.base import (
     CandidateQuery,
     Candidates,
@@ -28,7 +28,11 @@ from memex.storage.base import (
 from memex.storage.postgres import candidates, reads, rows, sql, writes
 from memex.storage.postgres.connection import Database, translate
 from memex.storage.postgres.migrate import upgrade
-from memex.storage.postgres.model import claim_model, model_and_size, stored_model
+from memex.storage.postgres.model import (
+    claim_model,
+    model_and_size,
+    read_model_and_size,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,7 +59,7 @@ class PostgresStore:
         self._db = Database(url, timeout=busy_timeout, read_only=read_only)
         self._read_only = "opened read-only" if read_only else None
         self._ann_min = ann_min_vectors
-        self._size: tuple[int, float] | None = None
+        self._known: tuple[StoredVectors | None, int, float] | None = None
         conn = self._db.connect()
         try:
             self._version = upgrade(conn, self._db.location, read_only=read_only)
@@ -132,19 +136,19 @@ class PostgresStore:
         sql.scope_clause(filters.scope)
         if not ids:
             return {}
-        found = self._read(filters.scope.tenant, lambda c: reads.by_ids(c, filters, ids))
+        [found] = self._db.run(filters.scope.tenant, [reads.by_ids(filters, ids)])
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
         sql.scope_clause(scope)
-        found = self._read(scope.tenant, lambda c: reads.history(c, scope, memory_id))
+        [found] = self._db.run(scope.tenant, [reads.history(scope, memory_id)])
         return rows.memories(found)
 
     def list(
         self, filters: Filters, order: Order, limit: int | None, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
         query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
-        found = self._read(filters.scope.tenant, lambda c: c.execute(query, params).fetchall())
+        [found] = self._db.run(filters.scope.tenant, [(query, params)])
         page = found if limit is None else found[:limit]
         next_cursor = None
         if limit is not None and len(found) > limit and page:
@@ -153,11 +157,19 @@ class PostgresStore:
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)
+        try:
+            return self._candidates(filters, query)
+        except (StoreError, ValidationError):
+            if query.vector is None or self._known is None:
+                raise
+            self._known = None  # the vectors may have changed under a cached model: read again
+            return self._candidates(filters, query)
+
+    def _candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         approximate = None
-        size = self._size_cached()
+        model, size = self._model_and_size()
         vector = query.vector
         if vector is not None:
-            model = self._read(filters.scope.tenant, stored_model)
             if model is None:  # no vectors yet: no vector leg
                 query = dataclasses.replace(query, vector=None)
             elif vector.shape != (model.dimensions,):
@@ -167,11 +179,7 @@ class PostgresStore:
                 )
             elif size >= self._ann_min:
                 approximate = model.dimensions
-        return self._read(
-            filters.scope.tenant,
-            lambda c: candidates.gather(c, filters, query, approximate=approximate, size=size),
-            isolation="REPEATABLE READ",
-        )
+        return candidates.gather(self._db, filters, query, approximate=approximate, size=size)
 
     def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> PostgresSnapshot:
         where, params = sql.scope_clause(scope)
@@ -186,34 +194,44 @@ class PostgresStore:
         if not hashes:
             return {}
 
-        def read(conn: Conn) -> dict[str, Any]:
-            stored = stored_model(conn)
-            if stored is None or stored.model != model:
-                return {}
-            return reads.vectors_by_hash(conn, str(scope.tenant), hashes)
-
-        found = self._read(scope.tenant, read)
-        return {h: v.to_numpy().copy() for h, v in found.items()}
+        [found] = self._db.run(
+            scope.tenant, [reads.vectors_by_hash(str(scope.tenant), model, hashes)]
+        )
+        return {h: v.to_numpy().copy() for h, v in found}
 
     def changes(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
         sql.scope_clause(scope)
-        return self._read(scope.tenant, lambda c: reads.change_versions(c, scope, keys))
+        out = dict.fromkeys(keys, 0)
+        if keys:
+            [found] = self._db.run(scope.tenant, [reads.change_versions(scope, keys)])
+            out.update((str(key), int(version)) for key, version in found)
+        return out
 
     def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
-        return self._read(tenant, lambda c: reads.last_context(c, tenant, session, prefix_hash))
+        [[(text, others)]] = self._db.run(
+            tenant, [reads.last_context(tenant, session, prefix_hash)]
+        )
+        return (None if text is None else str(text)), int(others)
 
     def stats(self, scope: Scope, now: datetime) -> StoreStats:
         sql.scope_clause(scope)
         found = self._read(scope.tenant, lambda c: reads.stats(c, scope, to_micros(now)))
         return StoreStats(**found)
 
-    def _size_cached(self) -> int:
+    def _model_and_size(self) -> tuple[StoredVectors | None, int]:
+        """The stored model and the store's size, read at most every ``_SIZE_SECONDS``
+        (a store without vectors yet is asked each time, so its first vectors count)."""
         now = time.monotonic()
-        if self._size is None or now - self._size[1] > _SIZE_SECONDS:
-            self._size = (self._read(None, lambda c: model_and_size(c)[1]), now)
-        return self._size[0]
+        known = self._known
+        if known is None or known[0] is None or now - known[2] > _SIZE_SECONDS:
+            model, size = read_model_and_size(self._db)
+            known = self._known = (model, size, now)
+        return known[0], known[1]
+
+    def _size_cached(self) -> int:
+        return self._model_and_size()[1]
 
     # -- copies, indexes and reindex -------------------------------------------------
 
@@ -229,7 +247,7 @@ class PostgresStore:
         index of the vectors, built once the store is large enough to use it."""
         if self._read_only is not None:
             return
-        self._size = None
+        self._known = None
         if self._size_cached() < self._ann_min:
             return
         from memex.storage.postgres.reindex import ensure_hnsw
@@ -247,7 +265,10 @@ class PostgresStore:
             raise StoreReadOnlyError.refused(self._db.location, self._read_only)
         from memex.storage.postgres.reindex import replace
 
-        return replace(self._db, model, embed, batch_size, progress)
+        try:
+            return replace(self._db, model, embed, batch_size, progress)
+        finally:
+            self._known = None
 
 
 def _driver_error() -> tuple[type[Exception], ...]:
