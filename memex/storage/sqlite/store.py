@@ -466,6 +466,9 @@ class SQLiteStore:
         tenant = str(scope.tenant)
         return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
 
+    def tenants(self) -> builtins.list[str]:
+        return [r[0] for r in self._rows("SELECT DISTINCT tenant FROM memories ORDER BY 1", ())]
+
     def _size_estimate(self) -> int:
         row = self._run(lambda c: c.execute("SELECT max(seq) FROM memories").fetchone())
         return int(row[0] or 0)
