@@ -210,7 +210,7 @@ def _copy_tenant(
             if action == "differs":  # the source changed since the target was checked
                 raise ConflictError(
                     f"memory {memory.id} of tenant {tenant} changed in the source during the "
-                    "migration; run it again"
+                    "migration; run it again with --force (force=True)"
                 )
             if action == "skip":
                 skipped += 1
