@@ -34,16 +34,7 @@ from memex.storage.base import (
     Vector,
     WriteBatch,
 )
-from memex.storage.sqlite import (
-    candidates,
-    contexts,
-    lexical,
-    reads,
-    reindex,
-    rows,
-    sql,
-    writes,
-)
+from memex.storage.sqlite import candidates, contexts, lexical, reads, reindex, rows, sql, writes
 from memex.storage.sqlite.connection import (
     Connections,
     owned_paths,
