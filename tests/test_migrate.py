@@ -270,6 +270,11 @@ def test_bad_input_is_one_line_and_exit_3(
     with sqlite3.connect(newer) as conn:
         conn.execute("PRAGMA user_version = 999")
     _bad([str(source), str(newer)], "schema version 999")
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT set_config('memex.all_tenants', 'on', true)")
+        conn.execute("UPDATE memex_meta SET value = '999' WHERE key = 'schema_version'")
+    _bad([str(source), postgres_url], "schema version 999")
+    _bad([postgres_url, str(tmp_path / "c.db")], "schema version 999")
     _bad([str(source), "mysql://x/y"], "unsupported store URL scheme")
     other = open_store(tmp_path / "other.db", Settings())
     with Memex.open(source) as mx:
