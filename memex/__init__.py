@@ -24,6 +24,7 @@ _HOMES = {
     "FusionWeights": "memex.core.ranking",
     "Embedder": "memex.embedders.base",
     "Memex": "memex.service",
+    "MigrationReport": "memex.core.migration",
     "Settings": "memex.settings",
     **dict.fromkeys(
         (
@@ -51,6 +52,7 @@ _HOMES = {
 if TYPE_CHECKING:
     from memex.bulk import BackupInfo
     from memex.context.assembler import Context, ContextSection
+    from memex.core.migration import MigrationReport
     from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
     from memex.core.ranking import FusionWeights
     from memex.embedders.base import Embedder
@@ -105,6 +107,7 @@ __all__ = [
     "Memex",
     "MemexError",
     "Memory",
+    "MigrationReport",
     "NotFoundError",
     "OutputError",
     "Page",

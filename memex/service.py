@@ -38,6 +38,7 @@ from memex.errors import (
     ValidationError,
 )
 from memex.insertion import InsertionMixin
+from memex.migration import MigrationMixin
 from memex.removal import RemovalMixin
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from memex.core.ranking import FusionWeights
 
 
-class Memex(RemovalMixin, ContextMixin, BulkMixin, InsertionMixin):
+class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);

@@ -776,6 +776,7 @@ def test_every_command_is_tested_with_json() -> None:
         "warm",
         "backup",
         "restore",
+        "migrate",
         "unsupersede",
     }
     assert set(registered_commands()) == expected

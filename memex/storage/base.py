@@ -267,6 +267,11 @@ class Store(Protocol):
         """Stored vectors of ``model`` for contents with these hashes (the embedding cache)."""
         ...
 
+    def tenants(self) -> builtins.list[str]:
+        """Every tenant that holds memories (forgotten ones too), sorted: whole-store work
+        that reads through scoped calls (a migration) goes tenant by tenant."""
+        ...
+
     def changes(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
         """The change counters (``kind:<kind>``, ``tag:<tag>``) within the scope's tenant
         (and project, if set); absent keys count 0. See the write contract."""

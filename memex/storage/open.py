@@ -97,8 +97,8 @@ def restore_store(
 
     if is_server_url(location):
         raise ConfigError(
-            "restoring into a PostgreSQL store is not supported yet; open the backup file "
-            "as a store, export it, and import that into the PostgreSQL store"
+            "restoring into a PostgreSQL store is not supported; copy the backup file "
+            "into it with memex migrate BACKUP URL"
         )
     path = resolve_path(location)
     if settings.read_only:

@@ -152,6 +152,17 @@ def test_tenants_are_isolated(store: Store) -> None:
     assert get(store, Scope(tenant="t1"), a.id) == a
 
 
+def test_tenants_lists_every_tenant_with_memories(store: Store) -> None:
+    assert store.tenants() == []
+    only = memory("x", tenant="c")
+    put(store, (only, vec(1, 0, 0, 0)), tenant="c")
+    put(store, (memory("gone", tenant="b", deleted_at=T0), vec(0, 1, 0, 0)), tenant="b")
+    put(store, (memory("y", tenant="a"), vec(0, 0, 1, 0)), tenant="a")
+    assert store.tenants() == ["a", "b", "c"]
+    store.write(Scope(tenant="c"), WriteBatch(purges=[(only.id, 1)]), MODEL)
+    assert store.tenants() == ["a", "b"]
+
+
 def test_write_outside_scope_is_refused(store: Store) -> None:
     m = memory("x", scope=Scope(tenant="t1", project="p2"))
     with pytest.raises(ScopeError):
@@ -715,6 +726,6 @@ def test_the_suite_exercises_every_protocol_method() -> None:
     methods = [
         name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")
     ]
-    assert len(methods) <= 16
+    assert len(methods) <= 17
     missing = [name for name in methods if f".{name}(" not in source]
     assert missing == []

@@ -46,7 +46,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except SystemExit as exc:  # --help and --version, which argparse prints itself
         return exc.code if isinstance(exc.code, int) else 0
-    from memex.interfaces.cli.commands import COMMANDS, Cli, warnings_to_stderr
+    from memex.interfaces.cli.commands import COMMANDS, warnings_to_stderr
+    from memex.interfaces.cli.invocation import Cli
 
     try:
         with warnings_to_stderr():

@@ -7,73 +7,19 @@ it needs, so ``memex --version`` and ``memex get`` start in a few tens of millis
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
+from memex.interfaces.cli.copies import backup, migrate, restore
+from memex.interfaces.cli.invocation import Cli
 
 if TYPE_CHECKING:
-    from memex.service import Memex
-
-
-Opener = Callable[[str | None, str | None, dict[str, Any]], AbstractContextManager["Memex"]]
-OPENER: Opener | None = None
-"""How the warm process opens stores (kept open); None: each command opens its own."""
-
-
-class Cli:
-    """One run of the command: its arguments and where its output goes."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.out: TextIO = sys.stdout
-        self.err: TextIO = sys.stderr
-
-    @property
-    def as_json(self) -> bool:
-        return bool(self.args.json)
-
-    def emit(self, data: Any) -> None:
-        """JSON on standard output. The values are exact; the C1 controls and the
-        bidirectional formatting characters that JSON may leave raw are written as
-        ``\\u`` escapes (the same JSON), so a terminal shows them instead of obeying."""
-        self.out.write(render.json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
-
-    def say(self, line: str) -> None:
-        """A one-line report for people; stored text in it is shown literally."""
-        self.out.write(render.one_line(line) + "\n")
-
-    @property
-    def location(self) -> str | None:
-        """The store the command names (``--store``, else ``$MEMEX_STORE``), if any."""
-        return self.args.store or os.environ.get("MEMEX_STORE") or None
-
-    def whole_store(self, what: str) -> None:
-        """Refuse ``--tenant`` for a command that covers every tenant of the store."""
-        if self.args.tenant is not None:
-            raise ValidationError(f"{what} every tenant of the store; drop --tenant")
-
-    @contextmanager
-    def store(self, **options: Any) -> Iterator[Memex]:
-        """The store the options name, opened for the command's tenant."""
-        from memex.service import Memex
-
-        location = self.location
-        tenant = options.pop("tenant", self.args.tenant)
-        if self.args.read_only:
-            options["read_only"] = True
-        if OPENER is not None:  # in the warm process: stores stay open between commands
-            with OPENER(location, tenant, options) as kept:
-                yield kept
-            return
-        with Memex.open(location, tenant=tenant, **options) as mx:
-            yield mx
+    pass
 
 
 @contextmanager
@@ -302,36 +248,6 @@ def export(cli: Cli) -> None:
         cli.say(f"exported {count} memories to {a.output}")
 
 
-def backup(cli: Cli) -> None:
-    from memex.interfaces.cli.progress import progress_bar
-
-    cli.whole_store("a backup copies")
-    with cli.store(tenant=None) as mx, progress_bar(cli.err) as report:
-        info = mx.backup(cli.args.path, progress=report)
-    if cli.as_json:
-        cli.emit(info.to_dict())
-    else:
-        size = info.size_bytes / 1_048_576
-        cli.say(f"backed up {info.memories} memories ({size:.1f} MiB) to {info.path}")
-
-
-def restore(cli: Cli) -> None:
-    from memex.interfaces.cli.progress import progress_bar
-    from memex.service import Memex
-
-    a = cli.args
-    cli.whole_store("a restore replaces")
-    read_only = True if a.read_only else None
-    with progress_bar(cli.err) as report:
-        count = Memex.restore(
-            a.backup, cli.location, force=a.force, progress=report, read_only=read_only
-        )
-    if cli.as_json:
-        cli.emit({"restored": count, "backup": a.backup})
-    else:
-        cli.say(f"restored {count} memories from {a.backup}")
-
-
 def unsupersede(cli: Cli) -> None:
     with cli.store() as mx:
         memory = mx.unsupersede(cli.args.id)
@@ -465,6 +381,7 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "export": export,
     "backup": backup,
     "restore": restore,
+    "migrate": migrate,
     "unsupersede": unsupersede,
     "reindex": reindex,
     "expire": expire,

@@ -87,6 +87,7 @@ COMMANDS = (
     "export",
     "backup",
     "restore",
+    "migrate",
     "unsupersede",
     "reindex",
     "expire",
@@ -198,6 +199,14 @@ def build(only: str | None = None) -> Parser:
     p = command("restore", "Replace the store by a backup made with memex backup.")
     p.add_argument("backup", metavar="BACKUP", help="the backup file to read")
     p.add_argument("--force", action="store_true", help="replace a store that holds memories")
+
+    p = command("migrate", "Copy a whole store into another (SQLite or PostgreSQL), verified.")
+    p.add_argument("source", metavar="SRC", help="the store to copy (path or URL; read only)")
+    p.add_argument("target", metavar="DST", help="the store to copy into (created if new)")
+    p.add_argument(
+        "--force", action="store_true", help="replace what DST holds that SRC does not hold"
+    )
+    p.add_argument("--batch-size", type=int, default=500, help="memories per transaction (500)")
 
     p = command("unsupersede", "Undo a wrong supersede: the memory is valid again.")
     p.add_argument("id", metavar="ID")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from memex.core.migration import MigrationReport
     from memex.core.models import Hit, Memory, Stats
 
 # DEL and the C1 controls, and the bidirectional embeddings, overrides and isolates
@@ -185,3 +186,26 @@ def stats(out: TextIO, s: Stats) -> None:
     label = max(len(k) for k, _ in rows)
     for key, value in rows:
         out.write(f"{key.ljust(label)}  {one_line(value)}\n")
+
+
+def migration(report: MigrationReport) -> list[str]:
+    """A migration's report: what was copied, then one line per tenant and the verdict."""
+    lines = [
+        f"copied {report.copied} memories from {report.source} to {report.target}"
+        + (f", {report.skipped} already there" if report.skipped else "")
+        + (f", {report.replaced} replaced" if report.replaced else "")
+    ]
+    for check in report.tenants:
+        s, t = check.source, check.target
+        verdict = "ok" if check.ok else f"MISMATCH: {check.problem()}"
+        lines.append(
+            f"tenant {check.tenant}: {t.memories}/{s.memories} memories, "
+            f"{t.versions}/{s.versions} versions, {verdict}"
+        )
+    tenants = len(report.tenants)
+    lines.append(
+        f"verified: {tenants} tenant(s) match (counts, content and vector hashes)"
+        if report.ok
+        else f"verification FAILED for {len(report.mismatches())} of {tenants} tenant(s)"
+    )
+    return lines

@@ -123,9 +123,9 @@ class Server:
         self._worker = threading.Thread(target=self._serve, name="memex-warm-worker")
 
     def run(self, listener: socket.socket) -> None:
-        from memex.interfaces.cli import commands
+        from memex.interfaces.cli import invocation
 
-        commands.OPENER = self.stores.open
+        invocation.OPENER = self.stores.open
         self._worker.start()
         idle = warm.idle_seconds()
         try:

@@ -199,6 +199,11 @@ class PostgresStore:
         )
         return {h: v.to_numpy().copy() for h, v in found}
 
+    def tenants(self) -> builtins.list[str]:
+        query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"
+        found = self._read(None, lambda c: c.execute(query).fetchall(), all_tenants=True)
+        return [str(row[0]) for row in found]
+
     def changes(self, scope: Scope, keys: Sequence[str]) -> dict[str, int]:
         sql.scope_clause(scope)
         out = dict.fromkeys(keys, 0)

@@ -34,16 +34,7 @@ from memex.storage.base import (
     Vector,
     WriteBatch,
 )
-from memex.storage.sqlite import (
-    candidates,
-    contexts,
-    lexical,
-    reads,
-    reindex,
-    rows,
-    sql,
-    writes,
-)
+from memex.storage.sqlite import candidates, contexts, lexical, reads, reindex, rows, sql, writes
 from memex.storage.sqlite.connection import (
     Connections,
     owned_paths,
@@ -467,6 +458,9 @@ class SQLiteStore:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
         return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
+
+    def tenants(self) -> builtins.list[str]:
+        return [r[0] for r in self._rows("SELECT DISTINCT tenant FROM memories ORDER BY 1", ())]
 
     def _size_estimate(self) -> int:
         row = self._run(lambda c: c.execute("SELECT max(seq) FROM memories").fetchone())

@@ -1,0 +1,71 @@
+"""One run of a ``memex`` command (``Cli``): its arguments, its streams, its store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+from memex.errors import ValidationError
+from memex.interfaces.cli import render
+
+if TYPE_CHECKING:
+    from memex.service import Memex
+
+
+Opener = Callable[[str | None, str | None, dict[str, Any]], AbstractContextManager["Memex"]]
+OPENER: Opener | None = None
+"""How the warm process opens stores (kept open); None: each command opens its own."""
+
+
+class Cli:
+    """One run of the command: its arguments and where its output goes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: TextIO = sys.stdout
+        self.err: TextIO = sys.stderr
+
+    @property
+    def as_json(self) -> bool:
+        return bool(self.args.json)
+
+    def emit(self, data: Any) -> None:
+        """JSON on standard output. The values are exact; the C1 controls and the
+        bidirectional formatting characters that JSON may leave raw are written as
+        ``\\u`` escapes (the same JSON), so a terminal shows them instead of obeying."""
+        self.out.write(render.json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
+
+    def say(self, line: str) -> None:
+        """A one-line report for people; stored text in it is shown literally."""
+        self.out.write(render.one_line(line) + "\n")
+
+    @property
+    def location(self) -> str | None:
+        """The store the command names (``--store``, else ``$MEMEX_STORE``), if any."""
+        return self.args.store or os.environ.get("MEMEX_STORE") or None
+
+    def whole_store(self, what: str) -> None:
+        """Refuse ``--tenant`` for a command that covers every tenant of the store."""
+        if self.args.tenant is not None:
+            raise ValidationError(f"{what} every tenant of the store; drop --tenant")
+
+    @contextmanager
+    def store(self, **options: Any) -> Iterator[Memex]:
+        """The store the options name, opened for the command's tenant."""
+        from memex.service import Memex
+
+        location = self.location
+        tenant = options.pop("tenant", self.args.tenant)
+        if self.args.read_only:
+            options["read_only"] = True
+        if OPENER is not None:  # in the warm process: stores stay open between commands
+            with OPENER(location, tenant, options) as kept:
+                yield kept
+            return
+        with Memex.open(location, tenant=tenant, **options) as mx:
+            yield mx
