@@ -86,8 +86,12 @@ def indexed_hits(
         for name, value in filters.scope.items()
         if name not in implied
     ]
-    clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(should)))
-    query = tantivy.Query.boolean_query(clauses)
+    words = tantivy.Query.boolean_query(should)
+    # Alone, the words' query is searched as it is: a top-k disjunction skips blocks of
+    # documents that cannot make the cut, which a query wrapping it does not.
+    query = (
+        tantivy.Query.boolean_query([*clauses, (tantivy.Occur.Must, words)]) if clauses else words
+    )
     make = Candidate._make  # tantivy gives keys as int and scores as float
     total = max(int(searcher.num_docs), 1)
     pool = min(filters.pool(limit, tuple(sql.SCOPE_COLUMNS)), total)
