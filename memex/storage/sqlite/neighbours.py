@@ -24,9 +24,9 @@ def neighbour_query(
 ) -> tuple[str, list[Any]]:
     """One statement finding every key's neighbours, and its parameters.
 
-    Rows are (position of the key in ``keys``, before, after): each side as the text
-    ``created_at,key`` of each neighbour, space-separated, in no promised order
-    (``thread_neighbours`` sorts the few it gets). Each side of each key is one range
+    Its one row is a JSON array of [position of the key in ``keys``, before, after],
+    each side a list of [created_at, key] in no promised order (``thread_neighbours``
+    sorts the few it gets). Each side of each key is one range
     scan of the thread index (tenant, project, kind, created_at) that stops after
     ``radius`` rows of the thread, and reads nothing but those rows: no row is looked
     up again to learn its place. The index is named because the planner, without
@@ -35,27 +35,17 @@ def neighbour_query(
     """
     where, params = sql.filter_clause(filters, now, alias="n")
     sides = [
-        "(SELECT group_concat(s.created_at || ',' || s.seq, ' ') FROM ("
+        "(SELECT json_group_array(json_array(s.created_at, s.seq)) FROM ("
         "SELECT n.created_at, n.seq FROM memories n INDEXED BY memories_thread "
         f"WHERE {_SAME_THREAD} AND {where} AND (n.created_at, n.seq) {op} (m.created_at, m.seq) "
         f"ORDER BY n.created_at {order}, n.seq {order} LIMIT ?) s)"
         for op, order in _SIDES
     ]
     query = (
-        f"SELECT k.key, {sides[0]}, {sides[1]} "
+        f"SELECT json_group_array(json_array(k.key, json({sides[0]}), json({sides[1]}))) "
         "FROM json_each(?) k JOIN memories m ON m.seq = k.value"
     )
     return query, [*params, radius, *params, radius, json.dumps([int(k) for k in keys])]
-
-
-def _side(text: str | None, descending: bool) -> list[int]:
-    """The keys of one side (``created_at,key ...``), nearest first."""
-    if not text:
-        return []
-    places = sorted(
-        (tuple(map(int, item.split(","))) for item in text.split(" ")), reverse=descending
-    )
-    return [key for _, key in places]
 
 
 def thread_neighbours(
@@ -76,8 +66,9 @@ def thread_neighbours(
     unique = list(dict.fromkeys(keys))
     query, params = neighbour_query(filters, unique, radius, now)
     found: dict[int, list[int]] = {}
-    for i, before, after in conn.execute(query, params).fetchall():
-        around = _side(before, descending=True) + _side(after, descending=False)
-        if around:
-            found[i] = around
+    for i, before, after in json.loads(conn.execute(query, params).fetchone()[0]):
+        before.sort(reverse=True)  # nearest first: (created_at, key) descending
+        after.sort()
+        if before or after:
+            found[i] = [key for _, key in before] + [key for _, key in after]
     return {unique[i]: found[i] for i in sorted(found)}
