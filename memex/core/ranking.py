@@ -6,7 +6,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from memex.core.models import to_micros
 from memex.core.validate import validate_finite, validate_fraction, validate_positive
@@ -112,24 +112,6 @@ def with_extra(f: Fused, *, neighbours: float = 0.0, episode: float = 0.0) -> Fu
     )
 
 
-def _normalise_max(cands: Sequence[Candidate]) -> dict[int, float]:
-    top = max((c.score for c in cands), default=0.0)
-    if top <= 0:
-        return {c.key: 0.0 for c in cands}
-    return {c.key: max(c.score, 0.0) / top for c in cands}
-
-
-def _normalise_minmax(cands: Sequence[Candidate]) -> dict[int, float]:
-    if not cands:
-        return {}
-    lo = min(c.score for c in cands)
-    hi = max(c.score for c in cands)
-    span = hi - lo
-    if span <= 1e-12:
-        return {c.key: 1.0 for c in cands}
-    return {c.key: (c.score - lo) / span for c in cands}
-
-
 def fuse(
     lexical: Sequence[Candidate],
     vector: Sequence[Candidate],
@@ -142,25 +124,32 @@ def fuse(
     scaled over the candidates, which spreads the narrow band cosine scores fall in.
     Ties break on the key, so the order is deterministic.
     """
-    lex_norm = _normalise_max(lexical)
-    vec_norm = _normalise_minmax(vector)
-    lex_rank = {c.key: i + 1 for i, c in enumerate(lexical)}
-    vec_rank = {c.key: i + 1 for i, c in enumerate(vector)}
     w = min(max(weights.vector_weight, 0.0), 1.0)
     if not lexical:
         w = 1.0
     elif not vector:
         w = 0.0
-    order: list[tuple[float, int, float, float]] = []
-    for key in lex_rank.keys() | vec_rank.keys():
-        lx = lex_norm.get(key, 0.0)
-        vx = vec_norm.get(key, 0.0)
-        order.append((-((1.0 - w) * lx + w * vx), key, lx, vx))
-    order.sort()  # keys are unique: tuples compare on score, then key, nothing further
-    return [
-        _fused(key, -negated, lex_rank.get(key), vec_rank.get(key), lx, vx, 0.0)
-        for negated, key, lx, vx in order
+    # key -> [lexical share, vector share, lexical rank, vector rank], one pass per leg.
+    parts: dict[int, list[Any]] = {}
+    top = max((c.score for c in lexical), default=0.0)
+    for rank, (key, score) in enumerate(lexical, 1):
+        parts[key] = [max(score, 0.0) / top if top > 0 else 0.0, 0.0, rank, None]
+    if vector:
+        lo = min(c.score for c in vector)
+        span = max(c.score for c in vector) - lo
+        flat = span <= 1e-12
+        for rank, (key, score) in enumerate(vector, 1):
+            vx = 1.0 if flat else (score - lo) / span
+            found = parts.get(key)
+            if found is None:
+                parts[key] = [0.0, vx, None, rank]
+            else:
+                found[1], found[3] = vx, rank
+    order = [
+        (-((1.0 - w) * lx + w * vx), key, lx, vx, lr, vr) for key, (lx, vx, lr, vr) in parts.items()
     ]
+    order.sort()  # keys are unique: tuples compare on score, then key, nothing further
+    return [_fused(key, -negated, lr, vr, lx, vx, 0.0) for negated, key, lx, vx, lr, vr in order]
 
 
 def spread_to_neighbours(
