@@ -305,6 +305,23 @@ def test_commits_do_not_pile_up_segments(store_copy: Path) -> None:
         assert len(top_ids(mx, "quokka")) == 10
 
 
+def test_purged_newest_memories_leave_no_lag(store_copy: Path) -> None:
+    """Keys are never reused: once the newest memories are purged, the index holds every
+    row up to the highest key, and searches find nothing to catch up."""
+    from memex.storage.sqlite.fulltext_mark import lag, store_state
+
+    with Memex.open(store_copy, INDEXED) as mx:
+        top_ids(mx, "garden piano")
+        late = [mx.remember(f"a late note about otters {i}").id for i in range(5)]
+        store, index = fulltext(mx)
+        assert store._run(lambda c: index.catch_up(c, force=True))
+        for memory_id in late:
+            mx.purge(memory_id)
+        top_ids(mx, "otters")
+        assert index._mark is not None
+        assert store._run(lambda c: lag(store_state(c), index._mark)) == (0, 0)
+
+
 def test_updated_content_is_found_by_its_new_words_only(store_copy: Path) -> None:
     with Memex.open(store_copy, INDEXED) as mx:
         memory = mx.remember("a narwhal sang opera")

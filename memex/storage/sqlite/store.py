@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 SCOPE = tuple(sql.SCOPE_COLUMNS)  # the scope fields the full-text index matches itself
 AT = ("tenant", "project")  # and those the vector index does
+Ids = dict[int, str]
 
 
 class SQLiteStore:
@@ -349,16 +350,17 @@ class SQLiteStore:
             return []
         size = self._size_cached()
         if size >= self._lexical_min:
-            visibility = self._visibility
-            implied = ("tenant",) if visibility.alone(str(filters.scope.tenant)) else ()
-            found = self._run(
-                lambda c: self._fulltext.search(
-                    c, filters, terms, limit, visibility.check(c, filters, SCOPE, ids), implied
-                )
-            )
+            found = self._run(lambda c: self._search_fulltext(c, filters, terms, limit, ids))
             if found is not None:
                 return found
         return self._run(lambda c: lexical.search(c, filters, terms, limit, size))
+
+    def _search_fulltext(
+        self, conn: sqlite3.Connection, filters: Filters, terms: Sequence[str], limit: int, ids: Ids
+    ) -> builtins.list[Candidate] | None:
+        check, alone = self._visibility.check(conn, filters, SCOPE, ids)
+        implied = ("tenant",) if alone else ()  # the tenant need not be matched
+        return self._fulltext.search(conn, filters, terms, limit, check, implied)
 
     def _size_cached(self) -> int:
         now = time.monotonic()
@@ -377,7 +379,9 @@ class SQLiteStore:
 
         check = self._visibility.check
         return self._run(
-            lambda c: nearest(c, index, tenant, filters, vector, limit, check(c, filters, AT, ids))
+            lambda c: nearest(
+                c, index, tenant, filters, vector, limit, check(c, filters, AT, ids)[0]
+            )
         )
 
     def build_indexes(

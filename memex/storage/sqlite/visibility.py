@@ -99,20 +99,12 @@ class Visibility:
             if (
                 state is not None
                 and state.store_id == str(store_id or "")
-                and int(top or 0) <= state.max_key
-                and int(pos or 0) <= state.change_pos
+                and int(top or 0) == state.max_key
+                and int(pos or 0) == state.change_pos
             ):
                 return
             with reads.read_transaction(conn):
                 self._tenants[tenant] = self._caught_up(conn, tenant, state)
-
-    def alone(self, tenant: str) -> bool:
-        """Whether, as of the last refresh, the store held memories of ``tenant`` only.
-
-        Then a search need not match the tenant: every key up to the refresh is the
-        tenant's, and ``check`` asks SQL (which matches it) about any newer key."""
-        state = self._tenants.get(tenant)
-        return state is not None and state.alone
 
     def check(
         self,
@@ -121,11 +113,16 @@ class Visibility:
         enforced: Collection[str],
         ids: dict[int, str] | None = None,
         at: int | None = None,
-    ) -> Check:
+    ) -> tuple[Check, bool]:
         """A check of keys against ``filters``: from memory, as of the last refresh, when
         the filters hide by visibility alone; else (and for keys newer than the refresh)
         in SQL, which also puts the ids of the keys it passes in ``ids``. ``at`` (µs):
-        the time visibility is judged at, for tests (default: now; SQL always uses now)."""
+        the time visibility is judged at, for tests (default: now; SQL always uses now).
+
+        With it, whether the check holds the tenant alone in the store (as of the same
+        refresh): then a search need not match the tenant, since every key the check
+        passes from memory is the tenant's and it asks SQL (which matches the tenant)
+        about any newer key."""
 
         def in_sql(keys: Sequence[int]) -> Collection[int]:
             return reads.passing(conn, filters, keys, ids)
@@ -134,8 +131,9 @@ class Visibility:
         state = self._tenants.get(tenant) if tenant is not None else None
         now = to_micros(utcnow()) if at is None else at
         if state is None or state.latest_start > now or not plain(filters, enforced):
-            return in_sql
-        limited, gone, max_key = state.limited, state.gone, state.max_key
+            return in_sql, False
+        # One reading of the state: a refresh by another thread may move it meanwhile.
+        limited, gone, max_key, alone = state.limited, state.gone, state.max_key, state.alone
 
         def in_memory(keys: Sequence[int]) -> Collection[int]:
             out: set[int] = set()
@@ -151,12 +149,17 @@ class Visibility:
                 out.update(in_sql(newer))
             return out
 
-        return in_memory
+        return in_memory, alone
 
     def _caught_up(self, conn: sqlite3.Connection, tenant: str, state: _Tenant | None) -> _Tenant:
         store_id, top, pos = conn.execute(_PROBE, (tenant,)).fetchone()
         store_id, top, pos = str(store_id or ""), int(top or 0), int(pos or 0)
-        if state is None or state.store_id != store_id or pos < state.change_pos:
+        if (
+            state is None
+            or state.store_id != store_id
+            or pos < state.change_pos
+            or top < state.max_key  # the file was replaced by an older one: start again
+        ):
             return self._loaded(conn, tenant, store_id, top, pos)
         changed = [
             int(r[0])
@@ -174,15 +177,18 @@ class Visibility:
                 state.limited.pop(key, None)
                 state.gone.add(key)
         rows = conn.execute(
-            f"SELECT tenant, {_TIMES} FROM memories WHERE seq > ?", (state.max_key,)
+            f"SELECT {_TIMES} FROM memories WHERE seq > ? AND tenant = ?", (state.max_key, tenant)
         ).fetchall()
-        for row in found:
+        for row in [*found, *rows]:
             _place(state, row)
-        for row in rows:
-            if row[0] == tenant:
-                _place(state, row[1:])
-            else:
-                state.alone = False
+        if (
+            state.alone
+            and conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM memories WHERE seq > ? AND tenant <> ?)",
+                (state.max_key, tenant),
+            ).fetchone()[0]
+        ):
+            state.alone = False
         state.max_key, state.change_pos = max(top, state.max_key), pos
         return state
 
