@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 from test_store_contract import MODEL, memory, vec  # the contract suite's helpers
 
-TABLES = ["memories", "memory_history", "change_counters", "context_sessions",
-          "context_session_memories"]  # fmt: skip
+TABLES = ["memories", "memory_history", "change_counters", "context_sessions", "memory_terms",
+          "memory_term_totals", "context_session_memories"]  # fmt: skip
 
 
 @pytest.fixture
