@@ -11,17 +11,14 @@ from typing import TYPE_CHECKING, Any
 from memex.core.models import Memory, Scope, to_micros
 from memex.errors import ConflictError, EmbedderError, ScopeError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.postgres import sql
+from memex.storage.postgres import reads, sql
 from memex.storage.postgres.postings import Totals
 
 if TYPE_CHECKING:
     import psycopg
 
 _MARKS = ", ".join(["%s"] * len(sql.WRITTEN.split(", ")))
-_INSERT = (
-    f"INSERT INTO memories ({sql.WRITTEN}, last_accessed_at, access_count, embedding) "
-    f"VALUES ({_MARKS}, %s, %s, %s)"
-)
+_INSERT = f"INSERT INTO memories ({sql.WRITTEN}, embedding) VALUES ({_MARKS}, %s)"
 _HISTORY = f"INSERT INTO memory_history ({sql.WRITTEN}) VALUES ({_MARKS})"
 _ARCHIVE = (
     f"INSERT INTO memory_history ({sql.WRITTEN}) SELECT {sql.WRITTEN} FROM memories "
@@ -123,19 +120,18 @@ def _insert(
     if not batch.inserts:
         return
     rows = []
+    read: list[tuple[int, int | None, str, str]] = []
     for memory, vector in batch.inserts:
         check_scope(scope, memory)
-        rows.append(
-            [
-                *sql.written(memory),
-                to_micros(memory.last_accessed_at) if memory.last_accessed_at else None,
-                memory.access_count,
-                checked(vector, dims),
-            ]
-        )
+        rows.append([*sql.written(memory), checked(vector, dims)])
+        if memory.access_count or memory.last_accessed_at is not None:
+            at = None if memory.last_accessed_at is None else to_micros(memory.last_accessed_at)
+            read.append((memory.access_count, at, str(memory.scope.tenant), memory.id))
         counts.add(str(memory.scope.tenant), memory.scope.project, memory.kind, memory.tags)
     with conn.cursor() as cur:
         cur.executemany(_INSERT, rows)
+        if read:
+            cur.executemany(reads.RECORD_READS, read)
     totals.add(conn, str(scope.tenant), [m.id for m, _ in batch.inserts])
 
 
@@ -175,13 +171,14 @@ def _purge(
         totals.remove(conn, str(scope.tenant), [memory_id])
         row = conn.execute(
             f"DELETE FROM memories m WHERE {where} AND m.id = %s AND m.version = %s "
-            "RETURNING m.tenant, m.project, m.kind, m.tags",
+            "RETURNING m.tenant, m.project, m.kind, m.tags, m.seq",
             [*params, memory_id, expected],
         ).fetchone()
         if row is None:
             raise _changed(memory_id)
-        tenant, project, kind, tags = row
+        tenant, project, kind, tags, seq = row
         counts.add(tenant, project, kind, tags)
+        conn.execute("DELETE FROM memory_reads WHERE tenant = %s AND seq = %s", (tenant, seq))
         conn.execute(
             "DELETE FROM memory_history WHERE tenant = %s AND id = %s", (tenant, memory_id)
         )
