@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 from test_store_contract import MODEL, memory, vec  # the contract suite's helpers
 
-TABLES = ["memories", "memory_history", "change_counters", "context_sessions",
-          "context_session_memories"]  # fmt: skip
+TABLES = ["memories", "memory_history", "change_counters", "context_sessions", "memory_terms",
+          "memory_term_totals", "context_session_memories"]  # fmt: skip
 
 
 @pytest.fixture
@@ -271,3 +271,24 @@ def test_vectors_are_searched_through_hnsw_in_a_large_store(postgres_url: str) -
         assert len(set(got) & {f"v{i}" for i in exact}) >= 8  # approximate, but close
     finally:
         store.close()
+
+
+def test_recording_reads_leaves_the_memory_row_alone(pg: Store, postgres_url: str) -> None:
+    from memex.core.models import utcnow
+    from memex.core.query import Filters
+
+    m = memory("read me often", tenant="a")
+    pg.write(Scope(tenant="a"), WriteBatch(inserts=[(m, vec(1, 0, 0, 0))]), MODEL)
+
+    def row_version() -> object:
+        with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+            conn.execute("SELECT set_config('memex.tenant', 'a', true)")
+            return conn.execute("SELECT ctid, xmin FROM memories").fetchall()
+
+    before = row_version()
+    at = utcnow()
+    pg.record(Scope(tenant="a"), {m.id: (2, at)})
+    pg.record(Scope(tenant="a"), {m.id: (1, at)})
+    assert row_version() == before
+    got = pg.fetch(Filters(scope=Scope(tenant="a")), [m.id])[m.id]
+    assert (got.access_count, got.last_accessed_at) == (3, at)

@@ -45,7 +45,7 @@ def backup(db: Database, target: Path, progress: Progress | None) -> int:
         copied = 0
         with conn.cursor(name="memex_backup") as cursor:
             cursor.execute(
-                f"SELECT {sql.COLUMNS}, m.embedding FROM memories m "
+                f"SELECT {sql.COLUMNS}, m.embedding FROM {sql.ROWS} "
                 "ORDER BY m.tenant, m.created_at, m.seq"
             )
             while batch := cursor.fetchmany(_BATCH):

@@ -39,7 +39,7 @@ def gather(
     dimensions of the HNSW index to search, or None for an exact scan."""
     from memex.core.ranking import Candidate
 
-    tenant = filters.scope.tenant
+    tenant = str(filters.scope.tenant)
     where, params = sql.filter_clause(filters, utcnow())
     terms = list(query.terms) if query.limit > 0 else []
     threshold = text.common_threshold(size)
@@ -47,9 +47,9 @@ def gather(
     first: list[Statement] = []
     if prune:
         assert threshold is not None
-        first.append(lexical.frequencies(where, params, terms, threshold))
+        first.append(lexical.frequencies(tenant, terms, threshold))
     elif terms:
-        first.append(lexical.search(where, params, terms, query.limit))
+        first.append(lexical.search(tenant, where, params, terms, query.limit))
     settings: dict[str, str] = {}
     with_vector = query.vector is not None and query.limit > 0
     if query.vector is not None and with_vector:
@@ -65,7 +65,7 @@ def gather(
     if prune and results:
         counts = {str(term): int(n) for term, n in results[0]}
         kept = text.prune_common(terms, size, lambda term, _: counts[term])
-        [lex_rows] = db.run(tenant, [lexical.search(where, params, kept, query.limit)])
+        [lex_rows] = db.run(tenant, [lexical.search(tenant, where, params, kept, query.limit)])
     elif terms:
         lex_rows = results[0]
     lex = [Candidate(int(row[0]), float(row[1])) for row in lex_rows]

@@ -31,7 +31,7 @@ def by_ids(filters: Filters, ids: Sequence[str]) -> Statement:
     """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``."""
     where, params = sql.filter_clause(filters, utcnow())
     return (
-        f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ANY(%s) AND {where}",
+        f"SELECT {sql.COLUMNS} FROM {sql.ROWS} WHERE m.id = ANY(%s) AND {where}",
         [list(dict.fromkeys(ids)), *params],
     )
 
@@ -103,13 +103,23 @@ def change_versions(scope: Scope, keys: Sequence[str]) -> Statement:
     return query + " GROUP BY key", params
 
 
+RECORD_READS = (
+    "INSERT INTO memory_reads (tenant, seq, access_count, last_accessed_at) "
+    "SELECT m.tenant, m.seq, %s, %s FROM memories m WHERE m.tenant = %s AND m.id = %s "
+    "ON CONFLICT (tenant, seq) DO UPDATE "
+    "SET access_count = memory_reads.access_count + excluded.access_count, "
+    "last_accessed_at = greatest(coalesce(memory_reads.last_accessed_at, 0), "
+    "excluded.last_accessed_at)"
+)
+"""Add a read count and a last-read time (count, time in µs, tenant, id) to a memory's
+row of ``memory_reads``; its ``memories`` row is not rewritten."""
+
+
 def record_reads(conn: Conn, counts: Sequence[tuple[int, int, str, str]]) -> None:
     """Add read counts and last-read times: rows of (count, time in µs, tenant, id)."""
     with conn.cursor() as cur:
         cur.executemany(
-            "UPDATE memories SET access_count = access_count + %s, "
-            "last_accessed_at = greatest(coalesce(last_accessed_at, 0), %s) "
-            "WHERE tenant = %s AND id = %s",
+            RECORD_READS,
             counts,
         )
 

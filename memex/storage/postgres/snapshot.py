@@ -54,7 +54,7 @@ class PostgresSnapshot:
         try:
             with conn.cursor(name="memex_snapshot") as cursor:
                 cursor.execute(
-                    f"SELECT {sql.COLUMNS} FROM memories m WHERE {self._where} "
+                    f"SELECT {sql.COLUMNS} FROM {sql.ROWS} WHERE {self._where} "
                     "ORDER BY m.created_at, m.seq",
                     self._params,
                 )

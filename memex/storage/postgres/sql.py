@@ -15,9 +15,11 @@ from memex.storage.postgres.rows import decode_cursor
 COLUMNS = (
     "m.seq, m.id, m.tenant, m.project, m.user_id, m.agent, m.session, m.kind, m.content, "
     "m.tags, m.metadata, m.importance, m.source, m.content_hash, m.version, m.created_at, "
-    "m.updated_at, m.expires_at, m.deleted_at, m.last_accessed_at, m.access_count, "
+    "m.updated_at, m.expires_at, m.deleted_at, r.last_accessed_at, coalesce(r.access_count, 0), "
     "m.valid_from, m.valid_until, m.superseded_by"
 )
+ROWS = "memories m LEFT JOIN memory_reads r ON r.tenant = m.tenant AND r.seq = m.seq"
+"""What ``COLUMNS`` reads from: a memory's row and its read statistics (``memory_reads``)."""
 HISTORY_COLUMNS = (
     "0::bigint, h.id, h.tenant, h.project, h.user_id, h.agent, h.session, h.kind, h.content, "
     "h.tags, h.metadata, h.importance, h.source, h.content_hash, h.version, h.created_at, "
@@ -155,7 +157,7 @@ def list_query(
         where += f" AND (m.created_at, m.seq) {op} (%s, %s)"
         params.extend([created, seq])
     query = (
-        f"SELECT {COLUMNS} FROM memories m WHERE {where} "
+        f"SELECT {COLUMNS} FROM {ROWS} WHERE {where} "
         f"ORDER BY m.created_at {direction}, m.seq {direction}"
     )
     if limit is not None:

@@ -1,6 +1,7 @@
 """Applying a write batch in one transaction of the PostgreSQL store: inserts, past
 versions, versioned updates (the replaced version archived), purges, and the change
-counters of every write. No trigger does any of it: this module is the write contract."""
+counters of every write, and the lexical index (``postings``). No trigger does any of it:
+this module is the write contract."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ from typing import TYPE_CHECKING, Any
 from memex.core.models import Memory, Scope, to_micros
 from memex.errors import ConflictError, EmbedderError, ScopeError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.postgres import sql
+from memex.storage.postgres import reads, sql
+from memex.storage.postgres.postings import Totals
 
 if TYPE_CHECKING:
     import psycopg
 
 _MARKS = ", ".join(["%s"] * len(sql.WRITTEN.split(", ")))
-_INSERT = (
-    f"INSERT INTO memories ({sql.WRITTEN}, last_accessed_at, access_count, embedding) "
-    f"VALUES ({_MARKS}, %s, %s, %s)"
-)
+_INSERT = f"INSERT INTO memories ({sql.WRITTEN}, embedding) VALUES ({_MARKS}, %s)"
 _HISTORY = f"INSERT INTO memory_history ({sql.WRITTEN}) VALUES ({_MARKS})"
 _ARCHIVE = (
     f"INSERT INTO memory_history ({sql.WRITTEN}) SELECT {sql.WRITTEN} FROM memories "
@@ -32,7 +31,10 @@ _UPDATE = (
     "valid_from = %s, valid_until = %s, superseded_by = %s{vector} "
     "WHERE tenant = %s AND id = %s AND version = %s RETURNING kind, tags, project"
 )
-_OLD = "SELECT kind, tags, project FROM memories WHERE tenant = %s AND id = %s AND version = %s"
+_OLD = (
+    "SELECT kind, tags, project, content FROM memories "
+    "WHERE tenant = %s AND id = %s AND version = %s"
+)
 
 
 class Counts:
@@ -68,7 +70,8 @@ class Counts:
 def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int) -> None:
     """Insert, archive, update and purge as the batch says (in the caller's transaction)."""
     counts = Counts()
-    _insert(conn, scope, batch, dims, counts)
+    totals = Totals()
+    _insert(conn, scope, batch, dims, counts, totals)
     _archive(conn, scope, batch)
     for memory, maybe_vector, expected in batch.updates:
         check_scope(scope, memory)
@@ -78,6 +81,9 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
             raise _changed(memory.id)
         if memory.version != expected:
             conn.execute(_ARCHIVE, (tenant, memory.id, expected))
+        reindexed = old[3] != memory.content or old[2] != memory.scope.project
+        if reindexed:
+            totals.remove(conn, tenant, [memory.id])
         values = sql.written(memory)
         params = [*values[2:14], *values[15:]]  # every column but id, tenant and created_at
         vector_sql = ""
@@ -88,11 +94,14 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
         row = conn.execute(_UPDATE.format(vector=vector_sql), params).fetchone()
         if row is None:
             raise _changed(memory.id)
+        if reindexed:
+            totals.add(conn, tenant, [memory.id])
         if memory.version != expected:
             counts.add(tenant, old[2], old[0], old[1])
             counts.add(tenant, row[2], row[0], row[1])
     if batch.purges:
-        _purge(conn, scope, batch.purges, counts)
+        _purge(conn, scope, batch.purges, counts, totals)
+    totals.write(conn)
     counts.write(conn)
 
 
@@ -101,24 +110,29 @@ def _changed(memory_id: str) -> ConflictError:
 
 
 def _insert(
-    conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int, counts: Counts
+    conn: psycopg.Connection[Any],
+    scope: Scope,
+    batch: WriteBatch,
+    dims: int,
+    counts: Counts,
+    totals: Totals,
 ) -> None:
     if not batch.inserts:
         return
     rows = []
+    read: list[tuple[int, int | None, str, str]] = []
     for memory, vector in batch.inserts:
         check_scope(scope, memory)
-        rows.append(
-            [
-                *sql.written(memory),
-                to_micros(memory.last_accessed_at) if memory.last_accessed_at else None,
-                memory.access_count,
-                checked(vector, dims),
-            ]
-        )
+        rows.append([*sql.written(memory), checked(vector, dims)])
+        if memory.access_count or memory.last_accessed_at is not None:
+            at = None if memory.last_accessed_at is None else to_micros(memory.last_accessed_at)
+            read.append((memory.access_count, at, str(memory.scope.tenant), memory.id))
         counts.add(str(memory.scope.tenant), memory.scope.project, memory.kind, memory.tags)
     with conn.cursor() as cur:
         cur.executemany(_INSERT, rows)
+        if read:
+            cur.executemany(reads.RECORD_READS, read)
+    totals.add(conn, str(scope.tenant), [m.id for m, _ in batch.inserts])
 
 
 def _archive(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch) -> None:
@@ -148,20 +162,23 @@ def _purge(
     scope: Scope,
     purges: list[tuple[str, int]],
     counts: Counts,
+    totals: Totals,
 ) -> None:
     """Delete each (id, expected version) within the scope: the memory, its vector (in its
     row), its history and every saved context that showed it."""
     where, params = sql.scope_clause(scope)
     for memory_id, expected in purges:
+        totals.remove(conn, str(scope.tenant), [memory_id])
         row = conn.execute(
             f"DELETE FROM memories m WHERE {where} AND m.id = %s AND m.version = %s "
-            "RETURNING m.tenant, m.project, m.kind, m.tags",
+            "RETURNING m.tenant, m.project, m.kind, m.tags, m.seq",
             [*params, memory_id, expected],
         ).fetchone()
         if row is None:
             raise _changed(memory_id)
-        tenant, project, kind, tags = row
+        tenant, project, kind, tags, seq = row
         counts.add(tenant, project, kind, tags)
+        conn.execute("DELETE FROM memory_reads WHERE tenant = %s AND seq = %s", (tenant, seq))
         conn.execute(
             "DELETE FROM memory_history WHERE tenant = %s AND id = %s", (tenant, memory_id)
         )
