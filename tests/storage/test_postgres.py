@@ -260,7 +260,7 @@ def test_vectors_are_searched_through_hnsw_in_a_large_store(postgres_url: str) -
         store.build_indexes(None, lagging_only=True)
         with psycopg.connect(postgres_url) as conn:
             names = conn.execute("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%hnsw%'")
-            assert [r[0] for r in names] == ["memories_embedding_hnsw_4"]
+            assert [r[0] for r in names] == ["memories_embedding_hnsw_half_4"]
         from memex.core.query import Filters
         from memex.storage.base import CandidateQuery
 

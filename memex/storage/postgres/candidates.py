@@ -114,11 +114,11 @@ def nearest(
             [q, *params, q, limit],
         )
     dims = int(approximate)
-    column = f"(m.embedding::vector({dims}))"
+    column = f"(m.embedding::halfvec({dims}))"  # the HNSW index's expression
     return (
-        f"SELECT * FROM (SELECT m.seq, -({column} <#> %s::vector({dims})) AS score, m.id, "
+        f"SELECT * FROM (SELECT m.seq, -(m.embedding <#> %s::vector({dims})) AS score, m.id, "
         f"{lexical.FACTS} FROM memories m WHERE {where} AND m.embedding IS NOT NULL "
-        f"ORDER BY {column} <#> %s::vector({dims}) LIMIT %s) x ORDER BY score DESC, seq",
+        f"ORDER BY {column} <#> %s::halfvec({dims}) LIMIT %s) x ORDER BY score DESC, seq",
         [q, *params, q, limit],
     )
 
