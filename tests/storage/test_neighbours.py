@@ -158,3 +158,137 @@ def test_neighbours_scan_a_short_range_of_one_project(tmp_path: Path, project: s
         assert not [step for step in plan if step.startswith("SCAN") and "memories" in step]
     finally:
         conn.close()
+
+
+def plain_filters(rng: random.Random) -> Filters:
+    """Filters that hide by visibility alone: what recall's neighbours take from memory."""
+    return Filters.build(
+        scope=Scope(
+            tenant=rng.choice(("t1", "t1", "t2")),
+            project=rng.choice((None, "a", "b")),
+            user=rng.choice((None, None, "u")),
+            session=rng.choice((None, None, "s1")),
+        )
+    )
+
+
+def test_neighbours_from_memory_match_sql(filled: tuple[Path, int]) -> None:
+    """The threads a process keeps in memory give what the SQL lookup gives, before and
+    after another handle inserts, forgets, moves and purges memories."""
+    from memex.core.models import utcnow
+    from memex.storage.sqlite.store import SQLiteStore
+
+    path, seed = filled
+    rng = random.Random(seed * 7)
+    store = open_store(path, Settings())
+    other = open_store(path, Settings())
+    assert isinstance(store, SQLiteStore) and isinstance(other, SQLiteStore)
+    conn = store._conn()
+    visibility = store._visibility
+
+    def compare(rounds: int) -> int:
+        answered = 0
+        top = conn.execute("SELECT max(seq) FROM memories").fetchone()[0]
+        for _ in range(rounds):
+            filters = plain_filters(rng)
+            tenant = str(filters.scope.tenant)
+            visibility.refresh(conn, tenant)
+            radius = rng.randint(1, 3)
+            keys = rng.sample(range(1, top + 1), 15)
+            keys += rng.sample(keys, 2)
+            got = visibility.neighbours(conn, filters, keys, radius)
+            if got is None:  # a key of another tenant, or purged: SQL answers
+                continue
+            answered += 1
+            assert got == thread_neighbours(conn, filters, keys, radius, utcnow())
+            assert list(got) == [k for k in dict.fromkeys(keys) if k in got]
+        return answered
+
+    try:
+        keys_of = {
+            t: [int(r[0]) for r in conn.execute("SELECT seq FROM memories WHERE tenant = ?", (t,))]
+            for t in ("t1", "t2")
+        }
+        # Seeds from one tenant only, so memory answers.
+        answered = 0
+        for _ in range(40):
+            filters = plain_filters(rng)
+            tenant = str(filters.scope.tenant)
+            visibility.refresh(conn, tenant)
+            radius = rng.randint(1, 3)
+            keys = rng.sample(keys_of[tenant], 15)
+            got = visibility.neighbours(conn, filters, keys, radius)
+            assert got is not None
+            assert got == thread_neighbours(conn, filters, keys, radius, utcnow())
+            answered += 1
+        assert answered == 40
+        compare(20)
+        # Another handle writes: new memories, a forget, a move to another thread, purges.
+        items = [random_memory(rng) for _ in range(60)]
+        for tenant in ("t1", "t2"):
+            mine = [(m, v) for m, v in items if m.scope.tenant == tenant]
+            other.write(
+                Scope(tenant=tenant), WriteBatch(inserts=mine), StoredVectors("test:unit", 4)
+            )
+        t1 = other.fetch(
+            Filters(scope=Scope(tenant="t1"), include_superseded=True),
+            [m.id for m, _ in items if m.scope.tenant == "t1"][:6],
+        )
+        moved = list(t1.values())
+        visibility.refresh(conn, "t1")  # memory knows them before they change
+        updates = [
+            (
+                moved[0].with_changes(deleted_at=NOW, version=moved[0].version + 1),
+                None,
+                moved[0].version,
+            ),
+            (
+                moved[1].with_changes(kind="event", version=moved[1].version + 1),
+                None,
+                moved[1].version,
+            ),
+            (
+                moved[2].with_changes(
+                    scope=Scope(tenant="t1", project="b"), version=moved[2].version + 1
+                ),
+                None,
+                moved[2].version,
+            ),
+        ]
+        other.write(Scope(tenant="t1"), WriteBatch(updates=updates), StoredVectors("test:unit", 4))
+        other.write(
+            Scope(tenant="t1"),
+            WriteBatch(purges=[(m.id, m.version) for m in moved[3:5]]),
+            StoredVectors("test:unit", 4),
+        )
+        for tenant in ("t1", "t2"):
+            keys_of[tenant] = [
+                int(r[0])
+                for r in conn.execute("SELECT seq FROM memories WHERE tenant = ?", (tenant,))
+            ]
+        shifted = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT seq FROM memories WHERE id IN (?, ?)", (moved[1].id, moved[2].id)
+            )
+        ]
+        assert len(shifted) == 2
+        for _ in range(40):
+            filters = plain_filters(rng)
+            tenant = str(filters.scope.tenant)
+            visibility.refresh(conn, tenant)
+            radius = rng.randint(1, 3)
+            keys = rng.sample(keys_of[tenant], 15)
+            if tenant == "t1":  # the moved memories, and memories of their old threads
+                keys += shifted
+                filters = Filters.build(scope=Scope(tenant="t1"))
+            got = visibility.neighbours(conn, filters, keys, radius)
+            assert got is not None
+            assert got == thread_neighbours(conn, filters, keys, radius, utcnow())
+        compare(20)
+        # Other filters are not answered from memory.
+        narrow = Filters.build(scope=Scope(tenant="t1"), kinds=["message"])
+        assert visibility.neighbours(conn, narrow, keys_of["t1"][:5], 2) is None
+    finally:
+        store.close()
+        other.close()

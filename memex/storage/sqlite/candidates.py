@@ -12,6 +12,7 @@ from memex.core.query import Filters
 from memex.storage.base import CandidateQuery, Candidates
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.neighbours import thread_neighbours
+from memex.storage.sqlite.visibility import Visibility
 
 if TYPE_CHECKING:
     from memex.core.ranking import Candidate, Facts
@@ -24,9 +25,11 @@ def gather(
     lexical: list[Candidate],
     vector: list[Candidate],
     ids: dict[int, str],
+    seen: Visibility | None = None,
 ) -> Candidates:
     """The legs' candidates completed with the seeds' neighbours, and the facts and ids
-    of the keys ranking wants (``ids`` holds those the legs read already).
+    of the keys ranking wants (``ids`` holds those the legs read already). The
+    neighbours come from what ``seen`` keeps in memory where it can, else from SQL.
 
     Neighbours and facts are read in one read transaction, so they agree. A wanted key
     purged or changed since its leg ran, so that the filters drop it, gets neither.
@@ -40,7 +43,16 @@ def gather(
         if spread and query.seeds is not None:
             seeds = list(query.seeds(lexical, vector))
             if seeds:
-                neighbours = thread_neighbours(conn, filters, seeds, query.radius, utcnow())
+                found = (
+                    seen.neighbours(conn, filters, seeds, query.radius)
+                    if seen is not None
+                    else None
+                )
+                neighbours = (
+                    found
+                    if found is not None
+                    else thread_neighbours(conn, filters, seeds, query.radius, utcnow())
+                )
         if query.wanted is None:
             wanted: Iterable[int] = [
                 *(c.key for c in (*lexical, *vector)),

@@ -338,7 +338,10 @@ class SQLiteStore:
         ids: dict[int, str] = {}  # what the legs read while checking the filters
         lexical = self._search_lexical(filters, query.terms, query.limit, ids)
         vector = self._search_vector(filters, query.vector, query.limit, ids)
-        found = self._run(lambda c: candidates.gather(c, filters, query, lexical, vector, ids))
+        seen = self._visibility
+        found = self._run(
+            lambda c: candidates.gather(c, filters, query, lexical, vector, ids, seen)
+        )
         # The page asked for next is among these: fetch finds it by key, not by id.
         self._recent_keys = (tenant, {i: k for k, i in found.ids.items()})
         return found

@@ -20,9 +20,10 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from memex.core.models import to_micros, utcnow
+from memex.core.models import SCOPE_FIELDS, to_micros, utcnow
 from memex.core.query import Filters
 from memex.storage.sqlite import reads
+from memex.storage.sqlite.threads import COLUMNS, Threads
 
 LIMITED = (
     "deleted_at IS NOT NULL OR expires_at IS NOT NULL OR valid_until IS NOT NULL "
@@ -53,6 +54,7 @@ class _Tenant:
     alone: bool  # no memory of another tenant is in the store
     limited: dict[int, Times] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)  # removed since the state was read
+    threads: Threads | None = None  # read on first use, then kept in step
 
 
 def current(times: Times, now: int) -> bool:
@@ -151,6 +153,33 @@ class Visibility:
 
         return in_memory, alone
 
+    def neighbours(
+        self, conn: sqlite3.Connection, filters: Filters, keys: Sequence[int], radius: int
+    ) -> dict[int, list[int]] | None:
+        """``neighbours.thread_neighbours`` from memory, as of the last refresh, when the
+        filters hide by visibility alone (a member of a key's thread shares its scope);
+        None when memory cannot tell: ask SQL."""
+        tenant = filters.scope.tenant
+        state = self._tenants.get(tenant) if tenant is not None else None
+        now = to_micros(utcnow())
+        if state is None or state.latest_start > now or not plain(filters, SCOPE_FIELDS):
+            return None
+        if state.threads is None:
+            with self._lock, reads.read_transaction(conn):
+                if state.threads is None:
+                    state.threads = Threads.load(conn, str(tenant), state.max_key)
+        limited, gone, max_key = state.limited, state.gone, state.max_key
+
+        def passes(key: int) -> bool | None:
+            if key > max_key:
+                return None
+            if key in gone:
+                return False
+            times = limited.get(key)
+            return times is None or current(times, now)
+
+        return state.threads.around(keys, radius, dict(filters.scope.items()), passes)
+
     def _caught_up(self, conn: sqlite3.Connection, tenant: str, state: _Tenant | None) -> _Tenant:
         store_id, top, pos = conn.execute(_PROBE, (tenant,)).fetchone()
         store_id, top, pos = str(store_id or ""), int(top or 0), int(pos or 0)
@@ -181,6 +210,19 @@ class Visibility:
         ).fetchall()
         for row in [*found, *rows]:
             _place(state, row)
+        if state.threads is not None:
+            state.threads.drop(key for key in changed if key not in present)
+            state.threads.put(
+                reads.in_chunks(
+                    conn, f"SELECT {COLUMNS} FROM memories WHERE seq IN ({{marks}})", changed
+                )
+            )
+            state.threads.put(
+                conn.execute(
+                    f"SELECT {COLUMNS} FROM memories WHERE seq > ? AND tenant = ?",
+                    (state.max_key, tenant),
+                )
+            )
         if (
             state.alone
             and conn.execute(
