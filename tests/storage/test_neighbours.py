@@ -209,6 +209,15 @@ def test_neighbours_from_memory_match_sql(filled: tuple[Path, int]) -> None:
             t: [int(r[0]) for r in conn.execute("SELECT seq FROM memories WHERE tenant = ?", (t,))]
             for t in ("t1", "t2")
         }
+        # A process reads a tenant's threads once asked for them often enough.
+        from memex.storage.sqlite.visibility import THREADS_AFTER
+
+        for tenant in ("t1", "t2"):
+            whole = Filters.build(scope=Scope(tenant=tenant))
+            visibility.refresh(conn, tenant)
+            for _ in range(THREADS_AFTER - 1):
+                assert visibility.neighbours(conn, whole, keys_of[tenant][:3], 1) is None
+            assert visibility.neighbours(conn, whole, keys_of[tenant][:3], 1) is not None
         # Seeds from one tenant only, so memory answers.
         answered = 0
         for _ in range(40):
