@@ -187,7 +187,8 @@ class Visibility:
             times = limited.get(key)
             return times is None or current(times, now)
 
-        return state.threads.around(keys, radius, dict(filters.scope.items()), passes)
+        with self._lock:  # a refresh on another thread may be filing rows meanwhile
+            return state.threads.around(keys, radius, dict(filters.scope.items()), passes)
 
     def _caught_up(self, conn: sqlite3.Connection, tenant: str, state: _Tenant | None) -> _Tenant:
         store_id, top, pos = conn.execute(_PROBE, (tenant,)).fetchone()
