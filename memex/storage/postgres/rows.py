@@ -7,15 +7,13 @@ jsonb (psycopg hands it over decoded), times as bigint microseconds since the ep
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memex.core.models import Memory, Scope, stored_memories
-from memex.core.validate import INT64_MAX, INT64_MIN, loads_json, shown
-from memex.errors import ValidationError
+from memex.storage.cursors import decode_cursor as decode_cursor
+from memex.storage.cursors import encode_cursor as encode_cursor
 
 STORED_COLUMNS: tuple[str, ...] = (
     "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
@@ -69,30 +67,3 @@ DECODER = _Rows()
 def memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
     """Memories for stored rows, each decoded on first use."""
     return stored_memories(rows, DECODER)
-
-
-def encode_cursor(created_at_micros: int, key: int) -> str:
-    """An opaque keyset cursor for the position after a listed memory."""
-    raw = json.dumps([created_at_micros, key]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_MAX_CURSOR_CHARS = 256
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """The keyset position inside a cursor; a malformed cursor is a ValidationError."""
-    bad = ValidationError(f"malformed cursor {shown(cursor)}")
-    if not isinstance(cursor, str) or not cursor.isascii() or len(cursor) > _MAX_CURSOR_CHARS:
-        raise bad
-    try:
-        value = loads_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError as exc:
-        raise bad from exc
-    if not isinstance(value, list) or len(value) != 2:
-        raise bad
-    created, key = value
-    for number in (created, key):
-        if type(number) is not int or not INT64_MIN <= number <= INT64_MAX:
-            raise bad
-    return created, key

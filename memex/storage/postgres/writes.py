@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from memex.core.models import Memory, Scope, to_micros
-from memex.errors import ConflictError, EmbedderError, ScopeError
+from memex.core.models import Scope, to_micros
+from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
+from memex.storage.checks import check_history, check_scope, float32_vector
 from memex.storage.postgres import reads, sql
 from memex.storage.postgres.postings import Totals
 
@@ -139,16 +140,9 @@ def _archive(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch) -> 
     """Store past versions of inserted memories as given."""
     if not batch.history:
         return
-    current = {(m.scope.tenant, m.id): m.version for m, _ in batch.inserts}
+    check_history(scope, batch)
     seen: set[tuple[str | None, str, int]] = set()
     for past in batch.history:
-        check_scope(scope, past)
-        version = current.get((past.scope.tenant, past.id))
-        if version is None or not 1 <= past.version < version:
-            raise ConflictError(
-                f"version {past.version} of memory {past.id} is not a past version of a "
-                "memory in the batch"
-            )
         key = (past.scope.tenant, past.id, past.version)
         if key in seen:
             raise ConflictError("the batch holds the same version of a memory twice")
@@ -194,17 +188,6 @@ def _purge(
         )
 
 
-def check_scope(scope: Scope, memory: Memory) -> None:
-    """Refuse a memory outside the scope of the handle writing it."""
-    if not scope.contains(memory.scope):
-        raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
-
-
 def checked(vector: Vector, dims: int) -> Vector:
     """A vector as stored: ``dims`` float32 values."""
-    import numpy as np
-
-    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-    if array.shape[0] != dims:
-        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
-    return array
+    return float32_vector(vector, dims)

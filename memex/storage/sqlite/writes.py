@@ -6,8 +6,10 @@ from __future__ import annotations
 import sqlite3
 
 from memex.core.models import Memory, Scope
-from memex.errors import ConflictError, EmbedderError, ScopeError
+from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
+from memex.storage.checks import check_history, float32_vector
+from memex.storage.checks import check_scope as check_scope
 from memex.storage.sqlite import sql
 from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.purge import purge_memories
@@ -80,15 +82,7 @@ def _archive(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch) -> None:
     """
     if not batch.history:
         return
-    current = {(m.scope.tenant, m.id): m.version for m, _ in batch.inserts}
-    for past in batch.history:
-        check_scope(scope, past)
-        version = current.get((past.scope.tenant, past.id))
-        if version is None or not 1 <= past.version < version:
-            raise ConflictError(
-                f"version {past.version} of memory {past.id} is not a past version of a "
-                "memory in the batch"
-            )
+    check_history(scope, batch)
     try:
         conn.executemany(_HISTORY_SQL, [_history_params(m) for m in batch.history])
     except sqlite3.IntegrityError as exc:
@@ -101,17 +95,6 @@ def _history_params(memory: Memory) -> dict[str, object]:
     return params
 
 
-def check_scope(scope: Scope, memory: Memory) -> None:
-    """Refuse a memory outside the scope of the handle writing it."""
-    if not scope.contains(memory.scope):
-        raise ScopeError(f"memory {memory.id} is outside the scope of this handle")
-
-
 def blob(vector: Vector, dims: int) -> bytes:
     """A vector as stored: ``dims`` float32 values."""
-    import numpy as np
-
-    array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-    if array.shape[0] != dims:
-        raise EmbedderError(f"vector has {array.shape[0]} dimensions, the store uses {dims}")
-    return array.tobytes()
+    return float32_vector(vector, dims).tobytes()
