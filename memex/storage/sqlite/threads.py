@@ -79,7 +79,8 @@ class Threads:
             thread = tuple(scope)
             old = self._place.get(key)
             if old is not None:
-                if old == (created << _THREAD_BITS) + self._numbers.get(thread, -1):
+                number = self._numbers.get(thread)
+                if number is not None and old == (created << _THREAD_BITS) + number:
                     continue
                 self._unfile(key, old)
             self._file(key, thread, created)
