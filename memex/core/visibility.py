@@ -19,12 +19,13 @@ A memory is in exactly one state at a time ``at``, the first of these that holds
 ``current``
     Everything else: every read returns it.
 
-The SQL of a backend (``memex.storage.sqlite.sql``) spells the same rule; a test holds
-the two to agree on a table of cases. Naive datetimes are taken as UTC.
+The SQL of every backend (``memex.storage.visibility_sql``) spells the same rule; a
+test holds the two to agree on a table of cases. Naive datetimes are taken as UTC.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -72,3 +73,28 @@ def state_at(
 def is_hidden(state: State) -> bool:
     """Whether ``get`` (and every write naming the memory) treats it as not there."""
     return state in ("forgotten", "expired")
+
+
+STATS_BUCKETS: dict[State, str] = {
+    "forgotten": "deleted",
+    "expired": "expired",
+    "superseded": "superseded",
+    "pending": "memories",
+    "current": "memories",
+}
+"""Where ``stats`` counts a memory in each state (pending ones count as memories)."""
+
+
+def count_states(
+    rows: Iterable[tuple[str, State, int]],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts by ``stats`` bucket, and of the ``memories`` bucket by kind, from rows of
+    (kind, state, how many)."""
+    counts = {"memories": 0, "deleted": 0, "superseded": 0, "expired": 0}
+    by_kind: dict[str, int] = {}
+    for kind, state, count in rows:
+        bucket = STATS_BUCKETS[state]
+        counts[bucket] += count
+        if bucket == "memories":
+            by_kind[kind] = by_kind.get(kind, 0) + count
+    return counts, by_kind

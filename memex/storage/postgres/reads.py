@@ -8,20 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, to_micros, utcnow
 from memex.core.query import Filters
+from memex.core.visibility import count_states
 from memex.storage.postgres import sql
 
 if TYPE_CHECKING:
     import psycopg
 
     Conn = psycopg.Connection[Any]
-
-_BUCKETS = {
-    "forgotten": "deleted",
-    "expired": "expired",
-    "superseded": "superseded",
-    "pending": "memories",
-    "current": "memories",
-}
 
 
 Statement = tuple[str, list[Any]]
@@ -61,20 +54,14 @@ def vectors_by_hash(tenant: str, model: str, hashes: Sequence[str]) -> Statement
 def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
     """Counts within the scope at ``at`` (microseconds), and the size of the whole store."""
     where, params = sql.scope_clause(scope)
-    counts = {"memories": 0, "deleted": 0, "superseded": 0, "expired": 0}
-    by_kind: dict[str, int] = {}
-    vectors = current = 0
-    for kind, state, count, with_vector in conn.execute(
+    found = conn.execute(
         f"SELECT m.kind, {sql.state_sql()} AS state, count(*), count(m.embedding) "
         f"FROM memories m WHERE {where} GROUP BY 1, 2 ORDER BY 1",
         [at, at, at, *params],
-    ):
-        bucket = _BUCKETS[state]
-        counts[bucket] += count
-        current += count
-        vectors += with_vector
-        if bucket == "memories":
-            by_kind[kind] = by_kind.get(kind, 0) + count
+    ).fetchall()
+    counts, by_kind = count_states((kind, state, count) for kind, state, count, _ in found)
+    current = sum(row[2] for row in found)
+    vectors = sum(row[3] for row in found)
     hwhere, hparams = sql.scope_clause(scope, "h")
     row = conn.execute(
         f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}), "

@@ -9,7 +9,9 @@ from typing import Any
 from memex.core.models import Memory, Scope, to_micros
 from memex.core.query import Filters, Order
 from memex.errors import ValidationError
+from memex.storage import visibility_sql
 from memex.storage.postgres.rows import decode_cursor
+from memex.storage.visibility_sql import forgotten_sql as forgotten_sql
 
 # Both lists follow rows.STORED_COLUMNS (history rows have no key and no read statistics).
 COLUMNS = (
@@ -70,23 +72,9 @@ def scope_clause(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
     return " AND ".join(parts), params
 
 
-def forgotten_sql(alias: str = "m") -> str:
-    """True for a forgotten row, never NULL (``memex.core.visibility.is_forgotten``)."""
-    return (
-        f"({alias}.deleted_at IS NOT NULL AND "
-        f"({alias}.expires_at IS NULL OR {alias}.deleted_at < {alias}.expires_at))"
-    )
-
-
 def state_sql(alias: str = "m") -> str:
-    """A row's state at a time given three times as parameters
-    (``memex.core.visibility.state_at``)."""
-    return (
-        f"CASE WHEN {forgotten_sql(alias)} THEN 'forgotten' "
-        f"WHEN {alias}.expires_at <= %s THEN 'expired' "
-        f"WHEN {alias}.valid_until <= %s THEN 'superseded' "
-        f"WHEN {alias}.valid_from > %s THEN 'pending' ELSE 'current' END"
-    )
+    """``visibility_sql.state_sql`` with this backend's parameter marks."""
+    return visibility_sql.state_sql(alias, "%s")
 
 
 def _metadata_equals(alias: str, key: str, value: Any) -> tuple[str, list[Any]]:
@@ -119,30 +107,9 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         clause, values = _metadata_equals(alias, key, value)
         parts.append(clause)
         params.extend(values)
-    if filters.since is not None:
-        parts.append(f"{alias}.created_at >= %s")
-        params.append(to_micros(filters.since))
-    if filters.until is not None:
-        parts.append(f"{alias}.created_at < %s")
-        params.append(to_micros(filters.until))
-    if filters.superseded_by is not None:
-        parts.append(f"{alias}.superseded_by = %s")
-        params.append(filters.superseded_by)
-    if filters.expired_by is not None:
-        parts.append(
-            f"{alias}.deleted_at IS NULL AND {alias}.expires_at IS NOT NULL "
-            f"AND {alias}.expires_at <= %s"
-        )
-        params.append(to_micros(filters.expired_by))
-    at = to_micros(filters.as_of or now)
-    if not filters.include_deleted:
-        parts.append(f"NOT {forgotten_sql(alias)}")
-        parts.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > %s)")
-        params.append(at)
-    if filters.as_of is not None or not filters.include_superseded:
-        parts.append(f"{alias}.valid_from <= %s")
-        parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > %s)")
-        params.extend([at, at])
+    more, values = visibility_sql.time_and_state_clauses(filters, now, alias, "%s")
+    parts.extend(more)
+    params.extend(values)
     return " AND ".join(parts), params
 
 

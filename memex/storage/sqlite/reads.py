@@ -9,19 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, utcnow
 from memex.core.query import Filters
+from memex.core.visibility import count_states
 from memex.storage.sqlite import sql
 
 if TYPE_CHECKING:
     from memex.core.ranking import Facts
 
 MAX_VARS = 900
-_BUCKETS = {
-    "forgotten": "deleted",
-    "expired": "expired",
-    "superseded": "superseded",
-    "pending": "memories",
-    "current": "memories",
-}
 
 
 @contextlib.contextmanager
@@ -162,17 +156,13 @@ def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
     pending), which ``by_kind`` breaks down.
     """
     where, params = sql.scope_clause(scope)
-    counts = {"memories": 0, "deleted": 0, "superseded": 0, "expired": 0}
-    by_kind: dict[str, int] = {}
-    for kind, state, count in conn.execute(
-        f"SELECT m.kind, {sql.state_sql()} AS state, count(*) FROM memories m "
-        f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
-        [at, at, at, *params],
-    ):
-        bucket = _BUCKETS[state]
-        counts[bucket] += count
-        if bucket == "memories":
-            by_kind[kind] = by_kind.get(kind, 0) + count
+    counts, by_kind = count_states(
+        conn.execute(
+            f"SELECT m.kind, {sql.state_sql()} AS state, count(*) FROM memories m "
+            f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+            [at, at, at, *params],
+        )
+    )
     hwhere, hparams = sql.scope_clause(scope, "h")
     versions = conn.execute(  # past versions, and every memory's current one
         f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "

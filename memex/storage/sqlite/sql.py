@@ -9,7 +9,9 @@ from typing import Any
 from memex.core.models import Memory, Scope, to_micros
 from memex.core.query import Filters, Order
 from memex.errors import ValidationError
+from memex.storage import visibility_sql
 from memex.storage.sqlite.rows import decode_cursor
+from memex.storage.visibility_sql import forgotten_sql as forgotten_sql
 
 # Both lists follow rows.STORED_COLUMNS, so rows become memories with rows.memories
 # (history rows have no key and no access statistics).
@@ -135,25 +137,9 @@ def scope_clause(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
     return " AND ".join(parts), params
 
 
-def forgotten_sql(alias: str = "m") -> str:
-    """True for a forgotten row, false otherwise (never NULL): the SQL of
-    ``memex.core.visibility.is_forgotten``. A ``deleted_at`` at or after ``expires_at``
-    is ``expire``'s record of an expiry, not a forget."""
-    return (
-        f"({alias}.deleted_at IS NOT NULL AND "
-        f"({alias}.expires_at IS NULL OR {alias}.deleted_at < {alias}.expires_at))"
-    )
-
-
 def state_sql(alias: str = "m") -> str:
-    """A row's state at a time given three times as parameters: the SQL of
-    ``memex.core.visibility.state_at`` (a NULL time makes its comparison fall through)."""
-    return (
-        f"CASE WHEN {forgotten_sql(alias)} THEN 'forgotten' "
-        f"WHEN {alias}.expires_at <= ? THEN 'expired' "
-        f"WHEN {alias}.valid_until <= ? THEN 'superseded' "
-        f"WHEN {alias}.valid_from > ? THEN 'pending' ELSE 'current' END"
-    )
+    """``visibility_sql.state_sql`` with this backend's parameter marks."""
+    return visibility_sql.state_sql(alias, "?")
 
 
 def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[str, list[Any]]:
@@ -187,30 +173,9 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
         else:
             parts.append(f"json_extract({alias}.metadata, ?) = ?")
             params.extend([path, int(value) if isinstance(value, bool) else value])
-    if filters.since is not None:
-        parts.append(f"{alias}.created_at >= ?")
-        params.append(to_micros(filters.since))
-    if filters.until is not None:
-        parts.append(f"{alias}.created_at < ?")
-        params.append(to_micros(filters.until))
-    if filters.superseded_by is not None:
-        parts.append(f"{alias}.superseded_by = ?")
-        params.append(filters.superseded_by)
-    if filters.expired_by is not None:
-        parts.append(
-            f"{alias}.deleted_at IS NULL AND {alias}.expires_at IS NOT NULL "
-            f"AND {alias}.expires_at <= ?"
-        )
-        params.append(to_micros(filters.expired_by))
-    at = to_micros(filters.as_of or now)
-    if not filters.include_deleted:
-        parts.append(f"NOT {forgotten_sql(alias)}")
-        parts.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > ?)")
-        params.append(at)
-    if filters.as_of is not None or not filters.include_superseded:
-        parts.append(f"{alias}.valid_from <= ?")
-        parts.append(f"({alias}.valid_until IS NULL OR {alias}.valid_until > ?)")
-        params.extend([at, at])
+    more, values = visibility_sql.time_and_state_clauses(filters, now, alias, "?")
+    parts.extend(more)
+    params.extend(values)
     return " AND ".join(parts), params
 
 
