@@ -13,6 +13,10 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     ├── EmbedderError            the embedder failed or does not match the store
     │   └── EmbedderMismatchError  the store's vectors were made by another model
     ├── OutputError              an export or backup file could not be written
+    ├── AuthError                a request the server refuses for who sent it
+    │   ├── AuthenticationError  no credential, or one that is unknown, revoked or expired
+    │   └── PermissionDeniedError  a credential whose role, project or address does not allow it
+    ├── RateLimitError           too many requests: try again after ``retry_after`` seconds
     └── StoreError               the storage backend failed
         ├── StoreCorruptError    the store file is not a readable memex store
         ├── StoreLockedError     another process held the store past the busy timeout
@@ -67,6 +71,30 @@ class EmbedderMismatchError(EmbedderError):
 
 class OutputError(MemexError):
     """An output file (an export, a backup) could not be written: no space, no permission."""
+
+
+class AuthError(MemexError):
+    """A request refused because of who sent it; ``reason`` names why, for metrics."""
+
+    def __init__(self, message: str, reason: str = "denied") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class AuthenticationError(AuthError):
+    """No credential, or one that is malformed, unknown, revoked or expired."""
+
+
+class PermissionDeniedError(AuthError):
+    """A valid credential whose role, project grant or client address does not allow this."""
+
+
+class RateLimitError(MemexError):
+    """Too many requests; ``retry_after`` says how many seconds to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class StoreError(MemexError):

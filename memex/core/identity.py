@@ -1,0 +1,307 @@
+"""Who may do what on a shared store: tenants, users, projects, API keys, roles and
+client addresses. Pure: values and decisions, no I/O.
+
+A tenant holds users and projects; memories belong to a tenant (and optionally to one
+of its projects and users). An API key belongs to one tenant, optionally to one user
+and one project, and carries one role. Everything a request may do follows from its
+key: nothing in a request names a tenant.
+
+The permission matrix (``PERMISSIONS``) is the one written in ``docs/security.md``;
+a test checks the two against each other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from memex.core.models import Scope
+from memex.errors import ValidationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Role(StrEnum):
+    """What a key may do, from least to most."""
+
+    READ_ONLY = "read_only"
+    READ_WRITE = "read_write"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+    @property
+    def rank(self) -> int:
+        """The role's place in the order read_only < read_write < admin < owner."""
+        return _RANKS[self]
+
+
+_RANKS = {role: rank for rank, role in enumerate(Role)}
+
+
+class Action(StrEnum):
+    """What a request does, as the permission matrix names it."""
+
+    READ = "read"
+    """get, recall, context, list, range, stats, history, export."""
+    WRITE = "write"
+    """remember, update, supersede, forget, import."""
+    PURGE = "purge"
+    """erase a memory and its history for good."""
+    MANAGE_USERS = "manage_users"
+    """create and list the tenant's users."""
+    MANAGE_PROJECTS = "manage_projects"
+    """create and list the tenant's projects."""
+    MANAGE_KEYS = "manage_keys"
+    """create, list, rotate and revoke the tenant's keys (up to the caller's own role)."""
+    MANAGE_TENANT = "manage_tenant"
+    """change the tenant's own settings, such as its IP allowlist."""
+    MANAGE_TENANTS = "manage_tenants"
+    """create and list tenants: only an owner of the server's home tenant."""
+
+
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.READ_ONLY: frozenset({Action.READ}),
+    Role.READ_WRITE: frozenset({Action.READ, Action.WRITE}),
+    Role.ADMIN: frozenset(
+        {
+            Action.READ,
+            Action.WRITE,
+            Action.PURGE,
+            Action.MANAGE_USERS,
+            Action.MANAGE_PROJECTS,
+            Action.MANAGE_KEYS,
+        }
+    ),
+    Role.OWNER: frozenset(Action) - {Action.MANAGE_TENANTS},
+}
+"""The actions each role may take within its own tenant (and project, if its key has one).
+``MANAGE_TENANTS`` is granted by ``allows`` to owners of the home tenant only."""
+
+PROJECT_BOUND_ACTIONS = frozenset({Action.READ, Action.WRITE, Action.PURGE})
+"""What a key bound to one project may still do: its memories only, no administration."""
+
+
+def parse_role(value: object) -> Role:
+    """A role from its name; anything else is a ValidationError."""
+    try:
+        return Role(str(value))
+    except ValueError:
+        names = ", ".join(r.value for r in Role)
+        raise ValidationError(f"role must be one of {names}, not {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A tenant: an isolated part of a store, with its own users, projects and keys."""
+
+    name: str
+    created_at: datetime
+    allow: tuple[str, ...] = ()
+    """CIDR networks requests for this tenant must come from; empty: anywhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person or agent within a tenant."""
+
+    tenant: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A project within a tenant: keys may be limited to one."""
+
+    tenant: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: everything but its secret, which is kept only as ``hash``."""
+
+    id: str
+    tenant: str
+    role: Role
+    hash: str
+    created_at: datetime
+    user: str | None = None
+    project: str | None = None
+    name: str | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    replaced_by: str | None = None
+    allow: tuple[str, ...] = ()
+    """CIDR networks requests with this key must come from; empty: anywhere."""
+
+    @property
+    def prefix(self) -> str:
+        """The visible start of the key, by which people recognise it."""
+        return key_prefix(self.id)
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why the key cannot be used at ``now`` (``revoked``, ``expired``), or None."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return None
+
+    def public(self) -> dict[str, object]:
+        """What may be shown of the key: never its hash."""
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "tenant": self.tenant,
+            "user": self.user,
+            "project": self.project,
+            "role": self.role.value,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": _iso(self.revoked_at),
+            "last_used_at": _iso(self.last_used_at),
+            "replaced_by": self.replaced_by,
+            "allow": list(self.allow),
+        }
+
+    def with_changes(self, **changes: object) -> ApiKey:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+KEY_MARK = "mxk"
+"""How every memex API key starts: ``mxk_<id>_<secret>``."""
+
+
+def key_prefix(key_id: str) -> str:
+    """The visible, non-secret start of the key with id ``key_id``."""
+    return f"{KEY_MARK}_{key_id}"
+
+
+def split_key(presented: str) -> tuple[str, str] | None:
+    """(key id, whole key) for a well-formed key, else None."""
+    parts = presented.split("_")
+    if len(parts) != 3 or parts[0] != KEY_MARK or not parts[1] or len(parts[2]) < 43:
+        return None
+    if not parts[1].isalnum() or not parts[1].isascii():
+        return None
+    return parts[1], presented
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of a request, as its key makes it: never from the request itself."""
+
+    key_id: str
+    tenant: str
+    role: Role
+    user: str | None = None
+    project: str | None = None
+    home: bool = False
+    """Whether the tenant is the server's home tenant (whose owners manage tenants)."""
+
+    @property
+    def scope(self) -> Scope:
+        """The scope every operation of this caller is confined to."""
+        return Scope(tenant=self.tenant, user=self.user, project=self.project)
+
+    def allows(self, action: Action) -> bool:
+        """Whether this caller may take ``action``."""
+        if action is Action.MANAGE_TENANTS:
+            return self.home and self.role is Role.OWNER and self.project is None
+        if self.project is not None and action not in PROJECT_BOUND_ACTIONS:
+            return False
+        return action in PERMISSIONS[self.role]
+
+    def may_grant(self, role: Role) -> bool:
+        """Whether this caller may create or rotate a key with ``role``: never above its own."""
+        return self.allows(Action.MANAGE_KEYS) and role.rank <= self.role.rank
+
+
+# -- client addresses ------------------------------------------------------------------------
+
+
+def parse_networks(values: Iterable[str]) -> tuple[str, ...]:
+    """CIDR networks (IPv4 or IPv6; a bare address is a /32 or /128), normalised."""
+    out: list[str] = []
+    for value in values:
+        try:
+            network = ipaddress.ip_network(str(value).strip(), strict=False)
+        except ValueError:
+            raise ValidationError(f"not a CIDR network or IP address: {value!r}") from None
+        out.append(str(network))
+    return tuple(dict.fromkeys(out))
+
+
+def networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """Parsed networks of stored (already normalised) CIDR strings."""
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def parse_address(value: str) -> IPAddress | None:
+    """An IP address, or None for anything that is not one (IPv4-mapped IPv6 unmapped)."""
+    try:
+        address = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_in(address: IPAddress | None, allowed: Sequence[IPNetwork]) -> bool:
+    """Whether ``address`` lies in one of ``allowed``; an empty list allows every address,
+    an unknown address none."""
+    if not allowed:
+        return True
+    if address is None:
+        return False
+    return any(address.version == n.version and address in n for n in allowed)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The address a request came from.
+
+    ``X-Forwarded-For`` is honoured only when the peer is a trusted proxy; then the
+    client is the right-most address of the chain that is not itself a trusted proxy
+    (addresses to its left were written by the client and prove nothing).
+    """
+    address = parse_address(peer) if peer else None
+    if address is None or not trusted or not address_in(address, trusted):
+        return address
+    chain = [part for header in forwarded_for for part in header.split(",") if part.strip()]
+    for hop in reversed(chain):
+        hop_address = parse_address(hop)
+        if hop_address is None:
+            return None  # a malformed chain: the client is unknown, so no allowlist passes
+        if not address_in(hop_address, trusted):
+            return hop_address
+        address = hop_address
+    return address
+
+
+def require(principal: Principal, action: Action) -> None:
+    """Refuse (PermissionDeniedError, reason ``role``) an action the caller may not take."""
+    if not principal.allows(action):
+        from memex.errors import PermissionDeniedError
+
+        raise PermissionDeniedError(
+            f"a {principal.role.value} key"
+            + (f" bound to project {principal.project!r}" if principal.project else "")
+            + f" may not {action.value.replace('_', ' ')}",
+            reason="role",
+        )

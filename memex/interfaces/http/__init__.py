@@ -1,0 +1,1 @@
+"""The HTTP server (``memex serve``): a thin adapter over ``Memex``."""

@@ -1,0 +1,1 @@
+"""Who may use a shared store: keys, their checking, and the directory's administration."""

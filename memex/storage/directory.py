@@ -1,0 +1,82 @@
+"""The directory: the tenants, users, projects and API keys a store knows.
+
+Every backend keeps its directory in the same database as its memories, so a backup,
+a copy or a server sees one consistent whole. ``Store.directory()`` hands it out.
+The directory holds no secrets: keys are stored as hashes (see ``memex.security``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from memex.core.identity import ApiKey, Project, Tenant, User
+
+
+class Directory(Protocol):
+    """The tenants, users, projects and keys of one store.
+
+    An ``add_*`` of a name or id that exists raises ConflictError and changes nothing.
+    Every change bumps ``generation``, so a process that caches keys can see, with one
+    cheap read, that another process revoked one.
+    """
+
+    def generation(self) -> int:
+        """A number that grows with every change to the directory, from any process."""
+        ...
+
+    def add_tenant(self, tenant: Tenant) -> None:
+        """Add a tenant."""
+        ...
+
+    def tenant(self, name: str) -> Tenant | None:
+        """The tenant named ``name``, if there is one."""
+        ...
+
+    def tenants(self) -> builtins.list[Tenant]:
+        """Every tenant, by name."""
+        ...
+
+    def set_tenant(self, tenant: Tenant) -> None:
+        """Replace the stored tenant of the same name (its allowlist); NotFoundError if none."""
+        ...
+
+    def add_user(self, user: User) -> None:
+        """Add a user to its tenant (which must exist: NotFoundError)."""
+        ...
+
+    def users(self, tenant: str) -> builtins.list[User]:
+        """The tenant's users, by name."""
+        ...
+
+    def add_project(self, project: Project) -> None:
+        """Add a project to its tenant (which must exist: NotFoundError)."""
+        ...
+
+    def projects(self, tenant: str) -> builtins.list[Project]:
+        """The tenant's projects, by name."""
+        ...
+
+    def add_key(self, key: ApiKey) -> None:
+        """Add a key (its tenant must exist: NotFoundError)."""
+        ...
+
+    def key(self, key_id: str) -> ApiKey | None:
+        """The key with id ``key_id``, if there is one."""
+        ...
+
+    def keys(self, tenant: str | None = None) -> builtins.list[ApiKey]:
+        """The keys of ``tenant`` (None: of every tenant), oldest first."""
+        ...
+
+    def set_key(self, key: ApiKey) -> None:
+        """Replace the stored key of the same id (revocation, expiry, allowlist, rotation);
+        NotFoundError if none."""
+        ...
+
+    def touch_keys(self, used: Mapping[str, datetime]) -> None:
+        """Record when keys were last used (later times only; unknown ids are ignored).
+        Does not bump ``generation``."""
+        ...
