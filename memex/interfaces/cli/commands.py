@@ -17,6 +17,7 @@ from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
     pass
@@ -389,4 +390,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "quickstart": quickstart,
     "index": index,
     "warm": warm_,
+    "serve": serve,
 }
