@@ -37,6 +37,7 @@ from memex.storage.postgres.model import (
 if TYPE_CHECKING:
     import psycopg
 
+    from memex.storage.postgres.directory import PostgresDirectory
     from memex.storage.postgres.snapshot import PostgresSnapshot
 
     Conn = psycopg.Connection[Any]
@@ -95,6 +96,12 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def directory(self) -> PostgresDirectory:
+        """The store's tenants, users, projects and API keys."""
+        from memex.storage.postgres.directory import PostgresDirectory
+
+        return PostgresDirectory(self._db, self._read_only)
 
     # -- writes ----------------------------------------------------------------------
 
