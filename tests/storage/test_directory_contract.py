@@ -109,6 +109,8 @@ def test_keys_are_found_by_id_and_listed_oldest_first(store: Store) -> None:
     d = store.directory()
     d.add_tenant(Tenant("acme", at(0)))
     d.add_tenant(Tenant("globex", at(0)))
+    d.add_user(User("acme", "alice", at(0)))
+    d.add_project(Project("acme", "rockets", at(0)))
     full = key(
         "k3",
         seconds=5,
@@ -162,6 +164,11 @@ def test_an_unknown_tenant_or_key_is_not_found(store: Store) -> None:
         lambda: d.add_key(key("k7", "initech")),
         lambda: d.set_tenant(Tenant("initech", at(0))),
         lambda: d.set_key(key("k7", "acme")),
+        # A key's user and project must exist in its tenant (globex's hank is not acme's).
+        lambda: d.add_key(key("k7", "acme", user="hank")),
+        lambda: d.add_key(key("k7", "acme", project="doomsday")),
+        lambda: d.set_key(key("k1", "acme", seconds=10, user="hank")),
+        lambda: d.set_key(key("k1", "acme", seconds=10, project="moon")),
     ]
     for change in unknown:
         with pytest.raises(NotFoundError):
@@ -290,6 +297,7 @@ def test_a_read_only_handle_reads_the_directory_and_changes_nothing(
             lambda: ro.add_key(key("k9")),
             lambda: ro.set_tenant(Tenant("acme", at(0))),
             lambda: ro.set_key(key("k1", revoked_at=at(1))),
+            lambda: ro.touch_keys({"k1": at(500)}),
         ):
             with pytest.raises(StoreReadOnlyError):
                 change()

@@ -31,6 +31,7 @@ from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
 if TYPE_CHECKING:
     import psycopg
 
+    from memex.storage.directory import Directory
     from memex.storage.postgres.connection import Database
 
     Conn = psycopg.Connection[Any]
@@ -42,8 +43,10 @@ _KEY_COLUMNS = (
     "id, tenant, role, hash, created_at, user_name, project, name, expires_at, revoked_at, "
     "last_used_at, replaced_by, allow"
 )
+_TENANT_SELECT = "SELECT name, created_at, allow FROM tenants"
 _BUMP = "UPDATE directory_generation SET value = value + 1 WHERE id = 1"
 _TENANT_EXISTS = "SELECT 1 FROM tenants WHERE name = %s FOR KEY SHARE"
+_MEMBER_EXISTS = "SELECT 1 FROM {table} WHERE tenant = %s AND name = %s FOR KEY SHARE"
 
 
 def _opt_micros(value: datetime | None) -> int | None:
@@ -87,6 +90,37 @@ def _key_values(key: ApiKey) -> list[Any]:
     ]  # fmt: skip
 
 
+def _require_tenant(conn: Conn, tenant: str) -> None:
+    if conn.execute(_TENANT_EXISTS, (tenant,)).fetchone() is None:
+        raise NotFoundError(f"no tenant {tenant!r}")
+
+
+def _require_grants(conn: Conn, key: ApiKey) -> None:
+    """A key's user and project must exist in its tenant."""
+    for table, what, name in (("tenant_users", "user", key.user),
+                              ("tenant_projects", "project", key.project)):  # fmt: skip
+        query = _MEMBER_EXISTS.format(table=table)
+        if name is not None and conn.execute(query, (key.tenant, name)).fetchone() is None:
+            raise NotFoundError(f"no {what} {name!r} in tenant {key.tenant!r}")
+
+
+def copy_into(conn: Conn, target: Directory) -> None:
+    """Add every tenant, user, project and key that ``conn``'s transaction sees (with
+    ``memex.directory`` set) to ``target``: whole-store copies (a backup) read them in
+    the transaction they read memories in, so the copy is of one moment."""
+    tenants = [_tenant(r) for r in conn.execute(f"{_TENANT_SELECT} ORDER BY name").fetchall()]
+    for tenant in tenants:
+        target.add_tenant(tenant)
+    members = "SELECT tenant, name, created_at FROM {} ORDER BY tenant, name"
+    for tenant_name, name, created in conn.execute(members.format("tenant_users")).fetchall():
+        target.add_user(User(str(tenant_name), str(name), from_micros(int(created))))
+    for tenant_name, name, created in conn.execute(members.format("tenant_projects")).fetchall():
+        target.add_project(Project(str(tenant_name), str(name), from_micros(int(created))))
+    query = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+    for row in conn.execute(query).fetchall():
+        target.add_key(_key(row))
+
+
 class PostgresDirectory:
     """The directory of one PostgreSQL store (``PostgresStore.directory()``)."""
 
@@ -101,30 +135,46 @@ class PostgresDirectory:
         [found] = self._db.run(None, [(query, params)], settings=_ON)
         return found
 
-    def _change(self, fn: Callable[[Conn], T]) -> T:
+    def _change(self, fn: Callable[[Conn], T], lock_timeout_ms: int | None = None) -> T:
         """Run ``fn`` in a transaction that sees the directory (refused read-only)."""
         if self._read_only is not None:
             raise StoreReadOnlyError.refused(self._db.location, self._read_only)
-        with self._db.transaction(None) as conn:
+        with self._db.transaction(None, lock_timeout_ms=lock_timeout_ms) as conn:
             conn.execute("SELECT set_config('memex.directory', 'on', true)")
             return fn(conn)
 
-    def _insert(self, what: str, tenant: str | None, insert: str, params: Sequence[Any]) -> None:
-        """Insert one row (of ``tenant``, which must exist), refusing a duplicate."""
+    def _insert(
+        self,
+        what: str,
+        insert: str,
+        params: Sequence[Any],
+        *,
+        tenant: str | None = None,
+        key: ApiKey | None = None,
+    ) -> None:
+        """Insert one row (of ``tenant``, or the grants of ``key``, which must exist),
+        refusing a duplicate."""
 
         def apply(conn: Conn) -> None:
-            if tenant is not None and conn.execute(_TENANT_EXISTS, (tenant,)).fetchone() is None:
-                raise NotFoundError(f"no tenant {tenant!r}")
+            if tenant is not None:
+                _require_tenant(conn, tenant)
+            if key is not None:
+                _require_tenant(conn, key.tenant)
+                _require_grants(conn, key)
             if conn.execute(insert + " ON CONFLICT DO NOTHING", params).rowcount != 1:
                 raise ConflictError(f"{what} exists already")
             conn.execute(_BUMP)
 
         self._change(apply)
 
-    def _replace(self, what: str, update: str, params: Sequence[Any]) -> None:
+    def _replace(
+        self, what: str, update: str, params: Sequence[Any], *, key: ApiKey | None = None
+    ) -> None:
         """Update one row, or raise NotFoundError if there is none."""
 
         def apply(conn: Conn) -> None:
+            if key is not None:  # before the update, which the foreign keys would refuse
+                _require_grants(conn, key)
             if conn.execute(update, params).rowcount != 1:
                 raise NotFoundError(f"no {what}")
             conn.execute(_BUMP)
@@ -142,37 +192,34 @@ class PostgresDirectory:
         """Add a tenant."""
         self._insert(
             f"tenant {tenant.name!r}",
-            None,
             "INSERT INTO tenants (name, created_at, allow) VALUES (%s, %s, %s)",
             (tenant.name, to_micros(tenant.created_at), list(tenant.allow)),
         )
 
     def tenant(self, name: str) -> Tenant | None:
         """The tenant named ``name``, if there is one."""
-        found = self._rows("SELECT name, created_at, allow FROM tenants WHERE name = %s", (name,))
+        found = self._rows(f"{_TENANT_SELECT} WHERE name = %s", (name,))
         return _tenant(found[0]) if found else None
 
     def tenants(self) -> builtins.list[Tenant]:
         """Every tenant, by name."""
-        return [
-            _tenant(r) for r in self._rows("SELECT name, created_at, allow FROM tenants ORDER BY 1")
-        ]
+        return [_tenant(r) for r in self._rows(f"{_TENANT_SELECT} ORDER BY name")]
 
     def set_tenant(self, tenant: Tenant) -> None:
-        """Replace the stored tenant of the same name; NotFoundError if none."""
+        """Replace the stored tenant's allowlist; NotFoundError if there is no such tenant."""
         self._replace(
             f"tenant {tenant.name!r}",
-            "UPDATE tenants SET created_at = %s, allow = %s WHERE name = %s",
-            (to_micros(tenant.created_at), list(tenant.allow), tenant.name),
+            "UPDATE tenants SET allow = %s WHERE name = %s",
+            (list(tenant.allow), tenant.name),
         )
 
     def add_user(self, user: User) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
         self._insert(
             f"user {user.name!r} of tenant {user.tenant!r}",
-            user.tenant,
             "INSERT INTO tenant_users (tenant, name, created_at) VALUES (%s, %s, %s)",
             (user.tenant, user.name, to_micros(user.created_at)),
+            tenant=user.tenant,
         )
 
     def users(self, tenant: str) -> builtins.list[User]:
@@ -186,9 +233,9 @@ class PostgresDirectory:
         """Add a project to its tenant (which must exist: NotFoundError)."""
         self._insert(
             f"project {project.name!r} of tenant {project.tenant!r}",
-            project.tenant,
             "INSERT INTO tenant_projects (tenant, name, created_at) VALUES (%s, %s, %s)",
             (project.tenant, project.name, to_micros(project.created_at)),
+            tenant=project.tenant,
         )
 
     def projects(self, tenant: str) -> builtins.list[Project]:
@@ -200,12 +247,13 @@ class PostgresDirectory:
         return [Project(tenant, str(name), from_micros(int(at))) for name, at in found]
 
     def add_key(self, key: ApiKey) -> None:
-        """Add a key (its tenant must exist: NotFoundError)."""
+        """Add a key (its tenant, and its user and project if it names them, must exist:
+        NotFoundError)."""
         self._insert(
             f"key {key.id!r}",
-            key.tenant,
             f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})",
             _key_values(key),
+            key=key,
         )
 
     def key(self, key_id: str) -> ApiKey | None:
@@ -233,11 +281,15 @@ class PostgresDirectory:
             f"key {key.id!r} in tenant {key.tenant!r}",
             f"UPDATE api_keys SET {assignments} WHERE id = %s AND tenant = %s",
             [*values[2:], key.id, key.tenant],
+            key=key,
         )
 
     def touch_keys(self, used: Mapping[str, datetime]) -> None:
         """Record when keys were last used (later times only; unknown ids are ignored).
-        Does not raise ``generation``."""
+
+        Does not raise ``generation``, and never waits long: a key another transaction
+        holds makes it a StoreLockedError after 50 ms (the caller tries again later).
+        """
         if not used:
             return
         # In id order, so two processes touching the same keys never wait in a circle.
@@ -251,4 +303,4 @@ class PostgresDirectory:
                     [(at, key_id, at) for at, key_id in touches],
                 )
 
-        self._change(apply)
+        self._change(apply, lock_timeout_ms=50)

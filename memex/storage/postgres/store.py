@@ -97,12 +97,6 @@ class PostgresStore:
     def close(self) -> None:
         self._db.close()
 
-    def directory(self) -> PostgresDirectory:
-        """The store's tenants, users, projects and API keys."""
-        from memex.storage.postgres.directory import PostgresDirectory
-
-        return PostgresDirectory(self._db, self._read_only)
-
     # -- writes ----------------------------------------------------------------------
 
     def write(self, scope: Scope, batch: WriteBatch, model: StoredVectors) -> None:
@@ -205,6 +199,12 @@ class PostgresStore:
             scope.tenant, [reads.vectors_by_hash(str(scope.tenant), model, hashes)]
         )
         return {h: v.to_numpy().copy() for h, v in found}
+
+    def directory(self) -> PostgresDirectory:
+        """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""
+        from memex.storage.postgres.directory import PostgresDirectory
+
+        return PostgresDirectory(self._db, self._read_only)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"

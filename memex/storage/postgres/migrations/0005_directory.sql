@@ -40,14 +40,16 @@ CREATE TABLE api_keys (
     role         text NOT NULL,
     hash         text NOT NULL,
     created_at   bigint NOT NULL,
-    user_name    text,
-    project      text,
+    user_name    text COLLATE "C",
+    project      text COLLATE "C",
     name         text,
     expires_at   bigint,
     revoked_at   bigint,
     last_used_at bigint,
     replaced_by  text,
-    allow        text[] NOT NULL DEFAULT '{}'
+    allow        text[] NOT NULL DEFAULT '{}',
+    FOREIGN KEY (tenant, user_name) REFERENCES tenant_users (tenant, name),
+    FOREIGN KEY (tenant, project) REFERENCES tenant_projects (tenant, name)
 );
 CREATE INDEX api_keys_created ON api_keys (created_at, id);
 CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at, id);
