@@ -97,6 +97,7 @@ COMMANDS = (
     "index",
     "warm",
     "serve",
+    "admin",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -254,6 +255,12 @@ def build(only: str | None = None) -> Parser:
         "--no-auth", action="store_true", help="no keys: anyone is the owner (loopback only)"
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
+
+    p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.admin import add_parsers
+
+        add_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 
