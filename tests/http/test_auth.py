@@ -101,9 +101,7 @@ async def test_a_project_key_reaches_its_project_only(served: Served, tenant: Te
         assert [m["content"] for m in listed] == ["web"]
         made = (await api.post("/v1/memories", json={"content": "new"})).json()
         assert made["scope"] == {"tenant": tenant.name, "project": "web"}
-        outside = await api.post(
-            "/v1/memories", json={"content": "x", "scope": {"project": "api"}}
-        )
+        outside = await api.post("/v1/memories", json={"content": "x", "scope": {"project": "api"}})
         assert error_of(outside) == (403, "scope_error")
         narrower = await api.post(
             "/v1/memories", json={"content": "y", "scope": {"project": "web", "agent": "a"}}

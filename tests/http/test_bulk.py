@@ -32,7 +32,9 @@ async def test_export_then_import_into_another_tenant_round_trips(
     assert exported.headers["content-type"].startswith("application/x-ndjson")
     records = [json.loads(line) for line in exported.text.splitlines()]
     assert sorted(r["content"] for r in records) == [f"memory {i}" for i in range(5)]
-    everything = await tenant.api.get("/v1/export", params={"include_deleted": "true", "history": "true"})
+    everything = await tenant.api.get(
+        "/v1/export", params={"include_deleted": "true", "history": "true"}
+    )
     assert "forgotten" in everything.text
 
     other = served.mx.admin.create_tenant(f"{tenant.name}-copy").name

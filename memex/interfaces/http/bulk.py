@@ -71,7 +71,7 @@ _EXPORT_ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/export", response_model=None, responses=_EXPORT_ANSWER)
+@router.get("/export", response_class=Response, responses=_EXPORT_ANSWER)
 async def export(c: Reader, include_deleted: bool = False, history: bool = False) -> Response:
     """Every memory in scope as JSON Lines, from one snapshot (``export_lines``)."""
 
