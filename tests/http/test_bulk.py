@@ -41,7 +41,9 @@ async def test_export_then_import_into_another_tenant_round_trips(
     async with client_of(served, served.key(other)) as api:
         imported = await api.post("/v1/import", content=everything.content, headers=LINES)
         assert imported.status_code == 201
-        assert imported.json()["imported"] == 6 and len(imported.json()["ids"]) == 6
+        answer = imported.json()
+        assert answer["imported"] == 6 and len(answer["ids"]) == 6
+        assert [m["id"] for m in answer["memories"]] == answer["ids"]
         again = await api.get("/v1/export", params={"include_deleted": "true", "history": "true"})
     copied = [json.loads(line) for line in again.text.splitlines()]
     originals = [json.loads(line) for line in everything.text.splitlines()]
