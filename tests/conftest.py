@@ -110,6 +110,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMEX_HOME", str(tmp_path / "home"))
     # Commands run in their own process unless a test asks for the warm one.
     monkeypatch.setenv("MEMEX_WARM", "0")
+    # Tables are cut to the terminal's width: the same width whatever runs the tests.
+    monkeypatch.setenv("COLUMNS", "100")
     for name in ("MEMEX_STORE", "MEMEX_EMBEDDER", "MEMEX_CONFIG", "MEMEX_TENANT"):
         monkeypatch.delenv(name, raising=False)
 
