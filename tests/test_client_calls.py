@@ -206,6 +206,8 @@ def test_export_lines_split_at_newlines_only() -> None:
         (1, {"reached": False}, "backoff"),  # never sent: any request may go again
         (1, {"reached": True, "idempotent": True}, "backoff"),
         (1, {"reached": True, "idempotent": False}, None),  # a write that may have arrived
+        (2, {"reached": False}, "backoff"),
+        (3, {"reached": False}, None),  # a server that is down is reported soon
     ],
 )
 def test_when_to_send_again(attempt: int, kwargs: dict[str, Any], expected: Any) -> None:

@@ -7,7 +7,7 @@ the server (the connection could not be made) or if sending it twice does no har
 read): a write whose answer was lost may have been done. Waits honour ``Retry-After``
 and otherwise grow exponentially, with jitter so that clients refused together do not
 come back together; a server that asks for a longer wait than ``MAX_WAIT`` is not
-waited for.
+waited for, and a failed connection is tried again ``CONNECTION_RETRIES`` times at most.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ BASE_DELAY = 0.25
 """Seconds before the first retry (halved to doubled by jitter); doubled for each next one."""
 MAX_DELAY = 8.0
 """The longest backoff between two attempts when the server names no wait."""
+CONNECTION_RETRIES = 2
+"""A failed connection is tried again at most this many times: enough for a server that
+restarts, not so many that a server that is down takes long to report."""
 MAX_WAIT = 60.0
 """The longest ``Retry-After`` waited for: a longer one is an answer, not a pause."""
 
@@ -76,7 +79,7 @@ def next_delay(
     if status is not None:
         if status not in RETRY_STATUSES:
             return None
-    elif reached and not idempotent:
+    elif (reached and not idempotent) or attempt > CONNECTION_RETRIES:
         return None
     if asked is not None:
         return asked if asked <= MAX_WAIT else None
