@@ -332,9 +332,10 @@ def export(include_deleted: bool, history: bool) -> Call[None]:
     return Call("GET", "/v1/export", lambda data: None, params, idempotent=True)
 
 
-def imported(data: Any) -> list[str]:
-    """The ids an import's answer names."""
-    return [str(i) for i in data["ids"]]
+def import_lines() -> Call[list[Memory]]:
+    """``import_lines``: the request (its body is the lines, streamed) and the memories
+    the answer holds."""
+    return Call("POST", "/v1/import", _memories("memories"))
 
 
 def me() -> Call[dict[str, Any]]:

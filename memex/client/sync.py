@@ -240,11 +240,11 @@ class Client:
 
     def import_lines(
         self, lines: Iterable[str], *, progress: Progress | None = None
-    ) -> builtins.list[str]:
+    ) -> builtins.list[Memory]:
         """Import JSON Lines records, streamed to the server, all or nothing; a bad line
-        raises ImportFormatError with its number. Returns the new memories' ids."""
+        raises ImportFormatError with its number. Returns the memories imported."""
         body = LinesBody(lines, progress)
-        return self._send(calls.Call("POST", "/v1/import", calls.imported), body)
+        return self._send(calls.import_lines(), body)
 
     # -- reads -----------------------------------------------------------------------
 
