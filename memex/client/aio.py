@@ -135,7 +135,7 @@ class AsyncClient:
                     attempt, end.max_retries, reached=reached, idempotent=call.idempotent
                 )
                 if delay is None:
-                    raise unreachable(end.location, why) from None
+                    raise unreachable(end.location, why, reached) from None
                 await anyio.sleep(delay)
                 continue
             if response.is_success:

@@ -7,6 +7,7 @@ httpx is imported when a client is made, never by ``import memex``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -87,15 +88,17 @@ def connection_failure(exc: httpx.TransportError, timeout: float) -> tuple[bool,
         text = str(exc).lower()
         return False, "connection refused" if "refused" in text else _first_line(exc)
     if isinstance(exc, httpx.TimeoutException):
-        return True, f"no answer within {timeout:g} s"
+        return True, f"timed out after {timeout:g} s"
     if isinstance(exc, httpx.RemoteProtocolError):
-        return True, "the connection closed before an answer"
+        return True, "the connection closed"
     return True, _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """An OS error's words, without its number: ``connection reset by peer``."""
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", lines[0]) if lines else type(exc).__name__
+    return text[:1].lower() + text[1:]
 
 
 def one_line(number: int, line: object) -> bytes:

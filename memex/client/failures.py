@@ -84,8 +84,10 @@ def from_answer(
     return cls(message)
 
 
-def unreachable(location: str, why: str) -> StoreError:
-    """A server that could not be reached, in one line."""
+def unreachable(location: str, why: str, reached: bool) -> StoreError:
+    """A server that could not be reached, or whose answer did not come, in one line."""
+    if reached:
+        return StoreError(f"no answer from the memex server at {location}: {why}")
     return StoreError(f"cannot reach the memex server at {location}: {why}")
 
 

@@ -145,7 +145,7 @@ class Client:
                     attempt, end.max_retries, reached=reached, idempotent=call.idempotent
                 )
                 if delay is None:
-                    raise unreachable(end.location, why) from None
+                    raise unreachable(end.location, why, reached) from None
                 time.sleep(delay)
                 continue
             if response.is_success:
