@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from memex.core.models import Scope
+from memex.core.validate import shown, validate_text
 from memex.errors import ValidationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -94,6 +95,28 @@ def parse_role(value: object) -> Role:
         raise ValidationError(f"role must be one of {names}, not {value!r}") from None
 
 
+def check_name(value: object, what: str) -> str:
+    """A tenant, user or project name: the rule of a scope value (it is one)."""
+    try:
+        if not isinstance(value, str):
+            raise ValidationError(what)
+        Scope(tenant=value)
+    except ValidationError:
+        raise ValidationError(
+            f"{what} name must be 1-128 characters of letters, digits and _.:@/- "
+            f"starting with a letter or digit, not {shown(value)}"
+        ) from None
+    return value
+
+
+def check_label(value: object, what: str) -> str:
+    """A key's name: 1-128 printable characters, as people label keys (spaces allowed)."""
+    text = validate_text(value, what, 128)
+    if not text.strip() or not text.isprintable():
+        raise ValidationError(f"{what} must be 1-128 printable characters, not {shown(value)}")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A tenant: an isolated part of a store, with its own users, projects and keys."""
@@ -102,6 +125,14 @@ class Tenant:
     created_at: datetime
     allow: tuple[str, ...] = ()
     """CIDR networks requests for this tenant must come from; empty: anywhere."""
+
+    def public(self) -> dict[str, object]:
+        """The tenant as JSON."""
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "allow": list(self.allow),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +143,10 @@ class User:
     name: str
     created_at: datetime
 
+    def public(self) -> dict[str, object]:
+        """The user as JSON."""
+        return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
+
 
 @dataclass(frozen=True, slots=True)
 class Project:
@@ -120,6 +155,10 @@ class Project:
     tenant: str
     name: str
     created_at: datetime
+
+    def public(self) -> dict[str, object]:
+        """The project as JSON."""
+        return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)

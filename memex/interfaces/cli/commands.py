@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
+from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
     pass
@@ -389,4 +391,6 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "quickstart": quickstart,
     "index": index,
     "warm": warm_,
+    "serve": serve,
+    "admin": admin,
 }

@@ -37,6 +37,7 @@ from memex.storage.postgres.model import (
 if TYPE_CHECKING:
     import psycopg
 
+    from memex.storage.postgres.directory import PostgresDirectory
     from memex.storage.postgres.snapshot import PostgresSnapshot
 
     Conn = psycopg.Connection[Any]
@@ -198,6 +199,12 @@ class PostgresStore:
             scope.tenant, [reads.vectors_by_hash(str(scope.tenant), model, hashes)]
         )
         return {h: v.to_numpy().copy() for h, v in found}
+
+    def directory(self) -> PostgresDirectory:
+        """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""
+        from memex.storage.postgres.directory import PostgresDirectory
+
+        return PostgresDirectory(self._db, self._read_only)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"
