@@ -112,6 +112,8 @@ def test_import_into_a_server_tenant(memex_server: MemexServer, tmp_path: Path) 
         ["index"],
         ["unsupersede", "0193aaaa-0000-7000-8000-000000000000"],
         ["quickstart"],
+        ["admin", "tenant", "list"],
+        ["serve", "--port", "0"],
     ],
 )
 def test_store_file_commands_refuse_a_server(command: list[str]) -> None:

@@ -94,8 +94,7 @@ class AsyncClient:
     async def scope(self) -> Scope:
         """The scope the key confines every request to (asked of the server once)."""
         found = await self.me()
-        key = found.get("key") or {}
-        return Scope(tenant=found["tenant"], user=key.get("user"), project=key.get("project"))
+        return calls.scope_of(found)
 
     # -- sending ---------------------------------------------------------------------
 

@@ -341,3 +341,8 @@ def import_lines() -> Call[list[Memory]]:
 def me() -> Call[dict[str, Any]]:
     """The calling key, its tenant and role (``GET /v1/me``)."""
     return Call("GET", "/v1/me", lambda data: dict(data), idempotent=True)
+
+
+def scope_of(me: Mapping[str, Any]) -> Scope:
+    """The scope a caller is confined to, from what ``GET /v1/me`` says of it."""
+    return Scope(tenant=me["tenant"], user=me.get("user"), project=me.get("project"))

@@ -107,8 +107,7 @@ class Client:
     @property
     def scope(self) -> Scope:
         """The scope the key confines every request to (asked of the server once)."""
-        key = self.me().get("key") or {}
-        return Scope(tenant=self.me()["tenant"], user=key.get("user"), project=key.get("project"))
+        return calls.scope_of(self.me())
 
     # -- sending ---------------------------------------------------------------------
 

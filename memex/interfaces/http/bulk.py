@@ -109,6 +109,10 @@ async def import_(request: Request, c: Writer) -> JSONResponse:
 
     def run() -> dict[str, Any]:
         memories = c.mx.import_lines(lines)
-        return {"imported": len(memories), "ids": [m.id for m in memories]}
+        return {
+            "imported": len(memories),
+            "ids": [m.id for m in memories],
+            "memories": [m.to_dict() for m in memories],
+        }
 
     return answer(await call(run), 201)

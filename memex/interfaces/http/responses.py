@@ -116,7 +116,8 @@ class SectionOut(BaseModel):
     allowance: int
     cached: bool
     skipped: str | None
-    memories: list[str]
+    text: str
+    memories: list[MemoryOut]
 
 
 class EntryOut(BaseModel):
@@ -172,6 +173,7 @@ class ImportedOut(BaseModel):
 
     imported: int
     ids: list[str]
+    memories: list[MemoryOut]
 
 
 # -- administration ----------------------------------------------------------------------
