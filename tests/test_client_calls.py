@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -259,3 +261,16 @@ def test_location_and_repr() -> None:
     with Client("http://127.0.0.1:8787/memex/", api_key="mxk_a_" + "b" * 43) as mx:
         assert mx.location == "http://127.0.0.1:8787/memex"
         assert repr(mx) == "Client('http://127.0.0.1:8787/memex')"
+
+
+def test_without_httpx_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if not installed
+    for cls in (Client, AsyncClient):
+        with pytest.raises(ConfigError, match=r"pip install 'memex\[client\]'"):
+            cls("http://127.0.0.1:8787")
+
+
+def test_import_memex_loads_no_client() -> None:
+    code = "import memex, sys; print('httpx' in sys.modules, 'memex.client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
