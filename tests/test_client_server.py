@@ -62,6 +62,9 @@ def test_a_large_import_streams_in_chunks(memex_server: MemexServer) -> None:
         with pytest.raises(ImportFormatError) as caught:
             mx.import_lines([*exported[:3], '{"content": ""}'])
         assert caught.value.line == 4 and mx.stats().memories == 1500
+        with pytest.raises(ImportFormatError, match="line 2: a record must be on one line"):
+            mx.import_lines(iter([exported[0], '{"content":\n"two lines"}']))  # not sent
+        assert mx.stats().memories == 1500 and mx.get(imported[0].id) == imported[0]
 
 
 def test_a_context_comes_back_whole(memex_server: MemexServer) -> None:
