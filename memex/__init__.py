@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _HOMES = {
+    "AsyncClient": "memex.client.aio",
     "BackupInfo": "memex.bulk",
-    "Context": "memex.context.assembler",
-    "ContextSection": "memex.context.assembler",
+    "Client": "memex.client.sync",
+    "Context": "memex.core.assembled",
+    "ContextSection": "memex.core.assembled",
     "KNOWN_KINDS": "memex.core.models",
     "Hit": "memex.core.models",
     "Memory": "memex.core.models",
@@ -28,6 +30,8 @@ _HOMES = {
     "Settings": "memex.settings",
     **dict.fromkeys(
         (
+            "AuthError",
+            "AuthenticationError",
             "ConfigError",
             "ConflictError",
             "EmbedderError",
@@ -36,6 +40,8 @@ _HOMES = {
             "MemexError",
             "NotFoundError",
             "OutputError",
+            "PermissionDeniedError",
+            "RateLimitError",
             "SchemaVersionError",
             "ScopeError",
             "StoreCorruptError",
@@ -51,12 +57,16 @@ _HOMES = {
 
 if TYPE_CHECKING:
     from memex.bulk import BackupInfo
-    from memex.context.assembler import Context, ContextSection
+    from memex.client.aio import AsyncClient
+    from memex.client.sync import Client
+    from memex.core.assembled import Context, ContextSection
     from memex.core.migration import MigrationReport
     from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
     from memex.core.ranking import FusionWeights
     from memex.embedders.base import Embedder
     from memex.errors import (
+        AuthenticationError,
+        AuthError,
         ConfigError,
         ConflictError,
         EmbedderError,
@@ -65,6 +75,8 @@ if TYPE_CHECKING:
         MemexError,
         NotFoundError,
         OutputError,
+        PermissionDeniedError,
+        RateLimitError,
         SchemaVersionError,
         ScopeError,
         StoreCorruptError,
@@ -93,7 +105,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "KNOWN_KINDS",
+    "AsyncClient",
+    "AuthError",
+    "AuthenticationError",
     "BackupInfo",
+    "Client",
     "ConfigError",
     "ConflictError",
     "Context",
@@ -111,6 +127,8 @@ __all__ = [
     "NotFoundError",
     "OutputError",
     "Page",
+    "PermissionDeniedError",
+    "RateLimitError",
     "SchemaVersionError",
     "Scope",
     "ScopeError",

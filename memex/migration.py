@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from memex.core.locations import is_database_url
 from memex.core.migration import (
     EMPTY,
     DirectoryContent,
@@ -50,7 +51,7 @@ from memex.core.validate import validate_count
 from memex.errors import ConfigError, ConflictError, MemexError, StoreError, StoreReadOnlyError
 from memex.settings import Settings, located
 from memex.storage.base import Store, StoredVectors, WriteBatch
-from memex.storage.open import is_server_url, open_store, resolve_path
+from memex.storage.open import open_store, resolve_path
 
 Held = dict[str, tuple[str, int]]
 """A tenant's memories in a store: id -> (digest, current version)."""
@@ -86,7 +87,7 @@ class MigrationMixin:
         validate_count(batch_size, "batch_size", 1, 10_000)
         source_at, source_settings = located(source, settings, {**overrides, "read_only": True})
         target_at, target_settings = located(target, settings, overrides)
-        if not is_server_url(source_at) and not resolve_path(source_at).is_file():
+        if not is_database_url(source_at) and not resolve_path(source_at).is_file():
             raise StoreError(f"no store at {resolve_path(source_at)} to migrate from")
         with _opened(source_at, source_settings) as src, _opened(target_at, target_settings) as dst:
             return copy_store(src, dst, force=force, batch_size=batch_size, progress=progress)
@@ -147,7 +148,7 @@ def copy_store(
 
 def _same(a: str, b: str) -> bool:
     """Whether two store locations name one store (files by path, servers by URL)."""
-    if is_server_url(a) or is_server_url(b):
+    if is_database_url(a) or is_database_url(b):
         return a == b
     with contextlib.suppress(OSError):
         return os.path.samefile(a, b)

@@ -105,11 +105,12 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixi
         path: str | Path | None = None, settings: Settings | None = None, **overrides: Any
     ) -> tuple[Path | str, Settings]:
         """The store ``Memex.open`` would open for these arguments (a file path, or a
-        server's URL as given), and its settings."""
-        from memex.storage.open import is_server_url, resolve_path
+        database server's URL as given), and its settings."""
+        from memex.core.locations import is_database_url
+        from memex.storage.open import resolve_path
 
         location, chosen = located(path, settings, overrides)
-        if is_server_url(location):
+        if is_database_url(location):
             return str(location), chosen
         return resolve_path(location).absolute(), chosen
 

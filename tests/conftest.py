@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from memexserver import MemexServer
 
 from memex import Memex, Settings
 from memex.storage.base import Store
@@ -102,6 +103,15 @@ def postgres() -> Iterator[PostgresForTests]:
 def postgres_url(postgres: PostgresForTests) -> str:
     """A fresh PostgreSQL store's URL (an empty schema of its own)."""
     return postgres.new_store()
+
+
+@pytest.fixture(scope="session")
+def memex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemexServer]:
+    """A real ``memex serve`` on loopback, shared by the session's tests: each test
+    takes a tenant of its own (``MemexServer.new_tenant``)."""
+    server = MemexServer(tmp_path_factory.mktemp("memex-server"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,6 @@
-"""The Python API, in the shape other tools rely on, against a real store file."""
+"""The Python API, in the shape other tools rely on, against a real store file, a real
+PostgreSQL store and a real memex server: ``memex.Client`` passes the same API tests as
+the local ``Memex`` (the few that are about a local store say why they skip it)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memex import (
+    Client,
     ConfigError,
     Hit,
     Memex,
@@ -22,10 +25,22 @@ from memex import (
     ValidationError,
 )
 
+LOCAL = pytest.mark.local
+"""A test of the local handle only; the reason is its argument."""
 
-@pytest.fixture(params=["sqlite", "postgres"])
+
+@pytest.fixture(params=["sqlite", "postgres", "server"])
 def mx(request: pytest.FixtureRequest, store_path: Path) -> Iterator[Memex]:
-    """A store of each backend: these tests hold for both."""
+    """A store of each backend, and a memex server (a tenant of its own on a server the
+    session shares, through ``Client``): these tests hold for all three."""
+    if request.param == "server":
+        local = request.node.get_closest_marker("local")
+        if local is not None:
+            pytest.skip(local.args[0])
+        _, key = request.getfixturevalue("memex_server").new_tenant()
+        with Client(request.getfixturevalue("memex_server").url, key) as client:
+            yield client  # type: ignore[misc]
+        return
     location = (
         request.getfixturevalue("postgres_url") if request.param == "postgres" else store_path
     )
@@ -45,7 +60,7 @@ def test_documented_shape(mx: Memex) -> None:
     )
     assert isinstance(m, Memory)
     assert m.kind == "fact" and m.tags == ("a",) and m.metadata == {"k": "v"}
-    assert m.scope.project == "p" and m.scope.user == "u" and m.scope.tenant == "default"
+    assert m.scope.project == "p" and m.scope.user == "u" and m.scope.tenant == mx.scope.tenant
     assert m.version == 1 and m.valid_from == m.created_at and len(m.content_hash) == 64
     ms = mx.remember_many([{"content": "one", "metadata": {"n": 1}}, {"content": "two"}])
     assert [x.content for x in ms] == ["one", "two"]
@@ -74,6 +89,7 @@ def test_default_store_lives_in_memex_home(tmp_path: Path) -> None:
     with Memex.open() as mx:
         mx.remember("stored in the default place")
         assert Path(mx.location) == tmp_path / "home" / "memex.db"
+        assert mx.scope.tenant == "default"
 
 
 def test_recall_ranks_the_relevant_memory_first(mx: Memex) -> None:
@@ -123,6 +139,8 @@ def test_filters(mx: Memex) -> None:
     assert contents(until=t + timedelta(days=1)) == {"alpha decision"}
 
 
+# A server's client has its key's scope; narrower ones are other keys (docs/security.md).
+@LOCAL("scoped() makes handles on other tenants and scopes: a Client is its key's scope")
 def test_scoped_handle_cannot_leak(mx: Memex) -> None:
     mx.remember("shared default note")
     acme = mx.scoped(tenant="acme", project="web")
@@ -235,6 +253,8 @@ def test_supersede_keeps_history_and_answers_as_of(mx: Memex) -> None:
     assert third.kind == "fact" and mx.get(new.id).superseded_by == third.id
 
 
+# Recording passed expiries is maintenance of the whole store, with no HTTP route.
+@LOCAL("expire() is store maintenance, run where the store is")
 def test_expiry(mx: Memex) -> None:
     keep = mx.remember("keep me")
     brief = mx.remember("brief memory", ttl=0.3)
@@ -306,6 +326,8 @@ def test_reads_record_access_in_batches(store_path: Path) -> None:
         assert got.version == 1 and len(mx.history(m.id)) == 1
 
 
+# The server embeds; the client has no embedder whose calls could be counted.
+@LOCAL("counts the calls of this process's embedder")
 def test_embedding_cache_reuses_vectors(mx: Memex) -> None:
     calls: list[int] = []
     embedder = mx.embedder

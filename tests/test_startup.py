@@ -77,3 +77,12 @@ def test_recall_does_load_what_it_needs(store: tuple[Path, str], tmp_path: Path)
     result = loaded_by(["recall", "memory", "--store", str(path)], tmp_path)
     assert result["code"] == 0
     assert {"numpy", "tokenizers"} <= set(result["loaded"])  # type: ignore[arg-type]
+
+
+def test_a_command_on_a_server_loads_no_store(tmp_path: Path) -> None:
+    """Against a memex server the command line loads the client only: no store, model
+    or index (httpx itself brings rich, for its own command line)."""
+    result = loaded_by(["get", "some-id", "--store", "http://127.0.0.1:9"], tmp_path)
+    assert result["code"] == 3  # nothing listens there
+    assert set(result["loaded"]) <= {"rich"}  # type: ignore[arg-type]
+    assert result["service"] is False

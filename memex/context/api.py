@@ -15,7 +15,8 @@ from memex.core.validate import (
 from memex.errors import ValidationError
 
 if TYPE_CHECKING:
-    from memex.context.assembler import Assembly, Context, ContextSection, ContextState
+    from memex.context.assembler import Assembly, ContextState
+    from memex.core.assembled import Context, ContextSection
     from memex.engine import Engine
 
 

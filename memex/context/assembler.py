@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from memex.context.cache import SectionCache
+from memex.core.assembled import Context, ContextSection
 from memex.core.budget import Allocation, fit
 from memex.core.context import (
     PINNED_TAG,
@@ -31,7 +32,7 @@ from memex.core.context import (
     section_header,
 )
 from memex.core.lines import Format, cut_line
-from memex.core.models import Hit, Memory, Scope, utcnow
+from memex.core.models import Hit, Scope, utcnow
 from memex.core.query import Filters, Order
 from memex.storage.base import Store
 from memex.tokens import TokenCounter
@@ -64,83 +65,6 @@ class _CachedSection:
     def of(cls, candidates: list[Candidate], ceiling: int) -> _CachedSection:
         ends = [t for c in candidates for t in (c.memory.expires_at, c.memory.valid_until) if t]
         return cls(candidates, ceiling, until=min(ends, default=None))
-
-
-@dataclass(frozen=True, slots=True)
-class ContextSection:
-    """One section of an assembled context."""
-
-    name: str
-    title: str
-    stable: bool
-    memories: list[Memory]
-    tokens: int
-    allowance: int
-    text: str
-    cached: bool
-    skipped: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """The context for one model call: text within budget, and how it was made."""
-
-    text: str
-    tokens: int
-    budget_tokens: int
-    format: str
-    sections: list[ContextSection]
-    manifest: list[Entry]
-    breakpoints: list[int]
-    prefix_hash: str
-    prefix_tokens_reused: int | None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def stable_text(self) -> str:
-        """The part that does not depend on the query (ends at the last breakpoint)."""
-        return self.text[: self.breakpoints[-1]] if self.breakpoints else ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "text": self.text,
-            "tokens": self.tokens,
-            "budget_tokens": self.budget_tokens,
-            "format": self.format,
-            "breakpoints": self.breakpoints,
-            "prefix_hash": self.prefix_hash,
-            "prefix_tokens_reused": self.prefix_tokens_reused,
-            "sections": [
-                {
-                    "name": s.name,
-                    "title": s.title,
-                    "stable": s.stable,
-                    "tokens": s.tokens,
-                    "allowance": s.allowance,
-                    "cached": s.cached,
-                    "skipped": s.skipped,
-                    "memories": [m.id for m in s.memories],
-                }
-                for s in self.sections
-            ],
-            "manifest": [
-                {
-                    "id": e.memory_id,
-                    "section": e.section,
-                    "included": e.included,
-                    "reason": e.reason,
-                    "tokens": e.tokens,
-                    "cut": e.cut,
-                    "content_chars": e.content_chars,
-                    "shown_chars": e.shown_chars,
-                    "score": e.score,
-                    "why": dict(e.why),
-                }
-                for e in self.manifest
-            ],
-            "stats": self.stats,
-        }
 
 
 class Snapshots(Protocol):

@@ -1,12 +1,22 @@
-"""What travels between the HTTP server and its clients: error codes and statuses.
+"""What travels between the HTTP server and its clients: error codes and statuses, and
+the values the API answers with.
 
 One table serves both ends: the server turns an error into a status and a code, the
 client turns the code back into the same error class (``docs/http.md`` lists them).
-Pure.
+The server answers with each value's ``to_dict``; the ``*_from_dict`` functions read
+it back into the same value. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from memex.core.assembled import Context, ContextSection
+from memex.core.context import Entry
+from memex.core.models import Hit, Memory, Page, Scope, Stats
 from memex.errors import (
     AuthenticationError,
     ConfigError,
@@ -83,3 +93,116 @@ def error_class(code: str, status: int) -> type[MemexError]:
     if status in (401, 403):
         return PermissionDeniedError if status == 403 else AuthenticationError
     return ValidationError
+
+
+# -- values: the JSON ``to_dict`` writes, read back ---------------------------------------
+
+_TIMES = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "expires_at",
+        "last_accessed_at",
+        "valid_from",
+        "valid_until",
+        "deleted_at",
+    }
+)
+
+
+def memory_from_dict(data: Mapping[str, Any]) -> Memory:
+    """The memory ``Memory.to_dict`` wrote: its exact inverse (fields it does not know
+    are left out, so a newer server's additions do no harm)."""
+    values: dict[str, Any] = {}
+    for name in _MEMORY_FIELDS:
+        value = data[name]
+        if name in _TIMES:
+            value = None if value is None else _time(value)
+        elif name == "scope":
+            value = Scope(**value)
+        elif name == "tags":
+            value = tuple(value)
+        elif name == "metadata":
+            value = dict(value)
+        elif name == "importance":
+            value = float(value)
+        values[name] = value
+    return Memory(**values)
+
+
+def _time(value: str) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"a time must be a string, not {type(value).__name__}")
+    return datetime.fromisoformat(value)
+
+
+_MEMORY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Memory))
+
+
+def hit_from_dict(data: Mapping[str, Any]) -> Hit:
+    """The hit ``Hit.to_dict`` wrote."""
+    return Hit(
+        memory=memory_from_dict(data["memory"]),
+        score=float(data["score"]),
+        lexical_rank=data["lexical_rank"],
+        vector_rank=data["vector_rank"],
+        explain=dict(data["explain"]),
+    )
+
+
+def page_from_dict(data: Mapping[str, Any]) -> Page:
+    """A page of a listing: ``{"items": [...], "next_cursor": ...}``."""
+    return Page([memory_from_dict(m) for m in data["items"]], data["next_cursor"])
+
+
+def stats_from_dict(data: Mapping[str, Any]) -> Stats:
+    """The stats ``Stats.to_dict`` wrote."""
+    values = {f.name: data[f.name] for f in fields(Stats)}
+    values["by_kind"] = dict(values["by_kind"])
+    return Stats(**values)
+
+
+def entry_from_dict(data: Mapping[str, Any]) -> Entry:
+    """A manifest entry as ``Context.to_dict`` wrote it."""
+    return Entry(
+        memory_id=data["id"],
+        section=data["section"],
+        included=data["included"],
+        reason=data["reason"],
+        tokens=data["tokens"],
+        score=float(data["score"]),
+        why=dict(data["why"]),
+        content_chars=data["content_chars"],
+        shown_chars=data["shown_chars"],
+    )
+
+
+def section_from_dict(data: Mapping[str, Any]) -> ContextSection:
+    """A context's section as ``ContextSection.to_dict`` wrote it."""
+    return ContextSection(
+        name=data["name"],
+        title=data["title"],
+        stable=data["stable"],
+        memories=[memory_from_dict(m) for m in data["memories"]],
+        tokens=data["tokens"],
+        allowance=data["allowance"],
+        text=data["text"],
+        cached=data["cached"],
+        skipped=data["skipped"],
+    )
+
+
+def context_from_dict(data: Mapping[str, Any]) -> Context:
+    """The context ``Context.to_dict`` wrote."""
+    return Context(
+        text=data["text"],
+        tokens=data["tokens"],
+        budget_tokens=data["budget_tokens"],
+        format=data["format"],
+        sections=[section_from_dict(s) for s in data["sections"]],
+        manifest=[entry_from_dict(e) for e in data["manifest"]],
+        breakpoints=list(data["breakpoints"]),
+        prefix_hash=data["prefix_hash"],
+        prefix_tokens_reused=data["prefix_tokens_reused"],
+        stats=dict(data["stats"]),
+    )

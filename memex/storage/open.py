@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memex.core.locations import is_database_url, is_memex_url, not_a_store
 from memex.core.progress import Progress
 from memex.errors import ConfigError, StoreReadOnlyError
 from memex.settings import DB_FILENAME, Settings
 from memex.storage.base import Store
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_server_url(location: str | Path) -> bool:
-    """Whether ``location`` names a store behind a server (``postgresql://...``), not a file."""
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
-
 
 def resolve_path(location: str | Path) -> Path:
     """A store file path from ``sqlite:///path``, a file path or a directory."""
     text = str(location)
-    if is_server_url(text):
+    if is_database_url(text):
         raise ConfigError("a PostgreSQL store is not a file")
+    if is_memex_url(text):
+        raise ConfigError(not_a_store(text))
     if "\x00" in text:  # no file system takes one; the OS call would fail with a bare ValueError
         raise ConfigError("a store path must not contain NUL characters")
     if text.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
@@ -44,7 +40,7 @@ def open_store(location: str | Path, settings: Settings) -> Store:
     opened read-only: never created, upgraded or written. A ``postgresql://`` URL opens
     a PostgreSQL store (the ``postgres`` extra).
     """
-    if is_server_url(location):
+    if is_database_url(location):
         return _open_postgres(str(location), settings)
     from memex.storage.sqlite import SQLiteStore
 
@@ -95,7 +91,7 @@ def restore_store(
     """
     from memex.storage.sqlite.backup import restore
 
-    if is_server_url(location):
+    if is_database_url(location):
         raise ConfigError(
             "restoring into a PostgreSQL store is not supported; copy the backup file "
             "into it with memex migrate BACKUP URL"

@@ -89,7 +89,7 @@ def read_input(name: str) -> str:
 def remember(cli: Cli) -> None:
     a = cli.args
     text = read_input("-") if a.content == "-" else a.content
-    with cli.store() as mx:
+    with cli.memories() as mx:
         memory = mx.remember(
             text,
             kind=a.kind,
@@ -111,7 +111,7 @@ def remember(cli: Cli) -> None:
 
 def recall(cli: Cli) -> None:
     a = cli.args
-    with cli.store() as mx:
+    with cli.memories() as mx:
         hits = mx.recall(
             a.query,
             a.k,
@@ -131,7 +131,7 @@ def recall(cli: Cli) -> None:
 
 
 def get(cli: Cli) -> None:
-    with cli.store() as mx:
+    with cli.memories() as mx:
         memory = mx.get(cli.args.id)
     if cli.as_json:
         cli.emit(memory.to_dict())
@@ -141,7 +141,7 @@ def get(cli: Cli) -> None:
 
 def list_(cli: Cli) -> None:
     a = cli.args
-    with cli.store() as mx:
+    with cli.memories() as mx:
         page = mx.list(
             scope=scope(a),
             kinds=a.kinds,
@@ -169,7 +169,7 @@ def update(cli: Cli) -> None:
         changes["source"] = a.source
     if a.expires_at is not None:
         changes["expires_at"] = a.expires_at
-    with cli.store() as mx:
+    with cli.memories() as mx:
         memory = mx.update(
             a.id,
             content=a.content,
@@ -187,7 +187,7 @@ def update(cli: Cli) -> None:
 
 def forget(cli: Cli) -> None:
     a = cli.args
-    with cli.store() as mx:
+    with cli.memories() as mx:
         if a.purge:
             result: dict[str, Any] = {"id": mx.purge(a.id), "purged": True}
         else:
@@ -200,7 +200,7 @@ def forget(cli: Cli) -> None:
 
 
 def history(cli: Cli) -> None:
-    with cli.store() as mx:
+    with cli.memories() as mx:
         versions = mx.history(cli.args.id)
     if cli.as_json:
         cli.emit([m.to_dict() for m in versions])
@@ -209,7 +209,7 @@ def history(cli: Cli) -> None:
 
 
 def stats(cli: Cli) -> None:
-    with cli.store() as mx:
+    with cli.memories() as mx:
         result = mx.stats()
     if cli.as_json:
         cli.emit(result.to_dict())
@@ -224,7 +224,7 @@ def import_(cli: Cli) -> None:
 
     # Records end at "\n" only: JSON strings may hold U+2028 and other line breaks.
     lines = read_input(cli.args.file).split("\n")
-    with cli.store() as mx, progress_bar(cli.err) as report:
+    with cli.memories() as mx, progress_bar(cli.err) as report:
         imported = mx.import_lines(lines, progress=report)
     if cli.as_json:
         cli.emit({"imported": len(imported)})
@@ -238,7 +238,7 @@ def export(cli: Cli) -> None:
     a = cli.args
     options = {"include_deleted": a.everything, "history": a.everything}
     to_file = a.output not in (None, "-")
-    with cli.store() as mx, progress_bar(cli.err, show=to_file) as report:
+    with cli.memories() as mx, progress_bar(cli.err, show=to_file) as report:
         if not to_file:
             for line in mx.export_lines(**options):
                 cli.out.write(line + "\n")
@@ -286,7 +286,7 @@ def expire(cli: Cli) -> None:
 
 def context(cli: Cli) -> None:
     a = cli.args
-    with cli.store() as mx:
+    with cli.memories() as mx:
         result = mx.context(
             a.query,
             a.budget,

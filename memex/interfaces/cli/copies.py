@@ -24,6 +24,7 @@ def restore(cli: Cli) -> None:
     from memex.service import Memex
 
     a = cli.args
+    cli.local_only()
     cli.whole_store("a restore replaces")
     read_only = True if a.read_only else None
     with progress_bar(cli.err) as report:

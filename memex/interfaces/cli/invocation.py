@@ -1,4 +1,9 @@
-"""One run of a ``memex`` command (``Cli``): its arguments, its streams, its store."""
+"""One run of a ``memex`` command (``Cli``): its arguments, its streams, its store.
+
+The memory commands work on a local store (``Memex``) or on a memex server
+(``memex.Client``, when ``--store`` is an http(s) URL): the two have the same methods,
+so the commands do not tell them apart. Commands on the store's files refuse a server.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from memex.errors import ValidationError
 from memex.interfaces.cli import render
 
 if TYPE_CHECKING:
+    from memex.client.sync import Client
     from memex.service import Memex
 
 
@@ -54,11 +60,45 @@ class Cli:
         if self.args.tenant is not None:
             raise ValidationError(f"{what} every tenant of the store; drop --tenant")
 
+    def on_server(self) -> bool:
+        """Whether the command names a memex server rather than a store."""
+        from memex.core.locations import is_memex_url
+
+        return is_memex_url(self.location)
+
+    def local_only(self) -> None:
+        """Refuse a memex server for a command that works on a store's own files."""
+        if self.on_server():
+            raise ValidationError(
+                f"memex {self.args.command} works on a local store only, "
+                f"not on a memex server ({self.location})"
+            )
+
+    @contextmanager
+    def memories(self, **options: Any) -> Iterator[Memex | Client]:
+        """The memories the command works on: a memex server's (through ``Client``; the
+        API key decides the tenant), else the local store's, as ``store`` opens it."""
+        if not self.on_server():
+            with self.store(**options) as mx:
+                yield mx
+            return
+        from memex.client.sync import Client
+
+        if self.args.tenant is not None:
+            raise ValidationError("on a memex server the API key decides the tenant; drop --tenant")
+        if self.args.read_only:
+            raise ValidationError(
+                "--read-only opens a local store; on a memex server, use a read_only key"
+            )
+        with Client(str(self.location)) as client:
+            yield client
+
     @contextmanager
     def store(self, **options: Any) -> Iterator[Memex]:
-        """The store the options name, opened for the command's tenant."""
+        """The local store the options name, opened for the command's tenant."""
         from memex.service import Memex
 
+        self.local_only()
         location = self.location
         tenant = options.pop("tenant", self.args.tenant)
         if self.args.read_only:

@@ -21,6 +21,8 @@ sends back what it printed.
   changed code starts a new one. It runs with its working directory at ``/`` and
   without the caller's directory on its import path (``python -P``).
 - ``MEMEX_WARM=0`` turns it off: every command runs in its own process.
+- A command on a memex server (``--store http://...``) runs in its own process: the
+  server keeps its store open, and there is nothing to keep here.
 
 This module is the client side and stays small: it runs before anything else is
 imported. The server is ``memex.interfaces.cli.warm_server``.
@@ -240,6 +242,22 @@ def command_of(argv: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
+def on_server(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names a memex server as its store (``--store``, ``--store=``,
+    ``-s``, an abbreviation of ``--store``, else ``$MEMEX_STORE``)."""
+    from memex.core.locations import is_memex_url
+
+    found = None
+    args = iter(argv)
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if name == "-s" or (len(name) > 4 and "--store".startswith(name)):
+            found = value if sep else next(args, None)
+        elif arg.startswith("-s") and not arg.startswith("--"):
+            found = arg[2:]
+    return is_memex_url(found if found is not None else os.environ.get("MEMEX_STORE"))
+
+
 def reads_stdin(argv: Sequence[str]) -> bool:
     """Whether ``argv`` is a ``remember`` whose content is ``-`` (standard input)."""
     found = _positionals(argv)
@@ -289,7 +307,7 @@ def run_warm(argv: Sequence[str]) -> int | None:
     if not enabled():
         return None
     command = command_of(argv)
-    if command not in SERVED:
+    if command not in SERVED or on_server(argv):
         return None
     path = socket_path()
     if not os.path.exists(path):
@@ -341,7 +359,7 @@ def _ask(path: str, request: dict[str, Any]) -> dict[str, Any] | None:
 
 def start_in_background(argv: Sequence[str]) -> None:
     """Start the warm process after ``argv`` ran, if that command is worth it."""
-    if enabled() and command_of(argv) in STARTS:
+    if enabled() and command_of(argv) in STARTS and not on_server(argv):
         start()
 
 

@@ -116,7 +116,8 @@ class SectionOut(BaseModel):
     allowance: int
     cached: bool
     skipped: str | None
-    memories: list[str]
+    text: str
+    memories: list[MemoryOut]
 
 
 class EntryOut(BaseModel):
