@@ -174,15 +174,21 @@ class World:
             out[tenant.name] = (tenant.allow, users, projects, keys)
         return out
 
-    def forbidden(self, key: Key, truth: Truth, *, issued: Collection[str] = ()) -> set[str]:
+    def forbidden(
+        self, key: Key, truth: Truth, *, issued: Collection[str] = (), history: bool = False
+    ) -> set[str]:
         """Every word no answer to ``key`` may hold: other tenants' names, content, memory
         ids and key ids out of its grants, purged ids, every key's hash, and every secret
-        but those the answer itself issues."""
+        but those the answer itself issues.
+
+        A memory's ``history`` keeps the ids of what superseded it, purged or not: a
+        purge erases the memory, not the record that something once replaced another."""
         visible = self.visible(key, truth)
         words = {name for name in self.tenants if name != key.tenant}
         words |= {word for word, owner in self.owners.items() if not key.sees(owner)}
         words |= {memory_id for (_, memory_id) in truth if memory_id not in visible}
-        words |= self.purged - set(visible)
+        if not history:
+            words |= self.purged - set(visible)
         for other in self.keys:
             words.add(hashlib.sha256(other.secret.encode()).hexdigest())
             if other.secret not in issued:

@@ -165,7 +165,9 @@ class Isolation(RuleBasedStateMachine):
         if issues and response.status_code == 201:
             body = response.json()
             issued = {body.get("key"), body.get("owner_key", {}).get("key")} - {None}
-        words = world.forbidden(key, before, issued=issued)
+        params = options.get("params") or {}
+        history = path.endswith("/history") or bool(params.get("history"))
+        words = world.forbidden(key, before, issued=issued, history=history)
         if path == "/v1/tenants" and key.may("tenants"):
             words -= set(world.tenants)  # the home tenant's owners see every tenant
         # A visible memory may name the memory that superseded it, wherever that lies.
@@ -533,7 +535,7 @@ class Isolation(RuleBasedStateMachine):
             wanted = {(403, "permission_denied")}
         elif not all(key.narrows(r.get("scope")) for r in records):
             wanted = {(422, "import_format_error")}
-        elif keeps_ids and (len(set(explicit)) < len(explicit) or set(explicit) & taken):
+        elif len(set(explicit)) < len(explicit) or (keeps_ids and set(explicit) & taken):
             wanted = {(422, "validation_error"), (422, "import_format_error")}
         else:
             wanted = {(201, None)}
