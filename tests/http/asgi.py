@@ -71,13 +71,14 @@ class Api:
         key: str | None = None,
         *,
         peer: tuple[str, int] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: httpx.Headers | dict[str, str] | None = None,
         **options: Any,
     ) -> httpx.Response:
         """One request with ``key`` as its bearer credential, from ``peer`` (default:
-        loopback)."""
+        loopback); ``headers`` may repeat a name (as ``httpx.Headers``)."""
         client = self._client(peer or self._peer)
-        sent = {**bearer(key), **(headers or {})}
+        sent = httpx.Headers(headers)
+        sent.update(bearer(key))
 
         async def send() -> httpx.Response:
             return await client.request(method, path, headers=sent, **options)
