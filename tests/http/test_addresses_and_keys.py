@@ -9,14 +9,18 @@ line changes the store under it.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from asgi import Api, open_root
+from test_serve import ServeProcess, serve
 
 from memex.core.identity import Role
 from memex.core.models import utcnow
@@ -221,3 +225,132 @@ def test_an_expiry_in_the_past_is_refused(place: Place) -> None:
         "POST", "/v1/keys", owner, json={"role": "read_only", "expires_at": past}
     )
     assert (answer.status_code, answer.json()["error"]["code"]) == (422, "validation_error")
+
+
+# -- a real server ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServeProcess]]:
+    """``memex serve`` processes a test started (as tests/http/test_serve.py starts them),
+    ended after it."""
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+def prepared_store(path: Path) -> dict[str, str]:
+    """A store with a walled tenant (198.51.100.0/24 only), one allowing loopback, and
+    an open one; the keys made, by name."""
+    keys: dict[str, str] = {}
+    with open_root(path, "default") as root:
+        admin = root.admin
+        admin.create_tenant("walled", allow=["198.51.100.0/24"])
+        admin.create_tenant("local", allow=["127.0.0.1"])
+        admin.create_tenant("open")
+        keys["walled"] = admin.create_key("walled", Role.READ_ONLY).secret
+        keys["local"] = admin.create_key("local", Role.READ_ONLY).secret
+        keys["owner"] = admin.create_key("open", Role.OWNER).secret
+        keys["used"] = admin.create_key("open", Role.READ_WRITE, name="used").secret
+        keys["revoked"] = admin.create_key("open", Role.READ_WRITE, name="revoked").secret
+    return keys
+
+
+def answer(url: str, key: str, forwarded: str | None = None) -> tuple[int, str | None]:
+    """The status and error code of GET /v1/stats over the network."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if forwarded is not None:
+        headers["X-Forwarded-For"] = forwarded
+    got = httpx.get(f"{url}/v1/stats", headers=headers, timeout=30)
+    return got.status_code, got.json()["error"]["code"] if got.status_code >= 400 else None
+
+
+def key_id(secret: str) -> str:
+    return secret.split("_")[1]
+
+
+def test_a_real_server_believes_no_forwarded_for_it_was_not_told_to(
+    tmp_path: Path, servers: list[ServeProcess]
+) -> None:
+    store = tmp_path / "memex.db"
+    keys = prepared_store(store)
+    server = serve(servers, "--store", str(store))
+    url = server.url()
+    # The peer is the socket's: 127.0.0.1, trusted by no one, whatever it writes.
+    assert answer(url, keys["walled"]) == DENIED
+    assert answer(url, keys["walled"], "198.51.100.7") == DENIED
+    assert answer(url, keys["local"]) == OK
+    assert answer(url, keys["local"], "198.51.100.7") == OK
+    code, errors = server.stop()
+    assert code == 0, errors
+
+
+def test_a_real_server_behind_a_trusted_proxy(tmp_path: Path, servers: list[ServeProcess]) -> None:
+    store = tmp_path / "memex.db"
+    keys = prepared_store(store)
+    server = serve(servers, "--store", str(store), "--trusted-proxy", "127.0.0.1/32")
+    url = server.url()
+    assert answer(url, keys["walled"], "198.51.100.7") == OK
+    assert answer(url, keys["walled"], "203.0.113.9, 198.51.100.7") == OK
+    assert answer(url, keys["walled"], "198.51.100.7, 203.0.113.9") == DENIED
+    assert answer(url, keys["walled"], "198.51.100.7, not-an-address") == DENIED
+    assert answer(url, keys["walled"]) == DENIED  # the client is the proxy itself
+    assert answer(url, keys["local"]) == OK
+    assert answer(url, keys["local"], "198.51.100.7") == DENIED
+    code, errors = server.stop()
+    assert code == 0, errors
+
+
+def admin_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``memex admin ...`` on ``store``, as another process on the same machine runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "memex", "--store", str(store), "admin", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def last_used(keys: list[dict[str, object]], secret: str) -> datetime | None:
+    found = next(k for k in keys if k["id"] == key_id(secret))
+    at = found["last_used_at"]
+    return datetime.fromisoformat(at) if isinstance(at, str) else None
+
+
+def test_keys_revoked_from_the_command_line_and_last_uses_recorded(
+    tmp_path: Path, servers: list[ServeProcess]
+) -> None:
+    store = tmp_path / "memex.db"
+    keys = prepared_store(store)
+    server = serve(servers, "--store", str(store))
+    url = server.url()
+    owner = {"Authorization": f"Bearer {keys['owner']}"}
+
+    def listed() -> list[dict[str, object]]:
+        return httpx.get(f"{url}/v1/keys", headers=owner, timeout=30).json()["keys"]
+
+    assert last_used(listed(), keys["used"]) is None
+    began = utcnow()
+    assert answer(url, keys["used"]) == OK
+    first = last_used(listed(), keys["used"])  # a key's first use is written at once
+    assert first is not None and began <= first <= utcnow()
+    time.sleep(0.01)
+    again = utcnow()
+    assert answer(url, keys["used"]) == OK  # within the minute: kept in memory
+    assert last_used(listed(), keys["used"]) == first
+
+    assert answer(url, keys["revoked"]) == OK
+    done = admin_cli(store, "key", "revoke", key_id(keys["revoked"]))
+    assert done.returncode == 0, done.stderr
+    assert answer(url, keys["revoked"]) == UNAUTHENTICATED
+    assert answer(url, keys["used"]) == OK
+
+    code, errors = server.stop()
+    assert code == 0, errors
+    with open_root(store, "default") as root:  # the last use, written as the server stopped
+        stored = root.admin.key(key_id(keys["used"])).last_used_at
+    assert stored is not None and stored >= again
+    assert keys["used"] not in errors and keys["revoked"] not in errors
