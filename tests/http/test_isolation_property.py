@@ -623,7 +623,7 @@ class Isolation(RuleBasedStateMachine):
 
     @rule(
         data=st.data(),
-        op=st.sampled_from(("list", "get", "rotate", "rotate-now", "revoke")),
+        op=st.sampled_from(("list", "get", "allow", "rotate", "rotate-now", "revoke")),
     )
     def keys(self, data: st.DataObject, op: str) -> None:
         key = self._pick_key(data)
@@ -636,6 +636,7 @@ class Isolation(RuleBasedStateMachine):
             return {
                 "list": ("GET", "/v1/keys", {}),
                 "get": ("GET", path, {}),
+                "allow": ("PATCH", path, {"json": {"allow": ["0.0.0.0/0", "::/0"]}}),
                 "rotate": ("POST", f"{path}/rotate", {}),
                 "rotate-now": ("POST", f"{path}/rotate", {"json": {"grace_seconds": 0}}),
                 "revoke": ("DELETE", path, {}),
@@ -668,7 +669,7 @@ class Isolation(RuleBasedStateMachine):
             listed = {k["id"] for k in response.json()["keys"]}
             assert listed == {k.id for k in world.keys if key.sees_key(k)}
             assert all("hash" not in k for k in response.json()["keys"])
-        elif op == "get":
+        elif op in ("get", "allow"):
             assert response.json()["id"] == target_id
         elif op == "revoke":
             assert target is not None
