@@ -273,11 +273,12 @@ class Principal:
 
 
 def parse_networks(values: Iterable[str]) -> tuple[str, ...]:
-    """CIDR networks (IPv4 or IPv6; a bare address is a /32 or /128), normalised."""
+    """CIDR networks (IPv4 or IPv6; a bare address is a /32 or /128), normalised; an
+    IPv4 network mapped into IPv6 (``::ffff:192.0.2.0/120``) is that IPv4 network."""
     out: list[str] = []
     for value in values:
         try:
-            network = ipaddress.ip_network(str(value).strip(), strict=False)
+            network = _unmapped(ipaddress.ip_network(str(value).strip(), strict=False))
         except ValueError:
             raise ValidationError(f"not a CIDR network or IP address: {value!r}") from None
         out.append(str(network))
@@ -286,7 +287,20 @@ def parse_networks(values: Iterable[str]) -> tuple[str, ...]:
 
 def networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
     """Parsed networks of stored (already normalised) CIDR strings."""
-    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    return tuple(_unmapped(ipaddress.ip_network(v, strict=False)) for v in values)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: IPNetwork) -> IPNetwork:
+    """A network of IPv4 addresses mapped into IPv6 as the IPv4 network: clients' mapped
+    addresses are compared as IPv4 (see ``parse_address``), so only it can match them."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def parse_address(value: str) -> IPAddress | None:

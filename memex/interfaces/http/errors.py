@@ -190,21 +190,26 @@ def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed(request: Request) -> str:
-    """Every method the request's path takes (Starlette names only its first route's)."""
+    """Every method the request's path takes (Starlette names only its first route's).
+
+    A path that a route names literally is that route's resource, though a template
+    matches it too (``/v1/memories/batch`` is no memory id): its methods are the literal
+    routes' only."""
     path = request.scope.get("path", "")
-    methods = {
-        method
-        for pattern, taken in request.app.state.methods
+    matched = [
+        (literal, taken)
+        for pattern, literal, taken in request.app.state.methods
         if pattern.match(path)
-        for method in taken
-    }
+    ]
+    exact = any(literal for literal, _ in matched)
+    methods = {method for literal, taken in matched if literal or not exact for method in taken}
     return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
     """Answer every error of ``app`` (whose ``routes`` these are) as this module says."""
     app.state.methods = [
-        (route.path_regex, frozenset(route.methods))
+        (route.path_regex, "{" not in route.path, frozenset(route.methods))
         for route in routes
         if isinstance(route, Route | APIRoute) and route.methods
     ]

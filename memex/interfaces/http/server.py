@@ -84,6 +84,10 @@ def run(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
         server_header=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default, before memex
+        # sees the request: the client's address is memex's own decision (its trusted
+        # proxies, none unless given), made from the connection's real peer.
+        proxy_headers=False,
         lifespan="on",
     )
     Server(config, announce).run(sockets=[sock])
