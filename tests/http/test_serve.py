@@ -197,3 +197,46 @@ def test_without_the_server_extra_the_error_names_it(tmp_path: Path) -> None:
         "error: memex serve needs the server extra (fastapi is missing): "
         "pip install 'memex[server]'"
     )
+
+
+def test_worker_processes_share_one_store_and_port(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    store = tmp_path / "memex.db"
+    server = serve(processes, "--store", str(store), "--workers", "2")
+    url = server.url()
+    owner = next(
+        line.split()[-1] for line in server.printed if line.startswith("owner key for tenant")
+    )
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {owner}"}) as api:
+        made = [api.post("/v1/memories", json={"content": f"note {i}"}) for i in range(6)]
+        assert {r.status_code for r in made} == {201}
+        # Each request may land on either worker: every one sees every other's writes.
+        for response in made:
+            got = api.get(f"/v1/memories/{response.json()['id']}")
+            assert got.status_code == 200 and got.json() == response.json()
+        assert api.get("/v1/stats").json()["memories"] == 6
+        read_only = api.post("/v1/keys", json={"role": "read_only"}).json()
+        assert api.delete(f"/v1/keys/{read_only['id']}").status_code == 200
+        for _ in range(4):  # revoked on one worker: refused on both
+            refused = httpx.get(
+                f"{url}/v1/stats", headers={"Authorization": f"Bearer {read_only['key']}"}
+            )
+            assert refused.status_code == 401
+    code, errors = server.stop(signal.SIGTERM)
+    assert code == 0, errors
+    assert "Traceback" not in errors and owner not in errors
+    with Memex.open(store) as mx:  # the workers closed the store and wrote key uses
+        assert mx.stats().memories == 6
+        (key,) = [k for k in mx.admin.keys() if k.role.value == "owner"]  # noqa: SIM118
+        assert key.last_used_at is not None
+
+
+@pytest.mark.parametrize("workers", ["0", "65"])
+def test_a_bad_worker_count_exits_2(tmp_path: Path, workers: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "memex", "serve", "--store", str(tmp_path / "s.db"),
+         "--workers", workers],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2 and "--workers" in done.stderr

@@ -254,6 +254,9 @@ def build(only: str | None = None) -> Parser:
     p.add_argument(
         "--no-auth", action="store_true", help="no keys: anyone is the owner (loopback only)"
     )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="server processes sharing the port (1)"
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
 
     p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")

@@ -89,6 +89,8 @@ def serve(cli: Cli) -> None:
     host: str = a.host
     if not 0 <= a.port <= 65535:
         raise ValidationError(f"--port must be from 0 to 65535, not {a.port}")
+    if not 1 <= a.workers <= 64:
+        raise ValidationError(f"--workers must be from 1 to 64, not {a.workers}")
     if a.max_body < 1:
         raise ValidationError(f"--max-body must be a positive number of bytes, not {a.max_body}")
     loopback = is_loopback(host)
@@ -101,12 +103,11 @@ def serve(cli: Cli) -> None:
     tls = _check_tls(a.tls_cert, a.tls_key)
     _server_extra()
     from memex.interfaces.http.app import create_app
-    from memex.interfaces.http.server import listen, run
+    from memex.interfaces.http.server import WorkerOptions, listen, run, run_workers
 
     with cli.store() as mx:
         if not a.no_auth:
             _announce_owner(cli, mx)
-        app = create_app(mx, auth=not a.no_auth, trusted_proxies=proxies, max_body=a.max_body)
         sock = listen(host, a.port)
         url = url_of(host, sock.getsockname()[1], tls)
         if not loopback and not tls:
@@ -122,5 +123,21 @@ def serve(cli: Cli) -> None:
                 cli.say(f"listening on {url}")
             cli.out.flush()
 
-        with sock:
-            run(app, sock, announce, log_level=a.log_level, tls_cert=a.tls_cert, tls_key=a.tls_key)
+        logs = {"log_level": a.log_level, "tls_cert": a.tls_cert, "tls_key": a.tls_key}
+        if a.workers == 1:
+            app = create_app(mx, auth=not a.no_auth, trusted_proxies=proxies, max_body=a.max_body)
+            with sock:
+                run(app, sock, announce, **logs)
+            return
+    # Each worker process opens the store itself; this one holds no store, only hands
+    # out the socket and starts a worker again if one dies.
+    options = WorkerOptions(
+        store=cli.location,
+        tenant=a.tenant,
+        read_only=bool(a.read_only),
+        auth=not a.no_auth,
+        trusted_proxies=proxies,
+        max_body=a.max_body,
+    )
+    with sock:
+        run_workers(options, sock, a.workers, announce, **logs)

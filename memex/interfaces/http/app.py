@@ -3,7 +3,7 @@ authentication and the edge middleware around one open ``Memex``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -33,6 +33,7 @@ def create_app(
     auth: bool = True,
     trusted_proxies: Sequence[str] = (),
     max_body: int = MAX_BODY,
+    on_close: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -40,7 +41,8 @@ def create_app(
     ``auth=False`` lets every request act as the home tenant's owner: for local use and
     benchmarks only. ``trusted_proxies`` (CIDR networks) are the proxies whose
     ``X-Forwarded-For`` is believed; ``max_body`` is the largest body taken, in bytes.
-    The caller keeps ``root`` and closes it after the app has stopped.
+    The caller keeps ``root`` and closes it after the app has stopped, or passes
+    ``on_close``, which the app's shutdown calls last.
     """
     from memex import __version__
 
@@ -55,8 +57,12 @@ def create_app(
         try:
             yield
         finally:
-            if authenticator is not None:  # when keys were last used, not yet written
-                await run_in_threadpool(authenticator.flush)
+            try:
+                if authenticator is not None:  # when keys were last used, not yet written
+                    await run_in_threadpool(authenticator.flush)
+            finally:
+                if on_close is not None:
+                    await run_in_threadpool(on_close)
 
     app = FastAPI(
         title="memex",

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from memex.errors import ValidationError
-from memex.interfaces.http.callers import Purger, Reader, Writer, call
+from memex.interfaces.http.callers import Purger, Reader, Writer, call, quick
 from memex.interfaces.http.errors import ERROR_RESPONSES
 from memex.interfaces.http.requests import TIME, BatchIn, RememberIn, SupersedeIn, UpdateIn
 from memex.interfaces.http.responses import (
@@ -77,7 +77,7 @@ async def remember_many(body: BatchIn, c: Writer) -> JSONResponse:
 @router.get("/memories/{memory_id}", response_model=MemoryOut)
 async def get(memory_id: MemoryId, c: Reader) -> JSONResponse:
     """One memory by id (``get``): superseded or not yet valid too, not forgotten."""
-    return answer(await call(lambda: c.mx.get(memory_id).to_dict()))
+    return answer(await quick(c, lambda: c.mx.get(memory_id).to_dict()))
 
 
 @router.patch("/memories/{memory_id}", response_model=MemoryOut)

@@ -4,9 +4,13 @@ once it does, and leaving the process to end normally after SIGTERM or SIGINT.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -64,17 +68,11 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run(
-    app: Any,
-    sock: socket.socket,
-    announce: Callable[[], None],
-    *,
-    log_level: str = "info",
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; the app's shutdown runs first."""
-    config = uvicorn.Config(
+def _config(
+    app: Any, log_level: str, tls_cert: str | None, tls_key: str | None, **more: Any
+) -> uvicorn.Config:
+    """uvicorn's settings for memex: quiet about requests, blind to proxy headers."""
+    return uvicorn.Config(
         app,
         log_level=log_level,
         log_config=_log_config(log_level),
@@ -89,8 +87,77 @@ def run(
         # proxies, none unless given), made from the connection's real peer.
         proxy_headers=False,
         lifespan="on",
+        **more,
     )
+
+
+def run(
+    app: Any,
+    sock: socket.socket,
+    announce: Callable[[], None],
+    *,
+    log_level: str = "info",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; the app's shutdown runs first."""
+    config = _config(app, log_level, tls_cert, tls_key)
     Server(config, announce).run(sockets=[sock])
+
+
+_WORKER_OPTIONS = "MEMEX_SERVE_WORKER"
+"""The environment variable that hands a worker process its options."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What each worker process of ``memex serve --workers N`` opens and serves."""
+
+    store: str | None
+    tenant: str | None
+    read_only: bool
+    auth: bool
+    trusted_proxies: tuple[str, ...]
+    max_body: int
+
+
+def worker_app() -> Any:
+    """The app of one worker process: its own handle on the store, closed when it stops."""
+    from memex.interfaces.http.app import create_app
+    from memex.service import Memex
+
+    options = WorkerOptions(**json.loads(os.environ[_WORKER_OPTIONS]))
+    extra: dict[str, Any] = {"read_only": True} if options.read_only else {}
+    root = Memex.open(options.store, tenant=options.tenant, **extra)
+    return create_app(
+        root,
+        auth=options.auth,
+        trusted_proxies=options.trusted_proxies,
+        max_body=options.max_body,
+        on_close=root.close,
+    )
+
+
+def run_workers(
+    options: WorkerOptions,
+    sock: socket.socket,
+    workers: int,
+    announce: Callable[[], None],
+    *,
+    log_level: str = "info",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve with ``workers`` processes on ``sock`` until SIGTERM or SIGINT; each worker
+    stops gracefully, writing when keys were last used and closing its store."""
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[_WORKER_OPTIONS] = json.dumps(dataclasses.asdict(options))
+    config = _config(
+        f"{__name__}:worker_app", log_level, tls_cert, tls_key, factory=True, workers=workers
+    )
+    announce()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _log_config(level: str) -> dict[str, Any]:
