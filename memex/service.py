@@ -421,6 +421,11 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixi
         window = dataclasses.replace(filters, since=s, until=e)
         return self._engine.store.list(window, "asc", limit, None)[0]
 
+    def ready(self) -> int:
+        """Ask the store one cheap question and return its schema version: a StoreError
+        when it cannot be reached or read (what a server's readiness check asks)."""
+        return self._engine.store.info().schema_version
+
     def stats(self) -> Stats:
         """Counts and sizes for this handle's scope; each memory counts once, by its state
         now: ``deleted`` (forgotten), else ``expired``, else ``superseded``, else

@@ -1,0 +1,74 @@
+"""The HTTP API's application: ``create_app`` puts the routes, the error answers, the
+authentication and the edge middleware around one open ``Memex``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from memex.core.identity import parse_networks
+from memex.errors import ValidationError
+from memex.interfaces.http import admin, bulk, errors, health, memories, search
+from memex.interfaces.http.callers import Authenticator, Gate
+from memex.interfaces.http.edge import Edge
+from memex.interfaces.http.metrics import Metrics
+from memex.service import Memex
+
+MAX_BODY = 16 * 1024 * 1024
+"""The largest request body taken by default, in bytes."""
+
+_DESCRIPTION = (
+    "Persistent memory for AI agents, shared over HTTP. Every `/v1` request carries "
+    "`Authorization: Bearer <key>`; the key decides the tenant. Errors are "
+    '`{"error": {"code": ..., "message": ...}}`: see docs/http.md.'
+)
+
+
+def create_app(
+    root: Memex,
+    *,
+    auth: bool = True,
+    trusted_proxies: Sequence[str] = (),
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
+    home tenant).
+
+    ``auth=False`` lets every request act as the home tenant's owner: for local use and
+    benchmarks only. ``trusted_proxies`` (CIDR networks) are the proxies whose
+    ``X-Forwarded-For`` is believed; ``max_body`` is the largest body taken, in bytes.
+    The caller keeps ``root`` and closes it after the app has stopped.
+    """
+    from memex import __version__
+
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise ValidationError(f"max_body must be a positive number of bytes, not {max_body!r}")
+    proxies = parse_networks(trusted_proxies)
+    authenticator: Authenticator | None = root.admin.authenticator(proxies) if auth else None
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if authenticator is not None:  # when keys were last used, not yet written
+                await run_in_threadpool(authenticator.flush)
+
+    app = FastAPI(
+        title="memex",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.gate = Gate(root, authenticator)
+    app.state.metrics = metrics
+    errors.install(app)
+    for part in (memories, search, bulk, admin, health):
+        app.include_router(part.router)
+    app.add_middleware(Edge, max_body=max_body, metrics=metrics)
+    return app

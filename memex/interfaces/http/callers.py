@@ -1,0 +1,153 @@
+"""Who calls: the principal a request's key makes, the handle it may use, and how routes
+run memex's (synchronous) methods.
+
+Identity comes from the ``Authorization`` header only, checked by the store's
+Authenticator with the peer's address (and ``X-Forwarded-For`` from trusted proxies).
+A route names the action it takes; the caller gets a handle confined to its key's
+tenant (and user and project), so another tenant's memory is simply not found.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from memex.core.identity import Action, Principal, Role, require
+from memex.service import Memex
+
+if TYPE_CHECKING:
+    from memex.security.admin import TenantAdmin
+
+T = TypeVar("T")
+
+_HANDLES = 1024
+"""Handles kept, one per principal: more keys than this in use just make new ones."""
+
+
+class Authenticator(Protocol):
+    """What the server needs of ``memex.security``'s authenticator."""
+
+    def authenticate(
+        self, authorization: str | None, peer: str | None, forwarded_for: Sequence[str]
+    ) -> Principal:
+        """The caller a request's credential makes (AuthError if none)."""
+        ...
+
+    def flush(self) -> None:
+        """Record when keys were last used."""
+        ...
+
+
+class Gate:
+    """The principals of requests and their handles on the store."""
+
+    def __init__(self, root: Memex, authenticator: Authenticator | None) -> None:
+        self.root = root
+        self.authenticator = authenticator
+        tenant = root.scope.tenant or ""
+        self._local = Principal(key_id="", tenant=tenant, role=Role.OWNER, home=True)
+        self._handles: OrderedDict[Principal, Memex] = OrderedDict()
+
+    def principal(
+        self, authorization: str | None, peer: str | None, forwarded_for: Sequence[str]
+    ) -> Principal:
+        """The caller a request's credential makes (without authentication: the home
+        tenant's owner)."""
+        if self.authenticator is None:
+            return self._local
+        return self.authenticator.authenticate(authorization, peer, forwarded_for)
+
+    def handle(self, principal: Principal) -> Memex:
+        """A handle confined to what ``principal``'s key may reach, kept for its next call."""
+        handles = self._handles
+        found = handles.get(principal)
+        if found is None:
+            found = self.root.for_principal(principal)
+            handles[principal] = found
+            if len(handles) > _HANDLES:
+                handles.popitem(last=False)
+        return found
+
+
+class Caller:
+    """A request's caller: authenticated when first asked, in the worker thread that
+    runs the route's call (the Authenticator may read the store)."""
+
+    __slots__ = ("_action", "_credentials", "_gate", "_principal")
+
+    def __init__(
+        self,
+        gate: Gate,
+        credentials: tuple[str | None, str | None, Sequence[str]],
+        action: Action | None,
+    ) -> None:
+        self._gate = gate
+        self._credentials = credentials
+        self._action = action
+        self._principal: Principal | None = None
+
+    @property
+    def principal(self) -> Principal:
+        """Who calls, allowed the route's action (else an AuthError)."""
+        if self._principal is None:
+            principal = self._gate.principal(*self._credentials)
+            if self._action is not None:
+                require(principal, self._action)
+            self._principal = principal
+        return self._principal
+
+    @property
+    def mx(self) -> Memex:
+        """The caller's handle on the store."""
+        return self._gate.handle(self.principal)
+
+    @property
+    def root(self) -> Memex:
+        """The server's own handle (for what is not any tenant's: health, metrics)."""
+        return self._gate.root
+
+    def admin(self) -> TenantAdmin:
+        """The administration the caller may do, confined to its tenant."""
+        return self._gate.root.admin.acting(self.principal)
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `mxk_...`")
+"""Declares the credential in the OpenAPI document; the Authenticator reads the header."""
+_EAGER = os.environ.get("MEMEX_HTTP_EAGER") == "1"
+
+
+def caller(action: Action | None) -> Callable[..., Awaitable[Caller]]:
+    """A dependency: the request's caller, who must be allowed ``action``."""
+
+    async def dependency(request: Request, _: object = Depends(_bearer)) -> Caller:
+        headers = request.headers
+        peer = request.client.host if request.client is not None else None
+        credentials = (headers.get("authorization"), peer, headers.getlist("x-forwarded-for"))
+        found = Caller(request.app.state.gate, credentials, action)
+        if _EAGER:
+            await call(lambda: found.principal)
+        return found
+
+    return dependency
+
+
+Anyone = Annotated[Caller, Depends(caller(None))]
+Reader = Annotated[Caller, Depends(caller(Action.READ))]
+Writer = Annotated[Caller, Depends(caller(Action.WRITE))]
+Purger = Annotated[Caller, Depends(caller(Action.PURGE))]
+
+
+_INLINE = os.environ.get("MEMEX_HTTP_INLINE") == "1"
+
+
+async def call(fn: Callable[[], T]) -> T:
+    """Run one of memex's synchronous calls for a route."""
+    if _INLINE:
+        return fn()
+    return await run_in_threadpool(fn)
