@@ -47,7 +47,9 @@ from memex.storage.open import open_store
 if TYPE_CHECKING:
     import numpy as np
 
+    from memex.core.identity import Principal
     from memex.core.ranking import FusionWeights
+    from memex.security.admin import Admin
 
 
 class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixin):
@@ -175,6 +177,21 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixi
         wanted = Scope.of({**(Scope.of(scope).as_dict()), **fields})
         base = Scope(tenant=wanted.tenant) if self._root and wanted.tenant else self._scope
         return Memex(self._engine, base.narrow(wanted), root=False)
+
+    def for_principal(self, principal: Principal) -> Memex:
+        """A handle confined to what a server's caller may reach (root handle only)."""
+        if not self._root:
+            raise ScopeError("a caller's handle is made from the root handle")
+        return Memex(self._engine, principal.scope, root=False)
+
+    @property
+    def admin(self) -> Admin:
+        """The store's tenants, users, projects and API keys (root handle only)."""
+        if not self._root:
+            raise ScopeError("administration covers the whole store; use the root handle")
+        from memex.security.admin import Admin
+
+        return Admin(self._engine.store.directory(), self.settings.tenant)
 
     def _within(self, scope: Scope | Mapping[str, Any] | None) -> Scope:
         return self._scope.narrow(Scope.of(scope))

@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from memex.core.models import Scope
+from memex.core.validate import shown, validate_text
 from memex.errors import ValidationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,6 +93,28 @@ def parse_role(value: object) -> Role:
     except ValueError:
         names = ", ".join(r.value for r in Role)
         raise ValidationError(f"role must be one of {names}, not {value!r}") from None
+
+
+def check_name(value: object, what: str) -> str:
+    """A tenant, user or project name: the rule of a scope value (it is one)."""
+    try:
+        if not isinstance(value, str):
+            raise ValidationError(what)
+        Scope(tenant=value)
+    except ValidationError:
+        raise ValidationError(
+            f"{what} name must be 1-128 characters of letters, digits and _.:@/- "
+            f"starting with a letter or digit, not {shown(value)}"
+        ) from None
+    return value
+
+
+def check_label(value: object, what: str) -> str:
+    """A key's name: 1-128 printable characters, as people label keys (spaces allowed)."""
+    text = validate_text(value, what, 128)
+    if not text.strip() or not text.isprintable():
+        raise ValidationError(f"{what} must be 1-128 printable characters, not {shown(value)}")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

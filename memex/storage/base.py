@@ -6,7 +6,8 @@ Memories go in and out as domain values (``memex.core.models``); how they are la
 in rows, and how times and JSON are encoded, is each backend's own business. Candidates
 carry a key (``int``): the backend's own, unique within the store and ascending in the
 order memories were written; ranking breaks ties on it. Ids (``str``) are the public
-UUIDv7s.
+UUIDv7s. Beside its memories, a store keeps its directory (tenants, users, projects and
+API keys: ``directory()``, ``memex.storage.directory``).
 
 The write contract, which every backend fulfils and the contract suite checks
 (``tests/storage/test_store_contract.py``):
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from memex.core.progress import Progress
     from memex.core.query import Filters, Order
     from memex.core.ranking import Candidate, Facts
+    from memex.storage.directory import Directory
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
 """A float32 vector (numpy is loaded only where vectors are made or searched)."""
@@ -265,6 +267,12 @@ class Store(Protocol):
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of ``model`` for contents with these hashes (the embedding cache)."""
+        ...
+
+    def directory(self) -> Directory:
+        """The store's directory: its tenants, users, projects and API keys (hashes only),
+        kept in the same database as its memories. A read-only store's directory refuses
+        changes (StoreReadOnlyError)."""
         ...
 
     def tenants(self) -> builtins.list[str]:

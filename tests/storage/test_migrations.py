@@ -148,3 +148,26 @@ def test_saved_contexts_are_dropped_by_the_upgrade_that_records_their_memories(
     with sqlite3.connect(path) as check:
         texts = [r[0] for r in check.execute("SELECT text FROM context_sessions")]
     assert all("4242" not in t for t in texts)
+
+
+def test_an_upgraded_store_has_an_empty_directory_that_takes_tenants(tmp_path: Path) -> None:
+    from memex.core.identity import Tenant
+    from memex.core.models import utcnow
+    from memex.storage.sqlite import SQLiteStore
+
+    path = tmp_path / "v8.db"
+    ids = make_v1_store(path, ["kept through the upgrade"])
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert upgrade(conn, str(path), target=8) == 8
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        directory = store.directory()
+        assert directory.generation() == 0 and directory.tenants() == []
+        directory.add_tenant(Tenant("default", utcnow()))
+        assert [t.name for t in directory.tenants()] == ["default"]
+        assert directory.generation() == 1
+    finally:
+        store.close()
+    with Memex.open(path) as mx:
+        assert mx.get(ids[0]).content == "kept through the upgrade"

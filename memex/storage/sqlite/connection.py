@@ -304,6 +304,28 @@ class Connections:
             self.holders.clear()
 
 
+def open_connections(
+    path: Path, busy_timeout: float, synchronous: str, read_only: str | None
+) -> tuple[Connections, str | None]:
+    """The store's connections, with this thread's first one open, and why the store is
+    read-only (``read_only``, or a full device: SQLite cannot create the shared-memory
+    file a writer needs, and reading needs none)."""
+
+    def first(read_only: bool) -> Connections:
+        connections = Connections(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, read_only=read_only
+        )
+        connections.get()
+        return connections
+
+    try:
+        return first(read_only is not None), read_only
+    except StoreFullError:
+        if read_only is not None:
+            raise
+        return first(True), "no space left on the device"
+
+
 class Holder:
     """One thread's connection; closed when the thread's locals go away."""
 

@@ -19,7 +19,6 @@ from memex.errors import (
     ConflictError,
     MemexError,
     StoreError,
-    StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
     ValidationError,
@@ -36,7 +35,7 @@ from memex.storage.base import (
 )
 from memex.storage.sqlite import candidates, contexts, lexical, reads, reindex, rows, sql, writes
 from memex.storage.sqlite.connection import (
-    Connections,
+    open_connections,
     owned_paths,
     prepare,
     translate,
@@ -44,6 +43,7 @@ from memex.storage.sqlite.connection import (
     without_waiting,
     write_transaction,
 )
+from memex.storage.sqlite.directory import SQLiteDirectory
 from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.model import claim_model, model_and_size, stored_model
@@ -80,7 +80,9 @@ class SQLiteStore:
         self._ann = (ann_min_vectors, ann_probes)
         self._lexical_min = lexical_index_min
         self._read_only = prepare(self._path, read_only=read_only)
-        self._connections = self._connect(busy_timeout, synchronous)
+        self._connections, self._read_only = open_connections(
+            self._path, busy_timeout, synchronous, self._read_only
+        )
         writable = self._read_only is None
         self._fulltext_index: FullTextIndex | None = None
         self._index: VectorIndex | None = None
@@ -103,24 +105,8 @@ class SQLiteStore:
             self.close()
             raise
 
-    def _connect(self, busy_timeout: float, synchronous: str) -> Connections:
-        """This thread's first connection; a store on a full device is opened read-only."""
-
-        def first(read_only: bool) -> Connections:
-            connections = Connections(
-                self._path, busy_timeout=busy_timeout, synchronous=synchronous, read_only=read_only
-            )
-            connections.get()
-            return connections
-
-        try:
-            return first(self._read_only is not None)
-        except StoreFullError:
-            if self._read_only is not None:
-                raise
-            # SQLite cannot create the shared-memory file a writer needs; reading needs none.
-            self._read_only = "no space left on the device"
-            return first(True)
+    def directory(self) -> SQLiteDirectory:
+        return SQLiteDirectory(self._run, self._write)
 
     # -- connections ---------------------------------------------------------------
 

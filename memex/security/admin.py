@@ -1,0 +1,392 @@
+"""Administration of a store's directory: tenants, users, projects and API keys.
+
+``Admin`` acts on the whole directory, as the command line does (``memex admin``, run
+by whoever may open the store file). ``Admin.acting(principal)`` gives the same
+operations confined to one caller's tenant and role (``TenantAdmin``), as the HTTP
+server offers them, checked with ``memex.core.identity``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from memex.core.identity import (
+    Action,
+    ApiKey,
+    Principal,
+    Project,
+    Role,
+    Tenant,
+    User,
+    check_label,
+    check_name,
+    parse_networks,
+    parse_role,
+    require,
+)
+from memex.core.models import parse_time, utcnow
+from memex.errors import (
+    ConflictError,
+    MemexError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from memex.security.auth import Authenticator
+from memex.security.keys import issue_key
+from memex.storage.directory import Directory
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just made: its record and the whole key, which is shown this once."""
+
+    key: ApiKey
+    secret: str
+
+
+class Admin:
+    """Every administrative operation on one store's directory."""
+
+    def __init__(
+        self, directory: Directory, home_tenant: str, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._directory = directory
+        self.home_tenant = check_name(home_tenant, "tenant")
+        self._clock = clock
+
+    @property
+    def directory(self) -> Directory:
+        """The directory administered."""
+        return self._directory
+
+    # -- tenants ---------------------------------------------------------------------
+
+    def create_tenant(self, name: str, allow: Sequence[str] = ()) -> Tenant:
+        """Add a tenant (ConflictError if the name is taken)."""
+        tenant = Tenant(check_name(name, "tenant"), self._clock(), parse_networks(allow))
+        self._directory.add_tenant(tenant)
+        return tenant
+
+    def tenant(self, name: str) -> Tenant:
+        """The tenant named ``name`` (NotFoundError if none)."""
+        found = self._directory.tenant(name)
+        if found is None:
+            raise NotFoundError(f"no tenant {name!r}")
+        return found
+
+    def tenants(self) -> builtins.list[Tenant]:
+        """Every tenant, by name."""
+        return self._directory.tenants()
+
+    def set_tenant_allow(self, name: str, cidrs: Sequence[str]) -> Tenant:
+        """Replace the networks requests for the tenant must come from (empty: anywhere)."""
+        allow = parse_networks(cidrs)
+        changed = Tenant(name, self.tenant(name).created_at, allow)
+        self._directory.set_tenant(changed)
+        return changed
+
+    # -- users and projects ------------------------------------------------------------
+
+    def create_user(self, tenant: str, name: str) -> User:
+        """Add a user to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
+        user = User(tenant, check_name(name, "user"), self._clock())
+        self._directory.add_user(user)
+        return user
+
+    def users(self, tenant: str) -> builtins.list[User]:
+        """The tenant's users, by name."""
+        self.tenant(tenant)
+        return self._directory.users(tenant)
+
+    def create_project(self, tenant: str, name: str) -> Project:
+        """Add a project to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
+        project = Project(tenant, check_name(name, "project"), self._clock())
+        self._directory.add_project(project)
+        return project
+
+    def projects(self, tenant: str) -> builtins.list[Project]:
+        """The tenant's projects, by name."""
+        self.tenant(tenant)
+        return self._directory.projects(tenant)
+
+    # -- keys --------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        tenant: str,
+        role: Role | str,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        expires_at: datetime | str | None = None,
+        allow: Sequence[str] = (),
+    ) -> IssuedKey:
+        """Make a key for a tenant (and one of its users and projects, if given).
+
+        Raises:
+            NotFoundError: no such tenant, or no such user or project in it.
+            ValidationError: a bad role, name, network or expiry (one in the past).
+        """
+        now = self._clock()
+        record, secret = issue_key(
+            tenant,
+            parse_role(role),
+            user=None if user is None else check_name(user, "user"),
+            project=None if project is None else check_name(project, "project"),
+            name=None if name is None else check_label(name, "key name"),
+            expires_at=self._expiry(expires_at, now),
+            allow=parse_networks(allow),
+            now=now,
+        )
+        self._directory.add_key(record)
+        return IssuedKey(record, secret)
+
+    def _expiry(self, value: datetime | str | None, now: datetime) -> datetime | None:
+        if value is None:
+            return None
+        at = parse_time(value, "expires_at")
+        if at <= now:
+            raise ValidationError(f"expires_at {at.isoformat()} is not in the future")
+        return at
+
+    def key(self, key_id: str) -> ApiKey:
+        """The key with this id (NotFoundError if none)."""
+        found = self._directory.key(key_id) if isinstance(key_id, str) else None
+        if found is None:
+            raise NotFoundError(f"no key {key_id!r}")
+        return found
+
+    def keys(self, tenant: str | None = None) -> builtins.list[ApiKey]:
+        """The keys of ``tenant`` (None: of every tenant), oldest first."""
+        if tenant is not None:
+            self.tenant(tenant)
+        return self._directory.keys(tenant)
+
+    def set_key_allow(self, key_id: str, cidrs: Sequence[str]) -> ApiKey:
+        """Replace the networks requests with this key must come from (empty: anywhere)."""
+        changed = self.key(key_id).with_changes(allow=parse_networks(cidrs))
+        self._directory.set_key(changed)
+        return changed
+
+    def rotate_key(self, key_id: str, grace: timedelta) -> IssuedKey:
+        """A new key with the same grants (tenant, user, project, role, name, allowlist,
+        expiry); the old one keeps working for ``grace``, then expires.
+
+        Raises:
+            ConflictError: the key is revoked, expired or was rotated already.
+        """
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise ValidationError("the grace period must be zero or more")
+        old = self.key(key_id)
+        now = self._clock()
+        refusal = old.refusal(now)
+        if refusal is not None:
+            raise ConflictError(f"key {old.id} is {refusal}: make a new one instead")
+        if old.replaced_by is not None:
+            raise ConflictError(f"key {old.id} was rotated already (into {old.replaced_by})")
+        record, secret = issue_key(
+            old.tenant,
+            old.role,
+            user=old.user,
+            project=old.project,
+            name=old.name,
+            expires_at=old.expires_at,
+            allow=old.allow,
+            now=now,
+        )
+        self._directory.add_key(record)
+        ends = now + grace
+        retired = old.with_changes(
+            expires_at=ends if old.expires_at is None else min(old.expires_at, ends),
+            replaced_by=record.id,
+        )
+        try:
+            self._directory.set_key(retired)
+        except BaseException:
+            # The old key stays as it was: the new one must not outlive a failed rotation.
+            with contextlib.suppress(MemexError):
+                self._directory.set_key(record.with_changes(revoked_at=now))
+            raise
+        return IssuedKey(record, secret)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Stop a key from working, at once and for good (a revoked key stays revoked)."""
+        key = self.key(key_id)
+        if key.revoked_at is not None:
+            return key
+        revoked = key.with_changes(revoked_at=self._clock())
+        self._directory.set_key(revoked)
+        return revoked
+
+    # -- the server's first start ------------------------------------------------------
+
+    def ensure_owner(self) -> IssuedKey | None:
+        """Make the home tenant (if missing) and an owner key for it, unless it has a
+        usable one; None when it has."""
+        now = self._clock()
+        if self._directory.tenant(self.home_tenant) is None:
+            with contextlib.suppress(ConflictError):  # another process made it meanwhile
+                self._directory.add_tenant(Tenant(self.home_tenant, now))
+        owners = [
+            k
+            for k in self._directory.keys(self.home_tenant)
+            if k.role is Role.OWNER and k.project is None and k.refusal(now) is None
+        ]
+        if owners:
+            return None
+        return self.create_key(self.home_tenant, Role.OWNER, name="owner")
+
+    def authenticator(self, trusted_proxies: Sequence[str] = ()) -> Authenticator:
+        """An authenticator for requests to this store."""
+        return Authenticator(self._directory, self.home_tenant, trusted_proxies, clock=self._clock)
+
+    def acting(self, principal: Principal) -> TenantAdmin:
+        """These operations as ``principal`` may take them: in its tenant, by its role."""
+        return TenantAdmin(self, principal)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTenant:
+    """A tenant just made, with its first owner key (shown this once)."""
+
+    tenant: Tenant
+    owner_key: IssuedKey
+
+
+class TenantAdmin:
+    """The administration one caller may do: in its own tenant, within its role.
+
+    Another tenant's keys are not found, never forbidden. A caller bound to a user sees
+    and makes only keys bound to that user, so no key it makes reaches further than its
+    own; a caller never makes, changes or rotates a key above its own role.
+    """
+
+    def __init__(self, admin: Admin, principal: Principal) -> None:
+        self._admin = admin
+        self._principal = principal
+
+    @property
+    def principal(self) -> Principal:
+        """The caller."""
+        return self._principal
+
+    def me(self) -> ApiKey:
+        """The caller's own key."""
+        return self._admin.key(self._principal.key_id)
+
+    def tenant(self) -> Tenant:
+        """The caller's tenant."""
+        return self._admin.tenant(self._principal.tenant)
+
+    def set_tenant_allow(self, cidrs: Sequence[str]) -> Tenant:
+        """Replace the networks requests for the caller's tenant must come from."""
+        require(self._principal, Action.MANAGE_TENANT)
+        return self._admin.set_tenant_allow(self._principal.tenant, cidrs)
+
+    def tenants(self) -> builtins.list[Tenant]:
+        """Every tenant (owners of the home tenant only)."""
+        require(self._principal, Action.MANAGE_TENANTS)
+        return self._admin.tenants()
+
+    def create_tenant(self, name: str, allow: Sequence[str] = ()) -> NewTenant:
+        """A new tenant and its first owner key (owners of the home tenant only)."""
+        require(self._principal, Action.MANAGE_TENANTS)
+        tenant = self._admin.create_tenant(name, allow)
+        return NewTenant(tenant, self._admin.create_key(tenant.name, Role.OWNER, name="owner"))
+
+    def create_user(self, name: str) -> User:
+        """Add a user to the caller's tenant."""
+        require(self._principal, Action.MANAGE_USERS)
+        return self._admin.create_user(self._principal.tenant, name)
+
+    def users(self) -> builtins.list[User]:
+        """The users of the caller's tenant."""
+        require(self._principal, Action.MANAGE_USERS)
+        return self._admin.users(self._principal.tenant)
+
+    def create_project(self, name: str) -> Project:
+        """Add a project to the caller's tenant."""
+        require(self._principal, Action.MANAGE_PROJECTS)
+        return self._admin.create_project(self._principal.tenant, name)
+
+    def projects(self) -> builtins.list[Project]:
+        """The projects of the caller's tenant."""
+        require(self._principal, Action.MANAGE_PROJECTS)
+        return self._admin.projects(self._principal.tenant)
+
+    def create_key(
+        self,
+        role: Role | str,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        expires_at: datetime | str | None = None,
+        allow: Sequence[str] = (),
+    ) -> IssuedKey:
+        """Make a key in the caller's tenant, of the caller's role or below."""
+        require(self._principal, Action.MANAGE_KEYS)
+        wanted = parse_role(role)
+        self._grantable(wanted)
+        own = self._principal.user
+        if own is not None and user not in (None, own):
+            raise PermissionDeniedError(
+                f"a key bound to user {own!r} makes keys for that user only", reason="scope"
+            )
+        return self._admin.create_key(
+            self._principal.tenant,
+            wanted,
+            user=own if own is not None else user,
+            project=project,
+            name=name,
+            expires_at=expires_at,
+            allow=allow,
+        )
+
+    def key(self, key_id: str) -> ApiKey:
+        """A key of the caller's tenant (another tenant's: NotFoundError)."""
+        require(self._principal, Action.MANAGE_KEYS)
+        try:
+            found = self._admin.key(key_id)
+        except NotFoundError:
+            found = None
+        if found is None or not self._sees(found):
+            raise NotFoundError(f"no key {key_id!r}")
+        return found
+
+    def keys(self) -> builtins.list[ApiKey]:
+        """The keys of the caller's tenant, oldest first."""
+        require(self._principal, Action.MANAGE_KEYS)
+        return [k for k in self._admin.keys(self._principal.tenant) if self._sees(k)]
+
+    def set_key_allow(self, key_id: str, cidrs: Sequence[str]) -> ApiKey:
+        """Replace the networks requests with this key must come from."""
+        self._grantable(self.key(key_id).role)
+        return self._admin.set_key_allow(key_id, cidrs)
+
+    def rotate_key(self, key_id: str, grace: timedelta) -> IssuedKey:
+        """A new key with the same grants; the old one works for ``grace`` more."""
+        self._grantable(self.key(key_id).role)
+        return self._admin.rotate_key(key_id, grace)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Stop a key from working, at once."""
+        self._grantable(self.key(key_id).role)
+        return self._admin.revoke_key(key_id)
+
+    def _sees(self, key: ApiKey) -> bool:
+        own = self._principal.user
+        return key.tenant == self._principal.tenant and (own is None or key.user == own)
+
+    def _grantable(self, role: Role) -> None:
+        if not self._principal.may_grant(role):
+            raise PermissionDeniedError(
+                f"a {self._principal.role.value} key may not manage {role.value} keys",
+                reason="role",
+            )
