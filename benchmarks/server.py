@@ -306,6 +306,24 @@ def somaxconn() -> int | None:
         return None
 
 
+def others_busy(seconds: float = 1.0) -> float:
+    """The machine's busy share over ``seconds`` while this benchmark runs nothing."""
+    busy0, total0 = machine_cpu()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu()
+    return (busy1 - busy0) / max(1.0, total1 - total0)
+
+
+def wait_for_quiet(limit: float, wait: float) -> float:
+    """Wait (at most ``wait`` s) for the machine's busy share to fall to ``limit``; the
+    last share seen."""
+    deadline = time.monotonic() + wait
+    share = others_busy()
+    while share > limit and time.monotonic() < deadline:
+        share = others_busy(2.0)
+    return share
+
+
 def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
@@ -376,6 +394,7 @@ def run_phase(
     seed = hash((spec.name, spec.clients, mode, round_no)) & 0xFFFF
     log_path = ctx.workdir / f"server-{spec.name}-{spec.clients}-{mode}-{round_no}.log"
     mp = multiprocessing.get_context("spawn")
+    busy_before = wait_for_quiet(ctx.args.quiet, ctx.args.quiet_wait)
     load_before = load_average()
     with serving(ctx.command, ctx.store, auth, log_path) as server:
         workers = []
@@ -429,6 +448,7 @@ def run_phase(
         },
         "machine": {
             "busy_share": busy,
+            "busy_share_before": busy_before,
             "load_before": load_before,
             "load_after": load_average(),
         },
@@ -559,7 +579,10 @@ def start_profile(ctx: Context, pid: int, seconds: float) -> Profiling | None:
         process = subprocess.Popen(
             [
                 *(tool, "record", "--pid", str(pid), "--duration", str(int(seconds))),
-                *("--rate", "200", "--format", "raw", "--output", str(output), "--nonblocking"),
+                *("--rate", "100", "--format", "raw", "--output", str(output)),
+                # Only the thread holding the GIL: the server's Python runs one thread at a
+                # time, so that is its serial path (idle waits drop out too).
+                *("--gil", "--nonblocking"),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -685,6 +708,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["throughput_by_round"] = [r["summary"]["throughput"] for r in runs]
     out["server_cpu_cores"] = float(np.mean([r["server"]["cpu_cores"] for r in runs]))
     out["machine_busy_share"] = float(np.mean([r["machine"]["busy_share"] for r in runs]))
+    out["machine_busy_before"] = [r["machine"]["busy_share_before"] for r in runs]
     out["server_startup_s"] = float(np.mean([r["server"]["startup_s"] for r in runs]))
     opened = [r["load"]["connections_opened_in_window"] for r in runs]
     out["connections_opened_in_window"] = None if None in opened else sum(opened)
@@ -824,7 +848,7 @@ def markdown(report: dict[str, Any]) -> str:
         "```",
         "",
         f"memex {env['memex']} (commit {(env['memex_source']['commit'] or '?')[:10]}), "
-        f"Python {env['python']}, uvicorn {env['uvicorn']}, {env['cpus']} CPUs; load average "
+        f"Python {env['python']}, uvicorn {env['versions']['uvicorn']}, {env['cpus']} CPUs; load average "
         f"{' / '.join(map(str, env['load_before']))} before, "
         f"{' / '.join(map(str, env['load_after']))} after (1 / 5 / 15 min). "
         f"Store: {store['memories']:,} memories ({made}). "
@@ -838,8 +862,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| phase | clients | think (s) | offered (req/s) | auth | throughput (req/s) | "
         "all p50 / p99 (ms) | recall p50 / p99 | remember p50 / p99 | get p50 / p99 | "
-        "errors | new connections per request | server CPU (cores) | client CPU (µs/req) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "errors | new connections per request | server CPU (cores) | client CPU (µs/req) | "
+        "machine busy before / during |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for p in report["phases"]:
         for mode in MODES:
@@ -862,6 +887,7 @@ def markdown(report: dict[str, Any]) -> str:
                 ),
                 f"{a['server_cpu_cores']:.2f}",
                 f"{a['client_cpu_us_per_request']:,.0f}",
+                f"{max(a['machine_busy_before']):.0%} / {a['machine_busy_share']:.0%}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -999,6 +1025,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--command", help="the server command before --store (default: python -m memex serve)")
     add("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the server after")
     add("--py-spy", help="the py-spy executable (default: on PATH or beside python)")
+    add("--quiet", type=float, default=1.0, help="wait before a run for the busy share ≤ this")
+    add("--quiet-wait", type=float, default=0, help="seconds to wait for --quiet at most")
     add("--markdown", action="store_true", help="print markdown tables")
     add("--json", type=Path, metavar="PATH", help="write every figure here")
     args = parser.parse_args(argv)
