@@ -8,7 +8,8 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     │   └── ImportFormatError    a malformed JSON Lines record (carries the line number)
     ├── NotFoundError            no memory with that id in this scope
     ├── ScopeError               a write or read outside the handle's scope
-    ├── ConflictError            a memory changed in another process since it was read
+    ├── ConflictError            a memory changed in another process since it was read, or
+    │                            a name or key id that exists
     ├── ConfigError              bad settings, or an optional extra that is not installed
     ├── EmbedderError            the embedder failed or does not match the store
     │   └── EmbedderMismatchError  the store's vectors were made by another model

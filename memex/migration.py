@@ -3,16 +3,23 @@
 Every tenant's memories are read from one snapshot each, with their past versions, and
 written into the target as they are (ids, versions, every time, access statistics,
 supersede links), in batches of one transaction each, with the vectors the source
-stored (never embedded again: the target records the source's vector model). Saved
-session contexts and change counters are bookkeeping a store starts without; they are
-not copied, as a backup does not copy them.
+stored (never embedded again: the target records the source's vector model). The
+directory goes first: tenants, users, projects and API keys with their hashes and
+times, so keys issued on the source work on the target. Saved session contexts and
+change counters are bookkeeping a store starts without; they are not copied, as a
+backup does not copy them.
 
 A run that stops part-way leaves whole batches behind; running it again skips each
 memory the target holds identically (same digest: ``core.migration``) and copies the
 rest. A target holding anything else is refused before anything is written, unless
 ``force``: then what differs is purged first and the target ends as a copy of the
-source. Last, both stores are read again and compared tenant by tenant: counts, one hash
-over every memory with its history and one over the stored vectors.
+source. The directory likewise: entries the target holds otherwise, or that only it
+holds, are refused unless ``force``, which replaces the tenants' allowlists and the keys
+the source holds otherwise, and keeps the target's own entries (no directory call
+removes one); an entry no call can change (a user, a tenant's creation time) is refused
+even then. Last, both stores are read again and compared tenant by tenant: counts, one
+hash over every memory with its history and one over the stored vectors; and every
+entry of the source's directory must be in the target's as it is.
 """
 
 from __future__ import annotations
@@ -25,10 +32,14 @@ from typing import Any
 
 from memex.core.migration import (
     EMPTY,
+    DirectoryContent,
+    DirectoryPlan,
     MigrationReport,
     Side,
     TenantCheck,
     combined,
+    directory_check,
+    directory_plan,
     memory_digest,
     plan,
     vectors_digest,
@@ -111,8 +122,10 @@ def copy_store(
             f"dimensions), the source's from {model.model} ({model.dimensions}); a migration "
             "copies vectors as they are: reindex one store to the other's model first"
         )
+    directory = _check_directory(source, target, force)
     tenants = source.tenants()
     have, replaced = _check_target(source, target, tenants, force, progress)
+    _copy_directory(target, directory)
     copied = skipped = 0
     if model is not None:
         total = sum(_count(source, t) for t in tenants)
@@ -126,7 +139,10 @@ def copy_store(
     with contextlib.suppress(MemexError):  # derived indexes: a first search builds them too
         target.build_indexes(None, progress)
     checks = _verify(source, target, model, progress)
-    return MigrationReport(src.location, dst.location, copied, skipped, replaced, checks)
+    copied_directory = directory_check(_directory(source), _directory(target))
+    return MigrationReport(
+        src.location, dst.location, copied, skipped, replaced, checks, copied_directory
+    )
 
 
 def _same(a: str, b: str) -> bool:
@@ -178,6 +194,57 @@ def _check_target(
         for memory_id, _ in ids:
             del held[tenant][memory_id]
     return held, count
+
+
+def _directory(store: Store) -> DirectoryContent:
+    """The store's whole directory."""
+    found = store.directory()
+    tenants = found.tenants()
+    return DirectoryContent(
+        tuple(tenants),
+        tuple(u for t in tenants for u in found.users(t.name)),
+        tuple(p for t in tenants for p in found.projects(t.name)),
+        tuple(found.keys(None)),
+    )
+
+
+def _check_directory(source: Store, target: Store, force: bool) -> DirectoryPlan:
+    """What to add to and replace in the target's directory; refused (before anything
+    is written) when the target holds entries otherwise or of its own, unless ``force``,
+    and always when an entry differs in a way no directory call can change."""
+    found = directory_plan(_directory(source), _directory(target))
+    if found.fixed:
+        raise ConflictError(
+            f"the target's directory holds {found.fixed[0]} otherwise than the source, and a "
+            "migration cannot change that; migrate into a store whose directory holds "
+            "nothing of the source's"
+        )
+    other = found.differing + found.extra
+    if other and not force:
+        raise ConflictError(
+            f"the target's directory holds {len(other)} entries that the source does not hold "
+            f"as they are (first: {other[0]}); pass --force (force=True) to replace them "
+            "(entries only the target holds are kept)"
+        )
+    return found
+
+
+def _copy_directory(target: Store, found: DirectoryPlan) -> None:
+    """Add and replace what ``found`` says: tenants first, then what belongs to them."""
+    directory = target.directory()
+    add = found.add
+    for tenant in add.tenants:
+        directory.add_tenant(tenant)
+    for user in add.users:
+        directory.add_user(user)
+    for project in add.projects:
+        directory.add_project(project)
+    for tenant in found.replace.tenants:
+        directory.set_tenant(tenant)
+    for key in add.keys:
+        directory.add_key(key)
+    for key in found.replace.keys:  # after the users and projects it may name
+        directory.set_key(key)
 
 
 def _digests(store: Store, tenant: str, only: set[str] | None, tally: Tally | None) -> Held:

@@ -778,6 +778,7 @@ def test_every_command_is_tested_with_json() -> None:
         "restore",
         "migrate",
         "unsupersede",
+        "admin",
     }
     assert set(registered_commands()) == expected
 

@@ -126,6 +126,14 @@ class Tenant:
     allow: tuple[str, ...] = ()
     """CIDR networks requests for this tenant must come from; empty: anywhere."""
 
+    def public(self) -> dict[str, object]:
+        """The tenant as JSON."""
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "allow": list(self.allow),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -135,6 +143,10 @@ class User:
     name: str
     created_at: datetime
 
+    def public(self) -> dict[str, object]:
+        """The user as JSON."""
+        return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
+
 
 @dataclass(frozen=True, slots=True)
 class Project:
@@ -143,6 +155,10 @@ class Project:
     tenant: str
     name: str
     created_at: datetime
+
+    def public(self) -> dict[str, object]:
+        """The project as JSON."""
+        return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,10 @@ class IssuedKey:
     key: ApiKey
     secret: str
 
+    def public(self) -> dict[str, object]:
+        """The key's fields and, under ``key``, the whole key (to show this once)."""
+        return {**self.key.public(), "key": self.secret}
+
 
 class Admin:
     """Every administrative operation on one store's directory."""
@@ -92,9 +96,17 @@ class Admin:
 
     # -- users and projects ------------------------------------------------------------
 
+    def _home(self, tenant: str) -> str:
+        """``tenant``; the home tenant is made on first use (its memories need none)."""
+        if tenant == self.home_tenant and self._directory.tenant(tenant) is None:
+            with contextlib.suppress(ConflictError):  # another process made it meanwhile
+                self._directory.add_tenant(Tenant(tenant, self._clock()))
+        return tenant
+
     def create_user(self, tenant: str, name: str) -> User:
         """Add a user to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
-        user = User(tenant, check_name(name, "user"), self._clock())
+        checked = check_name(name, "user")
+        user = User(self._home(tenant), checked, self._clock())
         self._directory.add_user(user)
         return user
 
@@ -105,7 +117,8 @@ class Admin:
 
     def create_project(self, tenant: str, name: str) -> Project:
         """Add a project to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
-        project = Project(tenant, check_name(name, "project"), self._clock())
+        checked = check_name(name, "project")
+        project = Project(self._home(tenant), checked, self._clock())
         self._directory.add_project(project)
         return project
 
@@ -134,14 +147,20 @@ class Admin:
             ValidationError: a bad role, name, network or expiry (one in the past).
         """
         now = self._clock()
+        wanted = parse_role(role)
+        bound_user = None if user is None else check_name(user, "user")
+        bound_project = None if project is None else check_name(project, "project")
+        label = None if name is None else check_label(name, "key name")
+        ends = self._expiry(expires_at, now)
+        networks = parse_networks(allow)
         record, secret = issue_key(
-            tenant,
-            parse_role(role),
-            user=None if user is None else check_name(user, "user"),
-            project=None if project is None else check_name(project, "project"),
-            name=None if name is None else check_label(name, "key name"),
-            expires_at=self._expiry(expires_at, now),
-            allow=parse_networks(allow),
+            self._home(tenant),
+            wanted,
+            user=bound_user,
+            project=bound_project,
+            name=label,
+            expires_at=ends,
+            allow=networks,
             now=now,
         )
         self._directory.add_key(record)
@@ -230,9 +249,7 @@ class Admin:
         """Make the home tenant (if missing) and an owner key for it, unless it has a
         usable one; None when it has."""
         now = self._clock()
-        if self._directory.tenant(self.home_tenant) is None:
-            with contextlib.suppress(ConflictError):  # another process made it meanwhile
-                self._directory.add_tenant(Tenant(self.home_tenant, now))
+        self._home(self.home_tenant)
         owners = [
             k
             for k in self._directory.keys(self.home_tenant)
@@ -257,6 +274,10 @@ class NewTenant:
 
     tenant: Tenant
     owner_key: IssuedKey
+
+    def public(self) -> dict[str, object]:
+        """The tenant and its owner key (the whole key, to show this once)."""
+        return {"tenant": self.tenant.public(), "owner_key": self.owner_key.public()}
 
 
 class TenantAdmin:

@@ -60,7 +60,8 @@ class Directory(Protocol):
         ...
 
     def add_key(self, key: ApiKey) -> None:
-        """Add a key (its tenant must exist: NotFoundError)."""
+        """Add a key (its tenant, and its user and project if it has them, must exist in
+        that tenant: NotFoundError)."""
         ...
 
     def key(self, key_id: str) -> ApiKey | None:
@@ -73,10 +74,11 @@ class Directory(Protocol):
 
     def set_key(self, key: ApiKey) -> None:
         """Replace the stored key of the same id (revocation, expiry, allowlist, rotation);
-        NotFoundError if none."""
+        NotFoundError if none, or if it belongs to another tenant (a key never moves)."""
         ...
 
     def touch_keys(self, used: Mapping[str, datetime]) -> None:
         """Record when keys were last used (later times only; unknown ids are ignored).
-        Does not bump ``generation``."""
+        Does not bump ``generation``. May refuse at once (StoreLockedError) rather than
+        wait for another writer: the caller keeps the times and tries again later."""
         ...

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,9 @@ from memex.security.auth import Authenticator
 from memex.security.keys import issue_key
 from memex.storage.directory import Directory
 from memex.storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from conftest import Backend  # the fixture's type (tests/conftest.py)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -307,3 +310,25 @@ def test_a_read_only_store_authenticates_without_writing(store: SQLiteStore, pat
     finally:
         reader.close()
     assert store.directory().key(record.id).last_used_at is None  # type: ignore[union-attr]
+
+
+def test_revocation_elsewhere_is_seen_on_every_backend(backend: Backend) -> None:
+    from memex.security.admin import Admin
+
+    first, second = backend.open(), backend.reopen()
+    try:
+        admin = Admin(first.directory(), "home")
+        admin.create_tenant("acme", ["10.0.0.0/8"])
+        issued = admin.create_key("acme", Role.READ_WRITE)
+        authenticator = admin.authenticator()
+        principal = authenticator.authenticate(bearer(issued.secret), "10.1.1.1", [])
+        assert (principal.tenant, principal.role) == ("acme", Role.READ_WRITE)
+        authenticator.close()  # the last use is written
+        Admin(second.directory(), "home").revoke_key(issued.key.id)
+        assert reason(lambda: authenticator.authenticate(bearer(issued.secret), None, [])) == (
+            "revoked"
+        )
+        assert second.directory().key(issued.key.id).last_used_at is not None  # type: ignore[union-attr]
+    finally:
+        first.close()
+        second.close()

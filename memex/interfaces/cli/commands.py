@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
+from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
 
@@ -389,4 +390,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "quickstart": quickstart,
     "index": index,
     "warm": warm_,
+    "admin": admin,
 }

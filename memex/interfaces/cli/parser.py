@@ -95,6 +95,7 @@ COMMANDS = (
     "quickstart",
     "index",
     "warm",
+    "admin",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -232,6 +233,12 @@ def build(only: str | None = None) -> Parser:
 
     p = command("warm", "Show, start or stop the warm process that keeps stores open.")
     p.add_argument("action", choices=("status", "start", "stop"), nargs="?", default="status")
+
+    p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.admin import add_parsers
+
+        add_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 

@@ -189,7 +189,8 @@ def stats(out: TextIO, s: Stats) -> None:
 
 
 def migration(report: MigrationReport) -> list[str]:
-    """A migration's report: what was copied, then one line per tenant and the verdict."""
+    """A migration's report: what was copied, one line per tenant, one for the directory,
+    and the verdict."""
     lines = [
         f"copied {report.copied} memories from {report.source} to {report.target}"
         + (f", {report.skipped} already there" if report.skipped else "")
@@ -202,10 +203,18 @@ def migration(report: MigrationReport) -> list[str]:
             f"tenant {check.tenant}: {t.memories}/{s.memories} memories, "
             f"{t.versions}/{s.versions} versions, {verdict}"
         )
+    d = report.directory
+    lines.append(
+        f"directory: {d.source - d.missing}/{d.source} entries (tenants, users, projects, keys)"
+        + (f", {d.extra} only in the target" if d.extra else "")
+        + (", ok" if d.ok else f", MISMATCH: {d.problem()}")
+    )
     tenants = len(report.tenants)
+    failed = sum(not check.ok for check in report.tenants)
     lines.append(
         f"verified: {tenants} tenant(s) match (counts, content and vector hashes)"
         if report.ok
-        else f"verification FAILED for {len(report.mismatches())} of {tenants} tenant(s)"
+        else f"verification FAILED for {failed} of {tenants} tenant(s)"
+        + ("" if d.ok else " and the directory")
     )
     return lines

@@ -1,6 +1,7 @@
 """A backup of a PostgreSQL store: a portable memex store file (SQLite format).
 
-Every tenant's memories, their past versions and their vectors are read in one
+Every tenant's memories, their past versions and their vectors, and the directory
+(tenants, users, projects, API keys with their hashes), are read in one
 REPEATABLE READ transaction (the store as it was at one moment; writers go on) and
 written into a new SQLite store at the target, which any memex opens as a store of its
 own, or restores from. Saved session contexts and change counters are not copied: they
@@ -18,6 +19,7 @@ from memex.errors import OutputError
 from memex.storage.base import StoredVectors, WriteBatch
 from memex.storage.postgres import rows, sql
 from memex.storage.postgres.connection import Database, bind, configure, driver_errors, translate
+from memex.storage.postgres.directory import copy_into
 
 _BATCH = 500
 
@@ -34,23 +36,25 @@ def backup(db: Database, target: Path, progress: Progress | None) -> int:
         configure(conn)
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         bind(conn, None, all_tenants=True)
+        # The directory too, from the same snapshot (its rows are visible only so).
+        conn.execute("SELECT set_config('memex.directory', 'on', true)")
         found = dict(conn.execute("SELECT key, value FROM memex_meta").fetchall())
         total_row = conn.execute("SELECT count(*) FROM memories").fetchone()
         total = int(total_row[0]) if total_row else 0
         tally = Tally(progress, "copying")
         copy = SQLiteStore(target)
-        if "vectors_model" not in found:
-            return 0
-        model = StoredVectors(str(found["vectors_model"]), int(found["vectors_dimensions"]))
+        copy_into(conn, copy.directory())
         copied = 0
-        with conn.cursor(name="memex_backup") as cursor:
-            cursor.execute(
-                f"SELECT {sql.COLUMNS}, m.embedding FROM {sql.ROWS} "
-                "ORDER BY m.tenant, m.created_at, m.seq"
-            )
-            while batch := cursor.fetchmany(_BATCH):
-                copied += _copy_batch(conn, copy, model, batch)
-                tally.advance(len(batch))
+        if "vectors_model" in found:
+            model = StoredVectors(str(found["vectors_model"]), int(found["vectors_dimensions"]))
+            with conn.cursor(name="memex_backup") as cursor:
+                cursor.execute(
+                    f"SELECT {sql.COLUMNS}, m.embedding FROM {sql.ROWS} "
+                    "ORDER BY m.tenant, m.created_at, m.seq"
+                )
+                while batch := cursor.fetchmany(_BATCH):
+                    copied += _copy_batch(conn, copy, model, batch)
+                    tally.advance(len(batch))
         conn.execute("COMMIT")
         assert copied == total
         return copied

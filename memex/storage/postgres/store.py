@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.errors import ConfigError, StoreError, StoreReadOnlyError, ValidationError
+from memex.errors import StoreError, StoreReadOnlyError, ValidationError
 from memex.storage.base import (
     CandidateQuery,
     Candidates,
@@ -37,7 +37,7 @@ from memex.storage.postgres.model import (
 if TYPE_CHECKING:
     import psycopg
 
-    from memex.storage.directory import Directory
+    from memex.storage.postgres.directory import PostgresDirectory
     from memex.storage.postgres.snapshot import PostgresSnapshot
 
     Conn = psycopg.Connection[Any]
@@ -200,8 +200,11 @@ class PostgresStore:
         )
         return {h: v.to_numpy().copy() for h, v in found}
 
-    def directory(self) -> Directory:
-        raise ConfigError("the PostgreSQL backend has no directory yet")
+    def directory(self) -> PostgresDirectory:
+        """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""
+        from memex.storage.postgres.directory import PostgresDirectory
+
+        return PostgresDirectory(self._db, self._read_only)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"

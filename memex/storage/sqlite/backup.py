@@ -5,7 +5,8 @@ reads through one read transaction held for the whole copy, so the copy is the s
 it was at one moment and no step has to start over when another process writes (in WAL
 mode the writers are not held up; without the held transaction a busy store restarts
 the copy after every write and may never finish). It copies 4 MiB per step and reports
-progress after each.
+progress after each. Being the whole file, the copy holds the directory too (tenants,
+users, projects, API keys as hashes), so keys keep working on it.
 
 A restore first copies the backup to a staging file beside the store, checks it
 (a memex store, not from a newer memex, ``integrity_check`` clean), upgrades it and
@@ -13,7 +14,9 @@ gives it a new store id, then copies the staging file over the store in one writ
 transaction: every process sees the old content or the new, never a mix. The new
 store id makes every derived index of the old content unusable (in-memory vector
 indexes, files in ``<store>.ann/``, the ``<store>.lexical/`` index): each is rebuilt
-from the restored tables.
+from the restored tables. The directory is replaced with the rest; its generation is
+lifted above the old one, so a process that keeps keys in memory reads them again. A
+store holding memories or API keys is replaced only when forced.
 """
 
 from __future__ import annotations
@@ -171,25 +174,34 @@ def _replace(
     dest = connect(target, busy_timeout=busy_timeout, synchronous="FULL")
     try:
         tables = {r[0] for r in dest.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
-        held = 0
-        counters = 0
-        if "memories" in tables:
-            held = int(dest.execute("SELECT count(*) FROM memories").fetchone()[0])
-        if held and not force:
+        held = _count(dest, tables, "memories")
+        keys = _count(dest, tables, "api_keys")
+        if (held or keys) and not force:
+            what = f"{held} memories" + (f" and {keys} API keys" if keys else "")
             raise ValidationError(
-                f"store {target} holds {held} memories; restoring replaces them all "
+                f"store {target} holds {what}; restoring replaces them all "
                 "(force it to go ahead: memex restore --force)"
             )
+        counters = generation = 0
         if "change_counters" in tables:
             counters = int(
                 dest.execute("SELECT coalesce(sum(version), 0) FROM change_counters").fetchone()[0]
             )
+        if "directory_generation" in tables:
+            found = dest.execute("SELECT max(generation) FROM directory_generation").fetchone()
+            generation = int(found[0] or 0)
         src = sqlite3.connect(str(staging), isolation_level=None)
         try:
             # A context section cached by a process from the old content is keyed by
             # change counters: lifting every restored counter above any sum of the old
             # ones keeps a cached section from matching the restored content by chance.
             src.execute("UPDATE change_counters SET version = version + ?", (counters + 1,))
+            # Likewise the directory's generation: a server holding the old keys sees it
+            # grow, and reads the restored keys (a key revoked in the old directory but
+            # not in the backup is valid again; one the backup lacks is gone).
+            src.execute(
+                "UPDATE directory_generation SET generation = generation + ?", (generation + 1,)
+            )
             deadline = time.monotonic() + busy_timeout
             src.backup(dest, pages=-1, progress=_until(deadline, progress, target))
         finally:
@@ -198,6 +210,13 @@ def _replace(
         raise translate(exc, str(target)) from exc
     finally:
         dest.close()
+
+
+def _count(conn: sqlite3.Connection, tables: set[str], table: str) -> int:
+    """How many rows ``table`` holds (0 if the store has no such table yet)."""
+    if table not in tables:
+        return 0
+    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def _until(
