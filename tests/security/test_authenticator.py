@@ -3,6 +3,7 @@ request keeps true, allowlists and proxies, and last-use times written sparingly
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -140,18 +141,16 @@ def test_unknown_ids_and_wrong_secrets_cost_the_same_reads(store: SQLiteStore) -
         assert reason(lambda p=presented: a.authenticate(bearer(p), None, [])) == "unknown"
         assert counting.calls == Counter({"generation": 1, "key": 1})
 
-    def timed(presented: str) -> float:
-        start = time.perf_counter()
-        for _ in range(40):
+    # Timed in turns, so that the load of a busy machine falls on both alike.
+    times: dict[str, list[float]] = {wrong_secret: [], unknown_id: []}
+    for _ in range(40):
+        for presented, taken in times.items():
+            start = time.perf_counter()
             with pytest.raises(AuthenticationError):
                 a.authenticate(bearer(presented), None, [])
-        return time.perf_counter() - start
-
-    known, unknown = (
-        min(timed(wrong_secret) for _ in range(3)),
-        min(timed(unknown_id) for _ in range(3)),
-    )
-    assert 0.8 < known / unknown < 1.25
+            taken.append(time.perf_counter() - start)
+    known, unknown = (statistics.median(taken) for taken in times.values())
+    assert 0.7 < known / unknown < 1.4
 
 
 def test_verified_keys_cost_one_read_per_request(store: SQLiteStore) -> None:

@@ -18,6 +18,7 @@ from memex.interfaces.cli import render
 from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
     pass
@@ -390,5 +391,6 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "quickstart": quickstart,
     "index": index,
     "warm": warm_,
+    "serve": serve,
     "admin": admin,
 }

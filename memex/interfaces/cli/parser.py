@@ -18,6 +18,7 @@ MODES = ("hybrid", "lexical", "vector")
 FORMATS = ("markdown", "xml", "json")
 STRATEGIES = ("balanced", "relevance_first", "priority_first", "time_based", "adaptive")
 EMBEDDERS = ("wordllama", "minilm", "openai")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 UTC_NOTE = " (ISO 8601; UTC unless it names an offset)"
 
 
@@ -95,6 +96,7 @@ COMMANDS = (
     "quickstart",
     "index",
     "warm",
+    "serve",
     "admin",
 )
 """Every command, in the order ``memex --help`` lists them."""
@@ -233,6 +235,26 @@ def build(only: str | None = None) -> Parser:
 
     p = command("warm", "Show, start or stop the warm process that keeps stores open.")
     p.add_argument("action", choices=("status", "start", "stop"), nargs="?", default="status")
+
+    p = command("serve", "Serve the store over HTTP (needs the server extra).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8787, help="port (8787; 0 picks a free one)")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        dest="trusted_proxies",
+        metavar="CIDR",
+        help="a proxy whose X-Forwarded-For is believed (repeat)",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    p.add_argument(
+        "--max-body", type=int, default=16 * 1024 * 1024, metavar="BYTES", help="(16 MiB)"
+    )
+    p.add_argument(
+        "--no-auth", action="store_true", help="no keys: anyone is the owner (loopback only)"
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
 
     p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")
     if not isinstance(p, _Unused):

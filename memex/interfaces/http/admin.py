@@ -6,12 +6,14 @@ to the caller's own tenant by ``memex.security``, which refuses anything else it
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from memex.core.identity import Action, ApiKey, Project, Tenant, User
+from memex.errors import ValidationError
 from memex.interfaces.http.callers import Anyone, Caller, call, caller
 from memex.interfaces.http.errors import ERROR_RESPONSES
 from memex.interfaces.http.memories import answer
@@ -63,15 +65,24 @@ def issued_out(key: ApiKey, secret: str) -> dict[str, Any]:
     return {**key.public(), "key": secret}
 
 
+def grace_of(seconds: float) -> timedelta:
+    """A rotation's grace period; a number no period can be is bad input."""
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValidationError(f"grace_seconds must be a number of seconds, not {seconds}") from None
+
+
 @router.get("/me", response_model=MeOut)
 async def me(c: Anyone) -> JSONResponse:
     """The calling key and what it makes the caller."""
 
     def run() -> dict[str, Any]:
         principal = c.principal
-        key = c.root.admin.own_key(principal)
+        # Without authentication there is no key: the caller is the home tenant's owner.
+        key = c.admin().me().public() if principal.key_id else None
         return {
-            "key": key.public() if key is not None else None,
+            "key": key,
             "tenant": principal.tenant,
             "role": principal.role.value,
             "user": principal.user,
@@ -92,10 +103,10 @@ async def create_tenant(body: TenantIn, c: TenantsAdmin) -> JSONResponse:
     """A new tenant and its owner key, shown this once (owners of the home tenant)."""
 
     def run() -> dict[str, Any]:
-        tenant, issued = c.admin().create_tenant(body.name, allow=body.allow)
+        made = c.admin().create_tenant(body.name, allow=body.allow)
         return {
-            "tenant": tenant_out(tenant),
-            "owner_key": {"id": issued.key.id, "key": issued.secret},
+            "tenant": tenant_out(made.tenant),
+            "owner_key": {"id": made.owner_key.key.id, "key": made.owner_key.secret},
         }
 
     return answer(await call(run), 201)
@@ -170,10 +181,10 @@ async def set_key_allow(key_id: KeyId, body: AllowIn, c: KeysAdmin) -> JSONRespo
 @router.post("/keys/{key_id}/rotate", status_code=201, response_model=IssuedKeyOut)
 async def rotate_key(key_id: KeyId, c: KeysAdmin, body: RotateIn | None = None) -> JSONResponse:
     """A new key with the same grants; the old one works for the grace period."""
-    grace = body.grace_seconds if body is not None else DEFAULT_GRACE
+    grace = grace_of(body.grace_seconds if body is not None else DEFAULT_GRACE)
 
     def run() -> dict[str, Any]:
-        issued = c.admin().rotate_key(key_id, grace_seconds=grace)
+        issued = c.admin().rotate_key(key_id, grace)
         return issued_out(issued.key, issued.secret)
 
     return answer(await call(run), 201)

@@ -67,8 +67,9 @@ def create_app(
     )
     app.state.gate = Gate(root, authenticator)
     app.state.metrics = metrics
-    errors.install(app)
-    for part in (memories, search, bulk, admin, health):
+    parts = (memories, search, bulk, admin, health)
+    for part in parts:
         app.include_router(part.router)
+    errors.install(app, [route for part in parts for route in part.router.routes])
     app.add_middleware(Edge, max_body=max_body, metrics=metrics)
     return app

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from memex.core.wire import status_and_code
@@ -186,12 +188,29 @@ def http_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"{request.method} is not allowed on {request.url.path}"
     elif status == 400 and message == "There was an error parsing the body":
         code, message = "malformed_json", "the body is not JSON (or not UTF-8)"
-    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    headers = {"Allow": _allowed(request)} if status == 405 else {}
     return error_response(status, code, message, headers)
 
 
-def install(app: FastAPI) -> None:
-    """Answer every error of ``app`` as this module says."""
+def _allowed(request: Request) -> str:
+    """Every method the request's path takes (Starlette names only its first route's)."""
+    path = request.scope.get("path", "")
+    methods = {
+        method
+        for pattern, taken in request.app.state.methods
+        if pattern.match(path)
+        for method in taken
+    }
+    return ", ".join(sorted(methods))
+
+
+def install(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
+    """Answer every error of ``app`` (whose ``routes`` these are) as this module says."""
+    app.state.methods = [
+        (route.path_regex, frozenset(route.methods))
+        for route in routes
+        if isinstance(route, Route | APIRoute) and route.methods
+    ]
     app.add_exception_handler(MemexError, memex_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -1,0 +1,119 @@
+"""``memex serve``: the HTTP API (``memex.interfaces.http``) on one store, under uvicorn.
+
+Needs the ``server`` extra. The first start on a store with no owner prints the home
+tenant's owner key, once. The command refuses what would expose a store by mistake
+(``--no-auth`` on an address other machines can reach) and warns of what may (no TLS
+there), prints the URL it listens on once it does, and on SIGTERM or Ctrl-C stops taking
+requests, finishes those under way, writes when keys were last used and closes the store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from memex.core.identity import parse_address, parse_networks
+from memex.errors import ConfigError, ValidationError
+from memex.interfaces.cli.invocation import Cli
+
+if TYPE_CHECKING:
+    from memex.service import Memex
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    address = parse_address(host)
+    return address is not None and address.is_loopback
+
+
+def url_of(host: str, port: int, tls: bool) -> str:
+    """The URL clients reach a server on ``host`` and ``port`` by."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def _check_tls(cert: str | None, key: str | None) -> bool:
+    """Whether TLS is on; a certificate without its key, or a pair that does not load,
+    is refused before anything starts."""
+    if (cert is None) != (key is None):
+        raise ValidationError("--tls-cert and --tls-key go together: give both or neither")
+    if cert is None or key is None:
+        return False
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ValidationError(f"cannot use TLS certificate {cert} with key {key}: {why}") from None
+    return True
+
+
+def _server_extra() -> None:
+    """Refuse, in one line, to start without the ``server`` extra."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"memex serve needs the server extra ({exc.name} is missing): "
+            "pip install 'memex[server]'"
+        ) from None
+
+
+def _announce_owner(cli: Cli, mx: Memex) -> None:
+    """Make the home tenant's owner key if it has none, and show it this once."""
+    issued = mx.admin.ensure_owner()
+    if issued is None:
+        return
+    tenant = issued.key.tenant
+    if cli.as_json:
+        cli.emit({"owner_key": {"id": issued.key.id, "tenant": tenant, "key": issued.secret}})
+    else:
+        cli.out.write(f"owner key for tenant {tenant}: {issued.secret}\n")
+        cli.say("keep it: it is stored only as a hash and will not be shown again")
+    cli.out.flush()
+
+
+def serve(cli: Cli) -> None:
+    """Serve the store over HTTP until SIGTERM or Ctrl-C."""
+    a = cli.args
+    host: str = a.host
+    if not 0 <= a.port <= 65535:
+        raise ValidationError(f"--port must be from 0 to 65535, not {a.port}")
+    if a.max_body < 1:
+        raise ValidationError(f"--max-body must be a positive number of bytes, not {a.max_body}")
+    loopback = is_loopback(host)
+    if a.no_auth and not loopback:
+        raise ValidationError(
+            f"--no-auth would let anyone who reaches {host} act as the owner: "
+            "it is allowed on a loopback address (127.0.0.1, ::1, localhost) only"
+        )
+    proxies = parse_networks(a.trusted_proxies or ())
+    tls = _check_tls(a.tls_cert, a.tls_key)
+    _server_extra()
+    from memex.interfaces.http.app import create_app
+    from memex.interfaces.http.server import listen, run
+
+    with cli.store() as mx:
+        if not a.no_auth:
+            _announce_owner(cli, mx)
+        app = create_app(mx, auth=not a.no_auth, trusted_proxies=proxies, max_body=a.max_body)
+        sock = listen(host, a.port)
+        url = url_of(host, sock.getsockname()[1], tls)
+        if not loopback and not tls:
+            cli.err.write(
+                f"warning: serving on {host} without TLS: keys and memories cross the network "
+                "in clear text (give --tls-cert and --tls-key, or put a TLS proxy in front)\n"
+            )
+
+        def announce() -> None:
+            if cli.as_json:
+                cli.emit({"listening": url})
+            else:
+                cli.say(f"listening on {url}")
+            cli.out.flush()
+
+        with sock:
+            run(app, sock, announce, log_level=a.log_level, tls_cert=a.tls_cert, tls_key=a.tls_key)

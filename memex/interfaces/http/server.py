@@ -1,0 +1,99 @@
+"""Running the app under uvicorn: on a socket bound beforehand, saying where it listens
+once it does, and leaving the process to end normally after SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from memex.errors import ConfigError, ValidationError
+
+_BACKLOG = 2048
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host`` and ``port`` (0: a free port chosen now, so the
+    URL can be told before the server starts)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise ValidationError(f"cannot listen on {host}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which calls ``announce`` once it takes requests."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start, then announce."""
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self._announce()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop gracefully on SIGINT and SIGTERM.
+
+        uvicorn raises a caught signal again once it has shut down, which would end the
+        process before its caller closes the store; here the handlers are only put back.
+        """
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def run(
+    app: Any,
+    sock: socket.socket,
+    announce: Callable[[], None],
+    *,
+    log_level: str = "info",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT; the app's shutdown runs first."""
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        log_config=_log_config(log_level),
+        # The access log shows paths and query strings, which may carry what memories
+        # hold: it is written at the debug level only.
+        access_log=log_level == "debug",
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        server_header=False,
+        lifespan="on",
+    )
+    Server(config, announce).run(sockets=[sock])
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with memex's own loggers on the same stream."""
+    loggers = dict(LOGGING_CONFIG["loggers"])
+    loggers["memex"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return {**LOGGING_CONFIG, "loggers": loggers}
