@@ -707,6 +707,10 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["rounds"] = len(runs)
     out["throughput_by_round"] = [r["summary"]["throughput"] for r in runs]
     out["server_cpu_cores"] = float(np.mean([r["server"]["cpu_cores"] for r in runs]))
+    answered = sum(r["load"]["answered"] for r in runs)
+    out["server_cpu_ms_per_request"] = (
+        sum(r["server"]["cpu_cores"] * r["seconds"] for r in runs) / max(1, answered) * 1000
+    )
     out["machine_busy_share"] = float(np.mean([r["machine"]["busy_share"] for r in runs]))
     out["machine_busy_before"] = [r["machine"]["busy_share_before"] for r in runs]
     out["server_startup_s"] = float(np.mean([r["server"]["startup_s"] for r in runs]))
@@ -862,9 +866,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| phase | clients | think (s) | offered (req/s) | auth | throughput (req/s) | "
         "all p50 / p99 (ms) | recall p50 / p99 | remember p50 / p99 | get p50 / p99 | "
-        "errors | new connections per request | server CPU (cores) | client CPU (µs/req) | "
+        "errors | new connections per request | server CPU (cores) | server CPU (ms/req) | "
+        "client CPU (µs/req) | "
         "machine busy before / during |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for p in report["phases"]:
         for mode in MODES:
@@ -886,6 +891,7 @@ def markdown(report: dict[str, Any]) -> str:
                     a["connections_opened_in_window"], a["ok"] + sum(a["errors"].values())
                 ),
                 f"{a['server_cpu_cores']:.2f}",
+                f"{a['server_cpu_ms_per_request']:.2f}",
                 f"{a['client_cpu_us_per_request']:,.0f}",
                 f"{max(a['machine_busy_before']):.0%} / {a['machine_busy_share']:.0%}",
             ]
