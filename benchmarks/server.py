@@ -176,6 +176,44 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def request(
+    url: str, key: str | None, method: str, path: str, body: dict[str, Any] | None = None
+) -> int:
+    """One request from this process; its status (raises on a transport failure)."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=300) as answer:
+            answer.read()
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def prime(ctx: Context, url: str, auth: bool) -> dict[str, float]:
+    """One request at a time of each kind before the load: a new server loads its search
+    indexes on its first recalls, which would otherwise fall into the first run's window."""
+    key = ctx.key if auth else None
+    times: dict[str, float] = {}
+    for i, question in enumerate(ctx.questions[:5]):
+        t0 = time.perf_counter()
+        status = request(url, key, "POST", "/v1/recall", {"query": question, "k": 10})
+        times.setdefault("first_recall_ms", (time.perf_counter() - t0) * 1000)
+        if status != 200:
+            raise SystemExit(f"recall {i} before the load answered {status}")
+    t0 = time.perf_counter()
+    body = {"content": f"a memory written before the load {time.time()}", "kind": "note"}
+    if (status := request(url, key, "POST", "/v1/memories", body)) != 201:
+        raise SystemExit(f"remember before the load answered {status}")
+    times["first_remember_ms"] = (time.perf_counter() - t0) * 1000
+    if (status := request(url, key, "GET", f"/v1/memories/{ctx.ids[0]}")) != 200:
+        raise SystemExit(f"get before the load answered {status}")
+    return times
+
+
 @contextmanager
 def serving(
     command: Sequence[str], store: Path, auth: bool, log_path: Path, wait: float = 300
@@ -392,11 +430,13 @@ def run_phase(
     label = f"{spec.name} {spec.clients} clients, {mode}, round {round_no}"
     log(f"  {label}")
     seed = hash((spec.name, spec.clients, mode, round_no)) & 0xFFFF
-    log_path = ctx.workdir / f"server-{spec.name}-{spec.clients}-{mode}-{round_no}.log"
+    kind = "profile" if profile else "server"
+    log_path = ctx.workdir / f"{kind}-{spec.name}-{spec.clients}-{mode}-{round_no}.log"
     mp = multiprocessing.get_context("spawn")
     busy_before = wait_for_quiet(ctx.args.quiet, ctx.args.quiet_wait)
     load_before = load_average()
     with serving(ctx.command, ctx.store, auth, log_path) as server:
+        primed = prime(ctx, server.url, auth)
         workers = []
         for plan in plans(ctx, spec, server.url, auth, seed):
             parent, child = mp.Pipe()
@@ -441,6 +481,7 @@ def run_phase(
         "server": {
             "url": server.url,
             "startup_s": server.started_s,
+            **primed,
             "cpu_cores": (cpu1 - cpu0) / plan.seconds,
             "rss_bytes": rss,
             "log": str(log_path),
@@ -707,6 +748,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["rounds"] = len(runs)
     out["throughput_by_round"] = [r["summary"]["throughput"] for r in runs]
     out["server_cpu_cores"] = float(np.mean([r["server"]["cpu_cores"] for r in runs]))
+    out["server_rss_bytes"] = max(r["server"]["rss_bytes"] for r in runs)
     answered = sum(r["load"]["answered"] for r in runs)
     out["server_cpu_ms_per_request"] = (
         sum(r["server"]["cpu_cores"] * r["seconds"] for r in runs) / max(1, answered) * 1000
@@ -862,14 +904,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"{cfg['warmup']:.0f} s of warm-up (plus one mean think time where clients think); "
         f"{cfg['rounds']} runs per phase and mode, alternating, a new server for each. "
         f"Listen backlog: uvicorn's default {env['uvicorn_backlog']}, somaxconn "
-        f"{env['somaxconn']}. Whole run {report['total_seconds']:,.0f} s.",
+        f"{env['somaxconn']}. Before the clients join, each new server answers 5 recalls, "
+        f"a remember and a get one at a time (its first recall, which loads the saved search "
+        f"indexes, took {first_recall(report):,.0f} ms, median over the runs). "
+        f"Whole run {report['total_seconds']:,.0f} s.",
         "",
         "| phase | clients | think (s) | offered (req/s) | auth | throughput (req/s) | "
         "all p50 / p99 (ms) | recall p50 / p99 | remember p50 / p99 | get p50 / p99 | "
         "errors | new connections per request | server CPU (cores) | server CPU (ms/req) | "
-        "client CPU (µs/req) | "
-        "machine busy before / during |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "server RSS (MB) | client CPU (µs/req) | machine busy before / during |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in report["phases"]:
         for mode in MODES:
@@ -892,6 +936,7 @@ def markdown(report: dict[str, Any]) -> str:
                 ),
                 f"{a['server_cpu_cores']:.2f}",
                 f"{a['server_cpu_ms_per_request']:.2f}",
+                f"{a['server_rss_bytes'] / 1e6:,.0f}",
                 f"{a['client_cpu_us_per_request']:,.0f}",
                 f"{max(a['machine_busy_before']):.0%} / {a['machine_busy_share']:.0%}",
             ]
@@ -917,6 +962,10 @@ def markdown(report: dict[str, Any]) -> str:
     for prof in report.get("profiles", []):
         lines += ["", profile_markdown(prof)]
     return "\n".join(lines)
+
+
+def first_recall(report: dict[str, Any]) -> float:
+    return float(np.median([r["server"]["first_recall_ms"] for r in report["runs"]]))
 
 
 def profile_markdown(prof: dict[str, Any]) -> str:
