@@ -64,6 +64,7 @@ async def test_recall_filters_modes_weights_and_query_vectors(tenant: Tenant) ->
 async def test_recall_refuses_bad_values_as_the_local_api_does(
     tenant: Tenant, body: dict[str, object], code: str
 ) -> None:
+    await tenant.api.post("/v1/memories", json={"content": "a memory to search"})
     assert error_of(await tenant.api.post("/v1/recall", json=body)) == (422, code)
 
 

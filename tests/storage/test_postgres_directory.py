@@ -15,6 +15,7 @@ from memex.core.identity import ApiKey, Role, Tenant, User
 from memex.core.models import Scope, utcnow
 from memex.storage.base import Store, WriteBatch
 from memex.storage.open import open_store
+from memex.storage.postgres.migrate import LATEST
 
 DIRECTORY = ["tenants", "tenant_users", "tenant_projects", "api_keys", "directory_generation"]
 BINDINGS = {
@@ -93,3 +94,25 @@ def test_the_directory_s_transactions_see_no_memories(pg: Store, postgres_url: s
             assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
         # The setting ends with its transaction.
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+
+
+def test_a_schema_4_store_is_upgraded_to_an_empty_directory(postgres_url: str) -> None:
+    store = open_store(postgres_url, Settings())
+    m = memory("kept across the upgrade", tenant="acme")
+    store.write(Scope(tenant="acme"), WriteBatch(inserts=[(m, vec(1, 0, 0, 0))]), MODEL)
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        # Back to schema 4: as a store written before the directory existed.
+        conn.execute(f"DROP TABLE {', '.join(DIRECTORY)}")
+        bound(conn, {"memex.all_tenants": "on"})
+        conn.execute("UPDATE memex_meta SET value = '4' WHERE key = 'schema_version'")
+    store = open_store(postgres_url, Settings())
+    try:
+        assert store.info().schema_version == LATEST
+        d = store.directory()
+        assert (d.tenants(), d.keys(None), d.generation()) == ([], [], 0)
+        d.add_tenant(Tenant("acme", utcnow()))
+        assert d.generation() == 1 and [t.name for t in d.tenants()] == ["acme"]
+        assert store.tenants() == ["acme"]  # the memories are where they were
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memex.core.identity import parse_address, parse_networks
-from memex.errors import ConfigError, ValidationError
+from memex.errors import ConfigError, StoreReadOnlyError, ValidationError
 from memex.interfaces.cli.invocation import Cli
 
 if TYPE_CHECKING:
@@ -64,7 +64,14 @@ def _server_extra() -> None:
 
 def _announce_owner(cli: Cli, mx: Memex) -> None:
     """Make the home tenant's owner key if it has none, and show it this once."""
-    issued = mx.admin.ensure_owner()
+    try:
+        issued = mx.admin.ensure_owner()
+    except StoreReadOnlyError:
+        cli.err.write(
+            "warning: the store is read-only and its home tenant has no owner key: "
+            "make keys with memex admin on a writable store\n"
+        )
+        return
     if issued is None:
         return
     tenant = issued.key.tenant

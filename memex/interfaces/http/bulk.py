@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from memex.interfaces.http.callers import Reader, Writer, call
@@ -71,8 +71,8 @@ _EXPORT_ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/export", status_code=200, response_class=LinesResponse, responses=_EXPORT_ANSWER)
-async def export(c: Reader, include_deleted: bool = False, history: bool = False) -> LinesResponse:
+@router.get("/export", response_class=Response, responses=_EXPORT_ANSWER)
+async def export(c: Reader, include_deleted: bool = False, history: bool = False) -> Response:
     """Every memory in scope as JSON Lines, from one snapshot (``export_lines``)."""
 
     def start() -> tuple[Iterator[str], Chunk]:
@@ -109,6 +109,10 @@ async def import_(request: Request, c: Writer) -> JSONResponse:
 
     def run() -> dict[str, Any]:
         memories = c.mx.import_lines(lines)
-        return {"imported": len(memories), "ids": [m.id for m in memories]}
+        return {
+            "imported": len(memories),
+            "ids": [m.id for m in memories],
+            "memories": [m.to_dict() for m in memories],
+        }
 
     return answer(await call(run), 201)

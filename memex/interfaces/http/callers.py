@@ -9,6 +9,7 @@ tenant (and user and project), so another tenant's memory is simply not found.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
@@ -52,6 +53,7 @@ class Gate:
         tenant = root.scope.tenant or ""
         self._local = Principal(key_id="", tenant=tenant, role=Role.OWNER, home=True)
         self._handles: OrderedDict[Principal, Memex] = OrderedDict()
+        self._lock = threading.Lock()
 
     def principal(
         self, authorization: str | None, peer: str | None, forwarded_for: Sequence[str]
@@ -64,13 +66,13 @@ class Gate:
 
     def handle(self, principal: Principal) -> Memex:
         """A handle confined to what ``principal``'s key may reach, kept for its next call."""
-        handles = self._handles
-        found = handles.get(principal)
+        found = self._handles.get(principal)
         if found is None:
             found = self.root.for_principal(principal)
-            handles[principal] = found
-            if len(handles) > _HANDLES:
-                handles.popitem(last=False)
+            with self._lock:  # routes run in worker threads
+                self._handles[principal] = found
+                if len(self._handles) > _HANDLES:
+                    self._handles.popitem(last=False)
         return found
 
 

@@ -25,7 +25,6 @@ from starlette.types import Scope
 
 from memex.core.wire import status_and_code
 from memex.errors import (
-    AuthenticationError,
     AuthError,
     MemexError,
     RateLimitError,
@@ -125,14 +124,12 @@ def memex_error(request: Request, exc: Exception) -> JSONResponse:
         request.app.state.metrics.denied(exc.reason)
     if isinstance(exc, StoreLockedError):
         headers["Retry-After"] = str(RETRY_AFTER_LOCKED)
-    elif isinstance(exc, RateLimitError) and exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, RateLimitError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
     if code in _FIXED or status >= 500:
         log.warning("%s in %s %s", type(exc).__name__, request.method, route_of(request.scope))
         return error_response(status, code, _FIXED.get(code, _FIXED["internal_error"]), headers)
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, AuthenticationError) and not message:
-        message = "an API key is required"
     return error_response(status, code, message, headers)
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from memex.core.identity import Role
-from memex.errors import PermissionDeniedError
+from memex.errors import PermissionDeniedError, StoreError
 from memex.interfaces.http.callers import Anyone, Caller, call
 from memex.interfaces.http.errors import ERROR_RESPONSES, error_response
 from memex.interfaces.http.metrics import CONTENT_TYPE
@@ -28,8 +28,6 @@ async def healthz() -> JSONResponse:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Whether the store answers (and so requests can be served)."""
-    from memex.errors import StoreError
-
     root = request.app.state.gate.root
     try:
         version = await call(root.ready)

@@ -52,11 +52,9 @@ class MemoryFields(Body):
     """What ``remember`` and ``supersede`` share."""
 
     content: str = Field(description="the memory's text")
-    kind: str = Field("note", description="fact, decision, preference, note, ... (note)")
     tags: Tags = None
     metadata: Metadata = None
     scope: ScopeIn | None = None
-    importance: float = Field(0.5, description="0 to 1 (0.5)")
     created_at: str | None = _time("when it happened (default: now)")
     expires_at: str | None = _time("when it stops being recalled")
     ttl: float | None = Field(None, description="expire after this many seconds")
@@ -67,6 +65,8 @@ class MemoryFields(Body):
 class RememberIn(MemoryFields):
     """A new memory: the arguments of ``Memex.remember``."""
 
+    kind: str = Field("note", description="fact, decision, preference, note, ... (note)")
+    importance: float = Field(0.5, description="0 to 1 (0.5)")
     supersedes: str | None = Field(None, description="the id of a memory this one replaces")
 
 
@@ -80,8 +80,8 @@ class SupersedeIn(MemoryFields):
     """What replaces a memory; kind, tags, metadata, scope and importance carry over
     unless given."""
 
-    kind: str | None = Field(None, description="default: the old memory's")  # type: ignore[assignment]
-    importance: float | None = Field(None, description="default: the old memory's")  # type: ignore[assignment]
+    kind: str | None = Field(None, description="default: the old memory's")
+    importance: float | None = Field(None, description="default: the old memory's")
 
 
 class UpdateIn(Body):

@@ -172,6 +172,7 @@ class ImportedOut(BaseModel):
 
     imported: int
     ids: list[str]
+    memories: list[MemoryOut]
 
 
 # -- administration ----------------------------------------------------------------------

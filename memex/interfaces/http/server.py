@@ -12,28 +12,25 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from memex.errors import ConfigError, ValidationError
+from memex.errors import ConfigError
 
 _BACKLOG = 2048
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host`` and ``port`` (0: a free port chosen now, so the
-    URL can be told before the server starts)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, UnicodeError) as exc:
-        raise ValidationError(f"cannot listen on {host}: {exc}") from None
+    URL can be told before the server starts). IPv6 for an address with a colon, else
+    IPv4 (``localhost`` is 127.0.0.1), as uvicorn binds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host.strip("[]"), port))
         sock.listen(_BACKLOG)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
     sock.set_inheritable(True)
     return sock
 
