@@ -36,15 +36,19 @@ successful answers, and errors: any non-2xx answer by status, any transport fail
 (connect, timeout, disconnected, ...) by kind; connection errors during the ramp and
 warm-up are reported apart. Clients join at ``--ramp-rate`` a second (1,000 clients
 over 5 s) so the listen backlog (uvicorn's ``backlog``, 2048 by default, capped by the
-kernel's ``somaxconn``) is not the thing measured. The warm-up (``--warmup``, plus one
-mean think time where there is one) is excluded; ``--seconds`` is measured; a request
+kernel's ``somaxconn``) is not the thing measured. Before they join, each new server
+answers five recalls, a remember and a get one at a time (its first recall loads the
+saved search indexes; that time is reported). The warm-up (``--warmup``, plus one mean
+think time where there is one) is excluded; ``--seconds`` is measured; a request
 started in the window counts with its full latency, however late it ends.
 
 Beside each run: the server's CPU (its process and any children, in cores), the load
-generator's CPU per request, the machine's busy share and load average. ``--profile
-SECONDS`` samples the server afterwards with py-spy (when it is on ``PATH``, or
-``--py-spy``) during a closed loop of the mix and of ``get``, and lists where the time
-goes.
+generator's CPU per request, the machine's busy share (also over a second before the
+run, when nothing of this benchmark runs: ``--quiet`` and ``--quiet-wait`` can wait for
+a quieter machine) and load average. ``--profile SECONDS`` samples the server afterwards
+with py-spy (on ``PATH``, beside the Python, or ``--py-spy``) during a closed loop of the
+mix and of ``get``: the thread holding the GIL only, so work in SQLite, faiss or tantivy,
+which release it, does not show.
 
 The client library: ``--http-client aiohttp`` (the default) or ``httpx``. On this
 project's 2-core machine httpx's own CPU per request is several times aiohttp's, and the
