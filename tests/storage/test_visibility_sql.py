@@ -8,6 +8,7 @@ give the same states (what ``stats`` counts) and select exactly the current memo
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -270,3 +271,21 @@ def test_a_search_that_skips_the_tenant_never_sees_another(tmp_path: Path) -> No
             assert not found & theirs, mode
         assert len(a.recall("walrus", k=50, mode="lexical")) == 30
         assert {h.memory.id for h in b.recall("walrus", k=50, mode="lexical")} == theirs
+
+
+def test_catching_up_reads_the_new_rows_by_their_key_range(tmp_path: Path) -> None:
+    """After a write, a process reads only the rows past its last refresh: by the key's
+    range, never by the tenant's index (which would read every row of the tenant)."""
+    from memex.storage.sqlite.visibility import NEWER
+
+    store = open_store(tmp_path / "memex.db", Settings())
+    try:
+        conn = sqlite3.connect(tmp_path / "memex.db")
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(f"EXPLAIN QUERY PLAN SELECT seq {NEWER}", (0, "default"))
+        )
+        conn.close()
+    finally:
+        store.close()
+    assert "PRIMARY KEY" in plan and "memories_tenant" not in plan, plan

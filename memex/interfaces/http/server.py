@@ -86,6 +86,9 @@ def _config(
         # sees the request: the client's address is memex's own decision (its trusted
         # proxies, none unless given), made from the connection's real peer.
         proxy_headers=False,
+        # Agents think between calls: an idle connection is kept a while, so their next
+        # call does not pay for a new one.
+        timeout_keep_alive=75,
         lifespan="on",
         **more,
     )

@@ -31,6 +31,9 @@ LIMITED = (
 )
 """The rows ``memories_limited`` holds (its WHERE, word for word, so SQLite uses it)."""
 
+NEWER = "FROM memories WHERE seq > ? AND +tenant = ?"
+"""A tenant's rows past the last refresh: few, found by the key's range (``+tenant``
+keeps SQLite from choosing the tenant's index, which reads every row of the tenant)."""
 _TIMES = "seq, created_at, deleted_at, expires_at, valid_from, valid_until"
 _PROBE = (
     "SELECT (SELECT value FROM meta WHERE key = 'store_id'), "
@@ -215,9 +218,7 @@ class Visibility:
             if key not in present:
                 state.limited.pop(key, None)
                 state.gone.add(key)
-        rows = conn.execute(
-            f"SELECT {_TIMES} FROM memories WHERE seq > ? AND tenant = ?", (state.max_key, tenant)
-        ).fetchall()
+        rows = conn.execute(f"SELECT {_TIMES} {NEWER}", (state.max_key, tenant)).fetchall()
         for row in [*found, *rows]:
             _place(state, row)
         if state.threads is not None:
@@ -229,7 +230,7 @@ class Visibility:
             )
             state.threads.put(
                 conn.execute(
-                    f"SELECT {COLUMNS} FROM memories WHERE seq > ? AND tenant = ?",
+                    f"SELECT {COLUMNS} {NEWER}",
                     (state.max_key, tenant),
                 )
             )
