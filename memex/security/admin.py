@@ -209,6 +209,10 @@ class Admin:
             raise ConflictError(f"key {old.id} is {refusal}: make a new one instead")
         if old.replaced_by is not None:
             raise ConflictError(f"key {old.id} was rotated already (into {old.replaced_by})")
+        try:  # checked before anything is written: a failed rotation leaves no new key
+            ends = now + grace
+        except OverflowError:
+            raise ValidationError(f"the grace period is too long: {grace}") from None
         record, secret = issue_key(
             old.tenant,
             old.role,
@@ -220,7 +224,6 @@ class Admin:
             now=now,
         )
         self._directory.add_key(record)
-        ends = now + grace
         retired = old.with_changes(
             expires_at=ends if old.expires_at is None else min(old.expires_at, ends),
             replaced_by=record.id,

@@ -102,12 +102,13 @@ class Authenticator:
         key_id, whole = found
         digest = hash_key(whole)
         now = self._clock()
-        stored = self._key(key_id, digest)
+        seen = self._refresh()
+        stored = self._key(key_id, digest, seen)
         key = stored.key
         refusal = key.refusal(now)
         if refusal is not None:
             raise AuthenticationError(f"the API key {key.prefix} is {refusal}", reason=refusal)
-        tenant = self._tenant(key.tenant)
+        tenant = self._tenant(key.tenant, seen)
         client = client_address(peer, forwarded_for, self._trusted)
         if not address_in(client, tenant.allow) or not address_in(client, stored.allow):
             where = "an unknown address" if client is None else str(client)
@@ -124,10 +125,18 @@ class Authenticator:
             home=key.tenant == self._home,
         )
 
-    def _key(self, key_id: str, digest: str) -> _Key:
+    def cached(self, authorization: str | None) -> bool:
+        """Whether the key of this ``Authorization`` header is verified and cached, so
+        checking it again reads nothing but the directory's generation (no I/O else)."""
+        try:
+            found = split_key(_bearer(authorization))
+        except AuthenticationError:
+            return False
+        return found is not None and hash_key(found[1]) in self._keys
+
+    def _key(self, key_id: str, digest: str, seen: int) -> _Key:
         """The stored key whose hash is ``digest``; one read of the directory when it is
         not cached, and the same work whether or not ``key_id`` exists."""
-        self._refresh()
         cached = self._keys.get(digest)
         if cached is not None:
             return cached
@@ -141,12 +150,15 @@ class Authenticator:
             raise AuthenticationError("the API key is not known", reason="unknown")
         found = _Key(allow=networks(key.allow), key=key)
         with self._lock:
-            if len(self._keys) >= _MAX_CACHED:
-                self._keys.clear()
-            self._keys[digest] = found
+            # Kept only if the directory has not changed since ``seen``, read before the
+            # key was: else a copy read before a revocation could outlive it.
+            if self._generation == seen:
+                if len(self._keys) >= _MAX_CACHED:
+                    self._keys.clear()
+                self._keys[digest] = found
         return found
 
-    def _tenant(self, name: str) -> _Tenant:
+    def _tenant(self, name: str, seen: int) -> _Tenant:
         cached = self._tenants.get(name)
         if cached is not None:
             return cached
@@ -155,17 +167,22 @@ class Authenticator:
             raise AuthenticationError("the API key is not known", reason="unknown")
         found = _Tenant(allow=networks(tenant.allow), tenant=tenant)
         with self._lock:
-            self._tenants[name] = found
+            if self._generation == seen:  # as for keys
+                self._tenants[name] = found
         return found
 
-    def _refresh(self) -> None:
-        """Forget what is cached when the directory changed (one cheap read)."""
+    def _refresh(self) -> int:
+        """Forget what is cached when the directory changed (one cheap read); the
+        generation read."""
         generation = self._directory.generation()
-        if generation != self._generation:
-            with self._lock:
+        with self._lock:
+            # Only forward: a request that read an older generation (before a change
+            # another request has seen) must not make the cache look older than it is.
+            if self._generation is None or generation > self._generation:
                 self._keys.clear()
                 self._tenants.clear()
                 self._generation = generation
+        return generation
 
     def _note_use(self, key_id: str, now: datetime) -> None:
         with self._lock:

@@ -99,6 +99,11 @@ async def test_keys_are_made_listed_changed_rotated_and_revoked(
         assert error_of(await api.get("/v1/me")) == (401, "unauthenticated")
     bad_grace = await tenant.api.post(f"/v1/keys/{key['id']}/rotate", json={"grace_seconds": -1})
     assert error_of(bad_grace)[0] in (409, 422)
+    fresh = (await tenant.api.post("/v1/keys", json={"role": "read_only"})).json()
+    listed = (await tenant.api.get("/v1/keys")).json()
+    endless = await tenant.api.post(f"/v1/keys/{fresh['id']}/rotate", json={"grace_seconds": 8e13})
+    assert error_of(endless) == (422, "validation_error")
+    assert (await tenant.api.get("/v1/keys")).json() == listed  # nothing half-made
 
 
 async def test_keys_above_the_callers_role_and_other_tenants_keys(

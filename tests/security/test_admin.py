@@ -172,6 +172,14 @@ def test_rotation_never_extends_an_earlier_expiry(admin: Admin, clock: Clock) ->
         admin.rotate_key(new.key.id, timedelta(hours=1))
 
 
+def test_a_grace_past_the_calendar_is_refused_and_writes_nothing(admin: Admin) -> None:
+    old = admin.create_key("acme", Role.READ_WRITE)
+    before = admin.keys("acme")
+    with pytest.raises(ValidationError, match="too long"):
+        admin.rotate_key(old.key.id, timedelta(days=999_999_999))
+    assert admin.keys("acme") == before  # no new key left behind, the old one as it was
+
+
 def test_revocation_is_immediate_and_for_good(admin: Admin, clock: Clock) -> None:
     issued = admin.create_key("acme", Role.ADMIN)
     auth = admin.authenticator()

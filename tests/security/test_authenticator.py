@@ -4,6 +4,7 @@ request keeps true, allowlists and proxies, and last-use times written sparingly
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -331,3 +332,57 @@ def test_revocation_elsewhere_is_seen_on_every_backend(backend: Backend) -> None
     finally:
         first.close()
         second.close()
+
+
+class Paused:
+    """A real directory whose ``key`` read pauses, in one thread, once the row is read:
+    the request is overtaken there by others, as a busy server's threads are."""
+
+    def __init__(self, inner: Directory, thread_name: str) -> None:
+        self.inner = inner
+        self.thread_name = thread_name
+        self.reached = threading.Event()
+        self.go_on = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def key(self, key_id: str) -> ApiKey | None:
+        found = self.inner.key(key_id)
+        if threading.current_thread().name == self.thread_name:
+            self.reached.set()
+            self.go_on.wait(10)
+        return found
+
+
+def test_a_key_read_before_a_revocation_is_never_kept_after_it(
+    store: SQLiteStore, path: Path
+) -> None:
+    record, whole = add_key(store)
+    paused = Paused(store.directory(), "slow")
+    a = Authenticator(paused, "home", clock=Clock())  # type: ignore[arg-type]
+    slow = threading.Thread(
+        target=lambda: a.authenticate(bearer(whole), None, []), name="slow", daemon=True
+    )
+    slow.start()  # reads the key, not yet revoked, and is held up before caching it
+    assert paused.reached.wait(10)
+    other = SQLiteStore(path)  # meanwhile it is revoked elsewhere ...
+    try:
+        other.directory().set_key(record.with_changes(revoked_at=T0))
+    finally:
+        other.close()
+    # ... a request sees the revocation, then the slow one goes on with its old copy
+    assert reason(lambda: a.authenticate(bearer(whole), None, [])) == "revoked"
+    paused.go_on.set()
+    slow.join(10)
+    for _ in range(3):  # the old copy was not kept: every later request is refused
+        assert reason(lambda: a.authenticate(bearer(whole), None, [])) == "revoked"
+
+
+def test_cached_tells_a_verified_key_without_reading_it(store: SQLiteStore) -> None:
+    _, whole = add_key(store)
+    a = auth(store)
+    assert not a.cached(bearer(whole)) and not a.cached(None) and not a.cached("Basic x")
+    a.authenticate(bearer(whole), None, [])
+    assert a.cached(bearer(whole))
+    assert not a.cached(bearer(whole[:-1] + ("a" if whole[-1] != "a" else "b")))

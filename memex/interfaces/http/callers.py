@@ -44,6 +44,10 @@ class Authenticator(Protocol):
         """Record when keys were last used."""
         ...
 
+    def cached(self, authorization: str | None) -> bool:
+        """Whether this header's key is verified already (checking it reads no key)."""
+        ...
+
 
 class Gate:
     """The principals of requests and their handles on the store."""
@@ -115,8 +119,13 @@ class Caller:
 
     @property
     def inline_reads(self) -> bool:
-        """Whether reads by id run on the event loop (see ``quick``)."""
-        return self._gate.inline_reads
+        """Whether this request's read by id may run on the event loop (see ``quick``):
+        on a store file, for a key verified already (an unknown key's refusal waits out
+        a floor, which must not hold up the loop)."""
+        gate = self._gate
+        if not gate.inline_reads:
+            return False
+        return gate.authenticator is None or gate.authenticator.cached(self._credentials[0])
 
     @property
     def root(self) -> Memex:
