@@ -136,29 +136,26 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
-class User:
-    """A person or agent within a tenant."""
+class Member:
+    """A named member of a tenant: a user or a project."""
 
     tenant: str
     name: str
     created_at: datetime
 
     def public(self) -> dict[str, object]:
-        """The user as JSON."""
+        """The member as JSON."""
         return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)
-class Project:
+class User(Member):
+    """A person or agent within a tenant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Project(Member):
     """A project within a tenant: keys may be limited to one."""
-
-    tenant: str
-    name: str
-    created_at: datetime
-
-    def public(self) -> dict[str, object]:
-        """The project as JSON."""
-        return {"tenant": self.tenant, "name": self.name, "created_at": self.created_at.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,8 +105,7 @@ class Admin:
 
     def create_user(self, tenant: str, name: str) -> User:
         """Add a user to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
-        checked = check_name(name, "user")
-        user = User(self._home(tenant), checked, self._clock())
+        user = User(self._home(tenant), check_name(name, "user"), self._clock())
         self._directory.add_user(user)
         return user
 
@@ -117,8 +116,7 @@ class Admin:
 
     def create_project(self, tenant: str, name: str) -> Project:
         """Add a project to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
-        checked = check_name(name, "project")
-        project = Project(self._home(tenant), checked, self._clock())
+        project = Project(self._home(tenant), check_name(name, "project"), self._clock())
         self._directory.add_project(project)
         return project
 

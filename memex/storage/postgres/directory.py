@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memex.core.identity import ApiKey, Project, Role, Tenant, User
+from memex.core.identity import ApiKey, Member, Project, Role, Tenant, User
 from memex.core.models import from_micros, to_micros
 from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     Conn = psycopg.Connection[Any]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Member)
 
 _ON = {"memex.directory": "on"}
 _KEY_COLUMNS = (
@@ -215,36 +216,33 @@ class PostgresDirectory:
 
     def add_user(self, user: User) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
-        self._insert(
-            f"user {user.name!r} of tenant {user.tenant!r}",
-            "INSERT INTO tenant_users (tenant, name, created_at) VALUES (%s, %s, %s)",
-            (user.tenant, user.name, to_micros(user.created_at)),
-            tenant=user.tenant,
-        )
+        self._add_member("tenant_users", "user", user)
 
     def users(self, tenant: str) -> builtins.list[User]:
         """The tenant's users, by name."""
-        found = self._rows(
-            "SELECT name, created_at FROM tenant_users WHERE tenant = %s ORDER BY name", (tenant,)
-        )
-        return [User(tenant, str(name), from_micros(int(at))) for name, at in found]
+        return self._members("tenant_users", User, tenant)
 
     def add_project(self, project: Project) -> None:
         """Add a project to its tenant (which must exist: NotFoundError)."""
-        self._insert(
-            f"project {project.name!r} of tenant {project.tenant!r}",
-            "INSERT INTO tenant_projects (tenant, name, created_at) VALUES (%s, %s, %s)",
-            (project.tenant, project.name, to_micros(project.created_at)),
-            tenant=project.tenant,
-        )
+        self._add_member("tenant_projects", "project", project)
 
     def projects(self, tenant: str) -> builtins.list[Project]:
         """The tenant's projects, by name."""
-        found = self._rows(
-            "SELECT name, created_at FROM tenant_projects WHERE tenant = %s ORDER BY name",
-            (tenant,),
+        return self._members("tenant_projects", Project, tenant)
+
+    def _add_member(self, table: str, what: str, member: Member) -> None:
+        self._insert(
+            f"{what} {member.name!r} of tenant {member.tenant!r}",
+            f"INSERT INTO {table} (tenant, name, created_at) VALUES (%s, %s, %s)",
+            (member.tenant, member.name, to_micros(member.created_at)),
+            tenant=member.tenant,
         )
-        return [Project(tenant, str(name), from_micros(int(at))) for name, at in found]
+
+    def _members(self, table: str, kind: type[M], tenant: str) -> builtins.list[M]:
+        found = self._rows(
+            f"SELECT name, created_at FROM {table} WHERE tenant = %s ORDER BY name", (tenant,)
+        )
+        return [kind(tenant, str(name), from_micros(int(at))) for name, at in found]
 
     def add_key(self, key: ApiKey) -> None:
         """Add a key (its tenant, and its user and project if it names them, must exist:
