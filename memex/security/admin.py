@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from memex.core.identity import (
     Action,
@@ -28,6 +29,7 @@ from memex.core.identity import (
     parse_role,
     require,
 )
+from memex.core.limits import DEFAULT_QUOTAS, UNLIMITED, QuotaReport, Quotas, changed_quotas
 from memex.core.models import parse_time, utcnow
 from memex.errors import (
     ConflictError,
@@ -39,6 +41,9 @@ from memex.errors import (
 from memex.security.auth import Authenticator
 from memex.security.keys import issue_key
 from memex.storage.directory import Directory
+
+if TYPE_CHECKING:
+    from memex.engine import WriteQuota
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,21 @@ class Admin:
     """Every administrative operation on one store's directory."""
 
     def __init__(
-        self, directory: Directory, home_tenant: str, *, clock: Callable[[], datetime] = utcnow
+        self,
+        directory: Directory,
+        home_tenant: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        quota: WriteQuota | None = None,
+        count: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
+        """``quota`` is a server's quota book (none elsewhere); ``count`` counts a tenant's
+        memories and content bytes in the store."""
         self._directory = directory
         self.home_tenant = check_name(home_tenant, "tenant")
         self._clock = clock
+        self._quota = quota
+        self._count = count
 
     @property
     def directory(self) -> Directory:
@@ -124,6 +139,50 @@ class Admin:
         """The tenant's projects, by name."""
         self.tenant(tenant)
         return self._directory.projects(tenant)
+
+    def check_member(self, tenant: str, kind: str) -> None:
+        """Refuse one more project or user (``kind``) past the tenant's hard quota, on a
+        server (QuotaExceededError); elsewhere there is nothing to check."""
+        if self._quota is not None:
+            have = self._directory.projects if kind == "projects" else self._directory.users
+            self._quota.admit_member(tenant, kind, len(have(tenant)))
+
+    # -- quotas --------------------------------------------------------------------------
+
+    def quota(self, tenant: str) -> QuotaReport:
+        """The tenant's quotas and use (NotFoundError if there is no such tenant; the
+        home tenant is made on first use)."""
+        self.tenant(self._home(tenant))
+
+        def members() -> tuple[int, int]:
+            return len(self.projects(tenant)), len(self.users(tenant))
+
+        if self._quota is not None:
+            return self._quota.report(tenant, members)
+        stored = self._directory.quotas(tenant)
+        quotas = stored if stored is not None else self._defaults(tenant)
+        memories, size = self._count(tenant) if self._count is not None else (0, 0)
+        projects, users = members()
+        used = {"memories": memories, "storage_mb": -(-size // 1_000_000),
+                "calls_per_hour": None, "projects": projects, "users": users}  # fmt: skip
+        return QuotaReport(tenant, quotas, used, stored is None)
+
+    def _defaults(self, tenant: str) -> Quotas:
+        return UNLIMITED if tenant == self.home_tenant else DEFAULT_QUOTAS
+
+    def set_quota(
+        self, tenant: str, changes: dict[str, int | None], *, reset: bool = False
+    ) -> QuotaReport:
+        """Change the tenant's quotas (see ``core.limits.changed_quotas``); ``reset``
+        starts from the defaults, and with no changes goes back to them."""
+        self.tenant(self._home(tenant))
+        stored = None if reset else self._directory.quotas(tenant)
+        base = stored if stored is not None else self._defaults(tenant)
+        quotas = changed_quotas(base, changes)
+        self._directory.set_quotas(tenant, None if reset and not changes else quotas)
+        if self._quota is not None:
+            self._quota.changed()
+        return self.quota(tenant)
 
     # -- keys --------------------------------------------------------------------------
 
@@ -323,8 +382,9 @@ class TenantAdmin:
         return NewTenant(tenant, self._admin.create_key(tenant.name, Role.OWNER, name="owner"))
 
     def create_user(self, name: str) -> User:
-        """Add a user to the caller's tenant."""
+        """Add a user to the caller's tenant, within its quota."""
         require(self._principal, Action.MANAGE_USERS)
+        self._admin.check_member(self._principal.tenant, "users")
         return self._admin.create_user(self._principal.tenant, name)
 
     def users(self) -> builtins.list[User]:
@@ -333,9 +393,32 @@ class TenantAdmin:
         return self._admin.users(self._principal.tenant)
 
     def create_project(self, name: str) -> Project:
-        """Add a project to the caller's tenant."""
+        """Add a project to the caller's tenant, within its quota."""
         require(self._principal, Action.MANAGE_PROJECTS)
+        self._admin.check_member(self._principal.tenant, "projects")
         return self._admin.create_project(self._principal.tenant, name)
+
+    def quota(self, tenant: str | None = None) -> QuotaReport:
+        """The caller's tenant's quotas and use; another tenant's for owners of the home
+        tenant only (to others it is not found)."""
+        if tenant is None or tenant == self._principal.tenant:
+            return self._admin.quota(self._principal.tenant)
+        self._other_tenant(tenant)
+        return self._admin.quota(tenant)
+
+    def set_quota(
+        self, tenant: str | None, changes: dict[str, int | None], *, reset: bool = False
+    ) -> QuotaReport:
+        """Change a tenant's quotas (owners of the home tenant only: no tenant sets its own)."""
+        require(self._principal, Action.MANAGE_TENANTS)
+        name = tenant if tenant is not None else self._principal.tenant
+        return self._admin.set_quota(name, changes, reset=reset)
+
+    def _other_tenant(self, tenant: str) -> None:
+        try:
+            require(self._principal, Action.MANAGE_TENANTS)
+        except PermissionDeniedError:
+            raise NotFoundError(f"no tenant {tenant!r}") from None
 
     def projects(self) -> builtins.list[Project]:
         """The projects of the caller's tenant."""

@@ -17,6 +17,9 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(description="stable: see the table in docs/http.md")
     message: str
+    quota: str | None = Field(
+        default=None, description="quota_exceeded only: the quota the tenant is at"
+    )
 
 
 class ErrorOut(BaseModel):
