@@ -27,6 +27,7 @@ _HOMES = {
     "Embedder": "memex.embedders.base",
     "Memex": "memex.service",
     "MigrationReport": "memex.core.migration",
+    "QuotaReport": "memex.core.limits",
     "Settings": "memex.settings",
     **dict.fromkeys(
         (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from memex.client.aio import AsyncClient
     from memex.client.sync import Client
     from memex.core.assembled import Context, ContextSection
+    from memex.core.limits import QuotaReport
     from memex.core.migration import MigrationReport
     from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
     from memex.core.ranking import FusionWeights
@@ -134,6 +136,7 @@ __all__ = [
     "Page",
     "PermissionDeniedError",
     "QuotaExceededError",
+    "QuotaReport",
     "RateLimitError",
     "SchemaVersionError",
     "Scope",

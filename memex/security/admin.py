@@ -29,7 +29,7 @@ from memex.core.identity import (
     parse_role,
     require,
 )
-from memex.core.limits import DEFAULT_QUOTAS, UNLIMITED, QuotaReport, Quotas, changed_quotas
+from memex.core.limits import QuotaReport
 from memex.core.models import parse_time, utcnow
 from memex.errors import (
     ConflictError,
@@ -40,6 +40,7 @@ from memex.errors import (
 )
 from memex.security.auth import Authenticator
 from memex.security.keys import issue_key
+from memex.security.quota_admin import QuotaAdmin
 from memex.storage.directory import Directory
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class IssuedKey:
         return {**self.key.public(), "key": self.secret}
 
 
-class Admin:
+class Admin(QuotaAdmin):
     """Every administrative operation on one store's directory."""
 
     def __init__(
@@ -139,50 +140,6 @@ class Admin:
         """The tenant's projects, by name."""
         self.tenant(tenant)
         return self._directory.projects(tenant)
-
-    def check_member(self, tenant: str, kind: str) -> None:
-        """Refuse one more project or user (``kind``) past the tenant's hard quota, on a
-        server (QuotaExceededError); elsewhere there is nothing to check."""
-        if self._quota is not None:
-            have = self._directory.projects if kind == "projects" else self._directory.users
-            self._quota.admit_member(tenant, kind, len(have(tenant)))
-
-    # -- quotas --------------------------------------------------------------------------
-
-    def quota(self, tenant: str) -> QuotaReport:
-        """The tenant's quotas and use (NotFoundError if there is no such tenant; the
-        home tenant is made on first use)."""
-        self.tenant(self._home(tenant))
-
-        def members() -> tuple[int, int]:
-            return len(self.projects(tenant)), len(self.users(tenant))
-
-        if self._quota is not None:
-            return self._quota.report(tenant, members)
-        stored = self._directory.quotas(tenant)
-        quotas = stored if stored is not None else self._defaults(tenant)
-        memories, size = self._count(tenant) if self._count is not None else (0, 0)
-        projects, users = members()
-        used = {"memories": memories, "storage_mb": -(-size // 1_000_000),
-                "calls_per_hour": None, "projects": projects, "users": users}  # fmt: skip
-        return QuotaReport(tenant, quotas, used, stored is None)
-
-    def _defaults(self, tenant: str) -> Quotas:
-        return UNLIMITED if tenant == self.home_tenant else DEFAULT_QUOTAS
-
-    def set_quota(
-        self, tenant: str, changes: dict[str, int | None], *, reset: bool = False
-    ) -> QuotaReport:
-        """Change the tenant's quotas (see ``core.limits.changed_quotas``); ``reset``
-        starts from the defaults, and with no changes goes back to them."""
-        self.tenant(self._home(tenant))
-        stored = None if reset else self._directory.quotas(tenant)
-        base = stored if stored is not None else self._defaults(tenant)
-        quotas = changed_quotas(base, changes)
-        self._directory.set_quotas(tenant, None if reset and not changes else quotas)
-        if self._quota is not None:
-            self._quota.changed()
-        return self.quota(tenant)
 
     # -- keys --------------------------------------------------------------------------
 
