@@ -15,7 +15,11 @@ tasks, every client with its own keep-alive connection.
 Phases (``--phases``), each run with authentication on (the default) and with
 ``--no-auth``, ``--rounds`` times each, alternating (auth, no auth, no auth, auth, ...)
 so that a slow spell of the shared machine hits both alike; the server is started
-afresh for every run of a phase:
+afresh for every run of a phase. ``--features on,off`` compares instead, in the same
+way, runs with authentication and the rate limits and quotas checked on every request
+and write (set so high that none refuses: their cost, not their refusals) against
+runs with authentication alone (``MODE_ARGS`` says what each mode passes ``memex
+serve``), and reports on ÷ off:
 
 * ``capacity``: a closed loop, ``--capacity-clients`` clients with no think time, the
   operation mix below. A closed loop of N clients saturates the server, and then

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from memex.errors import ValidationError
 
@@ -57,16 +57,15 @@ def parse_rate(text: str, what: str) -> float:
     return float(match.group(1)) / _PER[match.group(2)]
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """A bucket's state: its tokens at time ``at`` (seconds, any fixed origin)."""
+class Bucket(NamedTuple):
+    """A bucket's state: its tokens at time ``at`` (seconds, any fixed origin). A tuple:
+    one is made per bucket per request."""
 
     tokens: float
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Taken:
+class Taken(NamedTuple):
     """What a request's check found: whether it may go on, and what the
     ``RateLimit-*`` fields tell of the tightest bucket."""
 
@@ -85,8 +84,9 @@ def refill(bucket: Bucket | None, rate: Rate, now: float) -> float:
     """The tokens ``bucket`` holds at ``now`` (a bucket never seen is full)."""
     if bucket is None:
         return float(rate.burst)
-    elapsed = max(0.0, now - bucket.at)  # a clock that stepped back adds nothing
-    return min(float(rate.burst), bucket.tokens + elapsed * rate.per_second)
+    elapsed = now - bucket.at
+    level = bucket.tokens + elapsed * rate.per_second if elapsed > 0 else bucket.tokens
+    return min(float(rate.burst), level)  # a clock that stepped back adds nothing
 
 
 def take(
@@ -94,23 +94,31 @@ def take(
 ) -> tuple[list[Bucket], Taken]:
     """One request against every bucket: a token from each if all have one, else
     nothing taken (nothing either when not ``consume``). The buckets' new states, and
-    what was found."""
-    if not rates or len(buckets) != len(rates):
+    what was found. (Written as plain loops: it runs on every request.)"""
+    count = len(rates)
+    if not count or len(buckets) != count:
         raise ValueError("one rate per bucket, at least one")
-    levels = [refill(b, r, now) for b, r in zip(buckets, rates, strict=True)]
-    allowed = all(level >= 1.0 for level in levels)
-    after = [level - 1.0 if allowed and consume else level for level in levels]
-    states = [Bucket(level, now) for level in after]
-    waits = [0.0 if level >= 1.0 else (1.0 - level) / r.per_second for level, r in zip(
-        levels, rates, strict=True)]  # fmt: skip
-    tightest = min(range(len(rates)), key=lambda i: (after[i] / rates[i].burst, i))
-    rate = rates[tightest]
+    levels = [refill(bucket, rate, now) for bucket, rate in zip(buckets, rates, strict=True)]
+    allowed = min(levels) >= 1.0
+    spend = 1.0 if allowed and consume else 0.0
+    states: list[Bucket] = []
+    tight, share, wait = 0, 0.0, 0.0
+    for i in range(count):
+        rate, level = rates[i], levels[i]
+        if level < 1.0:
+            wait = max(wait, (1.0 - level) / rate.per_second)
+        after = level - spend
+        states.append(Bucket(after, now))
+        mine = after / rate.burst
+        if i == 0 or mine < share:  # the lowest share; the first of equals
+            tight, share = i, mine
+    rate, after = rates[tight], states[tight].tokens
     return states, Taken(
-        allowed=allowed,
-        limit=rate.burst,
-        remaining=max(0, math.floor(after[tightest])),
-        reset=(rate.burst - after[tightest]) / rate.per_second,
-        retry_after=0.0 if allowed else max(waits),
+        allowed,
+        rate.burst,
+        max(0, math.floor(after)),
+        (rate.burst - after) / rate.per_second,
+        0.0 if allowed else wait,
     )
 
 
@@ -128,8 +136,7 @@ def rate_headers(taken: Taken) -> dict[str, str]:
     return headers
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """One request's check against its buckets and its tenant's calls this hour."""
 
     taken: Taken | None
