@@ -101,9 +101,9 @@ def test_an_unreachable_redis_is_refused_in_one_line() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MEMEX_WARM": "0"},
     )  # fmt: skip
-    assert done.returncode != 0
+    assert done.returncode == 3  # a configuration error
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot reach Redis" in lines[0], done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach Redis at"), done.stderr
     assert "hunter2" not in done.stderr
 
 
