@@ -18,6 +18,8 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     │   ├── AuthenticationError  no credential, or one that is unknown, revoked or expired
     │   └── PermissionDeniedError  a credential whose role, project or address does not allow it
     ├── RateLimitError           too many requests: try again after ``retry_after`` seconds
+    ├── QuotaExceededError       a tenant at a hard quota (``quota`` names it): nothing written
+    │   └── CallQuotaExceededError  its calls this hour: try again after ``retry_after``
     └── StoreError               the storage backend failed
         ├── StoreCorruptError    the store file is not a readable memex store
         ├── StoreLockedError     another process held the store past the busy timeout
@@ -96,6 +98,21 @@ class RateLimitError(MemexError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class QuotaExceededError(MemexError):
+    """A tenant at one of its hard quotas: ``quota`` names it (``memories``,
+    ``storage_mb``, ``projects``, ``users``, ``calls_per_hour``); nothing was written."""
+
+    def __init__(self, message: str, quota: str, retry_after: float | None = None) -> None:
+        self.quota = quota
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class CallQuotaExceededError(QuotaExceededError):
+    """A tenant's calls this hour are at its hard quota; ``retry_after`` says how many
+    seconds until the next hour."""
 
 
 class StoreError(MemexError):

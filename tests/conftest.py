@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from memexserver import MemexServer
+from redisserver import RedisServer, redis_binary
 
 from memex import Memex, Settings
 from memex.storage.base import Store
@@ -110,6 +111,15 @@ def memex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemexServ
     """A real ``memex serve`` on loopback, shared by the session's tests: each test
     takes a tenant of its own (``MemexServer.new_tenant``)."""
     server = MemexServer(tmp_path_factory.mktemp("memex-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on loopback for one test module (skipped without one,
+    except under CI)."""
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 

@@ -131,6 +131,9 @@ class StoreStats:
     vectors: int
     size_bytes: int
     """The whole store's size (every tenant's)."""
+    content_bytes: int = 0
+    """The UTF-8 bytes of the content of the memories in scope that are not forgotten
+    (current versions only: what a tenant's storage quota counts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -456,6 +456,7 @@ def test_stats_counts(store: Store) -> None:
     )
     stats = store.stats(Scope(tenant="t1"), now)
     assert stats.memories == 2 and stats.deleted == 1
+    assert stats.content_bytes == 2  # "a" and "b": the forgotten "c" is not counted
     assert stats.by_kind == {"event": 1, "fact": 1}
     assert stats.vectors == 3 and stats.versions == 3
     assert stats.size_bytes > 0

@@ -1,5 +1,5 @@
-"""``memex admin``: a store's tenants, users, projects and API keys, directly on the store
-(no server needed): whoever may open the store file administers it."""
+"""``memex admin``: a store's tenants, users, projects, API keys and quotas, directly on
+the store (no server needed): whoever may open the store file administers it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from memex.interfaces.cli.invocation import Cli
 
 if TYPE_CHECKING:
     from memex.core.identity import ApiKey
+    from memex.core.limits import QuotaReport
     from memex.security.admin import Admin, IssuedKey
 
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -77,6 +78,26 @@ def add_parsers(admin: argparse.ArgumentParser, options: Callable[[Any], None]) 
     p = action(keys, "allow", "Set the networks a key's requests must come from.")
     p.add_argument("id", metavar="ID")
     p.add_argument("cidrs", nargs="*", metavar="CIDR", help="none: anywhere")
+
+    quota = objects.add_parser("quota", help="tenants' quotas (enforced by memex serve)")
+    options(quota)
+    quotas = quota.add_subparsers(dest="admin_action", metavar="ACTION", required=True)
+    p = action(quotas, "show", "Show a tenant's quotas and use (--tenant).")
+    p = action(quotas, "set", "Set a tenant's quotas (--tenant); the others are kept.")
+    for name, unit in _QUOTA_OPTIONS:
+        flag = name.replace("_", "-")
+        p.add_argument(f"--{flag}", metavar="N", help=f"hard limit{unit} (none: no limit)")
+        p.add_argument(f"--{flag}-soft", metavar="N", help="soft limit: a warning")
+    p.add_argument("--reset", action="store_true", help="start from the defaults")
+
+
+_QUOTA_OPTIONS = (
+    ("memories", ""),
+    ("storage_mb", ", in MB"),
+    ("calls_per_hour", ""),
+    ("projects", ""),
+    ("users", ""),
+)
 
 
 def parse_duration(text: str, what: str) -> timedelta:
@@ -272,6 +293,47 @@ def _issued(cli: Cli, issued: IssuedKey, extra: dict[str, object]) -> None:
     cli.err.write("This key is shown only once: store it now (memex keeps only its hash).\n")
 
 
+def _limit(text: str, what: str) -> int | None:
+    """A quota option: a whole number, or ``none`` for no limit."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValidationError(f"{what} takes a whole number >= 0 or none, not {text!r}")
+    return value
+
+
+def quota_show(cli: Cli, admin: Admin) -> None:
+    _quota(cli, admin.quota(_tenant_of(cli, admin)))
+
+
+def quota_set(cli: Cli, admin: Admin) -> None:
+    a = cli.args
+    changes: dict[str, int | None] = {}
+    for name, _ in _QUOTA_OPTIONS:
+        for key in (name, f"{name}_soft"):
+            given = getattr(a, key)
+            if given is not None:
+                changes[key] = _limit(given, "--" + key.replace("_", "-"))
+    _quota(cli, admin.set_quota(_tenant_of(cli, admin), changes, reset=a.reset))
+
+
+def _quota(cli: Cli, report: QuotaReport) -> None:
+    if cli.as_json:
+        cli.emit(report.to_dict())
+        return
+    data = report.to_dict()["quotas"]
+    rows = [
+        [name, _cell(q["used"]), _cell(q["soft"]), _cell(q["hard"])] for name, q in data.items()
+    ]
+    shown = "defaults" if report.defaults else "set"
+    cli.say(f"tenant {report.tenant} ({shown}; storage in MB, '-': none or not known here)")
+    render.table(cli.out, ("quota", "used", "soft", "hard"), rows, flexible=0)
+
+
 _HANDLERS: dict[tuple[str, str], Callable[[Cli, Admin], None]] = {
     ("tenant", "create"): tenant_create,
     ("tenant", "list"): tenant_list,
@@ -285,4 +347,6 @@ _HANDLERS: dict[tuple[str, str], Callable[[Cli, Admin], None]] = {
     ("key", "revoke"): key_revoke,
     ("key", "rotate"): key_rotate,
     ("key", "allow"): key_allow,
+    ("quota", "show"): quota_show,
+    ("quota", "set"): quota_set,
 }
