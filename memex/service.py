@@ -192,7 +192,8 @@ class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixi
             raise ScopeError("administration covers the whole store; use the root handle")
         from memex.security.admin import Admin
 
-        return Admin(self._engine.store.directory(), self.settings.tenant)
+        store = self._engine.store
+        return Admin(store.directory(), self.settings.tenant, keys=store.tenant_keys)
 
     def _within(self, scope: Scope | Mapping[str, Any] | None) -> Scope:
         return self._scope.narrow(Scope.of(scope))

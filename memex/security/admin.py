@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from memex.core.identity import (
     Action,
@@ -30,6 +31,7 @@ from memex.core.identity import (
 )
 from memex.core.models import parse_time, utcnow
 from memex.errors import (
+    ConfigError,
     ConflictError,
     MemexError,
     NotFoundError,
@@ -39,6 +41,10 @@ from memex.errors import (
 from memex.security.auth import Authenticator
 from memex.security.keys import issue_key
 from memex.storage.directory import Directory
+
+if TYPE_CHECKING:
+    from memex.security.encryption import Encryption
+    from memex.storage.encryption import TenantKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +63,15 @@ class Admin:
     """Every administrative operation on one store's directory."""
 
     def __init__(
-        self, directory: Directory, home_tenant: str, *, clock: Callable[[], datetime] = utcnow
+        self,
+        directory: Directory,
+        home_tenant: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        keys: Callable[[], TenantKeys] | None = None,
     ) -> None:
         self._directory = directory
+        self._keys = keys
         self.home_tenant = check_name(home_tenant, "tenant")
         self._clock = clock
 
@@ -67,6 +79,14 @@ class Admin:
     def directory(self) -> Directory:
         """The directory administered."""
         return self._directory
+
+    def encryption(self) -> Encryption:
+        """The store's encrypted tenants and their keys (encryption at rest)."""
+        from memex.security.encryption import Encryption
+
+        if self._keys is None:
+            raise ConfigError("this administration has no access to the store's keys")
+        return Encryption(self._keys())
 
     # -- tenants ---------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ def by_keys(
 
 _THREAD = [f"m.{c}" for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
 FACTS_COLUMNS = ", ".join(
-    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", "m.content", "m.id"]
+    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", sql.plain("content", "m"), "m.id"]
 )
 """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key, and
 its id. The thread is every scope field but the tenant (which the filters fix) and the
