@@ -260,10 +260,19 @@ class Keyring:
             cipher = self.cipher(tenant)
             if cipher is None:
                 raise KeyNeededError(tenant)
+            local = self._local
             if field == "content_hash":
-                text = cipher.open_memory(memory_id, version, "content", value)
+                # A row's content is opened just before its hash (``COLUMNS`` order).
+                last = getattr(local, "last", None)
+                if last is not None and last[0] == (tenant, memory_id, version, value):
+                    text = last[1]
+                else:
+                    text = cipher.open_memory(memory_id, version, "content", value)
                 return hashlib.sha256(text.encode("utf-8")).hexdigest()
-            return cipher.open_memory(memory_id, version, field, value)
+            text = cipher.open_memory(memory_id, version, field, value)
+            if field == "content":
+                local.last = ((tenant, memory_id, version, value), text)
+            return text
         except BaseException as exc:
             self._local.failure = exc  # SQLite reports only that the function failed
             raise
