@@ -26,6 +26,8 @@ interface maps these classes to exit codes or HTTP statuses in one place::
         ├── StoreReadOnlyError   a write to a store that is open read-only (asked, or forced
         │                        by a file or folder this process cannot write)
         ├── StoreFullError       no space left on the device holding the store
+        ├── StoreKeyError        an encrypted tenant's master key is missing or wrong, its
+        │                        data key destroyed, or a sealed value fails authentication
         └── SchemaVersionError   the store was made by a newer memex
 """
 
@@ -138,6 +140,11 @@ class StoreReadOnlyError(StoreError):
 
 class StoreFullError(StoreError):
     """No space is left on the device that holds the store."""
+
+
+class StoreKeyError(StoreError):
+    """An encrypted tenant whose key is missing, wrong or destroyed, or whose stored
+    ciphertext fails authentication (tampered with, or moved from another row)."""
 
 
 class SchemaVersionError(StoreError):

@@ -48,11 +48,16 @@ class Backend:
         return open_store(target, self.settings)
 
 
+TEST_MASTER_KEY = "6d656d65782074657374206d6173746572206b657920666f722074657374732e"
+"""A master key for tests only (32 bytes in hex)."""
+
 BACKENDS = {
     "sqlite": Settings(),
     # The derived indexes from the first memory: the full-text (tantivy) and approximate
     # vector paths, which the defaults take only in large stores.
     "sqlite-indexed": Settings(lexical_index_min=1, ann_min_vectors=64),
+    # Encryption at rest: every tenant's memories sealed with its own data key.
+    "sqlite-encrypted": Settings(master_key=TEST_MASTER_KEY),
     "postgres": Settings(),
 }
 SERVER_BACKENDS = {"postgres"}

@@ -32,6 +32,7 @@ from memex.core.identity import (
 from memex.core.limits import QuotaReport
 from memex.core.models import parse_time, utcnow
 from memex.errors import (
+    ConfigError,
     ConflictError,
     MemexError,
     NotFoundError,
@@ -45,6 +46,8 @@ from memex.storage.directory import Directory
 
 if TYPE_CHECKING:
     from memex.engine import WriteQuota
+    from memex.security.encryption import Encryption
+    from memex.storage.encryption import TenantKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +73,12 @@ class Admin(QuotaAdmin):
         clock: Callable[[], datetime] = utcnow,
         quota: WriteQuota | None = None,
         count: Callable[[str], tuple[int, int]] | None = None,
+        keys: Callable[[], TenantKeys] | None = None,
     ) -> None:
         """``quota`` is a server's quota book (none elsewhere); ``count`` counts a tenant's
         memories and content bytes in the store."""
         self._directory = directory
+        self._keys = keys
         self.home_tenant = check_name(home_tenant, "tenant")
         self._clock = clock
         self._quota = quota
@@ -83,6 +88,14 @@ class Admin(QuotaAdmin):
     def directory(self) -> Directory:
         """The directory administered."""
         return self._directory
+
+    def encryption(self) -> Encryption:
+        """The store's encrypted tenants and their keys (encryption at rest)."""
+        from memex.security.encryption import Encryption
+
+        if self._keys is None:
+            raise ConfigError("this administration has no access to the store's keys")
+        return Encryption(self._keys())
 
     # -- tenants ---------------------------------------------------------------------
 

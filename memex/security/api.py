@@ -31,7 +31,11 @@ class SecurityMixin(Handle):
 
         engine = self._engine
         return Admin(
-            engine.store.directory(), engine.settings.tenant, quota=engine.quota, count=self._count
+            engine.store.directory(),
+            engine.settings.tenant,
+            quota=engine.quota,
+            count=self._count,
+            keys=engine.store.tenant_keys,
         )
 
     def _count(self, tenant: str) -> tuple[int, int]:
@@ -55,7 +59,11 @@ class SecurityMixin(Handle):
         name = self._quota_tenant(tenant)
         engine = self._engine
         admin = Admin(
-            engine.store.directory(), engine.settings.tenant, quota=engine.quota, count=self._count
+            engine.store.directory(),
+            engine.settings.tenant,
+            quota=engine.quota,
+            count=self._count,
+            keys=engine.store.tenant_keys,
         )
         return admin.quota(name)
 

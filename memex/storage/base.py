@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from memex.core.query import Filters, Order
     from memex.core.ranking import Candidate, Facts
     from memex.storage.directory import Directory
+    from memex.storage.encryption import TenantKeys
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
 """A float32 vector (numpy is loaded only where vectors are made or searched)."""
@@ -276,6 +277,11 @@ class Store(Protocol):
         """The store's directory: its tenants, users, projects and API keys (hashes only),
         kept in the same database as its memories. A read-only store's directory refuses
         changes (StoreReadOnlyError)."""
+        ...
+
+    def tenant_keys(self) -> TenantKeys:
+        """The data keys of the store's encrypted tenants: list, rotate the master key,
+        destroy one (crypto-shredding), encrypt a plain tenant (docs/security.md)."""
         ...
 
     def tenants(self) -> builtins.list[str]:

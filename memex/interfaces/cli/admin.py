@@ -78,7 +78,6 @@ def add_parsers(admin: argparse.ArgumentParser, options: Callable[[Any], None]) 
     p = action(keys, "allow", "Set the networks a key's requests must come from.")
     p.add_argument("id", metavar="ID")
     p.add_argument("cidrs", nargs="*", metavar="CIDR", help="none: anywhere")
-
     quota = objects.add_parser("quota", help="tenants' quotas (enforced by memex serve)")
     options(quota)
     quotas = quota.add_subparsers(dest="admin_action", metavar="ACTION", required=True)
@@ -89,6 +88,16 @@ def add_parsers(admin: argparse.ArgumentParser, options: Callable[[Any], None]) 
         p.add_argument(f"--{flag}", metavar="N", help=f"hard limit{unit} (none: no limit)")
         p.add_argument(f"--{flag}-soft", metavar="N", help="soft limit: a warning")
     p.add_argument("--reset", action="store_true", help="start from the defaults")
+    _encryption_parsers(objects, action)
+
+
+def _encryption_parsers(objects: Any, action: Callable[[Any, str, str], Any]) -> None:
+    group = objects.add_parser("encryption", help="encryption at rest: tenants' data keys")
+    actions = group.add_subparsers(dest="admin_action", metavar="ACTION", required=True)
+    action(actions, "list", "List the encrypted tenants and their master key's id.")
+    p = action(actions, "rotate", "Re-wrap every data key with a new master key, at once.")
+    p.add_argument("--new-key-file", required=True, metavar="PATH", help="the new master key")
+    p = action(actions, "encrypt", "Encrypt a tenant's stored memories (--tenant), in batches.")
 
 
 _QUOTA_OPTIONS = (
@@ -334,7 +343,34 @@ def _quota(cli: Cli, report: QuotaReport) -> None:
     render.table(cli.out, ("quota", "used", "soft", "hard"), rows, flexible=0)
 
 
+def encryption_list(cli: Cli, admin: Admin) -> None:
+    _records(cli, "encrypted tenants", admin.encryption().tenants(), ("tenant", "key_id"))
+
+
+def encryption_rotate(cli: Cli, admin: Admin) -> None:
+    count = admin.encryption().rotate(cli.args.new_key_file)
+    _done(
+        cli,
+        {"rewrapped": count},
+        f"re-wrapped {count} data keys; open the store with the new master key from now on",
+    )
+
+
+def encryption_encrypt(cli: Cli, admin: Admin) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    tenant = _tenant_of(cli, admin)
+    with progress_bar(cli.err) as report:
+        count = admin.encryption().encrypt(tenant, report)
+    _done(
+        cli, {"tenant": tenant, "sealed": count}, f"tenant {tenant} encrypted ({count} rows sealed)"
+    )
+
+
 _HANDLERS: dict[tuple[str, str], Callable[[Cli, Admin], None]] = {
+    ("encryption", "list"): encryption_list,
+    ("encryption", "rotate"): encryption_rotate,
+    ("encryption", "encrypt"): encryption_encrypt,
     ("tenant", "create"): tenant_create,
     ("tenant", "list"): tenant_list,
     ("tenant", "allow"): tenant_allow,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from memex.core.models import Scope, utcnow
 from memex.core.query import Filters
 from memex.core.visibility import content_bytes, count_states
+from memex.storage.encryption import SEALED_OVERHEAD
 from memex.storage.sqlite import sql
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def by_keys(
 
 _THREAD = [f"m.{c}" for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
 FACTS_COLUMNS = ", ".join(
-    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", "m.content", "m.id"]
+    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", sql.plain("content", "m"), "m.id"]
 )
 """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key, and
 its id. The thread is every scope field but the tenant (which the filters fix) and the
@@ -158,7 +159,8 @@ def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
     where, params = sql.scope_clause(scope)
     found = conn.execute(
         f"SELECT m.kind, {sql.state_sql()} AS state, count(*), "
-        "coalesce(sum(length(CAST(m.content AS BLOB))), 0) FROM memories m "
+        "coalesce(sum(length(CAST(m.content AS BLOB)) - CASE typeof(m.content) "
+        f"WHEN 'blob' THEN {SEALED_OVERHEAD} ELSE 0 END), 0) FROM memories m "
         f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
         [at, at, at, *params],
     ).fetchall()
