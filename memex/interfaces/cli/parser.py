@@ -98,6 +98,7 @@ COMMANDS = (
     "warm",
     "serve",
     "admin",
+    "tui",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -258,6 +259,13 @@ def build(only: str | None = None) -> Parser:
         "--workers", type=int, default=1, metavar="N", help="server processes sharing the port (1)"
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
+
+    p = command("tui", "Inspect memories in a terminal UI (needs the tui extra).")
+    p.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")
+    p.add_argument("--tag", "-t", action="append", dest="tags", help="only with this tag")
+    p.add_argument("--since", help="created at or after this time" + UTC_NOTE)
+    p.add_argument("--until", help="created before this time" + UTC_NOTE)
+    _scope(p)
 
     p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")
     if not isinstance(p, _Unused):
