@@ -5,7 +5,9 @@ written into the target as they are (ids, versions, every time, access statistic
 supersede links), in batches of one transaction each, with the vectors the source
 stored (never embedded again: the target records the source's vector model). The
 directory goes first: tenants, users, projects and API keys with their hashes and
-times, so keys issued on the source work on the target. Saved session contexts and
+times, so keys issued on the source work on the target; then the audit chains, entry
+for entry (a target whose chain of a tenant is not a beginning of the source's is
+refused before anything is written). Saved session contexts and
 change counters are bookkeeping a store starts without; they are not copied, as a
 backup does not copy them.
 
@@ -30,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from memex.core.audit import AuditTrail
 from memex.core.locations import is_database_url
 from memex.core.migration import (
     EMPTY,
@@ -124,9 +127,12 @@ def copy_store(
             "copies vectors as they are: reindex one store to the other's model first"
         )
     directory = _check_directory(source, target, force)
+    chains = _check_audit(source, target)
     tenants = source.tenants()
     have, replaced = _check_target(source, target, tenants, force, progress)
     _copy_directory(target, directory)
+    for chain in chains:
+        target.audit().copy(chain)
     copied = skipped = 0
     if model is not None:
         total = sum(_count(source, t) for t in tenants)
@@ -228,6 +234,23 @@ def _check_directory(source: Store, target: Store, force: bool) -> DirectoryPlan
             "(entries only the target holds are kept)"
         )
     return found
+
+
+def _check_audit(source: Store, target: Store) -> list[AuditTrail]:
+    """The source's audit chains, each of which the target's must begin (an entry is
+    never removed, so not even ``force`` copies over a chain that went otherwise)."""
+    chains = [source.audit().trail(head.tenant) for head in source.audit().heads()]
+    for chain in chains:
+        there = target.audit().trail(chain.tenant).head
+        if there is None or there.seq == 0:
+            continue
+        same = [e for e in chain.entries if e.seq == there.seq and e.hash == there.hash]
+        if not same:
+            raise ConfigError(
+                f"the target's audit chain of {chain.tenant!r} is not a part of the source's; "
+                "a migration never removes audit entries: migrate into another store"
+            )
+    return chains
 
 
 def _copy_directory(target: Store, found: DirectoryPlan) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from memex.core.audit import AuditEvent
 from memex.core.identity import ApiKey, Project, Tenant, User
 
 
@@ -19,6 +20,8 @@ class Directory(Protocol):
     """The tenants, users, projects and keys of one store.
 
     An ``add_*`` of a name or id that exists raises ConflictError and changes nothing.
+    Each change may carry the audit event that records it (``audit``), appended to that
+    tenant's chain in the change's own transaction: both are written or neither.
     Every change bumps ``generation``, so a process that caches keys can see, with one
     cheap read, that another process revoked one.
     """
@@ -27,7 +30,7 @@ class Directory(Protocol):
         """A number that grows with every change to the directory, from any process."""
         ...
 
-    def add_tenant(self, tenant: Tenant) -> None:
+    def add_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Add a tenant."""
         ...
 
@@ -39,11 +42,11 @@ class Directory(Protocol):
         """Every tenant, by name."""
         ...
 
-    def set_tenant(self, tenant: Tenant) -> None:
+    def set_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Replace the stored tenant of the same name (its allowlist); NotFoundError if none."""
         ...
 
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
         ...
 
@@ -51,7 +54,7 @@ class Directory(Protocol):
         """The tenant's users, by name."""
         ...
 
-    def add_project(self, project: Project) -> None:
+    def add_project(self, project: Project, audit: AuditEvent | None = None) -> None:
         """Add a project to its tenant (which must exist: NotFoundError)."""
         ...
 
@@ -59,7 +62,7 @@ class Directory(Protocol):
         """The tenant's projects, by name."""
         ...
 
-    def add_key(self, key: ApiKey) -> None:
+    def add_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Add a key (its tenant, and its user and project if it has them, must exist in
         that tenant: NotFoundError)."""
         ...
@@ -72,7 +75,7 @@ class Directory(Protocol):
         """The keys of ``tenant`` (None: of every tenant), oldest first."""
         ...
 
-    def set_key(self, key: ApiKey) -> None:
+    def set_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Replace the stored key of the same id (revocation, expiry, allowlist, rotation);
         NotFoundError if none, or if it belongs to another tenant (a key never moves)."""
         ...

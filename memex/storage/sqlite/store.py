@@ -34,6 +34,7 @@ from memex.storage.base import (
     WriteBatch,
 )
 from memex.storage.sqlite import candidates, contexts, lexical, reads, reindex, rows, sql, writes
+from memex.storage.sqlite.audit import SQLiteAuditLog
 from memex.storage.sqlite.connection import (
     open_connections,
     owned_paths,
@@ -107,6 +108,9 @@ class SQLiteStore:
 
     def directory(self) -> SQLiteDirectory:
         return SQLiteDirectory(self._run, self._write)
+
+    def audit(self) -> SQLiteAuditLog:
+        return SQLiteAuditLog(self._run, self._write)
 
     # -- connections ---------------------------------------------------------------
 

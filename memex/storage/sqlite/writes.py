@@ -8,9 +8,9 @@ import sqlite3
 from memex.core.models import Memory, Scope
 from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.checks import check_history, float32_vector
+from memex.storage.checks import check_audit, check_history, float32_vector
 from memex.storage.checks import check_scope as check_scope
-from memex.storage.sqlite import sql
+from memex.storage.sqlite import audit, sql
 from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.purge import purge_memories
 
@@ -26,7 +26,8 @@ _HISTORY_SQL = (
 
 def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
     """Insert, archive, update and purge as the batch says (the caller holds the
-    transaction); ``dims``: the store's vector size."""
+    transaction); ``dims``: the store's vector size. Its audit event goes last."""
+    check_audit(scope, batch)
     _insert(conn, scope, batch, dims)
     _archive(conn, scope, batch)
     replaced: dict[str, list[int]] = {}
@@ -54,6 +55,8 @@ def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims:
     if batch.purges:
         where, values = sql.scope_clause(scope)
         purge_memories(conn, where, values, batch.purges)
+    if batch.audit is not None:
+        audit.append(conn, batch.audit)
 
 
 def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
