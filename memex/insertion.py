@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from memex.core.audit import AuditEvent
 from memex.core.build import build_memory
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.progress import Progress
@@ -20,9 +21,6 @@ from memex.core.versions import superseded
 from memex.errors import ValidationError
 from memex.handle import Handle
 from memex.storage.base import WriteBatch
-
-if TYPE_CHECKING:
-    pass
 
 
 class InsertionMixin(Handle):
@@ -69,7 +67,8 @@ class InsertionMixin(Handle):
                 supersede.append((position, old_id))
             if item.get("id"):
                 explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
+        action = "memory.supersede" if supersede else "memory.remember"
+        return self._insert(memories, supersede, progress, explicit, action=action)
 
     def _insert(
         self,
@@ -78,8 +77,11 @@ class InsertionMixin(Handle):
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
         history: Sequence[Memory] = (),
+        *,
+        action: str,
     ) -> builtins.list[Memory]:
-        """Write ``memories`` (and past versions of them, ``history``) in one transaction.
+        """Write ``memories`` (and past versions of them, ``history``) in one transaction,
+        with one audit entry (``action``) for the whole batch.
 
         ``supersede`` pairs a memory's position with the id of the memory it supersedes;
         ``explicit_ids`` are the ids the caller chose, which must be new to the tenant.
@@ -109,6 +111,18 @@ class InsertionMixin(Handle):
         )
         batch.inserts = list(zip(memories, vectors, strict=True))
         batch.history = list(history)
+        batch.audit = self._batch_audit(action, memories, [old for _, old in supersede])
         engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
+
+    def _batch_audit(
+        self, action: str, memories: Sequence[Memory], superseded_ids: Sequence[str]
+    ) -> AuditEvent:
+        """One entry for a batch: the memory's id, or for more the first and last id and
+        how many (an entry per memory would cost an import more than its rows)."""
+        detail = f"supersedes {', '.join(superseded_ids)}"[:256] if superseded_ids else ""
+        if len(memories) == 1:
+            return self._audit(action, memories[0].id, detail=detail)
+        span = f"ids {memories[0].id} .. {memories[-1].id}"
+        return self._audit(action, count=len(memories), detail=f"{span}; {detail}".rstrip("; "))

@@ -394,3 +394,67 @@ def summary(entries: Iterable[AuditEntry]) -> dict[str, Any]:
         "by_outcome": dict(sorted(by_outcome.items())),
         "by_action_outcome": dict(sorted(both.items())),
     }
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def verification_from_dict(data: Mapping[str, Any]) -> Verification:
+    """The verification ``Verification.to_dict`` made."""
+    head = data.get("head")
+    return Verification(
+        tenant=str(data["tenant"]),
+        entries=int(data["entries"]),
+        head=None if head is None else AuditHead(str(head["tenant"]), head["seq"], head["hash"]),
+        problems=tuple(Problem(int(p["seq"]), Tamper(p["kind"])) for p in data["problems"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """A compliance report: the entries of some chains made in ``[since, until)``, in
+    order, with a summary by action and outcome and each chain's head when read."""
+
+    tenants: tuple[str, ...]
+    since: datetime | None
+    until: datetime | None
+    entries: tuple[AuditEntry, ...]
+    heads: tuple[AuditHead, ...]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """How many entries, by action, by outcome and by both."""
+        return summary(self.entries)
+
+    def header(self) -> dict[str, Any]:
+        """Everything but the entries, JSON-ready."""
+        return {
+            "tenants": list(self.tenants),
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            "heads": [h.to_dict() for h in self.heads],
+            "summary": self.summary,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {**self.header(), "entries": [e.to_dict() for e in self.entries]}
+
+    def lines(self) -> Iterable[str]:
+        """The report as JSON Lines: one line per entry, then a line holding the rest
+        under ``"report"``."""
+        for entry in self.entries:
+            yield json.dumps(entry.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        yield json.dumps({"report": self.header()}, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditReport:
+        """The report ``to_dict`` made."""
+        return cls(
+            tenants=tuple(str(t) for t in data["tenants"]),
+            since=_time_or_none(data.get("since")),
+            until=_time_or_none(data.get("until")),
+            entries=tuple(AuditEntry.from_dict(e) for e in data["entries"]),
+            heads=tuple(AuditHead(str(h["tenant"]), h["seq"], h["hash"]) for h in data["heads"]),
+        )

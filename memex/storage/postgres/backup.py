@@ -3,9 +3,9 @@
 Every tenant's memories, their past versions and their vectors, the directory
 (tenants, users, projects, API keys with their hashes) and the audit chains (entries
 and heads as they are) are read in one REPEATABLE READ transaction (the store as it was
-at one moment; writers go on) and written into a new SQLite store at the target, which any memex opens as a store of its
-own, or restores from. Saved session contexts and change counters are not copied: they
-are bookkeeping a new store starts without.
+at one moment; writers go on) and written into a new SQLite store at the target, which
+any memex opens as a store of its own, or restores from. Saved session contexts and
+change counters are not copied: they are bookkeeping a new store starts without.
 """
 
 from __future__ import annotations
