@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
+from pathlib import Path
 
 from memex.core.audit import AuditEvent, AuditReport, Verification, verify
 from memex.core.models import parse_time
 from memex.errors import ScopeError, ValidationError
+from memex.files import output_file
 from memex.handle import Handle
 
 
@@ -54,10 +56,12 @@ class AuditMixin(Handle):
         until: datetime | str | None = None,
         *,
         tenant: str | None = None,
+        path: str | Path | None = None,
     ) -> AuditReport:
         """The audit entries made in ``[since, until)`` (naive times: UTC), oldest first
         per chain, with a summary by action and outcome (a compliance report); chains
-        as ``audit_verify`` picks them."""
+        as ``audit_verify`` picks them. With ``path``, the report is also written there
+        as JSON Lines (``AuditReport.lines``), replacing the file only once complete."""
         start = None if since is None else parse_time(since, "since")
         end = None if until is None else parse_time(until, "until")
         if start is not None and end is not None and start > end:
@@ -65,13 +69,18 @@ class AuditMixin(Handle):
         log = self._engine.store.audit()
         names = self._chains(tenant)
         trails = [log.trail(name, start, end) for name in names]
-        return AuditReport(
+        report = AuditReport(
             tenants=tuple(names),
             since=start,
             until=end,
             entries=tuple(e for t in trails for e in t.entries),
             heads=tuple(t.head for t in trails if t.head is not None),
         )
+        if path is not None:
+            with output_file(path, owned=self._engine.store.info().files) as handle:
+                for line in report.lines():
+                    handle.write(line + "\n")
+        return report
 
     def record_audit(self, event: AuditEvent) -> None:
         """Append ``event`` to its chain in a transaction of its own: what changes nothing

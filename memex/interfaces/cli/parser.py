@@ -98,6 +98,7 @@ COMMANDS = (
     "warm",
     "serve",
     "admin",
+    "audit",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -264,6 +265,12 @@ def build(only: str | None = None) -> Parser:
         from memex.interfaces.cli.admin import add_parsers
 
         add_parsers(p, lambda sub: _globals(sub, top=False))
+
+    p = command("audit", "Verify the store's audit trail and export compliance reports.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.audit import add_parsers as audit_parsers
+
+        audit_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 
