@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from memex.core import wire
 from memex.core.assembled import Context
+from memex.core.audit import AuditReport, verification_from_dict
+from memex.core.audit import Verification as AuditVerification
 from memex.core.ids import stored_id
 from memex.core.models import SCOPE_FIELDS, Hit, Memory, Page, Scope, Stats, parse_time
 from memex.core.versions import update_changes
@@ -346,3 +348,35 @@ def me() -> Call[dict[str, Any]]:
 def scope_of(me: Mapping[str, Any]) -> Scope:
     """The scope a caller is confined to, from what ``GET /v1/me`` says of it."""
     return Scope(tenant=me["tenant"], user=me.get("user"), project=me.get("project"))
+
+
+def audit_verify(tenant: str | None) -> Call[list[AuditVerification]]:
+    """``audit_verify``: the key's tenant's chain (``GET /v1/audit/verify``)."""
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError("tenant must be a string")
+    return Call(
+        "GET",
+        "/v1/audit/verify",
+        lambda data: [verification_from_dict(data)],
+        idempotent=True,
+        tenants=() if tenant is None else (tenant,),
+    )
+
+
+def audit_export(since: object, until: object, tenant: str | None) -> Call[AuditReport]:
+    """``audit_export``: the key's tenant's entries in ``[since, until)`` (``GET /v1/audit``)."""
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError("tenant must be a string")
+    params = tuple(
+        (name, str(time_arg(value, name)))
+        for name, value in (("since", since), ("until", until))
+        if value is not None
+    )
+    return Call(
+        "GET",
+        "/v1/audit",
+        AuditReport.from_dict,
+        params=params,
+        idempotent=True,
+        tenants=() if tenant is None else (tenant,),
+    )

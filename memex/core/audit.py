@@ -301,6 +301,14 @@ def _moved_from(entry: AuditEntry, seqs: Iterable[int]) -> int | None:
     return None
 
 
+def _linked_to(entry: AuditEntry, following: AuditEntry | None, head: AuditHead | None) -> bool:
+    """Whether the chain links to ``entry`` where it stands: the next entry holds its
+    hash, or, the last, the head does at its number."""
+    if following is not None:
+        return following.prev_hash == entry.hash
+    return head is not None and (head.seq, head.hash) == (entry.seq, entry.hash)
+
+
 def verify(entries: Sequence[AuditEntry], head: AuditHead | None) -> Verification:
     """Check a whole chain, read in sequence order, against its head.
 
@@ -347,7 +355,7 @@ def verify(entries: Sequence[AuditEntry], head: AuditHead | None) -> Verificatio
                 offset = -1
             elif moved is not None:
                 found(min(entry.seq, moved), Tamper.REORDERED)
-            elif entry.hash in linked or (head is not None and head.hash == entry.hash):
+            elif _linked_to(entry, following, head):
                 found(entry.seq, Tamper.EDITED)
             else:
                 found(entry.seq, Tamper.INSERTED)
