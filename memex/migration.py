@@ -7,7 +7,8 @@ stored (never embedded again: the target records the source's vector model). The
 directory goes first: tenants, users, projects and API keys with their hashes and
 times, so keys issued on the source work on the target; then the audit chains, entry
 for entry (a target whose chain of a tenant is not a beginning of the source's is
-refused before anything is written). Saved session contexts and
+refused before anything is written, unless ``force``: then it is kept, and notes the
+source chain it did not copy). Saved session contexts and
 change counters are bookkeeping a store starts without; they are not copied, as a
 backup does not copy them.
 
@@ -32,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from memex.core.audit import AuditTrail
+from memex.actor import current_actor
+from memex.core.audit import AuditEvent, AuditHead, AuditTrail
 from memex.core.locations import is_database_url
 from memex.core.migration import (
     EMPTY,
@@ -127,12 +129,17 @@ def copy_store(
             "copies vectors as they are: reindex one store to the other's model first"
         )
     directory = _check_directory(source, target, force)
-    chains = _check_audit(source, target)
     tenants = source.tenants()
     have, replaced = _check_target(source, target, tenants, force, progress)
+    chains, forked = _check_audit(source, target, force)
     _copy_directory(target, directory)
     for chain in chains:
         target.audit().copy(chain)
+    for chain in forked:  # forced: the target's own chain stays, and says so
+        head = chain.head or AuditHead(chain.tenant)
+        detail = f"source chain not copied, head {head.seq} {head.hash}"
+        event = AuditEvent(chain.tenant, "audit.migrate", "store", current_actor(), detail=detail)
+        target.audit().append(event)
     copied = skipped = 0
     if model is not None:
         total = sum(_count(source, t) for t in tenants)
@@ -236,21 +243,27 @@ def _check_directory(source: Store, target: Store, force: bool) -> DirectoryPlan
     return found
 
 
-def _check_audit(source: Store, target: Store) -> list[AuditTrail]:
-    """The source's audit chains, each of which the target's must begin (an entry is
-    never removed, so not even ``force`` copies over a chain that went otherwise)."""
+def _check_audit(
+    source: Store, target: Store, force: bool
+) -> tuple[list[AuditTrail], list[AuditTrail]]:
+    """The source's audit chains the target's begin (to copy), and those the target's
+    went otherwise from: refused unless ``force``, which keeps the target's chain (an
+    entry is never removed) and notes in it the source chain it did not copy."""
     chains = [source.audit().trail(head.tenant) for head in source.audit().heads()]
+    copied: list[AuditTrail] = []
+    forked: list[AuditTrail] = []
     for chain in chains:
-        there = target.audit().trail(chain.tenant).head
-        if there is None or there.seq == 0:
-            continue
-        same = [e for e in chain.entries if e.seq == there.seq and e.hash == there.hash]
-        if not same:
-            raise ConfigError(
-                f"the target's audit chain of {chain.tenant!r} is not a part of the source's; "
-                "a migration never removes audit entries: migrate into another store"
-            )
-    return chains
+        there = target.audit().trail(chain.tenant).head or AuditHead(chain.tenant)
+        ok = there.seq == 0 or any(
+            (e.seq, e.hash) == (there.seq, there.hash) for e in chain.entries
+        )
+        (copied if ok else forked).append(chain)
+    if forked and not force:
+        raise ConfigError(
+            f"the target's audit chain of {forked[0].tenant!r} is not a part of the "
+            "source's; force it to keep the target's chain as it is (memex migrate --force)"
+        )
+    return copied, forked
 
 
 def _copy_directory(target: Store, found: DirectoryPlan) -> None:

@@ -48,8 +48,10 @@ def _bounded(value: str | None, name: str) -> str | None:
     """``value`` cut to its field's length, control characters replaced."""
     if value is None:
         return None
-    text = "".join(c if c.isprintable() else "?" for c in str(value))
-    return text[: _LIMITS[name]]
+    text = str(value)[: _LIMITS[name]]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 @dataclass(frozen=True, slots=True)
