@@ -38,6 +38,8 @@ SHARED = [
     "export_lines",
     "export",
     "import_lines",
+    "audit_verify",
+    "audit_export",
 ]
 
 

@@ -110,7 +110,7 @@ def test_a_schema_4_store_is_upgraded_to_an_empty_directory(postgres_url: str) -
     store.close()
     with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
         # Back to schema 4: as a store written before the directory existed.
-        conn.execute(f"DROP TABLE {', '.join(DIRECTORY)}")
+        conn.execute(f"DROP TABLE {', '.join(DIRECTORY)}, audit_entries, audit_heads")
         bound(conn, {"memex.all_tenants": "on"})
         conn.execute("UPDATE memex_meta SET value = '4' WHERE key = 'schema_version'")
     store = open_store(postgres_url, Settings())

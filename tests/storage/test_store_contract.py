@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from memex.core.audit import Actor, AuditEvent, verify
 from memex.core.ids import new_id
 from memex.core.models import Memory, Scope, content_hash
 from memex.core.query import Filters
@@ -732,6 +733,57 @@ def test_close_releases_and_a_reopen_sees_everything(store: Store, backend: Back
         again.close()
 
 
+def test_a_batch_and_its_audit_entry_commit_together(store: Store, backend: Backend) -> None:
+    who = Actor("k1", user="ana", client="192.0.2.1", user_agent="ua")
+    first = memory("secret words")
+    event = AuditEvent("t1", "memory.remember", "memory", who, first.id)
+    store.write(
+        Scope(tenant="t1"), WriteBatch(inserts=[(first, vec(1, 0, 0, 0))], audit=event), MODEL
+    )
+    updated = first.with_changes(content="more secret", version=2)
+    store.write(
+        Scope(tenant="t1"),
+        WriteBatch(
+            updates=[(updated, None, 1)],
+            audit=AuditEvent("t1", "memory.update", "memory", who, first.id),
+        ),
+        MODEL,
+    )
+    # A batch that fails (a stale version) leaves neither its change nor its entry.
+    with pytest.raises(ConflictError):
+        store.write(
+            Scope(tenant="t1"),
+            WriteBatch(
+                updates=[(updated, None, 1)],
+                audit=AuditEvent("t1", "memory.update", "memory", who, first.id),
+            ),
+            MODEL,
+        )
+    put(store, (memory("unaudited"), vec(0, 1, 0, 0)))  # no event: no entry
+    trail = store.audit().trail("t1")
+    assert [(e.seq, e.action, e.resource_id) for e in trail.entries] == [
+        (1, "memory.remember", first.id),
+        (2, "memory.update", first.id),
+    ]
+    assert trail.entries[0].user == "ana" and trail.entries[0].client == "192.0.2.1"
+    assert verify(trail.entries, trail.head).ok
+    assert "secret" not in repr(trail)
+    # Another tenant's chain is its own, and a batch's event must be of its tenant.
+    assert store.audit().trail("t2").entries == ()
+    with pytest.raises(ScopeError):
+        store.write(
+            Scope(tenant="t2"),
+            WriteBatch(inserts=[(memory("x", tenant="t2"), vec(1, 0, 0, 0))], audit=event),
+            MODEL,
+        )
+    assert store.audit().trail("t2").head is None
+    other = backend.reopen()  # what another process reads
+    try:
+        assert other.audit().trail("t1") == trail
+    finally:
+        other.close()
+
+
 DIRECTORY = "test_directory_contract.py"
 
 
@@ -741,6 +793,8 @@ def test_the_suite_exercises_every_protocol_method() -> None:
     methods = [
         name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")
     ]
-    assert len(methods) <= 19
+    # 17 questions about memories, and three doors to parts with contracts of their
+    # own: directory(), audit() and tenant_keys().
+    assert len(methods) <= 20
     missing = [name for name in methods if f".{name}(" not in source]
     assert missing == []

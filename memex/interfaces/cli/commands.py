@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
 from memex.interfaces.cli.admin import run as admin
+from memex.interfaces.cli.audit import run as audit
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
 from memex.interfaces.cli.serve import serve
@@ -411,4 +412,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "serve": serve,
     "admin": admin,
     "tui": tui,
+    "audit": audit,
 }

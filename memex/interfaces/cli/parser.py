@@ -99,6 +99,7 @@ COMMANDS = (
     "serve",
     "admin",
     "tui",
+    "audit",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -282,6 +283,11 @@ def build(only: str | None = None) -> Parser:
     p.add_argument("--since", help="created at or after this time" + UTC_NOTE)
     p.add_argument("--until", help="created before this time" + UTC_NOTE)
     _scope(p)
+    p = command("audit", "Verify the store's audit trail and export compliance reports.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.audit import add_parsers as audit_parsers
+
+        audit_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 

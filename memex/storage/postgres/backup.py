@@ -1,11 +1,11 @@
 """A backup of a PostgreSQL store: a portable memex store file (SQLite format).
 
-Every tenant's memories, their past versions and their vectors, and the directory
-(tenants, users, projects, API keys with their hashes), are read in one
-REPEATABLE READ transaction (the store as it was at one moment; writers go on) and
-written into a new SQLite store at the target, which any memex opens as a store of its
-own, or restores from. Saved session contexts and change counters are not copied: they
-are bookkeeping a new store starts without.
+Every tenant's memories, their past versions and their vectors, the directory
+(tenants, users, projects, API keys with their hashes) and the audit chains (entries
+and heads as they are) are read in one REPEATABLE READ transaction (the store as it was
+at one moment; writers go on) and written into a new SQLite store at the target, which
+any memex opens as a store of its own, or restores from. Saved session contexts and
+change counters are not copied: they are bookkeeping a new store starts without.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from memex.core.models import Scope
 from memex.core.progress import Progress, Tally
 from memex.errors import OutputError
 from memex.storage.base import StoredVectors, WriteBatch
-from memex.storage.postgres import rows, sql
+from memex.storage.postgres import audit, rows, sql
 from memex.storage.postgres.connection import Database, bind, configure, driver_errors, translate
 from memex.storage.postgres.directory import copy_into
 
@@ -44,6 +44,9 @@ def backup(db: Database, target: Path, progress: Progress | None) -> int:
         tally = Tally(progress, "copying")
         copy = SQLiteStore(target)
         copy_into(conn, copy.directory())
+        log = copy.audit()
+        for head in audit.heads(conn):  # the audit chains, as they are
+            log.copy(audit.trail(conn, head.tenant, None, None))
         copied = 0
         if "vectors_model" in found:
             model = StoredVectors(str(found["vectors_model"]), int(found["vectors_dimensions"]))

@@ -26,6 +26,7 @@ from memex.storage.base import (
     WriteBatch,
 )
 from memex.storage.postgres import candidates, reads, rows, sql, writes
+from memex.storage.postgres.audit import PostgresAuditLog
 from memex.storage.postgres.connection import Database, translate
 from memex.storage.postgres.migrate import upgrade
 from memex.storage.postgres.model import (
@@ -210,6 +211,10 @@ class PostgresStore:
         from memex.storage.postgres.directory import PostgresDirectory
 
         return PostgresDirectory(self._db, self._read_only)
+
+    def audit(self) -> PostgresAuditLog:
+        """The store's audit chains (storage/postgres/audit.py)."""
+        return PostgresAuditLog(self._db, self._read_only)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"

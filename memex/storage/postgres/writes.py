@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from memex.core.models import Scope, to_micros
 from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.checks import check_history, check_scope, float32_vector
-from memex.storage.postgres import reads, sql
+from memex.storage.checks import check_audit, check_history, check_scope, float32_vector
+from memex.storage.postgres import audit, reads, sql
 from memex.storage.postgres.postings import Totals
 
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class Counts:
 
 
 def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int) -> None:
-    """Insert, archive, update and purge as the batch says (in the caller's transaction)."""
+    """Insert, archive, update and purge as the batch says (in the caller's transaction);
+    its audit event goes last, so the chain head's lock is the last one taken."""
+    check_audit(scope, batch)
     counts = Counts()
     totals = Totals()
     _insert(conn, scope, batch, dims, counts, totals)
@@ -104,6 +106,8 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
         _purge(conn, scope, batch.purges, counts, totals)
     totals.write(conn)
     counts.write(conn)
+    if batch.audit is not None:
+        audit.append(conn, batch.audit, bound=True)
 
 
 def _changed(memory_id: str) -> ConflictError:
