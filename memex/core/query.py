@@ -94,3 +94,22 @@ class Filters:
             include_deleted=include_deleted,
             include_superseded=include_superseded,
         )
+
+
+def metadata_matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``metadata`` holds every key of a metadata filter with an equal value, as
+    the stores compare in SQL: None matches a JSON null only, true and false equal 1 and
+    0, numbers compare by value, text only equals the same text."""
+    for key, value in wanted.items():
+        if key not in metadata:
+            return False
+        found = metadata[key]
+        if value is None or found is None:
+            if found is not value:
+                return False
+        elif isinstance(value, str) or isinstance(found, str):
+            if not (isinstance(value, str) and isinstance(found, str) and found == value):
+                return False
+        elif not (isinstance(found, int | float) and found == value):
+            return False
+    return True

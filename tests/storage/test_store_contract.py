@@ -164,8 +164,6 @@ def test_tenants_lists_every_tenant_with_memories(store: Store) -> None:
 
 
 def test_tenant_keys_name_the_encrypted_tenants(store: Store, backend: Backend) -> None:
-    if backend.name == "postgres":
-        pytest.skip("encryption at rest is not offered on PostgreSQL yet")
     put(store, (memory("x", tenant="a"), vec(1, 0, 0, 0)), tenant="a")
     keys = store.tenant_keys()
     encrypted = backend.settings.master_key is not None
