@@ -327,10 +327,21 @@ def stats(location: str) -> Call[Stats]:
     return Call("GET", "/v1/stats", read, idempotent=True)
 
 
-def export(include_deleted: bool, history: bool) -> Call[None]:
-    """``export_lines``: the request; the answer is read line by line, not as JSON."""
-    params = (("include_deleted", _flag(include_deleted)), ("history", _flag(history)))
-    return Call("GET", "/v1/export", lambda data: None, params, idempotent=True)
+def export(options: Mapping[str, Any]) -> Call[None] | None:
+    """``export_lines``: the request (None for an empty list of ids: an export of nothing,
+    which no query string can ask for); the answer is read line by line, not as JSON."""
+    o = dict(options)
+    ids = o.pop("ids", None)
+    if isinstance(ids, str | bytes | Mapping) or not (ids is None or isinstance(ids, Iterable)):
+        raise ValidationError("ids must be a list of memory ids")
+    params, tenants = listing_params(o.pop("scope", None), o.pop("kinds"), o.pop("tags"), **o)
+    if ids is not None:
+        named = tuple(("id", stored_id(i)) for i in ids)
+        if not named:
+            return None
+        params += named
+    read = lambda data: None  # noqa: E731
+    return Call("GET", "/v1/export", read, params, idempotent=True, tenants=tenants)
 
 
 def import_lines() -> Call[list[Memory]]:

@@ -387,12 +387,25 @@ class Client:
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> Iterator[str]:
         """Every memory in scope as JSON Lines records (no line ends), oldest first,
         streamed from one snapshot the server takes when iteration starts."""
         import httpx
 
-        response = self._exchange(calls.export(include_deleted, history), stream=True)
+        options = {
+            "include_deleted": include_deleted, "history": history, "ids": ids,
+            "scope": scope, "kinds": kinds, "tags": tags, "since": since, "until": until,
+        }  # fmt: skip
+        call = calls.export(options)
+        if call is None:
+            return
+        response = self._exchange(call, stream=True)
         tally = Tally(progress, "exporting", None)
         pending = 0
         try:
@@ -419,6 +432,12 @@ class Client:
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> int:
         """Write ``export_lines`` to the local file ``path`` (replaced only once complete);
         return how many memories it holds."""
@@ -427,7 +446,15 @@ class Client:
         count = 0
         with output_file(path) as handle:
             for line in self.export_lines(
-                include_deleted=include_deleted, history=history, progress=progress
+                include_deleted=include_deleted,
+                history=history,
+                progress=progress,
+                ids=ids,
+                scope=scope,
+                kinds=kinds,
+                tags=tags,
+                since=since,
+                until=until,
             ):
                 handle.write(line + "\n")
                 count += 1

@@ -98,6 +98,7 @@ COMMANDS = (
     "warm",
     "serve",
     "admin",
+    "tui",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -274,6 +275,13 @@ def build(only: str | None = None) -> Parser:
         from memex.interfaces.cli.admin import add_parsers
 
         add_parsers(p, lambda sub: _globals(sub, top=False))
+
+    p = command("tui", "Inspect memories in a terminal UI (needs the tui extra).")
+    p.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")
+    p.add_argument("--tag", "-t", action="append", dest="tags", help="only with this tag")
+    p.add_argument("--since", help="created at or after this time" + UTC_NOTE)
+    p.add_argument("--until", help="created before this time" + UTC_NOTE)
+    _scope(p)
     return top
 
 
