@@ -165,13 +165,52 @@ def test_tenants_lists_every_tenant_with_memories(store: Store) -> None:
 
 
 def test_tenant_keys_name_the_encrypted_tenants(store: Store, backend: Backend) -> None:
-    if backend.name == "postgres":
-        pytest.skip("encryption at rest is not offered on PostgreSQL yet")
     put(store, (memory("x", tenant="a"), vec(1, 0, 0, 0)), tenant="a")
     keys = store.tenant_keys()
     encrypted = backend.settings.master_key is not None
     assert [tenant for tenant, _ in keys.encrypted()] == (["a"] if encrypted else [])
     assert keys.destroy("nobody") is False
+
+
+_METADATA_ROWS = {
+    "text": {"k": "x"},
+    "one": {"k": 1},
+    "true": {"k": True},
+    "float": {"k": 2.0},
+    "null": {"k": None},
+    "texty": {"k": "1"},
+    "none": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        ({"k": "x"}, {"text"}),
+        ({"k": 1}, {"one", "true"}),  # true is 1, as JSON compares in SQLite
+        ({"k": True}, {"one", "true"}),
+        ({"k": 2}, {"float"}),
+        ({"k": None}, {"null"}),
+        ({"k": "1"}, {"texty"}),
+        ({"other": "x"}, set()),
+    ],
+)
+def test_metadata_filters_compare_alike(
+    store: Store, wanted: dict[str, object], expected: set[str]
+) -> None:
+    """Every backend, encrypted or not (sealed metadata is compared outside SQL), passes
+    the same memories through a metadata filter, in lists and in recall's candidates."""
+    made = {name: memory(name, metadata=meta) for name, meta in _METADATA_ROWS.items()}
+    put(store, *((m, vec(1, 0, 0, 0)) for m in made.values()))
+    names = {m.id: name for name, m in made.items()}
+    first = store.list(flt(metadata=wanted), "asc", 1, None)[0]  # a limit, after the filter
+    assert len(first) == min(1, len(expected)) and {names[m.id] for m in first} <= expected
+    everything = store.list(flt(metadata=wanted), "asc", None, None)[0]
+    assert {names[m.id] for m in everything} == expected
+    found = store.candidates(
+        flt(metadata=wanted), CandidateQuery(vector=vec(1, 0, 0, 0), terms=(), limit=10)
+    )
+    assert {names[found.ids[c.key]] for c in found.vector} == expected
 
 
 def test_write_outside_scope_is_refused(store: Store) -> None:
