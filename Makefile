@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint node-tools bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: lint, type-check and run the whole test suite
-test: lint
+## node-tools: Node 22, the MCP conformance suite and the MCP Inspector CLI that the MCP
+## tests drive, pinned by tests/node/package-lock.json, into .cache/node (a no-op once there)
+node-tools:
+	@scripts/install-node-tools
+
+## test: lint, type-check, install the Node test tools and run the whole test suite
+test: lint node-tools
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly" >&2; exit 1; fi; \
 	exit $$rc
@@ -42,4 +47,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/locomo.py --markdown
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info
