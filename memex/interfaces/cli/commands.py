@@ -18,6 +18,7 @@ from memex.interfaces.cli import render
 from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.mcp import mcp
 from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
@@ -392,5 +393,6 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "index": index,
     "warm": warm_,
     "serve": serve,
+    "mcp": mcp,
     "admin": admin,
 }

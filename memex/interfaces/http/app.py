@@ -4,7 +4,7 @@ authentication and the edge middleware around one open ``Memex``."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     max_body: int = MAX_BODY,
     on_close: Callable[[], None] | None = None,
+    mcp_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -42,7 +43,8 @@ def create_app(
     benchmarks only. ``trusted_proxies`` (CIDR networks) are the proxies whose
     ``X-Forwarded-For`` is believed; ``max_body`` is the largest body taken, in bytes.
     The caller keeps ``root`` and closes it after the app has stopped, or passes
-    ``on_close``, which the app's shutdown calls last.
+    ``on_close``, which the app's shutdown calls last. ``mcp_hosts`` (the Host
+    header values it accepts besides loopback) serves MCP at ``/mcp``; None: no MCP.
     """
     from memex import __version__
 
@@ -51,11 +53,15 @@ def create_app(
     proxies = parse_networks(trusted_proxies)
     authenticator: Authenticator | None = root.admin.authenticator(proxies) if auth else None
     metrics = Metrics()
+    mcp: list[AbstractAsyncContextManager[None]] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with AsyncExitStack() as running:
+                for part in mcp:
+                    await running.enter_async_context(part)
+                yield
         finally:
             try:
                 if authenticator is not None:  # when keys were last used, not yet written
@@ -77,5 +83,9 @@ def create_app(
     for part in parts:
         app.include_router(part.router)
     errors.install(app, [route for part in parts for route in part.router.routes])
+    if mcp_hosts is not None:
+        from memex.interfaces.http import mcp as mcp_route
+
+        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts))
     app.add_middleware(Edge, max_body=max_body, metrics=metrics)
     return app

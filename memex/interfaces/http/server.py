@@ -122,6 +122,7 @@ class WorkerOptions:
     auth: bool
     trusted_proxies: tuple[str, ...]
     max_body: int
+    mcp_hosts: tuple[str, ...] | None = None
 
 
 def worker_app() -> Any:
@@ -138,6 +139,7 @@ def worker_app() -> Any:
         trusted_proxies=options.trusted_proxies,
         max_body=options.max_body,
         on_close=root.close,
+        mcp_hosts=options.mcp_hosts,
     )
 
 
