@@ -47,7 +47,7 @@ def allowed_hosts(extra: Sequence[str] = ()) -> tuple[list[str], list[str]]:
         host = host.strip().lower()
         if not host:
             continue
-        bare = not host.endswith("]") and ":" not in host.rsplit("]", 1)[-1]
+        bare = host.endswith("]") or ":" not in host  # no port: any port
         names = [host, f"{host}:*"] if bare else [host]
         for name in names:
             if name not in hosts:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import ValidationError as ArgumentError
 
 from memex.core.identity import Action
@@ -26,6 +27,7 @@ from memex.errors import (
     StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
+    ValidationError,
 )
 from memex.interfaces.mcp import render
 from memex.interfaces.mcp.tools import Resolver, add_tools, request_of
@@ -104,6 +106,24 @@ class MemexServer(MCPServer[Any]):
             cause = exc.__cause__
             text = message_of(cause, self.private) if cause is not None else one_line(str(exc))
             raise ToolError(f"{name}: {text}") from None
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[Any, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; any failure is an invalid-params error in one line."""
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except MCPError:
+            raise
+        except ValueError as exc:
+            cause: BaseException = exc
+            while cause.__cause__ is not None:  # the SDK wraps the prompt's error twice
+                cause = cause.__cause__
+            text = one_line(str(exc)) if cause is exc else message_of(cause, self.private)
+            raise MCPError(code=INVALID_PARAMS, message=f"{name}: {text}") from None
 
 
 def build_server(
@@ -216,9 +236,9 @@ def _count(text: str, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"expected a whole number from 1 to {high}, not {text!r}") from None
+        raise ValidationError(f"expected a whole number from 1 to {high}, not {text!r}") from None
     if not 1 <= value <= high:
-        raise ValueError(f"expected a whole number from 1 to {high}, not {value}")
+        raise ValidationError(f"expected a whole number from 1 to {high}, not {value}")
     return value
 
 
