@@ -2,7 +2,7 @@
 against a real ``memex serve`` on loopback, its /mcp endpoint reached with an owner's key.
 
 Every scenario passes except those in conformance-expected-failures.yml, and every one listed
-there still fails, so the file names exactly what memex does not do (see docs/agents.md)."""
+there still fails, so the file names exactly what memex does not do (see docs/agents.md, Conformance)."""
 
 from __future__ import annotations
 
