@@ -19,6 +19,7 @@ from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.audit import run as audit
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.mcp import mcp
 from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
@@ -410,6 +411,7 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "index": index,
     "warm": warm_,
     "serve": serve,
+    "mcp": mcp,
     "admin": admin,
     "tui": tui,
     "audit": audit,

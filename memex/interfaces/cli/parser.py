@@ -8,6 +8,7 @@ on standard error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -97,6 +98,7 @@ COMMANDS = (
     "index",
     "warm",
     "serve",
+    "mcp",
     "admin",
     "tui",
     "audit",
@@ -268,6 +270,22 @@ def build(only: str | None = None) -> Parser:
     p.add_argument("--no-quotas", action="store_true", help="tenants' quotas not enforced")
     p.add_argument("--redis", metavar="URL", help="share the limits through this Redis")
     p.add_argument("--redis-prefix", default="memex", metavar="TEXT", help="(memex)")
+
+    p.add_argument(
+        "--mcp-allowed-host",
+        action="append",
+        dest="mcp_allowed_hosts",
+        metavar="HOST",
+        help="a Host header /mcp accepts, besides loopback and the address served (repeat)",
+    )
+
+    p = command("mcp", "Serve the store to an AI agent over MCP on stdio (needs the mcp extra).")
+    for name in ("project", "user", "agent"):
+        p.add_argument(
+            f"--{name}",
+            default=os.environ.get(f"MEMEX_{name.upper()}") or None,
+            help=f"scope: {name} (default: $MEMEX_{name.upper()})",
+        )
 
     p = command(
         "admin", "Manage tenants, users, projects, API keys and quotas, on the store itself."
