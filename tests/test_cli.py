@@ -782,6 +782,7 @@ def test_every_command_is_tested_with_json() -> None:
         "audit",
         "serve",
         "tui",
+        "mcp",
     }
     assert set(registered_commands()) == expected
 
