@@ -39,7 +39,7 @@ from memex.errors import (
 )
 from memex.insertion import InsertionMixin
 from memex.migration import MigrationMixin
-from memex.removal import RemovalMixin
+from memex.privacy import PrivacyMixin
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from memex.security.admin import Admin
 
 
-class Memex(RemovalMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixin):
+class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);

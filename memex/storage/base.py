@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from memex.core.query import Filters, Order
     from memex.core.ranking import Candidate, Facts
     from memex.storage.directory import Directory
+    from memex.storage.privacy import PrivacyStore
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
 """A float32 vector (numpy is loaded only where vectors are made or searched)."""
@@ -273,6 +274,10 @@ class Store(Protocol):
         """The store's directory: its tenants, users, projects and API keys (hashes only),
         kept in the same database as its memories. A read-only store's directory refuses
         changes (StoreReadOnlyError)."""
+        ...
+
+    def privacy(self) -> PrivacyStore:
+        """Erasure and anonymisation on the store's tables (``memex.storage.privacy``)."""
         ...
 
     def tenants(self) -> builtins.list[str]:
