@@ -28,7 +28,8 @@ from memex.client.failures import from_answer, malformed, unreachable
 from memex.client.retry import next_delay, retry_after
 from memex.core.assembled import Context
 from memex.core.models import Hit, Memory, Page, Scope, Stats
-from memex.core.progress import Progress, Tally
+from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
+from memex.core.progress import Progress, Step, Tally
 from memex.core.query import Order
 from memex.core.versions import KEEP
 from memex.errors import StoreError
@@ -339,6 +340,33 @@ class Client:
             "limit": limit,
         }  # fmt: skip
         return self._send(calls.range_(options))
+
+    # -- privacy -------------------------------------------------------------------
+
+    def export_user(self, user: str) -> PrivacyExport:
+        """Everything the server holds about a user of the key's tenant, as one package."""
+        return self._send(calls.export_user(user))
+
+    def erase(
+        self,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        tenant: str | None = None,
+        progress: Progress | None = None,
+        batch_size: int = 500,
+    ) -> ErasureReceipt:
+        """Erase a user's or a project's data for good, or a whole tenant's; the server
+        works in batches, and ``progress`` hears of the memories erased once it is done."""
+        receipt = self._send(calls.erase(user, project, tenant, batch_size))
+        if progress is not None:
+            erased = receipt.counts.get("memories", 0)
+            progress(Step("erasing memories", erased, erased))
+        return receipt
+
+    def anonymise(self, user: str) -> Anonymisation:
+        """Replace a user of the key's tenant by a pseudonym wherever the server keeps it."""
+        return self._send(calls.anonymise(user))
 
     def stats(self) -> Stats:
         """Counts and sizes for the key's scope; ``path`` is the server's URL."""

@@ -18,6 +18,7 @@ from memex.interfaces.cli import render
 from memex.interfaces.cli.admin import run as admin
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.privacy import run as privacy
 from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
@@ -393,4 +394,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "warm": warm_,
     "serve": serve,
     "admin": admin,
+    "privacy": privacy,
 }

@@ -98,6 +98,7 @@ COMMANDS = (
     "warm",
     "serve",
     "admin",
+    "privacy",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -264,6 +265,12 @@ def build(only: str | None = None) -> Parser:
         from memex.interfaces.cli.admin import add_parsers
 
         add_parsers(p, lambda sub: _globals(sub, top=False))
+
+    p = command("privacy", "Export, erase or anonymise a user; erase a project or a tenant.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.privacy import add_parsers as privacy_parsers
+
+        privacy_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 
