@@ -728,7 +728,9 @@ PRIVACY = "test_privacy_contract.py"
 def test_the_suite_exercises_every_protocol_method() -> None:
     # The directory's and the privacy operations' contracts are in modules of their own.
     here = Path(__file__)
-    source = "".join(p.read_text() for p in (here, here.with_name(DIRECTORY), here.with_name(PRIVACY)))
+    source = "".join(
+        p.read_text() for p in (here, here.with_name(DIRECTORY), here.with_name(PRIVACY))
+    )
     methods = [
         name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")
     ]
