@@ -780,6 +780,7 @@ def test_every_command_is_tested_with_json() -> None:
         "unsupersede",
         "admin",
         "serve",
+        "privacy",
     }
     assert set(registered_commands()) == expected
 

@@ -11,6 +11,7 @@ import pytest
 
 from memex import Memex
 from memex.core.privacy import Selector
+from memex.errors import ConflictError
 from memex.storage.base import Store, WriteBatch
 
 if TYPE_CHECKING:
@@ -71,8 +72,8 @@ def test_anonymise_renames_every_version(store: Store) -> None:
     counts = privacy.anonymise(Selector.of("t1", user="alice"), "anon-1")
     assert counts["memories"] == 1
     assert [v.scope.user for v in store.history(Scope(tenant="t1"), m.id)] == ["anon-1"]
-    with pytest.raises(Exception, match="exists"):
-        put(store, memory("x", scope=Scope(tenant="t1", user="bob")))
+    put(store, memory("x", scope=Scope(tenant="t1", user="bob")))
+    with pytest.raises(ConflictError, match="exists"):
         privacy.anonymise(Selector.of("t1", user="bob"), "anon-1")
 
 
