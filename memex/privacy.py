@@ -156,7 +156,9 @@ class PrivacyMixin(RemovalMixin):
         now = utcnow()
         inside = dict(selector.scope.items())
         updates = []
-        for memory in page:
+        store = self._engine.store.privacy()
+        superseding = store.superseding(selector.tenant, [m.id for m in page])
+        for memory in (m for m in page if m.id in superseding):
             for update in self._restored(memory, now):
                 fields = dict(update[0].scope.items())
                 if any(fields.get(k) != v for k, v in inside.items()):

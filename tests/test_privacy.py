@@ -168,6 +168,10 @@ def test_memories_an_erased_one_superseded_are_restored(store_path: Path) -> Non
         old = mx.remember("the office is in Leeds", scope={"user": "bob"})
         mx.remember("the office is in York", scope={"user": "alice"}, supersedes=old.id)
         assert mx.get(old.id).superseded_by is not None
+        privacy = mx._engine.store.privacy()
+        assert privacy.superseding("default", [old.id, mx.get(old.id).superseded_by or ""]) == {
+            mx.get(old.id).superseded_by
+        }
         mx.erase(user="alice")
         assert mx.get(old.id).superseded_by is None
         assert [h.memory.id for h in mx.recall("office", 1)] == [old.id]

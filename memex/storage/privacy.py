@@ -41,6 +41,11 @@ class PrivacyStore(Protocol):
         naming it, or its directory entry (for a tenant: the tenant's)."""
         ...
 
+    def superseding(self, tenant: str, ids: Sequence[str]) -> set[str]:
+        """Which of these ids some memory of the tenant names as ``superseded_by`` (one
+        indexed query: an erase restores only what those superseded)."""
+        ...
+
     def erase_batch(self, selector: Selector, ids: Sequence[str]) -> Erased:
         """Remove the memories with these ids that the selector covers (others are left
         alone), with every past version, their vectors and search postings, and the

@@ -38,6 +38,7 @@ def test_erase_batch_takes_only_the_selected(store: Store) -> None:
     selector = Selector.of("t1", user="alice")
     assert privacy.count(selector) == 3 and privacy.known(selector)
     assert not privacy.known(Selector.of("t2", user="alice"))
+    assert privacy.superseding("t1", [m.id for m in alice]) == set()
     done = privacy.erase_batch(selector, [alice[0].id, alice[1].id, bob.id])
     assert sorted(done.ids) == sorted([alice[0].id, alice[1].id])
     assert done.counts == {"memories": 2, "versions": 2, "vectors": 2, "sessions": 0}

@@ -82,6 +82,15 @@ class PostgresPrivacy:
         """Whether the store holds anything of the selector."""
         return bool(self._run(selector, lambda c: _known(c, selector), write=False))
 
+    def superseding(self, tenant: str, ids: Sequence[str]) -> set[str]:
+        """Which of these ids a memory of the tenant names as ``superseded_by``."""
+        query = (
+            "SELECT DISTINCT superseded_by FROM memories "
+            "WHERE tenant = %s AND superseded_by = ANY(%s)"
+        )
+        [rows] = self._db.run(tenant, [(query, (tenant, list(ids)))])
+        return {str(r[0]) for r in rows}
+
     def erase_batch(self, selector: Selector, ids: Sequence[str]) -> Erased:
         """Remove these memories of the selector, in one transaction."""
         found: Erased = self._run(selector, lambda c: _erase_batch(c, selector, ids))

@@ -76,6 +76,16 @@ class SQLitePrivacy:
         """Whether the store holds anything of the selector."""
         return self._read(lambda c: _known(c, selector))
 
+    def superseding(self, tenant: str, ids: Sequence[str]) -> set[str]:
+        """Which of these ids a memory of the tenant names as ``superseded_by``."""
+        if not ids:
+            return set()
+        query = (
+            "SELECT DISTINCT superseded_by FROM memories "
+            f"WHERE tenant = ? AND superseded_by IN ({_marks(ids)})"
+        )
+        return {str(r[0]) for r in self._read(lambda c: c.execute(query, [tenant, *ids]))}
+
     def erase_batch(self, selector: Selector, ids: Sequence[str]) -> Erased:
         """Remove these memories of the selector, in one transaction."""
         return self._write(lambda c: _erase_batch(c, selector, ids))
