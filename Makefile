@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint redis bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## redis: redis-server for the tests that share limits through Redis (Debian's package;
+## fast when installed already)
+redis:
+	@bash scripts/install-redis.sh
+
 ## test: lint, type-check and run the whole test suite
-test: lint
+test: lint redis
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly" >&2; exit 1; fi; \
 	exit $$rc

@@ -15,7 +15,11 @@ tasks, every client with its own keep-alive connection.
 Phases (``--phases``), each run with authentication on (the default) and with
 ``--no-auth``, ``--rounds`` times each, alternating (auth, no auth, no auth, auth, ...)
 so that a slow spell of the shared machine hits both alike; the server is started
-afresh for every run of a phase:
+afresh for every run of a phase. ``--features on,off`` compares instead, in the same
+way, runs with authentication and the rate limits and quotas checked on every request
+and write (set so high that none refuses: their cost, not their refusals) against
+runs with authentication alone (``MODE_ARGS`` says what each mode passes ``memex
+serve``), and reports on ÷ off:
 
 * ``capacity``: a closed loop, ``--capacity-clients`` clients with no think time, the
   operation mix below. A closed loop of N clients saturates the server, and then
@@ -115,6 +119,28 @@ from loadgen import run as run_loadgen  # noqa: E402
 MIX = (0.7, 0.2, 0.1)  # recall, remember, get
 GET_ONLY = (0.0, 0.0, 1.0)
 MODES = ("auth", "noauth")
+"""The two modes a run compares, in its ABBA order; ``--features on,off`` makes them
+``("on", "off")``: authentication in both, the features on in the first only."""
+HIGH = "1000000000"
+MODE_ARGS: dict[str, tuple[str, ...]] = {
+    # authentication alone, as measured before rate limits and quotas existed
+    "auth": ("--no-limits", "--no-quotas"),
+    "noauth": ("--no-auth",),
+    # rate limits checked on every request and quotas on every write, set so high that
+    # none refuses: what the checks cost, not what refusals do. Other features to be
+    # measured with them are switched on here too.
+    "on": (
+        "--key-rate",
+        f"{HIGH}/s",
+        "--key-burst",
+        HIGH,
+        "--tenant-rate",
+        f"{HIGH}/s",
+        "--tenant-burst",
+        HIGH,
+    ),
+    "off": ("--no-limits", "--no-quotas"),
+}
 URL_RE = re.compile(r"(https?://(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\]):(\d+))")
 KEY_RE = re.compile(r"\bmxk_[A-Za-z0-9]+_[A-Za-z0-9\-]{20,}")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -220,12 +246,12 @@ def prime(ctx: Context, url: str, auth: bool) -> dict[str, float]:
 
 @contextmanager
 def serving(
-    command: Sequence[str], store: Path, auth: bool, log_path: Path, wait: float = 300
+    command: Sequence[str], store: Path, mode: str, log_path: Path, wait: float = 300
 ) -> Iterator[Server]:
-    """Start the server on ``store``; stop it (SIGINT, then SIGTERM, then SIGKILL) after."""
+    """Start the server on ``store`` in ``mode`` (``MODE_ARGS``); stop it (SIGINT, then
+    SIGTERM, then SIGKILL) after."""
     argv = [*command, "--store", str(store), "--host", "127.0.0.1", "--port", "0"]
-    if not auth:
-        argv.append("--no-auth")
+    argv += MODE_ARGS[mode]
     started = time.perf_counter()
     with open(log_path, "wb") as out:
         # Output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
@@ -273,7 +299,7 @@ def owner_key(command: Sequence[str], store: Path, workdir: Path, given: str | N
     """The key the auth runs present: the one given, or the owner key of the first start."""
     if given:
         return given
-    with serving(command, store, True, workdir / "server-first-start.log") as server:
+    with serving(command, store, "auth", workdir / "server-first-start.log") as server:
         if server.owner_key:
             return server.owner_key
     made = subprocess.run(
@@ -430,7 +456,7 @@ def run_phase(
     ctx: Context, spec: PhaseSpec, mode: str, round_no: int, profile: float = 0
 ) -> dict[str, Any]:
     """Start a server, drive one phase at it from the load processes, stop it."""
-    auth = mode == "auth"
+    auth = mode != "noauth"
     label = f"{spec.name} {spec.clients} clients, {mode}, round {round_no}"
     log(f"  {label}")
     seed = hash((spec.name, spec.clients, mode, round_no)) & 0xFFFF
@@ -439,7 +465,7 @@ def run_phase(
     mp = multiprocessing.get_context("spawn")
     busy_before = wait_for_quiet(ctx.args.quiet, ctx.args.quiet_wait)
     load_before = load_average()
-    with serving(ctx.command, ctx.store, auth, log_path) as server:
+    with serving(ctx.command, ctx.store, mode, log_path) as server:
         primed = prime(ctx, server.url, auth)
         workers = []
         for plan in plans(ctx, spec, server.url, auth, seed):
@@ -775,12 +801,12 @@ def phase_table(ctx: Context, specs: Sequence[PhaseSpec]) -> list[dict[str, Any]
     for spec in specs:
         runs = [r for r in ctx.runs if (r["phase"], r["clients"]) == (spec.name, spec.clients)]
         by_mode = {m: aggregate([r for r in runs if r["mode"] == m]) for m in MODES}
-        a, b = by_mode["auth"], by_mode["noauth"]
+        a, b = by_mode[MODES[0]], by_mode[MODES[1]]
         per_round = [
             ratio(x["summary"]["throughput"], y["summary"]["throughput"])
             for x, y in zip(
-                [r for r in runs if r["mode"] == "auth"],
-                [r for r in runs if r["mode"] == "noauth"],
+                [r for r in runs if r["mode"] == MODES[0]],
+                [r for r in runs if r["mode"] == MODES[1]],
                 strict=True,
             )
         ]
@@ -792,7 +818,7 @@ def phase_table(ctx: Context, specs: Sequence[PhaseSpec]) -> list[dict[str, Any]
                 "think_s": spec.think,
                 "offered_per_s": spec.clients / (spec.think + mean_latency) if spec.think else None,
                 "by_mode": by_mode,
-                "auth_over_noauth": {
+                "first_over_second": {
                     "throughput": ratio(a["throughput"], b["throughput"]),
                     "p50": ratio(a["p50_ms"], b["p50_ms"]),
                     "p99": ratio(a["p99_ms"], b["p99_ms"]),
@@ -806,12 +832,12 @@ def phase_table(ctx: Context, specs: Sequence[PhaseSpec]) -> list[dict[str, Any]
 def goals(phases: Sequence[dict[str, Any]], max_clients: int) -> list[dict[str, Any]]:
     out = []
     for p in phases:
-        a = p["by_mode"]["auth"]
+        a = p["by_mode"][MODES[0]]
         if p["phase"] == "get":
             out.append(
                 {
                     "goal": "at least 1,000 `get` a second on 2 cores",
-                    "measured": f"{a['throughput']:,.0f}/s (no auth {p['by_mode']['noauth']['throughput']:,.0f}/s)",
+                    "measured": f"{a['throughput']:,.0f}/s ({MODES[1]} {p['by_mode'][MODES[1]]['throughput']:,.0f}/s)",
                     "met": a["throughput"] >= 1000,
                 }
             )
@@ -874,6 +900,7 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+FEATURE_NAMES = {"auth": "authentication", "on": "rate limits and quotas"}
 PHASE_NAMES = {
     "capacity": "capacity, closed loop, mix",
     "get": "capacity, closed loop, `get` only",
@@ -913,7 +940,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"indexes, took {first_recall(report):,.0f} ms, median over the runs). "
         f"Whole run {report['total_seconds']:,.0f} s.",
         "",
-        "| phase | clients | think (s) | offered (req/s) | auth | throughput (req/s) | "
+        "| phase | clients | think (s) | offered (req/s) | mode | throughput (req/s) | "
         "all p50 / p99 (ms) | recall p50 / p99 | remember p50 / p99 | get p50 / p99 | "
         "errors | new connections per request | server CPU (cores) | server CPU (ms/req) | "
         "server RSS (MB) | client CPU (µs/req) | machine busy before / during |",
@@ -928,7 +955,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{p['clients']:,}",
                 f"{p['think_s']:.1f}" if p["think_s"] else "0",
                 f"{p['offered_per_s']:,.0f}" if p["offered_per_s"] else "closed loop",
-                "on" if mode == "auth" else "off",
+                mode,
                 f"{a['throughput']:,.0f}",
                 _pair(a),
                 _pair(ops["recall"]) if ops["recall"]["ok"] else "–",
@@ -947,20 +974,21 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Auth's cost (auth on ÷ off; above 1 for latency, below 1 for throughput is a cost):",
+        f"The cost of {FEATURE_NAMES[MODES[0]]} ({MODES[0]} ÷ {MODES[1]}; above 1 for "
+        "latency, below 1 for throughput is a cost):",
         "",
         "| phase | clients | throughput | p50 | p99 | throughput, run by run |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for p in report["phases"]:
-        r = p["auth_over_noauth"]
+        r = p["first_over_second"]
         lines.append(
             f"| {PHASE_NAMES[p['phase']]} | {p['clients']:,} | {_ratio(r['throughput'])} | "
             f"{_ratio(r['p50'])} | {_ratio(r['p99'])} | "
             f"{', '.join(_ratio(x) for x in r['throughput_by_round'])} |"
         )
     if report["goals"]:
-        lines += ["", "| goal | measured (auth on) | met |", "|---|---|---|"]
+        lines += ["", f"| goal | measured ({MODES[0]}) | met |", "|---|---|---|"]
         for g in report["goals"]:
             lines.append(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |")
     for prof in report.get("profiles", []):
@@ -1011,13 +1039,14 @@ def plain(report: dict[str, Any]) -> str:
                 if a["ops"][op]["ok"]
             )
             lines.append(
-                f"  auth {'on ' if mode == 'auth' else 'off'}: {a['throughput']:,.0f} req/s, "
+                f"  {mode:>6}: {a['throughput']:,.0f} req/s, "
                 f"p50/p99 {_pair(a)} ms  [{per_op}]  errors: {_errors(a)}  "
                 f"server {a['server_cpu_cores']:.2f} cores, client {a['client_cpu_us_per_request']:,.0f} µs/req"
             )
-        r = p["auth_over_noauth"]
+        r = p["first_over_second"]
         lines.append(
-            f"  auth ÷ no auth: throughput {_ratio(r['throughput'])}, p50 {_ratio(r['p50'])}, "
+            f"  {MODES[0]} ÷ {MODES[1]}: throughput {_ratio(r['throughput'])}, "
+            f"p50 {_ratio(r['p50'])}, "
             f"p99 {_ratio(r['p99'])}"
         )
     for g in report["goals"]:
@@ -1086,9 +1115,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--py-spy", help="the py-spy executable (default: on PATH or beside python)")
     add("--quiet", type=float, default=1.0, help="wait before a run for the busy share ≤ this")
     add("--quiet-wait", type=float, default=0, help="seconds to wait for --quiet at most")
+    add(
+        "--features",
+        metavar="on,off",
+        help="compare limits and quotas on and off (both with auth) instead of auth on and off",
+    )
     add("--markdown", action="store_true", help="print markdown tables")
     add("--json", type=Path, metavar="PATH", help="write every figure here")
     args = parser.parse_args(argv)
+    if args.features is not None and args.features.replace(" ", "") not in ("on,off", "off,on"):
+        parser.error("--features takes on,off")
     args.phase_list = [p.strip() for p in args.phases.split(",") if p.strip()]
     if not args.phase_list or set(args.phase_list) - {"capacity", "get", "clients"}:
         parser.error("--phases takes capacity, get and clients")
@@ -1122,8 +1158,21 @@ def run_phases(ctx: Context, specs: Sequence[PhaseSpec]) -> None:
                 ctx.runs.append(run_phase(ctx, spec, mode, round_no))
 
 
+def set_high_quotas(store: Path) -> None:
+    """Quotas on the home tenant so high that none refuses, so that the ``on`` runs check
+    every write against them (the home tenant has none by default)."""
+    subprocess.run(
+        [sys.executable, "-m", "memex", "admin", "quota", "set", "--store", str(store),
+         *("--memories", HIGH, "--storage-mb", HIGH, "--calls-per-hour", HIGH)],
+        check=True, capture_output=True, cwd=Path(memex.__file__).resolve().parent.parent,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global MODES
     args = parse(argv)
+    if args.features is not None:
+        MODES = ("on", "off")
     started = time.perf_counter()
     load_before = load_average()
     corpus = load_corpus(args.data)
@@ -1155,6 +1204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shlex.split(args.command) if args.command else [sys.executable, "-m", "memex", "serve"]
         )
         key = owner_key(command, served, workdir, args.api_key or os.environ.get("MEMEX_API_KEY"))
+        if args.features is not None:
+            set_high_quotas(served)
         ctx = Context(
             args, command, served, key, tuple(corpus.questions), tuple(ids), corpus, workdir
         )
@@ -1188,7 +1239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile > 0:
             log(f"[profiling the server for {args.profile:.0f} s per phase]")
             for spec in first:
-                prof = run_phase(ctx, spec, "auth", 0, profile=args.profile)
+                prof = run_phase(ctx, spec, MODES[0], 0, profile=args.profile)
                 profiles.append(
                     {"phase": spec.name, "summary": prof["summary"], "profile": prof.get("profile")}
                 )

@@ -27,11 +27,13 @@ _HOMES = {
     "Embedder": "memex.embedders.base",
     "Memex": "memex.service",
     "MigrationReport": "memex.core.migration",
+    "QuotaReport": "memex.core.limits",
     "Settings": "memex.settings",
     **dict.fromkeys(
         (
             "AuthError",
             "AuthenticationError",
+            "CallQuotaExceededError",
             "ConfigError",
             "ConflictError",
             "EmbedderError",
@@ -41,6 +43,7 @@ _HOMES = {
             "NotFoundError",
             "OutputError",
             "PermissionDeniedError",
+            "QuotaExceededError",
             "RateLimitError",
             "SchemaVersionError",
             "ScopeError",
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from memex.client.aio import AsyncClient
     from memex.client.sync import Client
     from memex.core.assembled import Context, ContextSection
+    from memex.core.limits import QuotaReport
     from memex.core.migration import MigrationReport
     from memex.core.models import KNOWN_KINDS, Hit, Memory, Page, Scope, Stats
     from memex.core.ranking import FusionWeights
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from memex.errors import (
         AuthenticationError,
         AuthError,
+        CallQuotaExceededError,
         ConfigError,
         ConflictError,
         EmbedderError,
@@ -76,6 +81,7 @@ if TYPE_CHECKING:
         NotFoundError,
         OutputError,
         PermissionDeniedError,
+        QuotaExceededError,
         RateLimitError,
         SchemaVersionError,
         ScopeError,
@@ -109,6 +115,7 @@ __all__ = [
     "AuthError",
     "AuthenticationError",
     "BackupInfo",
+    "CallQuotaExceededError",
     "Client",
     "ConfigError",
     "ConflictError",
@@ -128,6 +135,8 @@ __all__ = [
     "OutputError",
     "Page",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "QuotaReport",
     "RateLimitError",
     "SchemaVersionError",
     "Scope",

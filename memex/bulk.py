@@ -11,14 +11,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memex.core.ids import new_id
+from memex.core.ids import new_id, stored_id
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.progress import Progress, Tally
+from memex.core.query import Filters, selects
 from memex.core.records import Record, build_record, parse_lines, reassign_ids, to_line, with_line
 from memex.errors import ScopeError, StoreError, StoreLockedError, ValidationError
 from memex.files import device_full, no_space, output_file, output_path
@@ -99,6 +101,12 @@ class BulkMixin(InsertionMixin):
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> Iterator[str]:
         """Every memory in scope as JSON Lines records (no line ends), oldest first.
 
@@ -106,15 +114,26 @@ class BulkMixin(InsertionMixin):
         ``include_deleted``; ``history`` adds each memory's past versions, so that
         ``import_lines`` restores ``history`` as it was. The records are read from one
         snapshot, taken when iteration starts: writes made meanwhile are not seen.
+
+        A selection narrows it: ``ids`` (those memories only, unknown ones left out),
+        a narrower ``scope``, ``kinds``, ``tags`` (all of them) and a creation-time
+        window ``[since, until)``, as ``list`` reads them.
         """
+        selection = self._selection(scope, kinds, tags, since, until)
+        if ids is not None:
+            yield from self._export_ids(selection, ids, include_deleted, history, progress)
+            return
         self._flush_access()
         snapshot = self._engine.store.snapshot(
-            self._scope, include_deleted=include_deleted, history=history
+            selection.scope, include_deleted=include_deleted, history=history
         )
+        narrowed = selection != Filters(scope=selection.scope)
         try:
-            tally = Tally(progress, "exporting", snapshot.total)
+            tally = Tally(progress, "exporting", None if narrowed else snapshot.total)
             pending = 0
             for memory, past in snapshot:
+                if narrowed and not selects(selection, memory):
+                    continue
                 yield to_line(memory, past if history else None)
                 pending += 1
                 if pending == _REPORT_EVERY:
@@ -124,6 +143,51 @@ class BulkMixin(InsertionMixin):
         finally:
             snapshot.close()
 
+    def _selection(
+        self,
+        scope: Scope | Mapping[str, Any] | None,
+        kinds: Sequence[str] | None,
+        tags: Sequence[str] | None,
+        since: datetime | str | None,
+        until: datetime | str | None,
+    ) -> Filters:
+        """An export's selection, validated as a listing's filters are."""
+        within = self._scope.narrow(Scope.of(scope))
+        return Filters.build(scope=within, kinds=kinds, tags=tags, since=since, until=until)
+
+    def _export_ids(
+        self,
+        selection: Filters,
+        ids: Sequence[str],
+        include_deleted: bool,
+        history: bool,
+        progress: Progress | None,
+    ) -> Iterator[str]:
+        """The lines of the memories named by id: read in one statement, oldest first
+        (a few marked memories need no pass over the whole scope)."""
+        if isinstance(ids, str) or not isinstance(ids, Iterable):
+            raise ValidationError("ids must be a list of memory ids")
+        wanted = list(dict.fromkeys(stored_id(i) for i in ids))
+        store = self._engine.store
+        found = store.fetch(
+            Filters(
+                scope=selection.scope, include_deleted=include_deleted, include_superseded=True
+            ),
+            wanted,
+        )
+        chosen = sorted(
+            (m for m in found.values() if selects(selection, m)),
+            key=lambda m: (m.created_at, m.id),
+        )
+        tally = Tally(progress, "exporting", len(chosen))
+        for memory in chosen:
+            past = None
+            if history:
+                versions = store.history(self._tenant(), memory.id)
+                past = [v for v in versions if v.version < memory.version]
+            yield to_line(memory, past)
+            tally.advance(1)
+
     def export(
         self,
         path: str | Path,
@@ -131,6 +195,12 @@ class BulkMixin(InsertionMixin):
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> int:
         """Write ``export_lines`` to the file ``path``; return how many memories it holds.
 
@@ -140,7 +210,15 @@ class BulkMixin(InsertionMixin):
         count = 0
         with output_file(path, owned=self._engine.store.info().files) as handle:
             for line in self.export_lines(
-                include_deleted=include_deleted, history=history, progress=progress
+                include_deleted=include_deleted,
+                history=history,
+                progress=progress,
+                ids=ids,
+                scope=scope,
+                kinds=kinds,
+                tags=tags,
+                since=since,
+                until=until,
             ):
                 handle.write(line + "\n")
                 count += 1

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from memex.access import AccessLog
+from memex.core.limits import QuotaReport
 from memex.core.models import Memory, Scope
 from memex.core.progress import Progress
 from memex.core.query import Filters
@@ -28,6 +29,35 @@ class Clearable(Protocol):
 
     def clear(self) -> None:
         """Forget everything cached."""
+        ...
+
+
+class WriteQuota(Protocol):
+    """What the insert path asks before it writes anything: a server's quotas. A store
+    opened outside a server has none."""
+
+    def admit(self, tenant: str, memories: int, content_bytes: int) -> None:
+        """Count a write that is about to happen, or refuse it (QuotaExceededError)."""
+        ...
+
+    def release(self, tenant: str, memories: int, content_bytes: int) -> None:
+        """Uncount a write ``admit`` counted that then failed."""
+        ...
+
+    def admit_member(self, tenant: str, kind: str, existing: int) -> None:
+        """Allow one more project or user (``kind``) beside ``existing``, or refuse."""
+        ...
+
+    def report(self, tenant: str, members: Callable[[], tuple[int, int]]) -> QuotaReport:
+        """The tenant's quotas and use; ``members`` counts its projects and users."""
+        ...
+
+    def changed(self) -> None:
+        """Forget the quotas read: they were just changed."""
+        ...
+
+    def clear(self) -> None:
+        """Count every tenant's use again (after a purge)."""
         ...
 
 
@@ -51,6 +81,8 @@ class Engine:
         self._shared: dict[str, object] = {}
         self._size: tuple[int, float] | None = None
         self._by_id: dict[tuple[Scope, bool], Filters] = {}
+        self.quota: WriteQuota | None = None
+        """The quotas every write is checked against before it is made (a server's)."""
 
     def shared(self, name: str, factory: Callable[[], T]) -> T:
         """The per-store item ``name``, made by ``factory`` on first use.
@@ -95,7 +127,7 @@ class Engine:
         they may hold what was purged)."""
         self.embedding.clear_cache()
         with self._lock:
-            items = list(self._shared.values())
+            items = [*self._shared.values(), self.quota]
         for item in items:
             if isinstance(item, Clearable):
                 item.clear()

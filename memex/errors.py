@@ -18,12 +18,16 @@ interface maps these classes to exit codes or HTTP statuses in one place::
     │   ├── AuthenticationError  no credential, or one that is unknown, revoked or expired
     │   └── PermissionDeniedError  a credential whose role, project or address does not allow it
     ├── RateLimitError           too many requests: try again after ``retry_after`` seconds
+    ├── QuotaExceededError       a tenant at a hard quota (``quota`` names it): nothing written
+    │   └── CallQuotaExceededError  its calls this hour: try again after ``retry_after``
     └── StoreError               the storage backend failed
         ├── StoreCorruptError    the store file is not a readable memex store
         ├── StoreLockedError     another process held the store past the busy timeout
         ├── StoreReadOnlyError   a write to a store that is open read-only (asked, or forced
         │                        by a file or folder this process cannot write)
         ├── StoreFullError       no space left on the device holding the store
+        ├── StoreKeyError        an encrypted tenant's master key is missing or wrong, its
+        │                        data key destroyed, or a sealed value fails authentication
         └── SchemaVersionError   the store was made by a newer memex
 """
 
@@ -98,6 +102,21 @@ class RateLimitError(MemexError):
         super().__init__(message)
 
 
+class QuotaExceededError(MemexError):
+    """A tenant at one of its hard quotas: ``quota`` names it (``memories``,
+    ``storage_mb``, ``projects``, ``users``, ``calls_per_hour``); nothing was written."""
+
+    def __init__(self, message: str, quota: str, retry_after: float | None = None) -> None:
+        self.quota = quota
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class CallQuotaExceededError(QuotaExceededError):
+    """A tenant's calls this hour are at its hard quota; ``retry_after`` says how many
+    seconds until the next hour."""
+
+
 class StoreError(MemexError):
     """The storage backend failed."""
 
@@ -121,6 +140,11 @@ class StoreReadOnlyError(StoreError):
 
 class StoreFullError(StoreError):
     """No space is left on the device that holds the store."""
+
+
+class StoreKeyError(StoreError):
+    """An encrypted tenant whose key is missing, wrong or destroyed, or whose stored
+    ciphertext fails authentication (tampered with, or moved from another row)."""
 
 
 class SchemaVersionError(StoreError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memex.core.build import build_memory
 from memex.core.models import Memory, Scope, utcnow
@@ -20,9 +20,6 @@ from memex.core.versions import superseded
 from memex.errors import ValidationError
 from memex.handle import Handle
 from memex.storage.base import WriteBatch
-
-if TYPE_CHECKING:
-    pass
 
 
 class InsertionMixin(Handle):
@@ -104,11 +101,20 @@ class InsertionMixin(Handle):
             old = self._get_visible(old_id, now)
             new = superseded(old, memories[position], now, named=old_id)
             batch.updates.append((new, None, old.version))
-        vectors = engine.embedding.embed_contents(
-            self._scope, [m.content for m in memories], progress
-        )
-        batch.inserts = list(zip(memories, vectors, strict=True))
-        batch.history = list(history)
-        engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
+        quota, tenant_name = engine.quota, str(self._scope.tenant)
+        size = 0 if quota is None else sum(len(m.content.encode()) for m in memories)
+        if quota is not None:  # before any work: a batch over a hard quota writes nothing
+            quota.admit(tenant_name, len(memories), size)
+        try:
+            vectors = engine.embedding.embed_contents(
+                self._scope, [m.content for m in memories], progress
+            )
+            batch.inserts = list(zip(memories, vectors, strict=True))
+            batch.history = list(history)
+            engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
+        except BaseException:
+            if quota is not None:
+                quota.release(tenant_name, len(memories), size)
+            raise
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories

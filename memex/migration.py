@@ -127,6 +127,7 @@ def copy_store(
     tenants = source.tenants()
     have, replaced = _check_target(source, target, tenants, force, progress)
     _copy_directory(target, directory)
+    _copy_quotas(source, target)
     copied = skipped = 0
     if model is not None:
         total = sum(_count(source, t) for t in tenants)
@@ -246,6 +247,15 @@ def _copy_directory(target: Store, found: DirectoryPlan) -> None:
         directory.add_key(key)
     for key in found.replace.keys:  # after the users and projects it may name
         directory.set_key(key)
+
+
+def _copy_quotas(source: Store, target: Store) -> None:
+    """Set in the target the quotas set for the source's tenants."""
+    given, taken = source.directory(), target.directory()
+    for tenant in given.tenants():
+        quotas = given.quotas(tenant.name)
+        if quotas is not None and taken.quotas(tenant.name) != quotas:
+            taken.set_quotas(tenant.name, quotas)
 
 
 def _digests(store: Store, tenant: str, only: set[str] | None, tally: Tally | None) -> Held:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Memory, utcnow
 from memex.core.privacy import (
@@ -26,8 +26,11 @@ from memex.core.privacy import (
 from memex.core.progress import Progress, Tally
 from memex.core.query import Filters
 from memex.core.validate import validate_count
-from memex.errors import NotFoundError, ScopeError
+from memex.errors import ConfigError, NotFoundError, ScopeError
 from memex.removal import RemovalMixin
+
+if TYPE_CHECKING:
+    from memex.engine import Engine
 
 BATCH = 500
 """Memories erased per transaction by default: a batch holds the write lock for a
@@ -41,12 +44,16 @@ def audit_entries(selector: Selector, ids: builtins.list[str]) -> builtins.list[
     return []
 
 
-def destroy_tenant_key(engine: object, tenant: str) -> None:
-    """Destroy the tenant's data key (crypto-shredding), once the whole tenant is erased.
-
-    Memories are not encrypted with a per-tenant key yet: this is the one place that
-    will destroy it."""
-    return None
+def destroy_tenant_key(engine: Engine, tenant: str) -> int:
+    """Destroy the tenant's data key (crypto-shredding) once the whole tenant is erased:
+    whatever of it stays sealed anywhere (free pages, backups) can never be read again.
+    How many keys were destroyed (0: the tenant was stored plain, or the backend does
+    not encrypt)."""
+    try:
+        keys = engine.store.tenant_keys()
+    except ConfigError:  # a backend without encryption at rest
+        return 0
+    return int(keys.destroy(tenant))
 
 
 class PrivacyMixin(RemovalMixin):
@@ -144,8 +151,8 @@ class PrivacyMixin(RemovalMixin):
             counts = added(counts, done.counts)
             tally.advance(len(done.ids))
         counts = added(counts, store.erase_rest(selector).counts)
-        if selector.kind == "tenant":
-            destroy_tenant_key(engine, selector.tenant)
+        if selector.kind == "tenant":  # its memories first: deleting a sealed row needs the key
+            counts["data_keys"] = destroy_tenant_key(engine, selector.tenant)
         notes = store.scrub()
         self._forget_cached(selector, set(erased))
         return ErasureReceipt(selector, started, utcnow(), counts, ids_digest(erased), notes)

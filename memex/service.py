@@ -40,6 +40,7 @@ from memex.errors import (
 from memex.insertion import InsertionMixin
 from memex.migration import MigrationMixin
 from memex.privacy import PrivacyMixin
+from memex.security.api import SecurityMixin
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
 from memex.storage.open import open_store
@@ -49,10 +50,9 @@ if TYPE_CHECKING:
 
     from memex.core.identity import Principal
     from memex.core.ranking import FusionWeights
-    from memex.security.admin import Admin
 
 
-class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixin):
+class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, SecurityMixin, InsertionMixin):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -184,15 +184,6 @@ class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, InsertionMixi
         if not self._root:
             raise ScopeError("a caller's handle is made from the root handle")
         return Memex(self._engine, principal.scope, root=False)
-
-    @property
-    def admin(self) -> Admin:
-        """The store's tenants, users, projects and API keys (root handle only)."""
-        if not self._root:
-            raise ScopeError("administration covers the whole store; use the root handle")
-        from memex.security.admin import Admin
-
-        return Admin(self._engine.store.directory(), self.settings.tenant)
 
     def _within(self, scope: Scope | Mapping[str, Any] | None) -> Scope:
         return self._scope.narrow(Scope.of(scope))

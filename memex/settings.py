@@ -95,12 +95,17 @@ class Settings:
     openai_model: str = "nomic-embed-text"
     openai_api_key: str | None = field(default=None, repr=False)
     openai_timeout: float = 30.0
+    master_key: str | None = field(default=None, repr=False)
+    """The master key of encryption at rest: 32 bytes as 64 hex digits or base64. With a
+    master key, each new tenant's memories are stored encrypted (docs/security.md)."""
+    master_key_file: str | None = None
+    """A file holding the master key, instead of ``master_key``."""
 
     def __repr__(self) -> str:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("api_key") and value is not None:
+            if f.name.endswith(("api_key", "master_key")) and value is not None:
                 value = "***"
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"

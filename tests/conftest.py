@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from memexserver import MemexServer
+from redisserver import RedisServer, redis_binary
 
 from memex import Memex, Settings
 from memex.storage.base import Store
@@ -47,11 +48,16 @@ class Backend:
         return open_store(target, self.settings)
 
 
+TEST_MASTER_KEY = "6d656d65782074657374206d6173746572206b657920666f722074657374732e"
+"""A master key for tests only (32 bytes in hex)."""
+
 BACKENDS = {
     "sqlite": Settings(),
     # The derived indexes from the first memory: the full-text (tantivy) and approximate
     # vector paths, which the defaults take only in large stores.
     "sqlite-indexed": Settings(lexical_index_min=1, ann_min_vectors=64),
+    # Encryption at rest: every tenant's memories sealed with its own data key.
+    "sqlite-encrypted": Settings(master_key=TEST_MASTER_KEY),
     "postgres": Settings(),
 }
 SERVER_BACKENDS = {"postgres"}
@@ -110,6 +116,15 @@ def memex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemexServ
     """A real ``memex serve`` on loopback, shared by the session's tests: each test
     takes a tenant of its own (``MemexServer.new_tenant``)."""
     server = MemexServer(tmp_path_factory.mktemp("memex-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on loopback for one test module (skipped without one,
+    except under CI)."""
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 

@@ -28,7 +28,11 @@ class MemexServer:
         env.pop("MEMEX_API_KEY", None)
         self._out = (folder / "stdout").open("w+b")
         self._err = (folder / "stderr").open("w+b")
-        command = ["serve", "--store", str(self.store), "--port", "0", "--log-level", "warning"]
+        command = ["serve", "--store", str(self.store), "--port", "0", "--log-level", "warning",
+                   # the limits are checked on every request, but never reached by the tests
+                   # that share this server; quotas have tests of their own
+                   "--key-rate", "100000/s", "--key-burst", "100000",
+                   "--tenant-rate", "100000/s", "--tenant-burst", "100000", "--no-quotas"]  # fmt: skip
         self.process = subprocess.Popen(
             [sys.executable, "-m", "memex", *command, "--json"],
             stdout=self._out,

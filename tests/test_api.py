@@ -403,3 +403,49 @@ def test_corrupt_file_is_refused_untouched(tmp_path: Path) -> None:
     with pytest.raises(StoreCorruptError):
         Memex.open(path)
     assert path.read_bytes() == payload
+
+
+def _exported_ids(mx: Memex, **selection: object) -> list[str]:
+    import json
+
+    return [json.loads(line)["id"] for line in mx.export_lines(**selection)]  # type: ignore[arg-type]
+
+
+def test_export_of_a_selection(mx: Memex, tmp_path: Path) -> None:
+    """An export narrowed by ids, scope, kinds, tags and a time window holds exactly the
+    memories a listing with those filters holds (superseded ones too), oldest first."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    a, b, c, d = mx.remember_many(
+        [
+            {"content": "alpha", "kind": "fact", "tags": ["x", "y"], "created_at": t0},
+            {"content": "bravo", "kind": "note", "tags": ["x"], "created_at": t0 + timedelta(1)},
+            {"content": "charlie", "kind": "fact", "scope": {"project": "p"},
+             "created_at": t0 + timedelta(2)},
+            {"content": "delta", "kind": "fact", "tags": ["x"], "created_at": t0 + timedelta(3)},
+        ]
+    )  # fmt: skip
+    forgotten = mx.remember("echo", kind="fact", created_at=t0 + timedelta(4))
+    mx.forget(forgotten.id)
+    assert _exported_ids(mx, kinds=["fact"]) == [a.id, c.id, d.id]
+    assert _exported_ids(mx, tags=["x"]) == [a.id, b.id, d.id]
+    assert _exported_ids(mx, tags=["x", "y"]) == [a.id]
+    assert _exported_ids(mx, scope={"project": "p"}) == [c.id]
+    assert _exported_ids(mx, since=t0 + timedelta(1), until=t0 + timedelta(3)) == [b.id, c.id]
+    assert _exported_ids(mx, ids=[d.id, a.id, "0190a0a0-0000-7000-8000-000000000000"]) == [
+        a.id,
+        d.id,
+    ]
+    assert _exported_ids(mx, ids=[d.id, a.id], kinds=["note"]) == []
+    assert _exported_ids(mx, ids=[forgotten.id]) == []
+    assert _exported_ids(mx, ids=[forgotten.id], include_deleted=True) == [forgotten.id]
+    assert _exported_ids(mx, ids=[]) == []
+    mx.update(a.id, content="alpha, edited")
+    [line] = mx.export_lines(ids=[a.id], history=True)
+    assert '"alpha, edited"' in line and '"history"' in line and '"alpha"' in line
+    out = tmp_path / "selection.jsonl"
+    assert mx.export(out, kinds=["fact"], tags=["x"]) == 2
+    assert [line.split('"id": "')[1][:36] for line in out.read_text().splitlines()] == [a.id, d.id]
+    with pytest.raises(ValidationError):
+        list(mx.export_lines(ids="not a list"))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        list(mx.export_lines(since="2024-02-01", until="2024-01-01"))

@@ -312,3 +312,20 @@ def test_cli_exit_codes_and_one_line_errors(store_path: Path) -> None:
     assert cli(store_path, "erase", "--user", "alice", "--yes").exit_code == 1
     whole = cli(store_path, "erase", "--tenant", "default", "--yes")
     assert (whole.exit_code, whole.stderr) == (1, "error: no tenant 'default'\n")
+
+
+def test_erasing_an_encrypted_tenant_destroys_its_key(store_path: Path) -> None:
+    from conftest import TEST_MASTER_KEY
+
+    with Memex.open(store_path, master_key=TEST_MASTER_KEY) as mx:
+        acme = mx.scoped(tenant="acme")
+        fill(acme, "a", 5, user="alice")
+        acme.context("tea", 1000, scope={"user": "alice"}, session="s1")
+        fill(mx, "kept", 3)
+        renamed = acme.anonymise("alice")
+        assert renamed.counts["sessions"] == 1  # sealed: dropped, not renamed
+        assert [t for t, _ in mx._engine.store.tenant_keys().encrypted()] == ["acme", "default"]
+        receipt = mx.erase(tenant="acme")
+        assert (receipt.counts["memories"], receipt.counts["data_keys"]) == (5, 1)
+        assert [t for t, _ in mx._engine.store.tenant_keys().encrypted()] == ["default"]
+        assert mx.stats().memories == 3

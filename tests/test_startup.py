@@ -17,7 +17,9 @@ import pytest
 
 from memex import Memex
 
-HEAVY = ("numpy", "faiss", "tantivy", "tokenizers", "rich", "safetensors", "wordllama")
+HEAVY = (
+    "numpy", "faiss", "tantivy", "tokenizers", "rich", "safetensors", "wordllama", "textual",
+)  # fmt: skip
 
 PROBE = """
 import io, json, sys

@@ -21,9 +21,10 @@ from urllib.parse import quote
 from memex.core import wire
 from memex.core.assembled import Context
 from memex.core.ids import stored_id
+from memex.core.limits import QuotaReport
 from memex.core.models import SCOPE_FIELDS, Hit, Memory, Page, Scope, Stats, parse_time
 from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
-from memex.core.versions import update_changes
+from memex.core.versions import KEEP, update_changes
 from memex.errors import ScopeError, ValidationError
 
 T = TypeVar("T")
@@ -327,10 +328,21 @@ def stats(location: str) -> Call[Stats]:
     return Call("GET", "/v1/stats", read, idempotent=True)
 
 
-def export(include_deleted: bool, history: bool) -> Call[None]:
-    """``export_lines``: the request; the answer is read line by line, not as JSON."""
-    params = (("include_deleted", _flag(include_deleted)), ("history", _flag(history)))
-    return Call("GET", "/v1/export", lambda data: None, params, idempotent=True)
+def export(options: Mapping[str, Any]) -> Call[None] | None:
+    """``export_lines``: the request (None for an empty list of ids: an export of nothing,
+    which no query string can ask for); the answer is read line by line, not as JSON."""
+    o = dict(options)
+    ids = o.pop("ids", None)
+    if isinstance(ids, str | bytes | Mapping) or not (ids is None or isinstance(ids, Iterable)):
+        raise ValidationError("ids must be a list of memory ids")
+    params, tenants = listing_params(o.pop("scope", None), o.pop("kinds"), o.pop("tags"), **o)
+    if ids is not None:
+        named = tuple(("id", stored_id(i)) for i in ids)
+        if not named:
+            return None
+        params += named
+    read = lambda data: None  # noqa: E731
+    return Call("GET", "/v1/export", read, params, idempotent=True, tenants=tenants)
 
 
 def import_lines() -> Call[list[Memory]]:
@@ -368,3 +380,24 @@ def me() -> Call[dict[str, Any]]:
 def scope_of(me: Mapping[str, Any]) -> Scope:
     """The scope a caller is confined to, from what ``GET /v1/me`` says of it."""
     return Scope(tenant=me["tenant"], user=me.get("user"), project=me.get("project"))
+
+
+def _quota_path(tenant: str | None) -> str:
+    if tenant is None:
+        return "/v1/quota"
+    if not isinstance(tenant, str) or not tenant:
+        raise ValidationError(f"a tenant is a name, not {tenant!r}")
+    return f"/v1/tenants/{quote(tenant, safe='')}/quota"
+
+
+def quota(tenant: str | None) -> Call[QuotaReport]:
+    """``quota``: the key's tenant's (or, for owners of the home tenant, another's)."""
+    return Call("GET", _quota_path(tenant), QuotaReport.from_dict, idempotent=True)
+
+
+def set_quota(tenant: str | None, given: Mapping[str, Any], reset: bool) -> Call[QuotaReport]:
+    """``set_quota``: only the limits given (``KEEP`` left out) are sent."""
+    body: dict[str, Any] = {name: value for name, value in given.items() if value is not KEEP}
+    if reset:
+        body["reset"] = True
+    return Call("PATCH", _quota_path(tenant), QuotaReport.from_dict, body=body, idempotent=True)

@@ -16,8 +16,10 @@ from memex.client.retry import retry_after
 from memex.core.wire import error_class
 from memex.errors import (
     AuthenticationError,
+    CallQuotaExceededError,
     ImportFormatError,
     MemexError,
+    QuotaExceededError,
     RateLimitError,
     StoreError,
 )
@@ -79,9 +81,21 @@ def from_answer(
         return ImportFormatError(0, message)
     if cls is RateLimitError:
         return RateLimitError(message, retry_after(headers.get("retry-after")))
+    if cls is QuotaExceededError or cls is CallQuotaExceededError:
+        wait = retry_after(headers.get("retry-after"))
+        return cls(message, quota_of(content), wait)
     if cls is AuthenticationError and keyless:
         message += " (no API key given: set MEMEX_API_KEY or pass api_key)"
     return cls(message)
+
+
+def quota_of(content: bytes) -> str:
+    """The quota a ``quota_exceeded`` answer names (``""`` if it names none)."""
+    try:
+        quota = json.loads(content.decode("utf-8"))["error"]["quota"]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return ""
+    return quota if isinstance(quota, str) else ""
 
 
 def unreachable(location: str, why: str, reached: bool) -> StoreError:

@@ -27,6 +27,7 @@ from memex.client.calls import Call
 from memex.client.failures import from_answer, malformed, unreachable
 from memex.client.retry import next_delay, retry_after
 from memex.core.assembled import Context
+from memex.core.limits import QuotaReport
 from memex.core.models import Hit, Memory, Page, Scope, Stats
 from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
 from memex.core.progress import Progress, Step, Tally
@@ -368,6 +369,44 @@ class Client:
         """Replace a user of the key's tenant by a pseudonym wherever the server keeps it."""
         return self._send(calls.anonymise(user))
 
+    # -- quotas ----------------------------------------------------------------------
+
+    def quota(self, tenant: str | None = None) -> QuotaReport:
+        """The key's tenant's quotas and use (another tenant's: owners of the home tenant)."""
+        return self._send(calls.quota(tenant))
+
+    def set_quota(
+        self,
+        tenant: str | None = None,
+        *,
+        memories: int | None = KEEP,
+        memories_soft: int | None = KEEP,
+        storage_mb: int | None = KEEP,
+        storage_mb_soft: int | None = KEEP,
+        calls_per_hour: int | None = KEEP,
+        calls_per_hour_soft: int | None = KEEP,
+        projects: int | None = KEEP,
+        projects_soft: int | None = KEEP,
+        users: int | None = KEEP,
+        users_soft: int | None = KEEP,
+        reset: bool = False,
+    ) -> QuotaReport:
+        """Set a tenant's quotas (owners of the home tenant): a number sets a limit, None
+        removes it, one left out is kept; ``reset`` starts from the defaults."""
+        given = {
+            "memories": memories,
+            "memories_soft": memories_soft,
+            "storage_mb": storage_mb,
+            "storage_mb_soft": storage_mb_soft,
+            "calls_per_hour": calls_per_hour,
+            "calls_per_hour_soft": calls_per_hour_soft,
+            "projects": projects,
+            "projects_soft": projects_soft,
+            "users": users,
+            "users_soft": users_soft,
+        }
+        return self._send(calls.set_quota(tenant, given, reset))
+
     def stats(self) -> Stats:
         """Counts and sizes for the key's scope; ``path`` is the server's URL."""
         return self._send(calls.stats(self.location))
@@ -378,12 +417,25 @@ class Client:
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> Iterator[str]:
         """Every memory in scope as JSON Lines records (no line ends), oldest first,
         streamed from one snapshot the server takes when iteration starts."""
         import httpx
 
-        response = self._exchange(calls.export(include_deleted, history), stream=True)
+        options = {
+            "include_deleted": include_deleted, "history": history, "ids": ids,
+            "scope": scope, "kinds": kinds, "tags": tags, "since": since, "until": until,
+        }  # fmt: skip
+        call = calls.export(options)
+        if call is None:
+            return
+        response = self._exchange(call, stream=True)
         tally = Tally(progress, "exporting", None)
         pending = 0
         try:
@@ -410,6 +462,12 @@ class Client:
         include_deleted: bool = False,
         history: bool = False,
         progress: Progress | None = None,
+        ids: Sequence[str] | None = None,
+        scope: Scope | Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> int:
         """Write ``export_lines`` to the local file ``path`` (replaced only once complete);
         return how many memories it holds."""
@@ -418,7 +476,15 @@ class Client:
         count = 0
         with output_file(path) as handle:
             for line in self.export_lines(
-                include_deleted=include_deleted, history=history, progress=progress
+                include_deleted=include_deleted,
+                history=history,
+                progress=progress,
+                ids=ids,
+                scope=scope,
+                kinds=kinds,
+                tags=tags,
+                since=since,
+                until=until,
             ):
                 handle.write(line + "\n")
                 count += 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from memex.core.models import Scope, parse_time
+from memex.core.models import Memory, Scope, parse_time
 from memex.core.pool import first_pool
 from memex.core.validate import (
     validate_kind,
@@ -94,3 +94,16 @@ class Filters:
             include_deleted=include_deleted,
             include_superseded=include_superseded,
         )
+
+
+def selects(filters: Filters, memory: Memory) -> bool:
+    """Whether ``memory`` passes the kinds, tags and creation-time window of ``filters``
+    (as a listing's query does): what an export of a selection checks of each memory its
+    scope holds."""
+    if filters.kinds and memory.kind not in filters.kinds:
+        return False
+    if filters.tags and not set(filters.tags) <= set(memory.tags):
+        return False
+    if filters.since is not None and memory.created_at < filters.since:
+        return False
+    return filters.until is None or memory.created_at < filters.until

@@ -98,3 +98,9 @@ def count_states(
         if bucket == "memories":
             by_kind[kind] = by_kind.get(kind, 0) + count
     return counts, by_kind
+
+
+def content_bytes(rows: Iterable[tuple[str, State, int]]) -> int:
+    """The content bytes of the memories that are not forgotten, from rows of (kind,
+    state, bytes)."""
+    return sum(int(size) for _, state, size in rows if STATS_BUCKETS[state] != "deleted")

@@ -19,6 +19,7 @@ from memex.core.context import Entry
 from memex.core.models import Hit, Memory, Page, Scope, Stats
 from memex.errors import (
     AuthenticationError,
+    CallQuotaExceededError,
     ConfigError,
     ConflictError,
     EmbedderError,
@@ -27,6 +28,7 @@ from memex.errors import (
     NotFoundError,
     OutputError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     SchemaVersionError,
     ScopeError,
@@ -48,6 +50,8 @@ ERRORS: tuple[tuple[type[MemexError], int, str], ...] = (
     (AuthenticationError, 401, "unauthenticated"),
     (PermissionDeniedError, 403, "permission_denied"),
     (RateLimitError, 429, "rate_limited"),
+    (CallQuotaExceededError, 429, "quota_exceeded"),
+    (QuotaExceededError, 409, "quota_exceeded"),
     (StoreReadOnlyError, 409, "store_read_only"),
     (StoreLockedError, 503, "store_locked"),
     (StoreFullError, 507, "store_full"),
@@ -80,9 +84,9 @@ def status_and_code(exc: MemexError) -> tuple[int, str]:
 
 def error_class(code: str, status: int) -> type[MemexError]:
     """The error class a client raises for a response's ``code`` (or, for an unknown
-    code, its ``status``)."""
-    for cls, _, known in ERRORS:
-        if known == code:
+    code, its ``status``); a code two statuses share is told apart by the status."""
+    for cls, known_status, known in ERRORS:
+        if known == code and (code != "quota_exceeded" or known_status == status):
             return StoreError if code == "store_unavailable" else cls
     if code in REQUEST_ERRORS:
         return REQUEST_ERRORS[code][1]

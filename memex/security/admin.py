@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from memex.core.identity import (
     Action,
@@ -28,8 +29,10 @@ from memex.core.identity import (
     parse_role,
     require,
 )
+from memex.core.limits import QuotaReport
 from memex.core.models import parse_time, utcnow
 from memex.errors import (
+    ConfigError,
     ConflictError,
     MemexError,
     NotFoundError,
@@ -38,7 +41,13 @@ from memex.errors import (
 )
 from memex.security.auth import Authenticator
 from memex.security.keys import issue_key
+from memex.security.quota_admin import QuotaAdmin
 from memex.storage.directory import Directory
+
+if TYPE_CHECKING:
+    from memex.engine import WriteQuota
+    from memex.security.encryption import Encryption
+    from memex.storage.encryption import TenantKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +62,40 @@ class IssuedKey:
         return {**self.key.public(), "key": self.secret}
 
 
-class Admin:
+class Admin(QuotaAdmin):
     """Every administrative operation on one store's directory."""
 
     def __init__(
-        self, directory: Directory, home_tenant: str, *, clock: Callable[[], datetime] = utcnow
+        self,
+        directory: Directory,
+        home_tenant: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        quota: WriteQuota | None = None,
+        count: Callable[[str], tuple[int, int]] | None = None,
+        keys: Callable[[], TenantKeys] | None = None,
     ) -> None:
+        """``quota`` is a server's quota book (none elsewhere); ``count`` counts a tenant's
+        memories and content bytes in the store."""
         self._directory = directory
+        self._keys = keys
         self.home_tenant = check_name(home_tenant, "tenant")
         self._clock = clock
+        self._quota = quota
+        self._count = count
 
     @property
     def directory(self) -> Directory:
         """The directory administered."""
         return self._directory
+
+    def encryption(self) -> Encryption:
+        """The store's encrypted tenants and their keys (encryption at rest)."""
+        from memex.security.encryption import Encryption
+
+        if self._keys is None:
+            raise ConfigError("this administration has no access to the store's keys")
+        return Encryption(self._keys())
 
     # -- tenants ---------------------------------------------------------------------
 
@@ -323,8 +352,9 @@ class TenantAdmin:
         return NewTenant(tenant, self._admin.create_key(tenant.name, Role.OWNER, name="owner"))
 
     def create_user(self, name: str) -> User:
-        """Add a user to the caller's tenant."""
+        """Add a user to the caller's tenant, within its quota."""
         require(self._principal, Action.MANAGE_USERS)
+        self._admin.check_member(self._principal.tenant, "users")
         return self._admin.create_user(self._principal.tenant, name)
 
     def users(self) -> builtins.list[User]:
@@ -333,9 +363,32 @@ class TenantAdmin:
         return self._admin.users(self._principal.tenant)
 
     def create_project(self, name: str) -> Project:
-        """Add a project to the caller's tenant."""
+        """Add a project to the caller's tenant, within its quota."""
         require(self._principal, Action.MANAGE_PROJECTS)
+        self._admin.check_member(self._principal.tenant, "projects")
         return self._admin.create_project(self._principal.tenant, name)
+
+    def quota(self, tenant: str | None = None) -> QuotaReport:
+        """The caller's tenant's quotas and use; another tenant's for owners of the home
+        tenant only (to others it is not found)."""
+        if tenant is None or tenant == self._principal.tenant:
+            return self._admin.quota(self._principal.tenant)
+        self._other_tenant(tenant)
+        return self._admin.quota(tenant)
+
+    def set_quota(
+        self, tenant: str | None, changes: dict[str, int | None], *, reset: bool = False
+    ) -> QuotaReport:
+        """Change a tenant's quotas (owners of the home tenant only: no tenant sets its own)."""
+        require(self._principal, Action.MANAGE_TENANTS)
+        name = tenant if tenant is not None else self._principal.tenant
+        return self._admin.set_quota(name, changes, reset=reset)
+
+    def _other_tenant(self, tenant: str) -> None:
+        try:
+            require(self._principal, Action.MANAGE_TENANTS)
+        except PermissionDeniedError:
+            raise NotFoundError(f"no tenant {tenant!r}") from None
 
     def projects(self) -> builtins.list[Project]:
         """The projects of the caller's tenant."""

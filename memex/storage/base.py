@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from memex.core.query import Filters, Order
     from memex.core.ranking import Candidate, Facts
     from memex.storage.directory import Directory
+    from memex.storage.encryption import TenantKeys
     from memex.storage.privacy import PrivacyStore
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
@@ -132,6 +133,9 @@ class StoreStats:
     vectors: int
     size_bytes: int
     """The whole store's size (every tenant's)."""
+    content_bytes: int = 0
+    """The UTF-8 bytes of the content of the memories in scope that are not forgotten
+    (current versions only: what a tenant's storage quota counts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +282,11 @@ class Store(Protocol):
 
     def privacy(self) -> PrivacyStore:
         """Erasure and anonymisation on the store's tables (``memex.storage.privacy``)."""
+        ...
+
+    def tenant_keys(self) -> TenantKeys:
+        """The data keys of the store's encrypted tenants: list, rotate the master key,
+        destroy one (crypto-shredding), encrypt a plain tenant (docs/security.md)."""
         ...
 
     def tenants(self) -> builtins.list[str]:

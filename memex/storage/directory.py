@@ -1,4 +1,4 @@
-"""The directory: the tenants, users, projects and API keys a store knows.
+"""The directory: the tenants, users, projects, API keys and quotas a store knows.
 
 Every backend keeps its directory in the same database as its memories, so a backup,
 a copy or a server sees one consistent whole. ``Store.directory()`` hands it out.
@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from memex.core.identity import ApiKey, Project, Tenant, User
+from memex.core.limits import Quotas
 
 
 class Directory(Protocol):
@@ -81,4 +82,13 @@ class Directory(Protocol):
         """Record when keys were last used (later times only; unknown ids are ignored).
         Does not bump ``generation``. May refuse at once (StoreLockedError) rather than
         wait for another writer: the caller keeps the times and tries again later."""
+        ...
+
+    def quotas(self, tenant: str) -> Quotas | None:
+        """The quotas set for ``tenant``; None if none were (it has the defaults)."""
+        ...
+
+    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+        """Set the tenant's quotas (None: back to the defaults); NotFoundError if there
+        is no such tenant."""
         ...

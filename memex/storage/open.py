@@ -42,6 +42,7 @@ def open_store(location: str | Path, settings: Settings) -> Store:
     """
     if is_database_url(location):
         return _open_postgres(str(location), settings)
+    from memex.storage.encryption import master_key_from
     from memex.storage.sqlite import SQLiteStore
 
     return SQLiteStore(
@@ -52,6 +53,7 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         ann_probes=settings.ann_probes,
         lexical_index_min=settings.lexical_index_min,
         read_only=settings.read_only,
+        master_key=master_key_from(settings),
     )
 
 

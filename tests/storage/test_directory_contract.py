@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from memex.core.identity import ApiKey, Project, Role, Tenant, User
+from memex.core.limits import DEFAULT_QUOTAS, Limit, changed_quotas
 from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
 from memex.storage.base import Store
 from memex.storage.directory import Directory
@@ -321,9 +322,32 @@ def test_a_backup_carries_the_directory(store: Store, backend: Backend) -> None:
         copy.close()
 
 
+def test_quotas_are_set_read_reset_and_carried_by_a_backup(store: Store, backend: Backend) -> None:
+    d = filled(store)
+    assert d.quotas("acme") is None
+    generation = d.generation()
+    mine = changed_quotas(DEFAULT_QUOTAS, {"memories": 20_000, "users": None})
+    d.set_quotas("acme", mine)
+    assert d.quotas("acme") == mine and d.quotas("globex") is None
+    assert d.generation() > generation  # a server sees the change with one cheap read
+    d.set_quotas("acme", changed_quotas(mine, {"projects": 3}))
+    assert d.quotas("acme").projects == Limit(3, 3)  # type: ignore[union-attr]
+    with pytest.raises(NotFoundError):
+        d.set_quotas("nobody", mine)
+    target = backend.backup_target()
+    store.backup(target)
+    copy = backend.open_backup(target)
+    try:
+        assert copy.directory().quotas("acme") == d.quotas("acme")
+    finally:
+        copy.close()
+    d.set_quotas("acme", None)
+    assert d.quotas("acme") is None
+
+
 def test_the_suite_exercises_every_protocol_method() -> None:
     source = Path(__file__).read_text()
     methods = [name for name in vars(Directory) if not name.startswith("_")]
-    assert len(methods) == 14
+    assert len(methods) == 16
     missing = [name for name in methods if f".{name}(" not in source]
     assert missing == []

@@ -17,7 +17,14 @@ from memex.storage.base import Store, WriteBatch
 from memex.storage.open import open_store
 from memex.storage.postgres.migrate import LATEST
 
-DIRECTORY = ["tenants", "tenant_users", "tenant_projects", "api_keys", "directory_generation"]
+DIRECTORY = [
+    "tenants",
+    "tenant_users",
+    "tenant_projects",
+    "api_keys",
+    "directory_generation",
+    "tenant_quotas",
+]
 BINDINGS = {
     "nothing set": {},
     "a tenant": {"memex.tenant": "acme"},

@@ -163,6 +163,16 @@ def test_tenants_lists_every_tenant_with_memories(store: Store) -> None:
     assert store.tenants() == ["a", "b"]
 
 
+def test_tenant_keys_name_the_encrypted_tenants(store: Store, backend: Backend) -> None:
+    if backend.name == "postgres":
+        pytest.skip("encryption at rest is not offered on PostgreSQL yet")
+    put(store, (memory("x", tenant="a"), vec(1, 0, 0, 0)), tenant="a")
+    keys = store.tenant_keys()
+    encrypted = backend.settings.master_key is not None
+    assert [tenant for tenant, _ in keys.encrypted()] == (["a"] if encrypted else [])
+    assert keys.destroy("nobody") is False
+
+
 def test_write_outside_scope_is_refused(store: Store) -> None:
     m = memory("x", scope=Scope(tenant="t1", project="p2"))
     with pytest.raises(ScopeError):
@@ -456,6 +466,7 @@ def test_stats_counts(store: Store) -> None:
     )
     stats = store.stats(Scope(tenant="t1"), now)
     assert stats.memories == 2 and stats.deleted == 1
+    assert stats.content_bytes == 2  # "a" and "b": the forgotten "c" is not counted
     assert stats.by_kind == {"event": 1, "fact": 1}
     assert stats.vectors == 3 and stats.versions == 3
     assert stats.size_bytes > 0

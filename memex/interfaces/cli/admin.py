@@ -1,5 +1,5 @@
-"""``memex admin``: a store's tenants, users, projects and API keys, directly on the store
-(no server needed): whoever may open the store file administers it."""
+"""``memex admin``: a store's tenants, users, projects, API keys and quotas, directly on
+the store (no server needed): whoever may open the store file administers it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from memex.interfaces.cli.invocation import Cli
 
 if TYPE_CHECKING:
     from memex.core.identity import ApiKey
+    from memex.core.limits import QuotaReport
     from memex.security.admin import Admin, IssuedKey
 
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -77,6 +78,35 @@ def add_parsers(admin: argparse.ArgumentParser, options: Callable[[Any], None]) 
     p = action(keys, "allow", "Set the networks a key's requests must come from.")
     p.add_argument("id", metavar="ID")
     p.add_argument("cidrs", nargs="*", metavar="CIDR", help="none: anywhere")
+    quota = objects.add_parser("quota", help="tenants' quotas (enforced by memex serve)")
+    options(quota)
+    quotas = quota.add_subparsers(dest="admin_action", metavar="ACTION", required=True)
+    p = action(quotas, "show", "Show a tenant's quotas and use (--tenant).")
+    p = action(quotas, "set", "Set a tenant's quotas (--tenant); the others are kept.")
+    for name, unit in _QUOTA_OPTIONS:
+        flag = name.replace("_", "-")
+        p.add_argument(f"--{flag}", metavar="N", help=f"hard limit{unit} (none: no limit)")
+        p.add_argument(f"--{flag}-soft", metavar="N", help="soft limit: a warning")
+    p.add_argument("--reset", action="store_true", help="start from the defaults")
+    _encryption_parsers(objects, action)
+
+
+def _encryption_parsers(objects: Any, action: Callable[[Any, str, str], Any]) -> None:
+    group = objects.add_parser("encryption", help="encryption at rest: tenants' data keys")
+    actions = group.add_subparsers(dest="admin_action", metavar="ACTION", required=True)
+    action(actions, "list", "List the encrypted tenants and their master key's id.")
+    p = action(actions, "rotate", "Re-wrap every data key with a new master key, at once.")
+    p.add_argument("--new-key-file", required=True, metavar="PATH", help="the new master key")
+    p = action(actions, "encrypt", "Encrypt a tenant's stored memories (--tenant), in batches.")
+
+
+_QUOTA_OPTIONS = (
+    ("memories", ""),
+    ("storage_mb", ", in MB"),
+    ("calls_per_hour", ""),
+    ("projects", ""),
+    ("users", ""),
+)
 
 
 def parse_duration(text: str, what: str) -> timedelta:
@@ -272,7 +302,75 @@ def _issued(cli: Cli, issued: IssuedKey, extra: dict[str, object]) -> None:
     cli.err.write("This key is shown only once: store it now (memex keeps only its hash).\n")
 
 
+def _limit(text: str, what: str) -> int | None:
+    """A quota option: a whole number, or ``none`` for no limit."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValidationError(f"{what} takes a whole number >= 0 or none, not {text!r}")
+    return value
+
+
+def quota_show(cli: Cli, admin: Admin) -> None:
+    _quota(cli, admin.quota(_tenant_of(cli, admin)))
+
+
+def quota_set(cli: Cli, admin: Admin) -> None:
+    a = cli.args
+    changes: dict[str, int | None] = {}
+    for name, _ in _QUOTA_OPTIONS:
+        for key in (name, f"{name}_soft"):
+            given = getattr(a, key)
+            if given is not None:
+                changes[key] = _limit(given, "--" + key.replace("_", "-"))
+    _quota(cli, admin.set_quota(_tenant_of(cli, admin), changes, reset=a.reset))
+
+
+def _quota(cli: Cli, report: QuotaReport) -> None:
+    if cli.as_json:
+        cli.emit(report.to_dict())
+        return
+    data = report.to_dict()["quotas"]
+    rows = [
+        [name, _cell(q["used"]), _cell(q["soft"]), _cell(q["hard"])] for name, q in data.items()
+    ]
+    shown = "defaults" if report.defaults else "set"
+    cli.say(f"tenant {report.tenant} ({shown}; storage in MB, '-': none or not known here)")
+    render.table(cli.out, ("quota", "used", "soft", "hard"), rows, flexible=0)
+
+
+def encryption_list(cli: Cli, admin: Admin) -> None:
+    _records(cli, "encrypted tenants", admin.encryption().tenants(), ("tenant", "key_id"))
+
+
+def encryption_rotate(cli: Cli, admin: Admin) -> None:
+    count = admin.encryption().rotate(cli.args.new_key_file)
+    _done(
+        cli,
+        {"rewrapped": count},
+        f"re-wrapped {count} data keys; open the store with the new master key from now on",
+    )
+
+
+def encryption_encrypt(cli: Cli, admin: Admin) -> None:
+    from memex.interfaces.cli.progress import progress_bar
+
+    tenant = _tenant_of(cli, admin)
+    with progress_bar(cli.err) as report:
+        count = admin.encryption().encrypt(tenant, report)
+    _done(
+        cli, {"tenant": tenant, "sealed": count}, f"tenant {tenant} encrypted ({count} rows sealed)"
+    )
+
+
 _HANDLERS: dict[tuple[str, str], Callable[[Cli, Admin], None]] = {
+    ("encryption", "list"): encryption_list,
+    ("encryption", "rotate"): encryption_rotate,
+    ("encryption", "encrypt"): encryption_encrypt,
     ("tenant", "create"): tenant_create,
     ("tenant", "list"): tenant_list,
     ("tenant", "allow"): tenant_allow,
@@ -285,4 +383,6 @@ _HANDLERS: dict[tuple[str, str], Callable[[Cli, Admin], None]] = {
     ("key", "revoke"): key_revoke,
     ("key", "rotate"): key_rotate,
     ("key", "allow"): key_allow,
+    ("quota", "show"): quota_show,
+    ("quota", "set"): quota_set,
 }

@@ -371,6 +371,23 @@ def warm_(cli: Cli) -> None:
         cli.say("no warm process")
 
 
+def tui(cli: Cli) -> None:
+    try:
+        from memex.interfaces.tui.app import run
+        from memex.interfaces.tui.widgets import Selection
+    except ImportError as exc:
+        raise ConfigError(
+            f"memex tui needs the tui extra ({exc.name} is missing): pip install 'memex[tui]'"
+        ) from None
+    a = cli.args
+    selection = Selection(
+        scope=scope(a), kinds=tuple(a.kinds or ()), tags=tuple(a.tags or ()),
+        since=a.since, until=a.until,
+    )  # fmt: skip
+    with cli.memories() as mx:
+        run(mx, selection)
+
+
 COMMANDS: dict[str, Callable[[Cli], None]] = {
     "remember": remember,
     "recall": recall,
@@ -395,4 +412,5 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "serve": serve,
     "admin": admin,
     "privacy": privacy,
+    "tui": tui,
 }

@@ -99,6 +99,7 @@ COMMANDS = (
     "serve",
     "admin",
     "privacy",
+    "tui",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -259,8 +260,18 @@ def build(only: str | None = None) -> Parser:
         "--workers", type=int, default=1, metavar="N", help="server processes sharing the port (1)"
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
+    p.add_argument("--key-rate", default="50/s", metavar="RATE", help="each key's (50/s)")
+    p.add_argument("--key-burst", type=int, default=100, metavar="N", help="(100)")
+    p.add_argument("--tenant-rate", default="200/s", metavar="RATE", help="each tenant's (200/s)")
+    p.add_argument("--tenant-burst", type=int, default=400, metavar="N", help="(400)")
+    p.add_argument("--no-limits", action="store_true", help="no rate limits")
+    p.add_argument("--no-quotas", action="store_true", help="tenants' quotas not enforced")
+    p.add_argument("--redis", metavar="URL", help="share the limits through this Redis")
+    p.add_argument("--redis-prefix", default="memex", metavar="TEXT", help="(memex)")
 
-    p = command("admin", "Manage tenants, users, projects and API keys, on the store itself.")
+    p = command(
+        "admin", "Manage tenants, users, projects, API keys and quotas, on the store itself."
+    )
     if not isinstance(p, _Unused):
         from memex.interfaces.cli.admin import add_parsers
 
@@ -271,6 +282,13 @@ def build(only: str | None = None) -> Parser:
         from memex.interfaces.cli.privacy import add_parsers as privacy_parsers
 
         privacy_parsers(p, lambda sub: _globals(sub, top=False))
+
+    p = command("tui", "Inspect memories in a terminal UI (needs the tui extra).")
+    p.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")
+    p.add_argument("--tag", "-t", action="append", dest="tags", help="only with this tag")
+    p.add_argument("--since", help="created at or after this time" + UTC_NOTE)
+    p.add_argument("--until", help="created before this time" + UTC_NOTE)
+    _scope(p)
     return top
 
 

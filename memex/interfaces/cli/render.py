@@ -9,45 +9,19 @@ escapes (``\\x1b``), so nothing stored can restyle, retitle or rewrite the termi
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
+
+from memex.core.literal import escape_controls as escape_controls
+from memex.core.literal import json_safe as json_safe
+from memex.core.literal import one_line as one_line
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from memex.core.migration import MigrationReport
     from memex.core.models import Hit, Memory, Stats
-
-# DEL and the C1 controls, and the bidirectional embeddings, overrides and isolates
-# that can make text read differently than it is: shown as escapes everywhere, JSON too
-# (which escapes the C0 controls itself).
-_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f{_UNSAFE}]")  # tab and line feed kept
-_CONTROL_OR_BREAK = re.compile(f"[\x00-\x1f{_UNSAFE}\u2028\u2029]")
-_JSON_RAW = re.compile(f"[{_UNSAFE}]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with control and bidirectional-override characters shown as escapes;
-    tabs and line breaks are kept."""
-    return _CONTROL.sub(_escape, text)
-
-
-def json_safe(text: str) -> str:
-    """JSON text with the controls JSON leaves raw written as ``\\uXXXX`` (same value)."""
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: whitespace runs folded to a space, controls escaped."""
-    return _CONTROL_OR_BREAK.sub(_escape, " ".join(text.split()))
 
 
 def width(text: str) -> int:

@@ -5,6 +5,8 @@ tenant's owner key, once. The command refuses what would expose a store by mista
 (``--no-auth`` on an address other machines can reach) and warns of what may (no TLS
 there), prints the URL it listens on once it does, and on SIGTERM or Ctrl-C stops taking
 requests, finishes those under way, writes when keys were last used and closes the store.
+Requests with a key are held to rate limits and their tenant's quotas (``--no-limits``,
+``--no-quotas``), shared through Redis with ``--redis``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from memex.errors import ConfigError, StoreReadOnlyError, ValidationError
 from memex.interfaces.cli.invocation import Cli
 
 if TYPE_CHECKING:
+    from memex.security.limits import LimitPolicy
     from memex.service import Memex
 
 
@@ -83,6 +86,41 @@ def _announce_owner(cli: Cli, mx: Memex) -> None:
     cli.out.flush()
 
 
+def limit_policy(cli: Cli) -> LimitPolicy | None:
+    """The limits the options ask for (None without authentication: the one caller
+    is the home tenant's owner, whom no limit applies to)."""
+    from memex.core.limits import Rate, parse_rate
+    from memex.security.limits import LimitPolicy
+
+    a = cli.args
+    if a.no_auth:
+        return None
+    if a.no_limits:
+        key = tenant = None
+    else:
+        key = Rate(parse_rate(a.key_rate, "--key-rate"), _burst(a.key_burst, "--key-burst"))
+        tenant = Rate(
+            parse_rate(a.tenant_rate, "--tenant-rate"), _burst(a.tenant_burst, "--tenant-burst")
+        )
+    if a.no_limits and a.no_quotas:
+        return None
+    return LimitPolicy(key, tenant, not a.no_quotas, a.redis, a.redis_prefix)
+
+
+def _burst(value: int, what: str) -> int:
+    if value < 1:
+        raise ValidationError(f"{what} must be a positive whole number, not {value}")
+    return value
+
+
+def _check_redis(policy: LimitPolicy | None) -> None:
+    """Refuse, in one line, a Redis that does not answer (before anything starts)."""
+    if policy is not None and policy.redis is not None:
+        from memex.security.redis_limits import RedisLimiter
+
+        RedisLimiter.connect(policy.redis, policy.redis_prefix).close()
+
+
 def serve(cli: Cli) -> None:
     """Serve the store over HTTP until SIGTERM or Ctrl-C."""
     a = cli.args
@@ -101,9 +139,17 @@ def serve(cli: Cli) -> None:
         )
     proxies = parse_networks(a.trusted_proxies or ())
     tls = _check_tls(a.tls_cert, a.tls_key)
+    policy = limit_policy(cli)
     _server_extra()
+    _check_redis(policy)
     from memex.interfaces.http.app import create_app
-    from memex.interfaces.http.server import WorkerOptions, listen, run, run_workers
+    from memex.interfaces.http.server import (
+        WorkerOptions,
+        listen,
+        policy_fields,
+        run,
+        run_workers,
+    )
 
     with cli.store() as mx:
         if not a.no_auth:
@@ -125,7 +171,13 @@ def serve(cli: Cli) -> None:
 
         logs = {"log_level": a.log_level, "tls_cert": a.tls_cert, "tls_key": a.tls_key}
         if a.workers == 1:
-            app = create_app(mx, auth=not a.no_auth, trusted_proxies=proxies, max_body=a.max_body)
+            app = create_app(
+                mx,
+                auth=not a.no_auth,
+                trusted_proxies=proxies,
+                max_body=a.max_body,
+                limits=policy,
+            )
             with sock:
                 run(app, sock, announce, **logs)
             return
@@ -138,6 +190,7 @@ def serve(cli: Cli) -> None:
         auth=not a.no_auth,
         trusted_proxies=proxies,
         max_body=a.max_body,
+        limits=None if policy is None else policy_fields(policy),
     )
     with sock:
         run_workers(options, sock, a.workers, announce, **logs)

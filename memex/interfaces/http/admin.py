@@ -1,4 +1,4 @@
-"""The administration routes: the calling key, tenants, users, projects and keys.
+"""The administration routes: the calling key, tenants, users, projects, keys and quotas.
 
 What a key may do follows from its role (``core.identity``); every change is confined
 to the caller's own tenant by ``memex.security``, which refuses anything else itself.
@@ -17,7 +17,15 @@ from memex.errors import ValidationError
 from memex.interfaces.http.callers import Anyone, Caller, call, caller
 from memex.interfaces.http.errors import ERROR_RESPONSES
 from memex.interfaces.http.memories import answer
-from memex.interfaces.http.requests import DEFAULT_GRACE, AllowIn, KeyIn, NameIn, RotateIn, TenantIn
+from memex.interfaces.http.requests import (
+    DEFAULT_GRACE,
+    AllowIn,
+    KeyIn,
+    NameIn,
+    QuotaIn,
+    RotateIn,
+    TenantIn,
+)
 from memex.interfaces.http.responses import (
     IssuedKeyOut,
     KeyOut,
@@ -26,6 +34,7 @@ from memex.interfaces.http.responses import (
     NewTenantOut,
     ProjectOut,
     ProjectsOut,
+    QuotasOut,
     TenantOut,
     TenantsOut,
     UserOut,
@@ -40,6 +49,7 @@ UsersAdmin = Annotated[Caller, Depends(caller(Action.MANAGE_USERS))]
 ProjectsAdmin = Annotated[Caller, Depends(caller(Action.MANAGE_PROJECTS))]
 KeysAdmin = Annotated[Caller, Depends(caller(Action.MANAGE_KEYS))]
 KeyId = Annotated[str, "a key id"]
+TenantName = Annotated[str, "a tenant's name"]
 
 
 def tenant_out(tenant: Tenant) -> dict[str, Any]:
@@ -194,3 +204,31 @@ async def rotate_key(key_id: KeyId, c: KeysAdmin, body: RotateIn | None = None) 
 async def revoke_key(key_id: KeyId, c: KeysAdmin) -> JSONResponse:
     """Revoke a key: it stops working at once."""
     return answer(await call(lambda: c.admin().revoke_key(key_id).public()))
+
+
+@router.get("/quota", response_model=QuotasOut)
+async def quota(c: Anyone) -> JSONResponse:
+    """The caller's tenant's quotas and what it uses of each."""
+    return answer(await call(lambda: c.admin().quota().to_dict()))
+
+
+@router.patch("/quota", response_model=QuotasOut)
+async def set_quota(body: QuotaIn, c: TenantsAdmin) -> JSONResponse:
+    """Change the caller's tenant's quotas (owners of the home tenant)."""
+    changes = body.given()
+    reset = bool(changes.pop("reset", False))
+    return answer(await call(lambda: c.admin().set_quota(None, changes, reset=reset).to_dict()))
+
+
+@router.get("/tenants/{name}/quota", response_model=QuotasOut)
+async def tenant_quota(name: TenantName, c: Anyone) -> JSONResponse:
+    """A tenant's quotas and use (another tenant's: owners of the home tenant)."""
+    return answer(await call(lambda: c.admin().quota(name).to_dict()))
+
+
+@router.patch("/tenants/{name}/quota", response_model=QuotasOut)
+async def set_tenant_quota(name: TenantName, body: QuotaIn, c: TenantsAdmin) -> JSONResponse:
+    """Change a tenant's quotas (owners of the home tenant)."""
+    changes = body.given()
+    reset = bool(changes.pop("reset", False))
+    return answer(await call(lambda: c.admin().set_quota(name, changes, reset=reset).to_dict()))

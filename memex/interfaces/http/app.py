@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +17,10 @@ from memex.interfaces.http.callers import Authenticator, Gate
 from memex.interfaces.http.edge import Edge
 from memex.interfaces.http.metrics import Metrics
 from memex.service import Memex
+
+if TYPE_CHECKING:
+    from memex.security.limits import LimitPolicy
+    from memex.security.quotas import LimitEvents
 
 MAX_BODY = 16 * 1024 * 1024
 """The largest request body taken by default, in bytes."""
@@ -34,6 +39,8 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     max_body: int = MAX_BODY,
     on_close: Callable[[], None] | None = None,
+    limits: LimitPolicy | None = None,
+    limit_events: LimitEvents | None = None,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -42,7 +49,9 @@ def create_app(
     benchmarks only. ``trusted_proxies`` (CIDR networks) are the proxies whose
     ``X-Forwarded-For`` is believed; ``max_body`` is the largest body taken, in bytes.
     The caller keeps ``root`` and closes it after the app has stopped, or passes
-    ``on_close``, which the app's shutdown calls last.
+    ``on_close``, which the app's shutdown calls last. ``limits`` are the rate limits
+    and quotas put on authenticated requests (none if not given, or without ``auth``);
+    ``limit_events`` records their warnings and refusals (default: the log).
     """
     from memex import __version__
 
@@ -51,6 +60,7 @@ def create_app(
     proxies = parse_networks(trusted_proxies)
     authenticator: Authenticator | None = root.admin.authenticator(proxies) if auth else None
     metrics = Metrics()
+    checks = root.server_limits(limits, limit_events) if auth and limits is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +70,8 @@ def create_app(
             try:
                 if authenticator is not None:  # when keys were last used, not yet written
                     await run_in_threadpool(authenticator.flush)
+                if checks is not None:
+                    checks.close()
             finally:
                 if on_close is not None:
                     await run_in_threadpool(on_close)
@@ -71,11 +83,11 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.gate = Gate(root, authenticator)
+    app.state.gate = Gate(root, authenticator, checks)
     app.state.metrics = metrics
     parts = (memories, search, bulk, admin, privacy, health)
     for part in parts:
         app.include_router(part.router)
     errors.install(app, [route for part in parts for route in part.router.routes])
-    app.add_middleware(Edge, max_body=max_body, metrics=metrics)
+    app.add_middleware(Edge, max_body=max_body, metrics=metrics, limits=checks)
     return app

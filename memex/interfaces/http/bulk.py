@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from memex.interfaces.http.callers import Reader, Writer, call
 from memex.interfaces.http.errors import ERROR_RESPONSES, Refusal
-from memex.interfaces.http.memories import answer
+from memex.interfaces.http.memories import (
+    Agent,
+    Kinds,
+    Project,
+    Session,
+    Tags,
+    User,
+    answer,
+    scope_of,
+)
+from memex.interfaces.http.requests import TIME
 from memex.interfaces.http.responses import ImportedOut
 
 router = APIRouter(prefix="/v1", tags=["bulk"], responses=ERROR_RESPONSES)
@@ -72,11 +82,37 @@ _EXPORT_ANSWER: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/export", response_class=Response, responses=_EXPORT_ANSWER)
-async def export(c: Reader, include_deleted: bool = False, history: bool = False) -> Response:
-    """Every memory in scope as JSON Lines, from one snapshot (``export_lines``)."""
+async def export(
+    c: Reader,
+    include_deleted: bool = False,
+    history: bool = False,
+    ids: Annotated[
+        list[str] | None, Query(alias="id", description="only this memory (repeat)")
+    ] = None,
+    kinds: Kinds = None,
+    tags: Tags = None,
+    project: Project = None,
+    user: User = None,
+    agent: Agent = None,
+    session: Session = None,
+    since: Annotated[str | None, Query(description=f"created at or after ({TIME})")] = None,
+    until: Annotated[str | None, Query(description=f"created before ({TIME})")] = None,
+) -> Response:
+    """Every memory in scope (or a selection of it) as JSON Lines, from one snapshot
+    (``export_lines``)."""
+    options: dict[str, Any] = {
+        "include_deleted": include_deleted,
+        "history": history,
+        "ids": ids,
+        "scope": scope_of(project=project, user=user, agent=agent, session=session),
+        "kinds": kinds,
+        "tags": tags,
+        "since": since,
+        "until": until,
+    }
 
     def start() -> tuple[Iterator[str], Chunk]:
-        lines = c.mx.export_lines(include_deleted=include_deleted, history=history)
+        lines = c.mx.export_lines(**options)
         # The first lines are read before answering, so a store that cannot be read
         # gets an error answer rather than a 200 cut short.
         return lines, _chunk(lines)

@@ -24,6 +24,7 @@ from memex.service import Memex
 
 if TYPE_CHECKING:
     from memex.security.admin import TenantAdmin
+    from memex.security.limits import Limits
 
 T = TypeVar("T")
 
@@ -52,9 +53,12 @@ class Authenticator(Protocol):
 class Gate:
     """The principals of requests and their handles on the store."""
 
-    def __init__(self, root: Memex, authenticator: Authenticator | None) -> None:
+    def __init__(
+        self, root: Memex, authenticator: Authenticator | None, limits: Limits | None = None
+    ) -> None:
         self.root = root
         self.authenticator = authenticator
+        self.limits = limits
         tenant = root.scope.tenant or ""
         self._local = Principal(key_id="", tenant=tenant, role=Role.OWNER, home=True)
         self._handles: OrderedDict[Principal, Memex] = OrderedDict()
@@ -62,7 +66,10 @@ class Gate:
         # A store file answers a read by id in microseconds and never waits for a lock
         # (its writes of read counts and key uses give up rather than wait): such reads
         # run on the event loop. A database server's answer is a network round trip.
-        self.inline_reads = not is_database_url(root.location)
+        # A check of the limits held in Redis is a round trip too.
+        self.inline_reads = not is_database_url(root.location) and not (
+            limits is not None and limits.remote
+        )
 
     def principal(
         self, authorization: str | None, peer: str | None, forwarded_for: Sequence[str]
@@ -85,30 +92,53 @@ class Gate:
         return found
 
 
+class Outgoing:
+    """What a request's answer carries besides its body: the limits' header fields, and
+    the tenant whose quota warnings it shows (the edge adds them as it starts)."""
+
+    __slots__ = ("headers", "tenant")
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.tenant: str | None = None
+
+
+OUTGOING = "memex.outgoing"
+"""The key of a request's ``Outgoing`` in its ASGI scope (put there by the edge)."""
+
+
 class Caller:
     """A request's caller: authenticated when first asked, in the worker thread that
-    runs the route's call (the Authenticator may read the store)."""
+    runs the route's call (the Authenticator may read the store), and checked against
+    the server's limits then."""
 
-    __slots__ = ("_action", "_credentials", "_gate", "_principal")
+    __slots__ = ("_action", "_credentials", "_gate", "_outgoing", "_principal")
 
     def __init__(
         self,
         gate: Gate,
         credentials: tuple[str | None, str | None, Sequence[str]],
         action: Action | None,
+        outgoing: Outgoing | None = None,
     ) -> None:
         self._gate = gate
         self._credentials = credentials
         self._action = action
+        self._outgoing = outgoing if outgoing is not None else Outgoing()
         self._principal: Principal | None = None
 
     @property
     def principal(self) -> Principal:
-        """Who calls, allowed the route's action (else an AuthError)."""
+        """Who calls, allowed the route's action (else an AuthError) and within the
+        server's limits (else a RateLimitError or a QuotaExceededError)."""
         if self._principal is None:
             principal = self._gate.principal(*self._credentials)
             if self._action is not None:
                 require(principal, self._action)
+            limits = self._gate.limits
+            if limits is not None:
+                self._outgoing.tenant = principal.tenant
+                limits.admit(principal, self._outgoing.headers)
             self._principal = principal
         return self._principal
 
@@ -148,7 +178,8 @@ def caller(action: Action | None) -> Callable[..., Awaitable[Caller]]:
         headers = request.headers
         peer = request.client.host if request.client is not None else None
         credentials = (headers.get("authorization"), peer, headers.getlist("x-forwarded-for"))
-        return Caller(request.app.state.gate, credentials, action)
+        outgoing = request.scope.get(OUTGOING)
+        return Caller(request.app.state.gate, credentials, action, outgoing)
 
     return dependency
 

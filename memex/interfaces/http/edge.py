@@ -3,18 +3,24 @@
 A pure ASGI middleware (no buffering of bodies or answers) that refuses a body over
 the size limit while it is read, chunked bodies too; refuses a body of a content type
 the route does not take; answers anything unexpected with a 500 that holds nothing of
-the request; and times every answer for the metrics.
+the request; adds the limits' header fields (``RateLimit-*``, ``Memex-Quota-Warning``)
+to every answer; and times every answer for the metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memex.interfaces.http.callers import OUTGOING, Outgoing
 from memex.interfaces.http.errors import Refusal, error_response, internal_error, route_of
 from memex.interfaces.http.metrics import Metrics
+
+if TYPE_CHECKING:
+    from memex.security.limits import Limits
 
 log = logging.getLogger("memex.http")
 
@@ -50,10 +56,13 @@ def _accepts(path: str, kind: str) -> bool:
 class Edge:
     """Body limits, content types, unexpected errors and timing, for every request."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, metrics: Metrics, limits: Limits | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,12 +71,16 @@ class Edge:
         began = time.perf_counter()
         status = 500
         started = False
+        outgoing = Outgoing()
+        scope[OUTGOING] = outgoing
 
         async def send_timed(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
+                if outgoing.tenant is not None:
+                    message = self._with_limits(message, outgoing)
             await send(message)
 
         try:
@@ -94,6 +107,19 @@ class Edge:
             self.metrics.observe(
                 scope.get("method", ""), route_of(scope), status, time.perf_counter() - began
             )
+
+    def _with_limits(self, message: Message, outgoing: Outgoing) -> Message:
+        """The answer's start with the limits' header fields added."""
+        added = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                 for k, v in outgoing.headers.items()]  # fmt: skip
+        warning = None if self.limits is None else self.limits.warning(str(outgoing.tenant))
+        if warning is not None:
+            added.append((b"memex-quota-warning", warning.encode("latin-1")))
+        if not added:
+            return message
+        present = {name for name, _ in message.get("headers", ())}
+        kept = [(name, value) for name, value in added if name not in present]
+        return {**message, "headers": [*message.get("headers", ()), *kept]}
 
     def _refusal(self, scope: Scope) -> ASGIApp | None:
         """The answer for a request refused by its headers alone, else None."""

@@ -27,6 +27,7 @@ from memex.core.wire import status_and_code
 from memex.errors import (
     AuthError,
     MemexError,
+    QuotaExceededError,
     RateLimitError,
     StoreLockedError,
 )
@@ -59,11 +60,12 @@ _DESCRIPTIONS = {
     401: "unauthenticated: no key, or a malformed, unknown, revoked or expired one",
     403: "permission_denied (the key's role, project or address), or scope_error",
     404: "not_found: no such memory, key, user or route in this tenant",
-    409: "conflict (changed meanwhile, or a name that exists), or store_read_only",
+    409: "conflict (changed meanwhile, or a name that exists), store_read_only, or "
+    "quota_exceeded (a stored quota: memories, storage_mb, projects, users)",
     413: "payload_too_large: the body is over the server's limit",
     415: "unsupported_media_type: a body of another content type",
     422: "validation_error (a value memex refuses), or import_format_error",
-    429: "rate_limited: too many requests (see Retry-After)",
+    429: "rate_limited: too many requests, or quota_exceeded (calls_per_hour); see Retry-After",
     500: "internal_error",
     503: "store_locked (see Retry-After) or store_unavailable",
     507: "store_full: no space left for the store",
@@ -84,15 +86,19 @@ class Refusal(HTTPException):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **more: str,
 ) -> JSONResponse:
-    """The response for an error: its body, and the headers its status calls for."""
+    """The response for an error: its body (``more`` adds fields to it), and the headers
+    its status calls for."""
     out = dict(headers or {})
     if status == 401:
         out["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(
-        {"error": {"code": code, "message": _one_line(message)}}, status_code=status, headers=out
-    )
+    error = {"code": code, "message": _one_line(message), **more}
+    return JSONResponse({"error": error}, status_code=status, headers=out)
 
 
 def _one_line(message: str) -> str:
@@ -124,12 +130,16 @@ def memex_error(request: Request, exc: Exception) -> JSONResponse:
         request.app.state.metrics.denied(exc.reason)
     if isinstance(exc, StoreLockedError):
         headers["Retry-After"] = str(RETRY_AFTER_LOCKED)
-    elif isinstance(exc, RateLimitError):
+    elif isinstance(exc, RateLimitError) or (
+        isinstance(exc, QuotaExceededError) and exc.retry_after is not None
+    ):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
     if code in _FIXED or status >= 500:
         log.warning("%s in %s %s", type(exc).__name__, request.method, route_of(request.scope))
         return error_response(status, code, _FIXED.get(code, _FIXED["internal_error"]), headers)
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, QuotaExceededError):
+        return error_response(status, code, message, headers, quota=exc.quota)
     return error_response(status, code, message, headers)
 
 

@@ -187,3 +187,22 @@ class RotateIn(Body):
     """A key rotation."""
 
     grace_seconds: float = Field(DEFAULT_GRACE, description="how long the old key keeps working")
+
+
+_Limit = Annotated[int | None, Field(None, ge=0, description="a number; null: no limit")]
+
+
+class QuotaIn(Body):
+    """Changes to a tenant's quotas: a field left out is kept, null removes the limit."""
+
+    memories: _Limit
+    memories_soft: _Limit
+    storage_mb: _Limit
+    storage_mb_soft: _Limit
+    calls_per_hour: _Limit
+    calls_per_hour_soft: _Limit
+    projects: _Limit
+    projects_soft: _Limit
+    users: _Limit
+    users_soft: _Limit
+    reset: bool = Field(False, description="start from the defaults")

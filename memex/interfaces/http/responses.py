@@ -17,6 +17,9 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(description="stable: see the table in docs/http.md")
     message: str
+    quota: str | None = Field(
+        default=None, description="quota_exceeded only: the quota the tenant is at"
+    )
 
 
 class ErrorOut(BaseModel):
@@ -286,3 +289,21 @@ class ReadyOut(BaseModel):
 
     status: str
     schema_version: int
+
+
+class QuotaOut(BaseModel):
+    """One quota: its limits (null: none) and what the tenant uses of it (null: unknown)."""
+
+    hard: int | None
+    soft: int | None
+    used: int | None
+
+
+class QuotasOut(BaseModel):
+    """A tenant's quotas, by name, and whether they are the defaults."""
+
+    tenant: str
+    defaults: bool
+    quotas: dict[str, QuotaOut] = Field(
+        description="memories, storage_mb, calls_per_hour, projects, users"
+    )

@@ -11,12 +11,15 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from memex.errors import ConfigError
+
+if TYPE_CHECKING:
+    from memex.security.limits import LimitPolicy
 
 _BACKLOG = 2048
 
@@ -122,6 +125,29 @@ class WorkerOptions:
     auth: bool
     trusted_proxies: tuple[str, ...]
     max_body: int
+    limits: dict[str, Any] | None = None
+    """The ``LimitPolicy``'s fields (``policy_fields``), or None for no limits."""
+
+
+def policy_fields(policy: LimitPolicy) -> dict[str, Any]:
+    """A limit policy as JSON-ready fields, for a worker process to read back."""
+    rates = {name: None if rate is None else [rate.per_second, rate.burst]
+             for name, rate in (("key", policy.key), ("tenant", policy.tenant))}  # fmt: skip
+    return {**rates, "quotas": policy.quotas, "redis": policy.redis,
+            "redis_prefix": policy.redis_prefix}  # fmt: skip
+
+
+def _policy(fields: dict[str, Any] | None) -> LimitPolicy | None:
+    from memex.core.limits import Rate
+    from memex.security.limits import LimitPolicy
+
+    if fields is None:
+        return None
+    rates = {name: None if fields[name] is None else Rate(float(fields[name][0]), fields[name][1])
+             for name in ("key", "tenant")}  # fmt: skip
+    return LimitPolicy(
+        rates["key"], rates["tenant"], fields["quotas"], fields["redis"], fields["redis_prefix"]
+    )
 
 
 def worker_app() -> Any:
@@ -138,6 +164,7 @@ def worker_app() -> Any:
         trusted_proxies=options.trusted_proxies,
         max_body=options.max_body,
         on_close=root.close,
+        limits=_policy(options.limits),
     )
 
 

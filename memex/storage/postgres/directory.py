@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memex.core.identity import ApiKey, Member, Project, Role, Tenant, User
+from memex.core.limits import Quotas
 from memex.core.models import from_micros, to_micros
 from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
 
@@ -120,6 +121,8 @@ def copy_into(conn: Conn, target: Directory) -> None:
     query = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
     for row in conn.execute(query).fetchall():
         target.add_key(_key(row))
+    for tenant_name, quotas in conn.execute("SELECT tenant, quotas FROM tenant_quotas"):
+        target.set_quotas(str(tenant_name), Quotas.from_dict(quotas))
 
 
 class PostgresDirectory:
@@ -302,3 +305,26 @@ class PostgresDirectory:
                 )
 
         self._change(apply, lock_timeout_ms=50)
+
+    def quotas(self, tenant: str) -> Quotas | None:
+        """The quotas set for ``tenant``; None if none were."""
+        found = self._rows("SELECT quotas FROM tenant_quotas WHERE tenant = %s", (tenant,))
+        return Quotas.from_dict(found[0][0]) if found else None
+
+    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+        """Set the tenant's quotas (None: back to the defaults)."""
+        from psycopg.types.json import Jsonb
+
+        def apply(conn: Conn) -> None:
+            _require_tenant(conn, tenant)
+            if quotas is None:
+                conn.execute("DELETE FROM tenant_quotas WHERE tenant = %s", (tenant,))
+            else:
+                conn.execute(
+                    "INSERT INTO tenant_quotas (tenant, quotas) VALUES (%s, %s) "
+                    "ON CONFLICT (tenant) DO UPDATE SET quotas = excluded.quotas",
+                    (tenant, Jsonb(quotas.to_dict())),
+                )
+            conn.execute(_BUMP)
+
+        self._change(apply)

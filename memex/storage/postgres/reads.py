@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, to_micros, utcnow
 from memex.core.query import Filters
-from memex.core.visibility import count_states
+from memex.core.visibility import content_bytes, count_states
 from memex.storage.postgres import sql
 
 if TYPE_CHECKING:
@@ -55,11 +55,12 @@ def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
     """Counts within the scope at ``at`` (microseconds), and the size of the whole store."""
     where, params = sql.scope_clause(scope)
     found = conn.execute(
-        f"SELECT m.kind, {sql.state_sql()} AS state, count(*), count(m.embedding) "
+        f"SELECT m.kind, {sql.state_sql()} AS state, count(*), count(m.embedding), "
+        "coalesce(sum(octet_length(m.content)), 0) "
         f"FROM memories m WHERE {where} GROUP BY 1, 2 ORDER BY 1",
         [at, at, at, *params],
     ).fetchall()
-    counts, by_kind = count_states((kind, state, count) for kind, state, count, _ in found)
+    counts, by_kind = count_states((kind, state, count) for kind, state, count, _, _ in found)
     current = sum(row[2] for row in found)
     vectors = sum(row[3] for row in found)
     hwhere, hparams = sql.scope_clause(scope, "h")
@@ -76,6 +77,7 @@ def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
         "by_kind": by_kind,
         "vectors": vectors,
         "size_bytes": int(row[1]),
+        "content_bytes": content_bytes((kind, state, size) for kind, state, _, _, size in found),
     }
 
 

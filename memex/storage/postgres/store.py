@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.errors import StoreError, StoreReadOnlyError, ValidationError
+from memex.errors import ConfigError, StoreError, StoreReadOnlyError, ValidationError
 from memex.storage.base import (
     CandidateQuery,
     Candidates,
@@ -37,6 +37,7 @@ from memex.storage.postgres.model import (
 if TYPE_CHECKING:
     import psycopg
 
+    from memex.storage.encryption import TenantKeys
     from memex.storage.postgres.directory import PostgresDirectory
     from memex.storage.postgres.privacy import PostgresPrivacy
     from memex.storage.postgres.snapshot import PostgresSnapshot
@@ -200,6 +201,10 @@ class PostgresStore:
             scope.tenant, [reads.vectors_by_hash(str(scope.tenant), model, hashes)]
         )
         return {h: v.to_numpy().copy() for h, v in found}
+
+    def tenant_keys(self) -> TenantKeys:
+        """Encryption at rest is not offered by this backend yet."""
+        raise ConfigError("encryption at rest is not available on a PostgreSQL store yet")
 
     def directory(self) -> PostgresDirectory:
         """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -18,6 +18,7 @@ from memex.errors import (
     StoreCorruptError,
     StoreError,
     StoreFullError,
+    StoreKeyError,
     StoreLockedError,
     StoreReadOnlyError,
 )
@@ -27,6 +28,8 @@ from memex.files import device_full
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
 BUSY_CODES = (_BUSY, _LOCKED)
 """SQLite's result codes for a lock another connection holds."""
+Opener = Callable[[str, str, int, str, bytes], str]
+"""Opens a sealed memory field: (tenant, id, version, field, sealed value) to its text."""
 
 
 def translate(exc: sqlite3.Error, path: str) -> StoreError:
@@ -251,13 +254,25 @@ def without_waiting(conn: sqlite3.Connection, busy_timeout: float) -> Iterator[N
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
 
 
+def _sealed(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
+    raise StoreKeyError(f"tenant {tenant!r}'s memories are encrypted: open them through memex")
+
+
 class Connections:
-    """One connection per thread to one store file (read-only or not), closed together."""
+    """One connection per thread to one store file (read-only or not), closed together;
+    ``opener`` is what SQL calls ``memex_plain`` (it opens sealed values)."""
 
     def __init__(
-        self, path: Path, *, busy_timeout: float, synchronous: str, read_only: bool
+        self,
+        path: Path,
+        *,
+        busy_timeout: float,
+        synchronous: str,
+        read_only: bool,
+        opener: Opener = _sealed,
     ) -> None:
         self.path = path
+        self.opener = opener
         self.busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._read_only = read_only
@@ -272,12 +287,7 @@ class Connections:
             raise StoreError(f"store {self.path} is closed")
         holder: Holder | None = getattr(self._local, "holder", None)
         if holder is None or holder.pid != os.getpid():
-            conn = connect(
-                self.path,
-                busy_timeout=self.busy_timeout,
-                synchronous=self._synchronous,
-                read_only=self._read_only,
-            )
+            conn = self.separate()
             holder = Holder(conn)
             self._local.holder = holder
             with self._lock:
@@ -289,12 +299,14 @@ class Connections:
         transaction held across many steps (an export, a backup)."""
         if self.closed:
             raise StoreError(f"store {self.path} is closed")
-        return connect(
+        conn = connect(
             self.path,
             busy_timeout=self.busy_timeout,
             synchronous=self._synchronous,
             read_only=self._read_only,
         )
+        conn.create_function("memex_plain", 5, self.opener, deterministic=True)
+        return conn
 
     def close(self) -> None:
         self.closed = True
@@ -305,7 +317,7 @@ class Connections:
 
 
 def open_connections(
-    path: Path, busy_timeout: float, synchronous: str, read_only: str | None
+    path: Path, busy_timeout: float, synchronous: str, read_only: str | None, opener: Opener
 ) -> tuple[Connections, str | None]:
     """The store's connections, with this thread's first one open, and why the store is
     read-only (``read_only``, or a full device: SQLite cannot create the shared-memory
@@ -313,7 +325,11 @@ def open_connections(
 
     def first(read_only: bool) -> Connections:
         connections = Connections(
-            path, busy_timeout=busy_timeout, synchronous=synchronous, read_only=read_only
+            path,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            read_only=read_only,
+            opener=opener,
         )
         connections.get()
         return connections

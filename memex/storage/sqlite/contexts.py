@@ -7,7 +7,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from memex.core.encryption import context_data
 from memex.core.models import Scope, to_micros, utcnow
+from memex.storage.encryption import KeyNeededError, Keyring, TenantCipher
 from memex.storage.sqlite import reads
 
 
@@ -38,9 +40,10 @@ def record_reads(conn: sqlite3.Connection, counts: Sequence[tuple[int, int, str,
 
 
 def last_context(
-    conn: sqlite3.Connection, tenant: str, session: str, prefix_hash: str
+    conn: sqlite3.Connection, tenant: str, session: str, prefix_hash: str, keyring: Keyring
 ) -> tuple[str | None, int]:
-    """A session's previous context, and how many other sessions last had this prefix."""
+    """A session's previous context (opened with ``keyring`` where sealed), and how many
+    other sessions last had this prefix."""
     row = conn.execute(
         "SELECT text FROM context_sessions WHERE tenant = ? AND session = ?", (tenant, session)
     ).fetchone()
@@ -49,7 +52,15 @@ def last_context(
         "AND session != ?",
         (tenant, prefix_hash, session),
     ).fetchone()[0]
-    return (None if row is None else str(row[0])), int(others)
+    if row is None:
+        return None, int(others)
+    text = row[0]
+    if isinstance(text, bytes):
+        cipher = keyring.cipher(tenant)
+        if cipher is None:
+            raise KeyNeededError(tenant)
+        text = cipher.open(text, context_data(tenant, session), f"session {session!r}'s context")
+    return str(text), int(others)
 
 
 def save_context(
@@ -59,8 +70,10 @@ def save_context(
     text: str,
     prefix_hash: str,
     ids: Sequence[str],
+    cipher: TenantCipher | None = None,
 ) -> None:
-    """Store a session's latest context and the memories it shows.
+    """Store a session's latest context (sealed with ``cipher``'s key) and the memories
+    it shows.
 
     A context showing a memory purged while it was assembled (or while it waited to be
     written) is not stored, and the session's previous one is dropped too: its text
@@ -78,6 +91,7 @@ def save_context(
         [tenant],
         convert=str,
     )
+    stored = text if cipher is None else cipher.seal(text, context_data(tenant, session))
     if sum(int(row[0]) for row in found) < len(wanted):
         conn.execute(
             "DELETE FROM context_sessions WHERE tenant = ? AND session = ?", (tenant, session)
@@ -88,7 +102,7 @@ def save_context(
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session) DO UPDATE SET "
             "prefix_hash = excluded.prefix_hash, text = excluded.text, "
             "updated_at = excluded.updated_at",
-            (tenant, session, prefix_hash, text, to_micros(utcnow())),
+            (tenant, session, prefix_hash, stored, to_micros(utcnow())),
         )
         conn.executemany(
             "INSERT INTO context_session_memories (tenant, id, session) VALUES (?, ?, ?)",

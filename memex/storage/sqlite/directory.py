@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from memex.core.identity import ApiKey, Project, Tenant, User, parse_role
+from memex.core.limits import Quotas
 from memex.core.models import from_micros, to_micros
 from memex.errors import ConflictError, NotFoundError
 
@@ -205,6 +206,34 @@ class SQLiteDirectory:
             )
 
         self._write(apply, wait=False)
+
+    # -- quotas ------------------------------------------------------------------------
+
+    def quotas(self, tenant: str) -> Quotas | None:
+        """The quotas set for ``tenant``; None if none were."""
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT quotas FROM tenant_quotas WHERE tenant = ?", (tenant,)
+            ).fetchone()
+        )
+        return None if row is None else Quotas.from_dict(json.loads(row[0]))
+
+    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+        """Set the tenant's quotas (None: back to the defaults)."""
+
+        def apply(conn: sqlite3.Connection) -> None:
+            _require_tenant(conn, tenant)
+            if quotas is None:
+                conn.execute("DELETE FROM tenant_quotas WHERE tenant = ?", (tenant,))
+            else:
+                conn.execute(
+                    "INSERT INTO tenant_quotas (tenant, quotas) VALUES (?, ?) "
+                    "ON CONFLICT (tenant) DO UPDATE SET quotas = excluded.quotas",
+                    (tenant, json.dumps(quotas.to_dict())),
+                )
+            _bump(conn)
+
+        self._write(apply)
 
 
 def _generation(conn: sqlite3.Connection) -> int:

@@ -24,7 +24,7 @@ _SINCE = (
 )
 """The highest key ever assigned and the last change logged: whether there is a lag."""
 
-ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", content"
+ROW = "seq, " + ", ".join(sql.SCOPE_COLUMNS.values()) + ", " + sql.plain("content")
 """The columns of a memory that make its document."""
 
 

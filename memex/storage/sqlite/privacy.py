@@ -263,6 +263,10 @@ def _anonymise(conn: sqlite3.Connection, selector: Selector, pseudonym: str) -> 
     ).rowcount
     sessions = _named_sessions(conn, selector)
     for old in sessions:
+        query = "SELECT typeof(text) FROM context_sessions WHERE tenant = ? AND session = ?"
+        if conn.execute(query, (tenant, old)).fetchone()[0] == "blob":
+            _drop_sessions(conn, tenant, [old])  # sealed: its seal is bound to its name
+            continue
         new = renamed_session(old, user, pseudonym)
         for table in ("context_sessions", "context_session_memories"):
             conn.execute(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Scope, utcnow
 from memex.core.query import Filters
-from memex.core.visibility import count_states
+from memex.core.visibility import content_bytes, count_states
+from memex.storage.encryption import SEALED_OVERHEAD
 from memex.storage.sqlite import sql
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def by_keys(
 
 _THREAD = [f"m.{c}" for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
 FACTS_COLUMNS = ", ".join(
-    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", "m.content", "m.id"]
+    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", sql.plain("content", "m"), "m.id"]
 )
 """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key, and
 its id. The thread is every scope field but the tenant (which the filters fix) and the
@@ -156,13 +157,14 @@ def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
     pending), which ``by_kind`` breaks down.
     """
     where, params = sql.scope_clause(scope)
-    counts, by_kind = count_states(
-        conn.execute(
-            f"SELECT m.kind, {sql.state_sql()} AS state, count(*) FROM memories m "
-            f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
-            [at, at, at, *params],
-        )
-    )
+    found = conn.execute(
+        f"SELECT m.kind, {sql.state_sql()} AS state, count(*), "
+        "coalesce(sum(length(CAST(m.content AS BLOB)) - CASE typeof(m.content) "
+        f"WHEN 'blob' THEN {SEALED_OVERHEAD} ELSE 0 END), 0) FROM memories m "
+        f"WHERE {where} GROUP BY 1, 2 ORDER BY 1",
+        [at, at, at, *params],
+    ).fetchall()
+    counts, by_kind = count_states((kind, state, count) for kind, state, count, _ in found)
     hwhere, hparams = sql.scope_clause(scope, "h")
     versions = conn.execute(  # past versions, and every memory's current one
         f"SELECT (SELECT count(*) FROM memory_history h WHERE {hwhere}) "
@@ -181,4 +183,5 @@ def stats(conn: sqlite3.Connection, scope: Scope, at: int) -> dict[str, Any]:
         "by_kind": by_kind,
         "vectors": vectors,
         "size_bytes": pages * page_size,
+        "content_bytes": content_bytes((kind, state, size) for kind, state, _, size in found),
     }

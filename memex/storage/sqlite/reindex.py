@@ -25,6 +25,7 @@ from memex.core.models import content_hash
 from memex.core.progress import Tally
 from memex.errors import ConflictError
 from memex.storage.base import StoredVectors, Vector
+from memex.storage.sqlite import sql
 from memex.storage.sqlite.changes import bump_epoch
 from memex.storage.sqlite.connection import without_waiting
 from memex.storage.sqlite.model import set_model
@@ -57,7 +58,9 @@ def replace(
     try:
         count = 0
         last = 0
-        query = "SELECT seq, content FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
+        query = (
+            f"SELECT seq, {sql.plain('content')} FROM memories WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
         while batch := rows(query, (last, batch_size)):
             last = batch[-1][0]
             vectors = embed([str(content) for _, content in batch])
@@ -115,7 +118,7 @@ def swap(conn: sqlite3.Connection, staging: str) -> None:
     """Replace every vector with the staged ones (inside the caller's transaction)."""
     stale = conn.execute(
         f"SELECT count(*) FROM memories m LEFT JOIN {staging} s ON s.seq = m.seq "
-        "WHERE s.seq IS NULL OR s.content_hash <> m.content_hash"
+        f"WHERE s.seq IS NULL OR s.content_hash <> {sql.plain('content_hash', 'm')}"
     ).fetchone()[0]
     if stale:
         raise ConflictError(

@@ -10,7 +10,7 @@ transaction began. In WAL mode that holds up no writer.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from memex.core.models import Memory
@@ -33,8 +33,10 @@ class SQLiteSnapshot:
         params: Sequence[Any],
         *,
         history: bool,
+        failure: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         self._path = path
+        self._failure = failure  # why an opened sealed value failed, if one did
         self._where, self._params = where, list(params)
         self._history = history
         self._conn: sqlite3.Connection | None = conn
@@ -73,7 +75,7 @@ class SQLiteSnapshot:
                 for memory in memories:
                     yield memory, past.get(memory.id, [])
         except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
+            raise (self._failure() or translate(exc, self._path)) from exc
 
     def _past(
         self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Memory, Scope, to_micros
 from memex.core.query import Filters, Order
@@ -13,17 +13,34 @@ from memex.storage import visibility_sql
 from memex.storage.sqlite.rows import decode_cursor
 from memex.storage.visibility_sql import forgotten_sql as forgotten_sql
 
+if TYPE_CHECKING:
+    from memex.storage.encryption import TenantCipher
+
+
+def plain(column: str, alias: str = "") -> str:
+    """A memory column's text in SQL, opened where it is sealed (an encrypted tenant's
+    content and metadata are BLOBs; ``memex_plain`` is defined on every connection).
+    ``content_hash`` is the SHA-256 of the opened content, as for a plain row."""
+    at = f"{alias}." if alias else ""
+    sealed = "content" if column == "content_hash" else column
+    return (
+        f"CASE WHEN typeof({at}{sealed}) = 'blob' THEN memex_plain({at}tenant, {at}id, "
+        f"{at}version, '{column}', {at}{sealed}) ELSE {at}{column} END"
+    )
+
+
 # Both lists follow rows.STORED_COLUMNS, so rows become memories with rows.memories
 # (history rows have no key and no access statistics).
 COLUMNS = (
-    "seq, id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
-    "importance, source, content_hash, version, created_at, updated_at, expires_at, "
-    "deleted_at, last_accessed_at, access_count, valid_from, valid_until, superseded_by"
+    f"seq, id, tenant, project, user_id, agent, session, kind, {plain('content')}, tags, "
+    f"{plain('metadata')}, importance, source, {plain('content_hash')}, version, created_at, "
+    "updated_at, expires_at, deleted_at, last_accessed_at, access_count, valid_from, "
+    "valid_until, superseded_by"
 )
 HISTORY_COLUMNS = (
-    "0, id, tenant, project, user_id, agent, session, kind, content, tags, metadata, "
-    "importance, source, content_hash, version, created_at, updated_at, expires_at, "
-    "deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
+    f"0, id, tenant, project, user_id, agent, session, kind, {plain('content')}, tags, "
+    f"{plain('metadata')}, importance, source, {plain('content_hash')}, version, created_at, "
+    "updated_at, expires_at, deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
 )
 _SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}
 # Every scope field and its column, in the order of memex.core.models.SCOPE_FIELDS.
@@ -34,10 +51,10 @@ def _opt(value: datetime | None) -> int | None:
     return None if value is None else to_micros(value)
 
 
-def memory_params(memory: Memory) -> dict[str, Any]:
-    """Named parameters for writing a memory's columns."""
+def memory_params(memory: Memory, cipher: TenantCipher | None = None) -> dict[str, Any]:
+    """Named parameters for writing a memory's columns (sealed with ``cipher``'s key)."""
     scope = memory.scope
-    return {
+    params: dict[str, Any] = {
         "id": memory.id,
         "tenant": scope.tenant,
         "project": scope.project,
@@ -62,6 +79,24 @@ def memory_params(memory: Memory) -> dict[str, Any]:
         "valid_until": _opt(memory.valid_until),
         "superseded_by": memory.superseded_by,
     }
+    if cipher is not None:
+        params.update(zip(SEALED, sealed(cipher, memory), strict=True))
+    return params
+
+
+SEALED = ("content", "metadata", "content_hash")
+"""The columns an encrypted tenant's memory has sealed (or, the hash, keyed)."""
+
+
+def sealed(cipher: TenantCipher, memory: Memory) -> tuple[bytes, bytes, str]:
+    """A memory's content and metadata sealed, and its keyed content hash."""
+    mid, version = memory.id, memory.version
+    metadata = _encode_metadata(memory.metadata) if memory.metadata else "{}"
+    return (
+        cipher.seal_memory(mid, version, "content", memory.content),
+        cipher.seal_memory(mid, version, "metadata", metadata),
+        cipher.digest(memory.content_hash),
+    )
 
 
 INSERT_SQL = (
@@ -78,12 +113,21 @@ _encode_tags = json.JSONEncoder(ensure_ascii=False).encode
 _encode_metadata = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
-def memory_row(seq: int, memory: Memory) -> tuple[Any, ...]:
-    """Parameters of ``INSERT_SQL`` for a new memory stored under key ``seq``."""
+def memory_row(seq: int, memory: Memory, cipher: TenantCipher | None = None) -> tuple[Any, ...]:
+    """Parameters of ``INSERT_SQL`` for a new memory stored under key ``seq`` (sealed
+    with ``cipher``'s key)."""
     scope = memory.scope
     created = to_micros(memory.created_at)
     updated = memory.updated_at
     valid_from = memory.valid_from
+    content: str | bytes
+    metadata: str | bytes
+    if cipher is not None:
+        content, metadata, chash = sealed(cipher, memory)
+    else:
+        content = memory.content
+        metadata = _encode_metadata(memory.metadata) if memory.metadata else "{}"
+        chash = memory.content_hash
     return (
         seq,
         memory.id,
@@ -93,12 +137,12 @@ def memory_row(seq: int, memory: Memory) -> tuple[Any, ...]:
         scope.agent,
         scope.session,
         memory.kind,
-        memory.content,
+        content,
         _encode_tags(list(memory.tags)) if memory.tags else "[]",
-        _encode_metadata(memory.metadata) if memory.metadata else "{}",
+        metadata,
         memory.importance,
         memory.source,
-        memory.content_hash,
+        chash,
         memory.version,
         created,
         created if updated == memory.created_at else to_micros(updated),
@@ -168,10 +212,10 @@ def filter_clause(filters: Filters, now: datetime, alias: str = "m") -> tuple[st
     for key, value in filters.metadata.items():
         path = '$."' + key + '"'
         if value is None:
-            parts.append(f"json_type({alias}.metadata, ?) = 'null'")
+            parts.append(f"json_type({plain('metadata', alias)}, ?) = 'null'")
             params.append(path)
         else:
-            parts.append(f"json_extract({alias}.metadata, ?) = ?")
+            parts.append(f"json_extract({plain('metadata', alias)}, ?) = ?")
             params.extend([path, int(value) if isinstance(value, bool) else value])
     more, values = visibility_sql.time_and_state_clauses(filters, now, alias, "?")
     parts.extend(more)

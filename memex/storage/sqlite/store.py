@@ -10,18 +10,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress, Tally
 from memex.core.query import Filters, Order
 from memex.errors import (
-    ConflictError,
     MemexError,
     StoreError,
     StoreLockedError,
-    StoreReadOnlyError,
-    ValidationError,
 )
 from memex.storage.base import (
     CandidateQuery,
@@ -33,15 +30,25 @@ from memex.storage.base import (
     Vector,
     WriteBatch,
 )
-from memex.storage.sqlite import candidates, contexts, lexical, reads, reindex, rows, sql, writes
+from memex.storage.encryption import KeyProvider, Keyring
+from memex.storage.sqlite import (
+    candidates,
+    contexts,
+    keys,
+    lexical,
+    reads,
+    reindex,
+    rows,
+    sql,
+    writes,
+)
+from memex.storage.sqlite.access import Access
 from memex.storage.sqlite.connection import (
     open_connections,
     owned_paths,
     prepare,
     translate,
     wal_size,
-    without_waiting,
-    write_transaction,
 )
 from memex.storage.sqlite.directory import SQLiteDirectory
 from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
@@ -63,7 +70,7 @@ AT = ("tenant", "project")  # and those the vector index does
 Ids = dict[int, str]
 
 
-class SQLiteStore:
+class SQLiteStore(Access):
     """A memex store in one SQLite file, safe for several processes at once."""
 
     def __init__(
@@ -76,13 +83,15 @@ class SQLiteStore:
         ann_probes: int = 48,
         lexical_index_min: int = 1_000,
         read_only: bool = False,
+        master_key: KeyProvider | None = None,
     ):
         self._path = Path(path)
+        self._keyring = Keyring(master_key)
         self._ann = (ann_min_vectors, ann_probes)
         self._lexical_min = lexical_index_min
         self._read_only = prepare(self._path, read_only=read_only)
         self._connections, self._read_only = open_connections(
-            self._path, busy_timeout, synchronous, self._read_only
+            self._path, busy_timeout, synchronous, self._read_only, self._keyring.plain
         )
         writable = self._read_only is None
         self._fulltext_index: FullTextIndex | None = None
@@ -109,6 +118,9 @@ class SQLiteStore:
     def directory(self) -> SQLiteDirectory:
         return SQLiteDirectory(self._run, self._write)
 
+    def tenant_keys(self) -> keys.SQLiteTenantKeys:
+        return keys.SQLiteTenantKeys(self._keyring, self._run, self._write)
+
     # -- connections ---------------------------------------------------------------
 
     def info(self) -> StoreInfo:
@@ -121,45 +133,6 @@ class SQLiteStore:
             memories=memories,
             files=tuple(self._files()),
         )
-
-    @property
-    def _busy_ms(self) -> int:
-        return int(self._connections.busy_timeout * 1000)
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
-
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return fn(self._conn())
-        except sqlite3.Error as exc:
-            raise translate(exc, str(self._path)) from exc
-        except OverflowError as exc:
-            raise ValidationError("a number in the query is too large for the store") from exc
-
-    def _rows(self, query: str, params: Sequence[Any]) -> builtins.list[Any]:
-        return self._run(lambda c: c.execute(query, params).fetchall())
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:
-        """Run ``fn`` in a write transaction; without ``wait``, fail at once if another
-        process holds the write lock (StoreLockedError) rather than wait for it."""
-        if self._read_only is not None:
-            raise StoreReadOnlyError.refused(str(self._path), self._read_only)
-        conn = self._conn()
-        waiting: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if not wait:
-            waiting = without_waiting(conn, self._connections.busy_timeout)
-        try:
-            with waiting, write_transaction(conn, str(self._path)):
-                return fn(conn)
-        except sqlite3.IntegrityError as exc:
-            if "memories.tenant, memories.id" in str(exc):
-                raise ConflictError("a memory with that id already exists") from exc
-            raise translate(exc, str(self._path)) from exc
-        except sqlite3.Error as exc:
-            raise translate(exc, str(self._path)) from exc
-        except OverflowError as exc:
-            raise ValidationError("a number is too large for the store") from exc
 
     def _tidy(self, conn: sqlite3.Connection) -> None:
         """Clear up after processes killed mid-work, without waiting for any lock:
@@ -228,8 +201,12 @@ class SQLiteStore:
         if not include_deleted:
             where += f" AND NOT {sql.forgotten_sql('m')}"
         # A connection of its own: its read transaction spans the whole iteration.
+        self._run(lambda c: keys.preload(c, self._keyring, str(scope.tenant)))
         conn = self._connections.separate()
-        return SQLiteSnapshot(conn, str(self._path), where, params, history=history)
+        failure = self._keyring.failure
+        return SQLiteSnapshot(
+            conn, str(self._path), where, params, history=history, failure=failure
+        )
 
     def backup(self, target: Path, progress: Progress | None = None) -> int:
         # A connection of its own: its read transaction spans the whole copy.
@@ -260,7 +237,8 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
-            writes.apply_batch(conn, scope, batch, model.dimensions)
+            cipher = keys.write_cipher(conn, self._keyring, str(scope.tenant))
+            writes.apply_batch(conn, scope, batch, model.dimensions, cipher)
 
         self._write(apply)
         if batch.purges or self._wal_dirty:
@@ -306,9 +284,11 @@ class SQLiteStore:
         def apply(conn: sqlite3.Connection) -> None:
             contexts.record_reads(conn, counts)
             if context is not None:
+                cipher = keys.write_cipher(conn, self._keyring, tenant)
                 contexts.save_context(
-                    conn, tenant, context.session, context.text, context.prefix_hash, context.ids
-                )
+                    conn, tenant, context.session, context.text, context.prefix_hash,
+                    context.ids, cipher,
+                )  # fmt: skip
 
         self._write(apply, wait=False)
 
@@ -455,15 +435,20 @@ class SQLiteStore:
         stored = self._vectors_model()
         if not hashes or stored is None or stored.model != model:
             return {}
-        found = self._run(lambda c: reads.vectors_by_hash(c, str(scope.tenant), hashes))
+        tenant = str(scope.tenant)
+        cipher = self._run(lambda c: keys.preload(c, self._keyring, tenant))
+        digests = {cipher.digest(h): h for h in hashes} if cipher else {h: h for h in hashes}
+        found = self._run(lambda c: reads.vectors_by_hash(c, tenant, builtins.list(digests)))
         import numpy as np
 
-        return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in found.items()}
+        return {digests[h]: np.frombuffer(b, dtype=np.float32).copy() for h, b in found.items()}
 
     def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
-        return self._run(lambda c: contexts.last_context(c, tenant, session, prefix_hash))
+        return self._run(
+            lambda c: contexts.last_context(c, tenant, session, prefix_hash, self._keyring)
+        )
 
     def tenants(self) -> builtins.list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT tenant FROM memories ORDER BY 1", ())]

@@ -4,6 +4,7 @@ versioned updates and purges."""
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 from memex.core.models import Memory, Scope
 from memex.errors import ConflictError
@@ -13,6 +14,9 @@ from memex.storage.checks import check_scope as check_scope
 from memex.storage.sqlite import sql
 from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.purge import purge_memories
+
+if TYPE_CHECKING:
+    from memex.storage.encryption import TenantCipher
 
 _HISTORY_SQL = (
     "INSERT INTO memory_history (tenant, id, version, project, user_id, agent, session, "
@@ -24,16 +28,23 @@ _HISTORY_SQL = (
 )
 
 
-def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
+def apply_batch(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    batch: WriteBatch,
+    dims: int,
+    cipher: TenantCipher | None = None,
+) -> None:
     """Insert, archive, update and purge as the batch says (the caller holds the
-    transaction); ``dims``: the store's vector size."""
-    _insert(conn, scope, batch, dims)
-    _archive(conn, scope, batch)
+    transaction); ``dims``: the store's vector size; ``cipher``: the key the scope's
+    tenant's memories are sealed with (None: stored plain)."""
+    _insert(conn, scope, batch, dims, cipher)
+    _archive(conn, scope, batch, cipher)
     replaced: dict[str, list[int]] = {}
     updated: dict[str, list[int]] = {}
     for memory, maybe_vector, expected in batch.updates:
         check_scope(scope, memory)
-        params = sql.memory_params(memory)
+        params = sql.memory_params(memory, cipher)
         params["expected_version"] = expected
         found = conn.execute(sql.UPDATE_SQL + " RETURNING seq", params).fetchall()
         if len(found) != 1:
@@ -56,7 +67,13 @@ def apply_batch(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims:
         purge_memories(conn, where, values, batch.purges)
 
 
-def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int) -> None:
+def _insert(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    batch: WriteBatch,
+    dims: int,
+    cipher: TenantCipher | None,
+) -> None:
     if not batch.inserts:
         return
     for memory, _ in batch.inserts:
@@ -65,7 +82,8 @@ def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int
     # follow the largest key ever used, as AUTOINCREMENT would.
     first = conn.execute(sql.NEXT_SEQ_SQL).fetchone()[0]
     conn.executemany(
-        sql.INSERT_SQL, [sql.memory_row(k, m) for k, (m, _) in enumerate(batch.inserts, first)]
+        sql.INSERT_SQL,
+        [sql.memory_row(k, m, cipher) for k, (m, _) in enumerate(batch.inserts, first)],
     )
     conn.executemany(
         "INSERT INTO vectors (seq, tenant, vector) VALUES (?, ?, ?)",
@@ -73,7 +91,9 @@ def _insert(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, dims: int
     )
 
 
-def _archive(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch) -> None:
+def _archive(
+    conn: sqlite3.Connection, scope: Scope, batch: WriteBatch, cipher: TenantCipher | None
+) -> None:
     """Store past versions of inserted memories as given.
 
     They go straight into ``memory_history``: the trigger that archives a version on
@@ -84,13 +104,13 @@ def _archive(conn: sqlite3.Connection, scope: Scope, batch: WriteBatch) -> None:
         return
     check_history(scope, batch)
     try:
-        conn.executemany(_HISTORY_SQL, [_history_params(m) for m in batch.history])
+        conn.executemany(_HISTORY_SQL, [_history_params(m, cipher) for m in batch.history])
     except sqlite3.IntegrityError as exc:
         raise ConflictError("the batch holds the same version of a memory twice") from exc
 
 
-def _history_params(memory: Memory) -> dict[str, object]:
-    params = sql.memory_params(memory)
+def _history_params(memory: Memory, cipher: TenantCipher | None) -> dict[str, object]:
+    params = sql.memory_params(memory, cipher)
     del params["last_accessed_at"], params["access_count"]
     return params
 

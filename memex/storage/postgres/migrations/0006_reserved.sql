@@ -1,0 +1,3 @@
+-- memex PostgreSQL schema 6: no change to the tables (the number is kept for the audit
+-- log's schema, which takes its place).
+SELECT 1;
