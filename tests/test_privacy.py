@@ -315,9 +315,7 @@ def test_cli_exit_codes_and_one_line_errors(store_path: Path) -> None:
 
 
 def test_erasing_an_encrypted_tenant_destroys_its_key(store_path: Path) -> None:
-    from conftest import TEST_MASTER_KEY
-
-    with Memex.open(store_path, master_key=TEST_MASTER_KEY) as mx:
+    with Memex.open(store_path, master_key=secrets.token_hex(32)) as mx:
         acme = mx.scoped(tenant="acme")
         fill(acme, "a", 5, user="alice")
         acme.context("tea", 1000, scope={"user": "alice"}, session="s1")
