@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test check lint redis bench clean
+.PHONY: demo test check lint redis node-tools bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,14 @@ lint: $(VENV)/.dev
 redis:
 	@bash scripts/install-redis.sh
 
-## test: lint, type-check and run the whole test suite
-test: lint redis
+## node-tools: Node 22, the MCP conformance suite and the MCP Inspector CLI that the MCP
+## tests drive, pinned by tests/node/package-lock.json, into .cache/node (a no-op once there)
+node-tools:
+	@scripts/install-node-tools
+
+## test: lint, type-check, install the test servers and tools (redis-server, Node 22 and the
+## MCP tools) and run the whole test suite
+test: lint redis node-tools
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly" >&2; exit 1; fi; \
 	exit $$rc
@@ -47,4 +53,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/locomo.py --markdown
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache *.egg-info

@@ -91,6 +91,7 @@ class BulkMixin(InsertionMixin):
             progress,
             explicit,
             [past for r in records for past in r.past],
+            action="memory.import",
         )
 
     # -- export ----------------------------------------------------------------------

@@ -79,10 +79,22 @@ class OutputError(MemexError):
 
 
 class AuthError(MemexError):
-    """A request refused because of who sent it; ``reason`` names why, for metrics."""
+    """A request refused because of who sent it; ``reason`` names why, for metrics.
+    ``key_id`` and ``tenant`` name the key presented, as far as it is known (a
+    well-formed key's public id; its tenant once the whole key was verified), for the
+    audit trail."""
 
-    def __init__(self, message: str, reason: str = "denied") -> None:
+    def __init__(
+        self,
+        message: str,
+        reason: str = "denied",
+        *,
+        key_id: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
         self.reason = reason
+        self.key_id = key_id
+        self.tenant = tenant
         super().__init__(message)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from memex.actor import current_actor
+from memex.core.audit import AuditEvent
 from memex.core.models import Memory, Scope
 
 if TYPE_CHECKING:
@@ -25,6 +27,15 @@ class Handle:
     def _check_writable(self) -> None:
         """Raise StoreReadOnlyError for a store that takes no writes (defined by ``Memex``)."""
         raise NotImplementedError
+
+    def _audit(
+        self, action: str, resource_id: str = "", *, count: int = 1, detail: str = ""
+    ) -> AuditEvent:
+        """The audit entry of a change to this handle's memories, by the current actor
+        (``memex.actor``): what and which, never content."""
+        tenant = str(self._scope.tenant)
+        actor = current_actor()
+        return AuditEvent(tenant, action, "memory", actor, resource_id, count=count, detail=detail)
 
     def _tenant(self) -> Scope:
         """The handle's whole tenant: ids are unique within it, supersedes link within it."""

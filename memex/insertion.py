@@ -12,6 +12,7 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from memex.core.audit import AuditEvent
 from memex.core.build import build_memory
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.progress import Progress
@@ -66,7 +67,8 @@ class InsertionMixin(Handle):
                 supersede.append((position, old_id))
             if item.get("id"):
                 explicit.append(memory.id)
-        return self._insert(memories, supersede, progress, explicit)
+        action = "memory.supersede" if supersede else "memory.remember"
+        return self._insert(memories, supersede, progress, explicit, action=action)
 
     def _insert(
         self,
@@ -75,8 +77,11 @@ class InsertionMixin(Handle):
         progress: Progress | None,
         explicit_ids: Sequence[str] = (),
         history: Sequence[Memory] = (),
+        *,
+        action: str,
     ) -> builtins.list[Memory]:
-        """Write ``memories`` (and past versions of them, ``history``) in one transaction.
+        """Write ``memories`` (and past versions of them, ``history``) in one transaction,
+        with one audit entry (``action``) for the whole batch.
 
         ``supersede`` pairs a memory's position with the id of the memory it supersedes;
         ``explicit_ids`` are the ids the caller chose, which must be new to the tenant.
@@ -111,6 +116,7 @@ class InsertionMixin(Handle):
             )
             batch.inserts = list(zip(memories, vectors, strict=True))
             batch.history = list(history)
+            batch.audit = self._batch_audit(action, memories, [old for _, old in supersede])
             engine.store.write(self._scope, batch, engine.embedding.model_for(vectors))
         except BaseException:
             if quota is not None:
@@ -118,3 +124,14 @@ class InsertionMixin(Handle):
             raise
         engine.catch_up_indexes(self._scope.tenant, progress)
         return memories
+
+    def _batch_audit(
+        self, action: str, memories: Sequence[Memory], superseded_ids: Sequence[str]
+    ) -> AuditEvent:
+        """One entry for a batch: the memory's id, or for more the first and last id and
+        how many (an entry per memory would cost an import more than its rows)."""
+        detail = f"supersedes {', '.join(superseded_ids)}"[:256] if superseded_ids else ""
+        if len(memories) == 1:
+            return self._audit(action, memories[0].id, detail=detail)
+        span = f"ids {memories[0].id} .. {memories[-1].id}"
+        return self._audit(action, count=len(memories), detail=f"{span}; {detail}".rstrip("; "))

@@ -5,7 +5,10 @@ written into the target as they are (ids, versions, every time, access statistic
 supersede links), in batches of one transaction each, with the vectors the source
 stored (never embedded again: the target records the source's vector model). The
 directory goes first: tenants, users, projects and API keys with their hashes and
-times, so keys issued on the source work on the target. Saved session contexts and
+times, so keys issued on the source work on the target; then the audit chains, entry
+for entry (a target whose chain of a tenant is not a beginning of the source's is
+refused before anything is written, unless ``force``: then it is kept, and notes the
+source chain it did not copy). Saved session contexts and
 change counters are bookkeeping a store starts without; they are not copied, as a
 backup does not copy them.
 
@@ -30,6 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from memex.actor import current_actor
+from memex.core.audit import AuditEvent, AuditHead, AuditTrail
 from memex.core.locations import is_database_url
 from memex.core.migration import (
     EMPTY,
@@ -126,8 +131,16 @@ def copy_store(
     directory = _check_directory(source, target, force)
     tenants = source.tenants()
     have, replaced = _check_target(source, target, tenants, force, progress)
+    chains, forked = _check_audit(source, target, force)
     _copy_directory(target, directory)
     _copy_quotas(source, target)
+    for chain in chains:
+        target.audit().copy(chain)
+    for chain in forked:  # forced: the target's own chain stays, and says so
+        head = chain.head or AuditHead(chain.tenant)
+        detail = f"source chain not copied, head {head.seq} {head.hash}"
+        event = AuditEvent(chain.tenant, "audit.migrate", "store", current_actor(), detail=detail)
+        target.audit().append(event)
     copied = skipped = 0
     if model is not None:
         total = sum(_count(source, t) for t in tenants)
@@ -229,6 +242,29 @@ def _check_directory(source: Store, target: Store, force: bool) -> DirectoryPlan
             "(entries only the target holds are kept)"
         )
     return found
+
+
+def _check_audit(
+    source: Store, target: Store, force: bool
+) -> tuple[list[AuditTrail], list[AuditTrail]]:
+    """The source's audit chains the target's begin (to copy), and those the target's
+    went otherwise from: refused unless ``force``, which keeps the target's chain (an
+    entry is never removed) and notes in it the source chain it did not copy."""
+    chains = [source.audit().trail(head.tenant) for head in source.audit().heads()]
+    copied: list[AuditTrail] = []
+    forked: list[AuditTrail] = []
+    for chain in chains:
+        there = target.audit().trail(chain.tenant).head or AuditHead(chain.tenant)
+        ok = there.seq == 0 or any(
+            (e.seq, e.hash) == (there.seq, there.hash) for e in chain.entries
+        )
+        (copied if ok else forked).append(chain)
+    if forked and not force:
+        raise ConfigError(
+            f"the target's audit chain of {forked[0].tenant!r} is not a part of the "
+            "source's; force it to keep the target's chain as it is (memex migrate --force)"
+        )
+    return copied, forked
 
 
 def _copy_directory(target: Store, found: DirectoryPlan) -> None:

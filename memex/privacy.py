@@ -13,6 +13,8 @@ import builtins
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from memex.actor import current_actor
+from memex.core.audit import STORE_CHAIN, AuditEvent
 from memex.core.models import Memory, utcnow
 from memex.core.privacy import (
     Anonymisation,
@@ -37,11 +39,20 @@ BATCH = 500
 fraction of a second, so other writers wait little."""
 
 
-def audit_entries(selector: Selector, ids: builtins.list[str]) -> builtins.list[dict[str, Any]]:
-    """The audit entries that name the selector or these memories, for an export.
-
-    The store keeps no audit trail yet: this is the one place that will read it."""
-    return []
+def audit_entries(
+    engine: Engine, selector: Selector, ids: builtins.list[str]
+) -> builtins.list[dict[str, Any]]:
+    """The entries of the tenant's audit chain that name the user or its memories: by
+    a memory's id, by the user as the actor, or by the user as what was changed."""
+    wanted = set(ids)
+    user = selector.user
+    return [
+        entry.to_dict()
+        for entry in engine.store.audit().trail(selector.tenant).entries
+        if entry.resource_id in wanted
+        or (user is not None and entry.user == user)
+        or (user is not None and entry.resource_type == "user" and entry.resource_id == user)
+    ]
 
 
 def destroy_tenant_key(engine: Engine, tenant: str) -> int:
@@ -108,7 +119,7 @@ class PrivacyMixin(RemovalMixin):
             memories = tuple((memory, tuple(past)) for memory, past in snapshot)
         finally:
             snapshot.close()
-        audit = audit_entries(selector, [m.id for m, _ in memories])
+        audit = audit_entries(self._engine, selector, [m.id for m, _ in memories])
         return PrivacyExport(selector, utcnow(), memories, tuple(audit))
 
     def erase(
@@ -155,7 +166,9 @@ class PrivacyMixin(RemovalMixin):
             counts["data_keys"] = destroy_tenant_key(engine, selector.tenant)
         notes = store.scrub()
         self._forget_cached(selector, set(erased))
-        return ErasureReceipt(selector, started, utcnow(), counts, ids_digest(erased), notes)
+        receipt = ErasureReceipt(selector, started, utcnow(), counts, ids_digest(erased), notes)
+        self._record(selector, "privacy.erase", f"ids_sha256={receipt.ids_sha256}", counts)
+        return receipt
 
     def _restore_outside(self, selector: Selector, page: builtins.list[Memory]) -> None:
         """Give back their validity to memories outside the selection that memories of
@@ -170,7 +183,7 @@ class PrivacyMixin(RemovalMixin):
                 fields = dict(update[0].scope.items())
                 if any(fields.get(k) != v for k, v in inside.items()):
                     updates.append(update)
-        self._write(updates)
+        self._write(updates, self._audit("memory.restore", count=len(updates)))
 
     def _forget_cached(self, selector: Selector, ids: set[str]) -> None:
         """Drop what this process keeps of the erased data: query vectors, context
@@ -200,4 +213,20 @@ class PrivacyMixin(RemovalMixin):
         counts = store.anonymise(selector, pseudonym)
         store.scrub()
         self._forget_cached(selector, set())
+        self._record(selector, "privacy.anonymise", "", counts)
         return Anonymisation(selector, pseudonym, utcnow(), counts)
+
+    def _record(self, selector: Selector, action: str, detail: str, counts: dict[str, int]) -> None:
+        """Enter the operation in the audit trail of the tenant (the store-wide chain for a
+        tenant erased, whose own chain is its history): which kind of thing, never the
+        name erased or replaced, and how many memories."""
+        chain = STORE_CHAIN if selector.kind == "tenant" else selector.tenant
+        event = AuditEvent(
+            chain,
+            action,
+            selector.kind,
+            current_actor(),
+            count=counts.get("memories", 0),
+            detail=detail,
+        )
+        self._engine.store.audit().append(event)

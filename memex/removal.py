@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from datetime import datetime
 
+from memex.core.audit import AuditEvent
 from memex.core.ids import stored_id
 from memex.core.models import Memory, Scope, utcnow
 from memex.core.query import Filters
@@ -41,7 +42,12 @@ class RemovalMixin(Handle):
         # tells a forget from a recorded expiry (memex.core.visibility.is_forgotten).
         old = self._get_visible(memory_id, now)
         new = deleted(old, now)
-        self._write([(new, None, old.version), *self._restored(old, now)])
+        restored = self._restored(old, now)
+        detail = f"restores {len(restored)}" if restored else ""
+        self._write(
+            [(new, None, old.version), *restored],
+            self._audit("memory.forget", new.id, detail=detail),
+        )
         return new
 
     def purge(self, memory_id: str) -> str:
@@ -58,7 +64,10 @@ class RemovalMixin(Handle):
         if target is None:
             raise NotFoundError(f"no memory {memory_id}")
         restored = self._restored(target, utcnow())
-        batch = WriteBatch(updates=list(restored), purges=[(target.id, target.version)])
+        audit = self._audit("memory.purge", target.id)
+        batch = WriteBatch(
+            updates=list(restored), purges=[(target.id, target.version)], audit=audit
+        )
         engine.store.write(self._tenant(), batch, engine.embedding.current_model())
         engine.access.drop_showing(str(self._scope.tenant), target.id)
         engine.drop_caches()
@@ -81,10 +90,12 @@ class RemovalMixin(Handle):
             raise ValidationError(f"memory {old.id} is not superseded")
         versions = self._engine.store.history(self._tenant(), old.id)
         new = revalidated(old, restored_validity(versions, ()), now)
-        self._write([(new, None, old.version)])
+        self._write([(new, None, old.version)], self._audit("memory.unsupersede", new.id))
         return new
 
-    def _write(self, updates: builtins.list[_Update], scope: Scope | None = None) -> None:
+    def _write(
+        self, updates: builtins.list[_Update], audit: AuditEvent, scope: Scope | None = None
+    ) -> None:
         """Write new versions (no new vectors) in one transaction, within ``scope``: by
         default the whole tenant, since restored memories may lie outside this handle's
         scope (a supersede links memories of one tenant, and undoing it is part of
@@ -92,7 +103,7 @@ class RemovalMixin(Handle):
         if not updates:
             return
         engine = self._engine
-        batch = WriteBatch(updates=list(updates))
+        batch = WriteBatch(updates=list(updates), audit=audit)
         engine.store.write(scope or self._tenant(), batch, engine.embedding.current_model())
 
     def _restored(self, removed: Memory, now: datetime) -> builtins.list[_Update]:

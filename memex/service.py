@@ -10,18 +10,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from memex.auditing import AuditMixin
 from memex.bulk import BulkMixin
 from memex.context.api import ContextMixin
 from memex.core.build import carried_over, opt_time
 from memex.core.ids import stored_id
-from memex.core.models import (
-    Hit,
-    Memory,
-    Page,
-    Scope,
-    Stats,
-    utcnow,
-)
+from memex.core.models import Hit, Memory, Page, Scope, Stats, utcnow
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
 from memex.core.validate import check_text, validate_count
@@ -52,7 +46,15 @@ if TYPE_CHECKING:
     from memex.core.ranking import FusionWeights
 
 
-class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, SecurityMixin, InsertionMixin):
+class Memex(
+    PrivacyMixin,
+    ContextMixin,
+    BulkMixin,
+    MigrationMixin,
+    SecurityMixin,
+    AuditMixin,
+    InsertionMixin,
+):
     """A handle on a memory store, confined to a scope.
 
     ``Memex.open`` returns the root handle of a store (tenant ``settings.tenant``);
@@ -276,7 +278,9 @@ class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, SecurityMixin
         model = (
             embedding.current_model() if vector is None else embedding.model_for(vector[None, :])
         )
-        engine.store.write(self._scope, WriteBatch(updates=[(new, vector, old.version)]), model)
+        audit = self._audit("memory.update", new.id)
+        batch = WriteBatch(updates=[(new, vector, old.version)], audit=audit)
+        engine.store.write(self._scope, batch, model)
         return new
 
     def expire(self) -> int:
@@ -289,7 +293,8 @@ class Memex(PrivacyMixin, ContextMixin, BulkMixin, MigrationMixin, SecurityMixin
             scope=self._scope, include_deleted=True, include_superseded=True, expired_by=now
         )
         stale, _ = self._engine.store.list(expired, "asc", None, None)
-        self._write([(deleted(m, now), None, m.version) for m in stale], self._scope)
+        audit = self._audit("memory.expire", count=len(stale))
+        self._write([(deleted(m, now), None, m.version) for m in stale], audit, self._scope)
         return len(stale)
 
     # -- reads -----------------------------------------------------------------------

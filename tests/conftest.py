@@ -59,8 +59,9 @@ BACKENDS = {
     # Encryption at rest: every tenant's memories sealed with its own data key.
     "sqlite-encrypted": Settings(master_key=TEST_MASTER_KEY),
     "postgres": Settings(),
+    "postgres-encrypted": Settings(master_key=TEST_MASTER_KEY),
 }
-SERVER_BACKENDS = {"postgres"}
+SERVER_BACKENDS = {"postgres", "postgres-encrypted"}
 
 
 class PostgresForTests:

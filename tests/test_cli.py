@@ -779,6 +779,7 @@ def test_every_command_is_tested_with_json() -> None:
         "migrate",
         "unsupersede",
         "admin",
+        "audit",
         "serve",
         "privacy",
         "tui",

@@ -41,6 +41,8 @@ SHARED = [
     "export_user",
     "erase",
     "anonymise",
+    "audit_verify",
+    "audit_export",
 ]
 
 

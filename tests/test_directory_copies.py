@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from clirun import run_cli
 
-from memex import ConflictError, Memex, Settings, ValidationError
+from memex import ConfigError, ConflictError, Memex, Settings, ValidationError
+from memex.core.audit import DENIED, STORE_CHAIN, Actor, AuditEvent, AuditTrail, verify
 from memex.core.identity import Project, Role, Tenant, User
 from memex.errors import AuthenticationError, PermissionDeniedError
 from memex.security.auth import Authenticator
@@ -59,6 +60,9 @@ def fill(location: str | Path) -> dict[str, str]:
         revoked = issued["revoked"][0]
         d.set_key(revoked.with_changes(revoked_at=T0 + timedelta(hours=1)))
         d.touch_keys({issued["alice"][0].id: T0 + timedelta(minutes=5)})
+        who = Actor("local:ops", client="127.0.0.1")
+        store.audit().append(AuditEvent("acme", "user.create", "user", who, "alice"))
+        store.audit().append(AuditEvent(STORE_CHAIN, "read", "route", who, outcome=DENIED))
         return secrets
     finally:
         store.close()
@@ -88,6 +92,17 @@ def check_keys_work(location: str | Path, secrets: dict[str, str]) -> None:
         store.close()
 
 
+def chains_of(location: str | Path) -> list[AuditTrail]:
+    """Every audit chain of the store, each intact."""
+    store = opened(location, read_only=True)
+    try:
+        chains = [store.audit().trail(h.tenant) for h in store.audit().heads()]
+    finally:
+        store.close()
+    assert all(verify(c.entries, c.head).ok for c in chains)
+    return chains
+
+
 def directory_of(location: str | Path) -> tuple[object, ...]:
     store = opened(location, read_only=True)
     try:
@@ -102,21 +117,26 @@ def test_keys_keep_working_after_a_move_to_postgres_and_back(
     first, last = tmp_path / "first.db", tmp_path / "last.db"
     secrets = fill(first)
     original = directory_of(first)
+    chains = chains_of(first)
+    assert {c.tenant for c in chains} >= {"acme", STORE_CHAIN}
     there = Memex.migrate(first, postgres_url)
     assert there.ok, there.mismatches()
     assert there.directory.source == 2 + 1 + 1 + 4 and there.directory.missing == 0
     assert directory_of(postgres_url) == original  # hashes, times and last uses too
+    assert chains_of(postgres_url) == chains  # the audit chains, entry for entry
     check_keys_work(postgres_url, secrets)
     again = Memex.migrate(first, postgres_url)  # a second run finds it all there
     assert again.ok and again.copied == 0
     back = Memex.migrate(postgres_url, last)
     assert back.ok and back.directory.target == 8
     assert directory_of(last) == original
+    assert chains_of(last) == chains
     check_keys_work(last, secrets)
     # A backup of the PostgreSQL store is a store file whose keys work too.
     with Memex.open(postgres_url) as mx:
         mx.backup(tmp_path / "pg-backup.db")
     assert directory_of(tmp_path / "pg-backup.db") == original
+    assert chains_of(tmp_path / "pg-backup.db") == chains
     check_keys_work(tmp_path / "pg-backup.db", secrets)
 
 
@@ -230,3 +250,23 @@ def test_a_restore_over_a_store_holding_only_keys_needs_force(tmp_path: Path) ->
     assert directory_of(path) == held
     assert Memex.restore(tmp_path / "b.db", path, force=True) == 2
     assert directory_of(path) == directory_of(backup_source)
+
+
+def test_a_target_whose_audit_chain_went_otherwise_is_refused_unless_forced(
+    tmp_path: Path,
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    fill(source)
+    store = opened(target)
+    try:
+        store.audit().append(AuditEvent("acme", "user.create", "user", Actor("other"), "x"))
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="audit chain of 'acme'"):
+        Memex.migrate(source, target)
+    assert [len(c.entries) for c in chains_of(target)] == [1]  # nothing written
+    assert Memex.migrate(source, target, force=True).ok
+    acme = next(c for c in chains_of(target) if c.tenant == "acme")
+    assert [e.key_id for e in acme.entries][:1] == ["other"]  # kept as it was
+    assert acme.entries[-1].action == "audit.migrate"
+    assert "source chain not copied" in acme.entries[-1].detail

@@ -327,3 +327,35 @@ def test_erasing_an_encrypted_tenant_destroys_its_key(store_path: Path) -> None:
         assert (receipt.counts["memories"], receipt.counts["data_keys"]) == (5, 1)
         assert [t for t, _ in mx._engine.store.tenant_keys().encrypted()] == ["default"]
         assert mx.stats().memories == 3
+
+
+def test_export_holds_the_audit_entries_that_name_the_user(any_mx: Memex) -> None:
+    mx = any_mx
+    fill(mx, "a", 2, user="alice")
+    fill(mx, "b", 2, user="bob")
+    alice_ids = {m.id for m in mx.list(scope={"user": "alice"}, limit=10).items}
+    forgotten = sorted(alice_ids)[0]
+    mx.forget(forgotten)
+    package = mx.export_user("alice")
+    named = {entry["resource_id"] for entry in package.audit}
+    assert forgotten in named and named <= alice_ids | {""}
+    bob_ids = {m.id for m in mx.list(scope={"user": "bob"}, limit=10).items}
+    assert not bob_ids & named
+    assert package.to_dict()["manifest"]["audit_entries"] == len(package.audit) > 0
+    receipt = mx.erase(user="alice")
+    last = mx.audit_export().entries[-1]
+    assert (last.action, last.resource_type, last.resource_id) == ("privacy.erase", "user", "")
+    assert last.detail == f"ids_sha256={receipt.ids_sha256}" and last.count == 2
+    assert all(v.ok for v in mx.audit_verify())
+
+
+def test_a_tenant_with_quotas_and_keys_is_erased_whole(any_mx: Memex) -> None:
+    mx = any_mx
+    mx.admin.create_tenant("acme")
+    mx.admin.create_user("acme", "alice")
+    mx.admin.create_key("acme", "owner")
+    mx.set_quota("acme", memories=1_000)
+    fill(mx.scoped(tenant="acme"), "a", 3, user="alice")
+    receipt = mx.erase(tenant="acme")
+    assert (receipt.counts["tenants"], receipt.counts["users"], receipt.counts["keys"]) == (1, 1, 1)
+    assert mx.admin.directory.tenant("acme") is None

@@ -243,6 +243,10 @@ def test_sigkill_mid_batch_leaves_whole_batches_only(tmp_path: Path) -> None:
 
             stats = mx.stats()
             assert stats.memories == stats.vectors == total
+            # The audit chain went with the data: one entry per committed batch, intact.
+            trail = mx.audit_export(tenant="default").entries
+            assert sum(1 for e in trail if e.count == KILL_BATCH) == len(batches)
+            assert all(found.ok for found in mx.audit_verify())
 
             probe = mx.scoped(tenant=f"probe{experiment}")
             fresh = probe.remember(f"written after crash number {experiment} by the parent")

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from memex.core import wire
 from memex.core.assembled import Context
+from memex.core.audit import AuditReport, verification_from_dict
+from memex.core.audit import Verification as AuditVerification
 from memex.core.ids import stored_id
 from memex.core.limits import QuotaReport
 from memex.core.models import SCOPE_FIELDS, Hit, Memory, Page, Scope, Stats, parse_time
@@ -401,3 +403,35 @@ def set_quota(tenant: str | None, given: Mapping[str, Any], reset: bool) -> Call
     if reset:
         body["reset"] = True
     return Call("PATCH", _quota_path(tenant), QuotaReport.from_dict, body=body, idempotent=True)
+
+
+def audit_verify(tenant: str | None) -> Call[list[AuditVerification]]:
+    """``audit_verify``: the key's tenant's chain (``GET /v1/audit/verify``)."""
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError("tenant must be a string")
+    return Call(
+        "GET",
+        "/v1/audit/verify",
+        lambda data: [verification_from_dict(data)],
+        idempotent=True,
+        tenants=() if tenant is None else (tenant,),
+    )
+
+
+def audit_export(since: object, until: object, tenant: str | None) -> Call[AuditReport]:
+    """``audit_export``: the key's tenant's entries in ``[since, until)`` (``GET /v1/audit``)."""
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError("tenant must be a string")
+    params = tuple(
+        (name, str(time_arg(value, name)))
+        for name, value in (("since", since), ("until", until))
+        if value is not None
+    )
+    return Call(
+        "GET",
+        "/v1/audit",
+        AuditReport.from_dict,
+        params=params,
+        idempotent=True,
+        tenants=() if tenant is None else (tenant,),
+    )

@@ -27,6 +27,7 @@ from memex.client.calls import Call
 from memex.client.failures import from_answer, malformed, unreachable
 from memex.client.retry import next_delay, retry_after
 from memex.core.assembled import Context
+from memex.core.audit import AuditReport, Verification
 from memex.core.limits import QuotaReport
 from memex.core.models import Hit, Memory, Page, Scope, Stats
 from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
@@ -406,6 +407,29 @@ class Client:
             "users_soft": users_soft,
         }
         return self._send(calls.set_quota(tenant, given, reset))
+
+    def audit_verify(self, tenant: str | None = None) -> builtins.list[Verification]:
+        """Check the key's tenant's audit chain for tampering (admin and owner keys)."""
+        return self._send(calls.audit_verify(tenant))
+
+    def audit_export(
+        self,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        *,
+        tenant: str | None = None,
+        path: str | Path | None = None,
+    ) -> AuditReport:
+        """The key's tenant's audit entries made in ``[since, until)``, with a summary;
+        with ``path``, also written to that local file as JSON Lines."""
+        report = self._send(calls.audit_export(since, until, tenant))
+        if path is not None:
+            from memex.files import output_file
+
+            with output_file(path) as handle:
+                for line in report.lines():
+                    handle.write(line + "\n")
+        return report
 
     def stats(self) -> Stats:
         """Counts and sizes for the key's scope; ``path`` is the server's URL."""

@@ -60,6 +60,8 @@ class Action(StrEnum):
     """create and list the tenant's projects."""
     MANAGE_KEYS = "manage_keys"
     """create, list, rotate and revoke the tenant's keys (up to the caller's own role)."""
+    READ_AUDIT = "read_audit"
+    """verify and export the tenant's audit trail."""
     MANAGE_TENANT = "manage_tenant"
     """change the tenant's own settings, such as its IP allowlist."""
     MANAGE_TENANTS = "manage_tenants"
@@ -78,6 +80,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.MANAGE_USERS,
             Action.MANAGE_PROJECTS,
             Action.MANAGE_KEYS,
+            Action.READ_AUDIT,
         }
     ),
     Role.OWNER: frozenset(Action) - {Action.MANAGE_TENANTS},

@@ -96,6 +96,25 @@ class Filters:
         )
 
 
+def metadata_matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``metadata`` holds every key of a metadata filter with an equal value, as
+    the stores compare in SQL: None matches a JSON null only, true and false equal 1 and
+    0, numbers compare by value, text only equals the same text."""
+    for key, value in wanted.items():
+        if key not in metadata:
+            return False
+        found = metadata[key]
+        if value is None or found is None:
+            if found is not value:
+                return False
+        elif isinstance(value, str) or isinstance(found, str):
+            if not (isinstance(value, str) and isinstance(found, str) and found == value):
+                return False
+        elif not (isinstance(found, int | float) and found == value):
+            return False
+    return True
+
+
 def selects(filters: Filters, memory: Memory) -> bool:
     """Whether ``memory`` passes the kinds, tags and creation-time window of ``filters``
     (as a listing's query does): what an export of a selection checks of each memory its

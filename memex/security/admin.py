@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from memex.actor import current_actor
+from memex.core.audit import AuditEvent
 from memex.core.identity import (
     Action,
     ApiKey,
@@ -97,12 +99,18 @@ class Admin(QuotaAdmin):
             raise ConfigError("this administration has no access to the store's keys")
         return Encryption(self._keys())
 
+    @staticmethod
+    def _audit(tenant: str, action: str, kind: str, name: str, detail: str = "") -> AuditEvent:
+        """The audit entry of a change to ``tenant``'s part of the directory, by the
+        current actor (never a key's secret or hash: its id)."""
+        return AuditEvent(tenant, action, kind, current_actor(), name, detail=detail)
+
     # -- tenants ---------------------------------------------------------------------
 
     def create_tenant(self, name: str, allow: Sequence[str] = ()) -> Tenant:
         """Add a tenant (ConflictError if the name is taken)."""
         tenant = Tenant(check_name(name, "tenant"), self._clock(), parse_networks(allow))
-        self._directory.add_tenant(tenant)
+        self._directory.add_tenant(tenant, self._audit(name, "tenant.create", "tenant", name))
         return tenant
 
     def tenant(self, name: str) -> Tenant:
@@ -120,7 +128,10 @@ class Admin(QuotaAdmin):
         """Replace the networks requests for the tenant must come from (empty: anywhere)."""
         allow = parse_networks(cidrs)
         changed = Tenant(name, self.tenant(name).created_at, allow)
-        self._directory.set_tenant(changed)
+        detail = f"allow {', '.join(allow) or 'any'}"
+        self._directory.set_tenant(
+            changed, self._audit(name, "tenant.allow", "tenant", name, detail)
+        )
         return changed
 
     # -- users and projects ------------------------------------------------------------
@@ -129,13 +140,14 @@ class Admin(QuotaAdmin):
         """``tenant``; the home tenant is made on first use (its memories need none)."""
         if tenant == self.home_tenant and self._directory.tenant(tenant) is None:
             with contextlib.suppress(ConflictError):  # another process made it meanwhile
-                self._directory.add_tenant(Tenant(tenant, self._clock()))
+                made = self._audit(tenant, "tenant.create", "tenant", tenant)
+                self._directory.add_tenant(Tenant(tenant, self._clock()), made)
         return tenant
 
     def create_user(self, tenant: str, name: str) -> User:
         """Add a user to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
         user = User(self._home(tenant), check_name(name, "user"), self._clock())
-        self._directory.add_user(user)
+        self._directory.add_user(user, self._audit(tenant, "user.create", "user", name))
         return user
 
     def users(self, tenant: str) -> builtins.list[User]:
@@ -146,7 +158,8 @@ class Admin(QuotaAdmin):
     def create_project(self, tenant: str, name: str) -> Project:
         """Add a project to a tenant (NotFoundError: no such tenant; ConflictError: taken)."""
         project = Project(self._home(tenant), check_name(name, "project"), self._clock())
-        self._directory.add_project(project)
+        made = self._audit(tenant, "project.create", "project", name)
+        self._directory.add_project(project, made)
         return project
 
     def projects(self, tenant: str) -> builtins.list[Project]:
@@ -190,7 +203,10 @@ class Admin(QuotaAdmin):
             allow=networks,
             now=now,
         )
-        self._directory.add_key(record)
+        detail = f"role {wanted.value}" + (f", user {bound_user}" if bound_user else "")
+        detail += f", project {bound_project}" if bound_project else ""
+        made = self._audit(record.tenant, "key.create", "key", record.id, detail)
+        self._directory.add_key(record, made)
         return IssuedKey(record, secret)
 
     def _expiry(self, value: datetime | str | None, now: datetime) -> datetime | None:
@@ -217,7 +233,10 @@ class Admin(QuotaAdmin):
     def set_key_allow(self, key_id: str, cidrs: Sequence[str]) -> ApiKey:
         """Replace the networks requests with this key must come from (empty: anywhere)."""
         changed = self.key(key_id).with_changes(allow=parse_networks(cidrs))
-        self._directory.set_key(changed)
+        detail = f"allow {', '.join(changed.allow) or 'any'}"
+        self._directory.set_key(
+            changed, self._audit(changed.tenant, "key.allow", "key", changed.id, detail)
+        )
         return changed
 
     def rotate_key(self, key_id: str, grace: timedelta) -> IssuedKey:
@@ -250,17 +269,20 @@ class Admin(QuotaAdmin):
             allow=old.allow,
             now=now,
         )
-        self._directory.add_key(record)
+        made = self._audit(old.tenant, "key.create", "key", record.id, f"rotates {old.id}")
+        self._directory.add_key(record, made)
         retired = old.with_changes(
             expires_at=ends if old.expires_at is None else min(old.expires_at, ends),
             replaced_by=record.id,
         )
         try:
-            self._directory.set_key(retired)
+            rotated = self._audit(old.tenant, "key.rotate", "key", old.id, f"into {record.id}")
+            self._directory.set_key(retired, rotated)
         except BaseException:
             # The old key stays as it was: the new one must not outlive a failed rotation.
             with contextlib.suppress(MemexError):
-                self._directory.set_key(record.with_changes(revoked_at=now))
+                undone = self._audit(old.tenant, "key.revoke", "key", record.id, "rotation failed")
+                self._directory.set_key(record.with_changes(revoked_at=now), undone)
             raise
         return IssuedKey(record, secret)
 
@@ -270,7 +292,7 @@ class Admin(QuotaAdmin):
         if key.revoked_at is not None:
             return key
         revoked = key.with_changes(revoked_at=self._clock())
-        self._directory.set_key(revoked)
+        self._directory.set_key(revoked, self._audit(key.tenant, "key.revoke", "key", key.id))
         return revoked
 
     # -- the server's first start ------------------------------------------------------

@@ -113,7 +113,7 @@ class SecurityMixin(Handle):
         from memex.security.limits import Limits, LocalLimiter
         from memex.security.quotas import LimitEvents, QuotaBook
 
-        events = events if events is not None else LimitEvents()
+        events = events if events is not None else LimitEvents(self._engine.store.audit().append)
         engine = self._engine
         book = None
         if policy.quotas:

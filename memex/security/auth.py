@@ -107,13 +107,21 @@ class Authenticator:
         key = stored.key
         refusal = key.refusal(now)
         if refusal is not None:
-            raise AuthenticationError(f"the API key {key.prefix} is {refusal}", reason=refusal)
+            raise AuthenticationError(
+                f"the API key {key.prefix} is {refusal}",
+                reason=refusal,
+                key_id=key.id,
+                tenant=key.tenant,
+            )
         tenant = self._tenant(key.tenant, seen)
         client = client_address(peer, forwarded_for, self._trusted)
         if not address_in(client, tenant.allow) or not address_in(client, stored.allow):
             where = "an unknown address" if client is None else str(client)
             raise PermissionDeniedError(
-                f"requests with this key are not allowed from {where}", reason="address"
+                f"requests with this key are not allowed from {where}",
+                reason="address",
+                key_id=key.id,
+                tenant=key.tenant,
             )
         self._note_use(key.id, now)
         return Principal(
@@ -124,6 +132,12 @@ class Authenticator:
             project=key.project,
             home=key.tenant == self._home,
         )
+
+    def client(self, peer: str | None, forwarded_for: Sequence[str] = ()) -> str | None:
+        """The address a request came from (``X-Forwarded-For`` believed only from a
+        trusted proxy), for the audit trail."""
+        found = client_address(peer, forwarded_for, self._trusted)
+        return None if found is None else str(found)
 
     def cached(self, authorization: str | None) -> bool:
         """Whether the key of this ``Authorization`` header is verified and cached, so
@@ -147,7 +161,7 @@ class Authenticator:
             # Reading and decoding a stored key takes longer than finding none: a refusal
             # waits out a floor, so its time does not tell whether the id exists.
             time.sleep(max(0.0, start + REFUSAL_FLOOR - time.perf_counter()))
-            raise AuthenticationError("the API key is not known", reason="unknown")
+            raise AuthenticationError("the API key is not known", reason="unknown", key_id=key_id)
         found = _Key(allow=networks(key.allow), key=key)
         with self._lock:
             # Kept only if the directory has not changed since ``seen``, read before the

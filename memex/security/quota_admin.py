@@ -7,6 +7,8 @@ import builtins
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from memex.actor import current_actor
+from memex.core.audit import AuditEvent
 from memex.core.identity import Project, Tenant, User
 from memex.core.limits import DEFAULT_QUOTAS, UNLIMITED, QuotaReport, Quotas, changed_quotas
 from memex.storage.directory import Directory
@@ -78,7 +80,9 @@ class QuotaAdmin:
         stored = None if reset else self._directory.quotas(tenant)
         base = stored if stored is not None else self._defaults(tenant)
         quotas = changed_quotas(base, changes)
-        self._directory.set_quotas(tenant, None if reset and not changes else quotas)
+        named = ", ".join(sorted(changes)) or "defaults"
+        event = AuditEvent(tenant, "quota.set", "tenant", current_actor(), tenant, detail=named)
+        self._directory.set_quotas(tenant, None if reset and not changes else quotas, event)
         if self._quota is not None:
             self._quota.changed()
         return self.quota(tenant)

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from memex.actor import current_actor
+from memex.core.audit import WARNING, AuditEvent
 from memex.core.limits import (
     DEFAULT_QUOTAS,
     UNITS,
@@ -58,14 +60,22 @@ class LimitEvents:
 
     REFUSAL_EVERY = 10.0
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[AuditEvent], None] | None = None) -> None:
+        """``record`` appends an audit entry (a server's: its store's audit trail)."""
+        self._record = record
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str | None, str, str | None], tuple[float, int]] = {}
 
     def on_quota_warning(self, tenant: str, quota: str, used: int, limit: Limit) -> None:
-        """A tenant's use just reached a soft limit (once per crossing, per process)."""
-        log.warning("tenant %s is at its soft %s quota: %s", tenant, quota, warning_text(
-            quota, used, limit))  # fmt: skip
+        """A tenant's use just reached a soft limit (once per crossing, per process): an
+        audit entry in the tenant's chain, by the request's caller."""
+        text = warning_text(quota, used, limit)
+        log.warning("tenant %s is at its soft %s quota: %s", tenant, quota, text)
+        if self._record is not None:
+            event = AuditEvent(
+                tenant, "quota.warning", "quota", current_actor(), quota, WARNING, detail=text
+            )
+            self._record(event)
 
     def on_refusal(
         self, tenant: str, key_id: str | None, code: str, quota: str | None, held_back: int

@@ -18,6 +18,10 @@ The write contract, which every backend fulfils and the contract suite checks
   change for its kind and each of its tags (before and after the change), within its
   tenant and project; ``changes`` reads them, and caches derived from memories (the
   context assembler's sections) are invalidated by them, in this process and others.
+* **Audit.** A batch's audit event is appended to its tenant's hash chain, and the
+  chain's head moved, in the batch's own transaction: the change and its entry are
+  committed together or not at all. Appends to one chain take turns (numbers follow
+  commit order). Directory changes carry theirs alike (``memex.storage.directory``).
 * **Search follows writes.** Whatever a backend derives from memories to search them
   (for SQLite: a change log that its full-text and vector indexes replay) is never
   trusted over the memories: ``candidates`` sees a write, a forget or a purge the moment
@@ -37,10 +41,12 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from memex.core.audit import AuditEvent
     from memex.core.models import Memory, Scope
     from memex.core.progress import Progress
     from memex.core.query import Filters, Order
     from memex.core.ranking import Candidate, Facts
+    from memex.storage.audit import AuditLog
     from memex.storage.directory import Directory
     from memex.storage.encryption import TenantKeys
     from memex.storage.privacy import PrivacyStore
@@ -70,12 +76,15 @@ class WriteBatch:
     showed it. Once the write returns, nothing of their text may stay readable in what
     the backend keeps (files, logs, derived indexes), save what a reader of an older
     snapshot still needs, which is scrubbed later (docs/storage.md, "Purge").
+    ``audit`` is the entry recording the change, appended to the tenant's audit chain in
+    the same transaction (None: the change is not audited, as a copy's writes are not).
     """
 
     inserts: builtins.list[tuple[Memory, Vector]] = field(default_factory=list)
     updates: builtins.list[tuple[Memory, Vector | None, int]] = field(default_factory=list)
     history: builtins.list[Memory] = field(default_factory=list)
     purges: builtins.list[tuple[str, int]] = field(default_factory=list)
+    audit: AuditEvent | None = None
 
 
 class Snapshot(Protocol):
@@ -287,6 +296,11 @@ class Store(Protocol):
     def tenant_keys(self) -> TenantKeys:
         """The data keys of the store's encrypted tenants: list, rotate the master key,
         destroy one (crypto-shredding), encrypt a plain tenant (docs/security.md)."""
+        ...
+
+    def audit(self) -> AuditLog:
+        """The store's audit chains (``memex.storage.audit``), in the same database as
+        its memories. A read-only store's refuses appends (StoreReadOnlyError)."""
         ...
 
     def tenants(self) -> builtins.list[str]:

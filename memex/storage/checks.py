@@ -30,6 +30,12 @@ def float32_vector(vector: Vector, dims: int) -> npt.NDArray[np.float32]:
     return array
 
 
+def check_audit(scope: Scope, batch: WriteBatch) -> None:
+    """Refuse a batch whose audit event belongs to another tenant's chain."""
+    if batch.audit is not None and batch.audit.tenant != scope.tenant:
+        raise ScopeError("the batch's audit event is of another tenant")
+
+
 def check_history(scope: Scope, batch: WriteBatch) -> None:
     """Refuse past versions that are not earlier versions of a memory the batch inserts,
     or are outside the scope (the backend refuses one version given twice)."""

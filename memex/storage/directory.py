@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from memex.core.audit import AuditEvent
 from memex.core.identity import ApiKey, Project, Tenant, User
 from memex.core.limits import Quotas
 
@@ -20,6 +21,8 @@ class Directory(Protocol):
     """The tenants, users, projects and keys of one store.
 
     An ``add_*`` of a name or id that exists raises ConflictError and changes nothing.
+    Each change may carry the audit event that records it (``audit``), appended to that
+    tenant's chain in the change's own transaction: both are written or neither.
     Every change bumps ``generation``, so a process that caches keys can see, with one
     cheap read, that another process revoked one.
     """
@@ -28,7 +31,7 @@ class Directory(Protocol):
         """A number that grows with every change to the directory, from any process."""
         ...
 
-    def add_tenant(self, tenant: Tenant) -> None:
+    def add_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Add a tenant."""
         ...
 
@@ -40,11 +43,11 @@ class Directory(Protocol):
         """Every tenant, by name."""
         ...
 
-    def set_tenant(self, tenant: Tenant) -> None:
+    def set_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Replace the stored tenant of the same name (its allowlist); NotFoundError if none."""
         ...
 
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
         ...
 
@@ -52,7 +55,7 @@ class Directory(Protocol):
         """The tenant's users, by name."""
         ...
 
-    def add_project(self, project: Project) -> None:
+    def add_project(self, project: Project, audit: AuditEvent | None = None) -> None:
         """Add a project to its tenant (which must exist: NotFoundError)."""
         ...
 
@@ -60,7 +63,7 @@ class Directory(Protocol):
         """The tenant's projects, by name."""
         ...
 
-    def add_key(self, key: ApiKey) -> None:
+    def add_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Add a key (its tenant, and its user and project if it has them, must exist in
         that tenant: NotFoundError)."""
         ...
@@ -73,7 +76,7 @@ class Directory(Protocol):
         """The keys of ``tenant`` (None: of every tenant), oldest first."""
         ...
 
-    def set_key(self, key: ApiKey) -> None:
+    def set_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Replace the stored key of the same id (revocation, expiry, allowlist, rotation);
         NotFoundError if none, or if it belongs to another tenant (a key never moves)."""
         ...
@@ -88,7 +91,9 @@ class Directory(Protocol):
         """The quotas set for ``tenant``; None if none were (it has the defaults)."""
         ...
 
-    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+    def set_quotas(
+        self, tenant: str, quotas: Quotas | None, audit: AuditEvent | None = None
+    ) -> None:
         """Set the tenant's quotas (None: back to the defaults); NotFoundError if there
         is no such tenant."""
         ...

@@ -67,6 +67,7 @@ def _open_postgres(url: str, settings: Settings) -> Store:
             "a PostgreSQL store needs psycopg, psycopg-pool and pgvector: "
             "pip install 'memex[postgres]'"
         ) from exc
+    from memex.storage.encryption import master_key_from
     from memex.storage.postgres import PostgresStore
 
     return PostgresStore(
@@ -74,6 +75,7 @@ def _open_postgres(url: str, settings: Settings) -> Store:
         busy_timeout=settings.busy_timeout,
         ann_min_vectors=settings.ann_min_vectors,
         read_only=settings.read_only,
+        master_key=master_key_from(settings),
     )
 
 

@@ -6,6 +6,11 @@ name, content, memory or key ids, any key's hash or another key's secret); an id
 a key's grants is answered exactly as an id that never existed; a write refused changes
 nothing, and a write allowed changes only what the key may reach; roles decide what
 succeeds; a revoked or expired key is 401.
+
+The audit trail: every refusal (401, 403, 429) leaves exactly one denial entry, in the
+key's tenant's chain, naming the key; nothing else does (a 404 for an id out of the
+key's grants is no refusal); every entry a request leaves names its key, and none holds
+memory content or a secret; every chain verifies.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from isolation_model import RANK, ROLES, Key, Truth, World, fingerprint, owner_of, state_of
 
+from memex.core.audit import DENIED, STORE_CHAIN, AuditEntry
 from memex.core.identity import Role
 
 HOME = "homezq"
+STRANGER = "mxk_nosuchkey0000000_" + "a" * 52
 OTHERS = ("acmezq", "betazq")
 NEW_TENANTS = ("gammazq", "deltazq")
 USERS = ("u1", "u2")
@@ -74,6 +81,7 @@ class Isolation(RuleBasedStateMachine):
         self.api = Api(self.world.root)
 
     def teardown(self) -> None:
+        assert all(found.ok for found in self.world.root.audit_verify()), "a chain broke"
         self.api.close()
         self.world.root.close()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -150,9 +158,11 @@ class Isolation(RuleBasedStateMachine):
         no answer holds a word out of the key's grants that the request did not."""
         world = self.world
         before, directory = world.truth(), world.directory()
+        entries = self._entries()
         response = self.api.request(method, path, key.secret, **options)
         after = world.truth()
         assert response.status_code < 500, (method, path, response.text)
+        self._audited(key, response, entries)
         if key.dead:
             assert (response.status_code, code(response)) == (401, "unauthenticated")
             assert response.headers["www-authenticate"] == "Bearer"
@@ -180,6 +190,33 @@ class Isolation(RuleBasedStateMachine):
         else:
             self._changed_within(key, before, after, method, path)
         return response, before, after
+
+    def _entries(self) -> set[AuditEntry]:
+        return set(self.world.root.audit_export().entries)
+
+    def _audited(self, key: Key | None, response: httpx.Response, before: set[AuditEntry]) -> None:
+        """What the request left in the audit trail: one denial for a refusal, in the
+        key's tenant's chain (a key no store holds: the store's), and nothing else."""
+        new = self._entries() - before
+        denials = [e for e in new if e.outcome == DENIED]
+        where = (response.request.method, response.request.url.path, response.status_code)
+        if response.status_code in (401, 403, 429):
+            assert len(denials) == 1, (where, new)
+            denial = denials[0]
+            assert denial.detail.split(":")[0] == code(response), (where, denial)
+            if key is None:
+                assert denial.tenant == STORE_CHAIN, (where, denial)
+            else:
+                assert (denial.tenant, denial.key_id) == (key.tenant, key.id), (where, denial)
+        else:
+            assert denials == [], (where, denials)
+        if response.status_code >= 400:
+            assert new == set(denials), (where, new)  # a refused change leaves no entry
+        text = json.dumps([e.to_dict() for e in new])
+        assert key is None or all(e.key_id == key.id for e in new), (where, new)
+        markers = [m for m in self.world.owners if m in text]
+        secrets = [k.secret for k in self.world.keys if k.secret in text]
+        assert markers == [] and secrets == [], (where, text)
 
     def _changed_within(self, key: Key, before: Truth, after: Truth, *call: str) -> None:
         """A write changes what the key may reach; what it superseded may come back."""
@@ -733,10 +770,17 @@ class Isolation(RuleBasedStateMachine):
             assert (owner.tenant, owner.role, owner.home) == (name, Role.OWNER.value, False)
             world.keys.append(owner)
 
-    @rule(secret=st.sampled_from(("", "Bearer", "Basic abc", "mxk_nosuchkey0000000_" + "a" * 52)))
+    @rule(secret=st.sampled_from(("", "Bearer", "Basic abc", STRANGER, f"Bearer {STRANGER}")))
     def stranger(self, secret: str) -> None:
+        entries = self._entries()
         response = self.api.request("GET", "/v1/stats", headers={"authorization": secret})
         self._expect(response, {(401, "unauthenticated")})
+        self._audited(None, response, entries)
+        new = self._entries() - entries
+        if secret.startswith("Bearer mxk_"):  # a well-formed key: its public id only
+            assert [e.key_id for e in new] == ["nosuchkey0000000"]
+        else:
+            assert [e.key_id for e in new] == [""]
         assert response.headers["www-authenticate"] == "Bearer"
 
 

@@ -244,3 +244,23 @@ def test_client_quota_methods(memex_server: MemexServer) -> None:
         assert own.quota().used["memories"] == 0
         with pytest.raises(PermissionDeniedError):
             own.set_quota(users=100)
+
+
+async def test_warnings_and_refusals_are_in_the_tenants_audit_chain(tmp_path: Path) -> None:
+    found = open_served(tmp_path, limits=LimitPolicy(Rate(SLOW, 2), None, quotas=True))
+    try:
+        found.mx.admin.create_tenant("acme")
+        found.mx.set_quota("acme", memories=3, memories_soft=2)
+        async with found.client(found.key("acme")) as api:
+            for text in ("zebra-marker-1", "zebra-marker-2"):
+                assert (await api.post("/v1/memories", json={"content": text})).is_success
+            limited = await api.get("/v1/stats")
+            assert limited.status_code == 429
+        trail = found.mx.audit_export(tenant="acme")
+        seen = [(e.action, e.outcome, e.detail) for e in trail.entries]
+        assert ("quota.warning", "warning", "memories 2/3") in seen
+        assert any(a == "read" and o == "denied" and "rate_limited" in d for a, o, d in seen)
+        assert trail.summary and all("zebra" not in str(e.to_dict()) for e in trail.entries)
+        assert all(v.ok for v in found.mx.audit_verify(tenant="acme"))
+    finally:
+        found.mx.close()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from memex.core.audit import Actor, AuditEvent, verify
 from memex.core.identity import ApiKey, Project, Role, Tenant, User
 from memex.core.limits import DEFAULT_QUOTAS, Limit, changed_quotas
 from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
@@ -343,6 +344,39 @@ def test_quotas_are_set_read_reset_and_carried_by_a_backup(store: Store, backend
         copy.close()
     d.set_quotas("acme", None)
     assert d.quotas("acme") is None
+
+
+def test_a_change_and_its_audit_entry_commit_together(store: Store) -> None:
+    d = store.directory()
+    who = Actor("local:ops")
+
+    def audit(tenant: str, action: str, resource: str, rid: str) -> AuditEvent:
+        return AuditEvent(tenant, action, resource, who, rid)
+
+    d.add_tenant(Tenant("acme", at(0)), audit("acme", "tenant.create", "tenant", "acme"))
+    d.set_tenant(
+        Tenant("acme", at(0), ("10.0.0.0/8",)), audit("acme", "tenant.allow", "tenant", "acme")
+    )
+    d.add_user(User("acme", "alice", at(1)), audit("acme", "user.create", "user", "alice"))
+    d.add_project(Project("acme", "x", at(2)), audit("acme", "project.create", "project", "x"))
+    d.add_key(key("k1"), audit("acme", "key.create", "key", "k1"))
+    d.set_key(key("k1", revoked_at=at(9)), audit("acme", "key.revoke", "key", "k1"))
+    # A refused change leaves no entry: a duplicate, an unknown tenant, an unknown key.
+    with pytest.raises(ConflictError):
+        d.add_user(User("acme", "alice", at(3)), audit("acme", "user.create", "user", "alice"))
+    with pytest.raises(NotFoundError):
+        d.add_user(User("nope", "bob", at(3)), audit("nope", "user.create", "user", "bob"))
+    with pytest.raises(NotFoundError):
+        d.set_key(key("k9"), audit("acme", "key.revoke", "key", "k9"))
+    d.add_user(User("acme", "carol", at(4)))  # no event: no entry
+    trail = store.audit().trail("acme")
+    assert [e.action for e in trail.entries] == [
+        "tenant.create", "tenant.allow", "user.create", "project.create", "key.create",
+        "key.revoke",
+    ]  # fmt: skip
+    assert verify(trail.entries, trail.head).ok
+    assert all("hash-of" not in str(e.to_dict()) for e in trail.entries)
+    assert store.audit().trail("nope").head is None
 
 
 def test_the_suite_exercises_every_protocol_method() -> None:

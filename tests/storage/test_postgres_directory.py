@@ -110,7 +110,11 @@ def test_a_schema_4_store_is_upgraded_to_an_empty_directory(postgres_url: str) -
     store.close()
     with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
         # Back to schema 4: as a store written before the directory existed.
-        conn.execute(f"DROP TABLE {', '.join(DIRECTORY)}")
+        conn.execute(f"DROP TABLE {', '.join(DIRECTORY)}, audit_entries, audit_heads")
+        conn.execute("DROP TABLE tenant_keys")  # and the later schemas' changes
+        for table in ("memories", "memory_history"):
+            conn.execute(f"ALTER TABLE {table} DROP sealed_content, DROP sealed_metadata")
+        conn.execute("ALTER TABLE context_sessions DROP sealed_text")
         bound(conn, {"memex.all_tenants": "on"})
         conn.execute("UPDATE memex_meta SET value = '4' WHERE key = 'schema_version'")
     store = open_store(postgres_url, Settings())

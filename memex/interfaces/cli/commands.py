@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from memex.errors import ConfigError, ValidationError
 from memex.interfaces.cli import render
 from memex.interfaces.cli.admin import run as admin
+from memex.interfaces.cli.audit import run as audit
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
+from memex.interfaces.cli.mcp import mcp
 from memex.interfaces.cli.privacy import run as privacy
 from memex.interfaces.cli.serve import serve
 
@@ -410,7 +412,9 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "index": index,
     "warm": warm_,
     "serve": serve,
+    "mcp": mcp,
     "admin": admin,
     "privacy": privacy,
     "tui": tui,
+    "audit": audit,
 }

@@ -8,6 +8,7 @@ on standard error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -97,9 +98,11 @@ COMMANDS = (
     "index",
     "warm",
     "serve",
+    "mcp",
     "admin",
     "privacy",
     "tui",
+    "audit",
 )
 """Every command, in the order ``memex --help`` lists them."""
 
@@ -269,6 +272,22 @@ def build(only: str | None = None) -> Parser:
     p.add_argument("--redis", metavar="URL", help="share the limits through this Redis")
     p.add_argument("--redis-prefix", default="memex", metavar="TEXT", help="(memex)")
 
+    p.add_argument(
+        "--mcp-allowed-host",
+        action="append",
+        dest="mcp_allowed_hosts",
+        metavar="HOST",
+        help="a Host header /mcp accepts, besides loopback and the address served (repeat)",
+    )
+
+    p = command("mcp", "Serve the store to an AI agent over MCP on stdio (needs the mcp extra).")
+    for name in ("project", "user", "agent"):
+        p.add_argument(
+            f"--{name}",
+            default=os.environ.get(f"MEMEX_{name.upper()}") or None,
+            help=f"scope: {name} (default: $MEMEX_{name.upper()})",
+        )
+
     p = command(
         "admin", "Manage tenants, users, projects, API keys and quotas, on the store itself."
     )
@@ -289,6 +308,11 @@ def build(only: str | None = None) -> Parser:
     p.add_argument("--since", help="created at or after this time" + UTC_NOTE)
     p.add_argument("--until", help="created before this time" + UTC_NOTE)
     _scope(p)
+    p = command("audit", "Verify the store's audit trail and export compliance reports.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.audit import add_parsers as audit_parsers
+
+        audit_parsers(p, lambda sub: _globals(sub, top=False))
     return top
 
 

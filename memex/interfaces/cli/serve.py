@@ -65,6 +65,21 @@ def _server_extra() -> None:
         ) from None
 
 
+def _mcp_hosts(cli: Cli, host: str, port: int) -> tuple[str, ...] | None:
+    """The Host values ``/mcp`` accepts besides loopback: the address served and each
+    ``--mcp-allowed-host``; None (no ``/mcp``, with a warning) without the mcp extra."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError:
+        cli.err.write(
+            "warning: /mcp is not served: the mcp extra is not installed "
+            "(pip install 'memex[mcp]')\n"
+        )
+        return None
+    served = [] if host in ("0.0.0.0", "::", "") else [url_of(host, port, False).split("//")[1]]
+    return (*served, *(cli.args.mcp_allowed_hosts or ()))
+
+
 def _announce_owner(cli: Cli, mx: Memex) -> None:
     """Make the home tenant's owner key if it has none, and show it this once."""
     try:
@@ -156,6 +171,7 @@ def serve(cli: Cli) -> None:
             _announce_owner(cli, mx)
         sock = listen(host, a.port)
         url = url_of(host, sock.getsockname()[1], tls)
+        mcp_hosts = _mcp_hosts(cli, host, sock.getsockname()[1])
         if not loopback and not tls:
             cli.err.write(
                 f"warning: serving on {host} without TLS: keys and memories cross the network "
@@ -177,6 +193,7 @@ def serve(cli: Cli) -> None:
                 trusted_proxies=proxies,
                 max_body=a.max_body,
                 limits=policy,
+                mcp_hosts=mcp_hosts,
             )
             with sock:
                 run(app, sock, announce, **logs)
@@ -191,6 +208,7 @@ def serve(cli: Cli) -> None:
         trusted_proxies=proxies,
         max_body=a.max_body,
         limits=None if policy is None else policy_fields(policy),
+        mcp_hosts=mcp_hosts,
     )
     with sock:
         run_workers(options, sock, a.workers, announce, **logs)

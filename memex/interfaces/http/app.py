@@ -4,7 +4,7 @@ authentication and the edge middleware around one open ``Memex``."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memex.core.identity import parse_networks
 from memex.errors import ValidationError
-from memex.interfaces.http import admin, bulk, errors, health, memories, privacy, search
+from memex.interfaces.http import admin, audit, bulk, errors, health, memories, privacy, search
 from memex.interfaces.http.callers import Authenticator, Gate
 from memex.interfaces.http.edge import Edge
 from memex.interfaces.http.metrics import Metrics
@@ -41,6 +41,7 @@ def create_app(
     on_close: Callable[[], None] | None = None,
     limits: LimitPolicy | None = None,
     limit_events: LimitEvents | None = None,
+    mcp_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -52,6 +53,8 @@ def create_app(
     ``on_close``, which the app's shutdown calls last. ``limits`` are the rate limits
     and quotas put on authenticated requests (none if not given, or without ``auth``);
     ``limit_events`` records their warnings and refusals (default: the log).
+    ``on_close``, which the app's shutdown calls last. ``mcp_hosts`` (the Host
+    header values it accepts besides loopback) serves MCP at ``/mcp``; None: no MCP.
     """
     from memex import __version__
 
@@ -61,11 +64,15 @@ def create_app(
     authenticator: Authenticator | None = root.admin.authenticator(proxies) if auth else None
     metrics = Metrics()
     checks = root.server_limits(limits, limit_events) if auth and limits is not None else None
+    mcp: list[AbstractAsyncContextManager[None]] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with AsyncExitStack() as running:
+                for part in mcp:
+                    await running.enter_async_context(part)
+                yield
         finally:
             try:
                 if authenticator is not None:  # when keys were last used, not yet written
@@ -85,9 +92,13 @@ def create_app(
     )
     app.state.gate = Gate(root, authenticator, checks)
     app.state.metrics = metrics
-    parts = (memories, search, bulk, admin, privacy, health)
+    parts = (memories, search, bulk, admin, audit, privacy, health)
     for part in parts:
         app.include_router(part.router)
     errors.install(app, [route for part in parts for route in part.router.routes])
+    if mcp_hosts is not None:
+        from memex.interfaces.http import mcp as mcp_route
+
+        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts))
     app.add_middleware(Edge, max_body=max_body, metrics=metrics, limits=checks)
     return app

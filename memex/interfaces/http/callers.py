@@ -18,7 +18,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from memex.core.identity import Action, Principal, Role, require
+from memex.actor import set_actor
+from memex.core.audit import Actor
+from memex.core.identity import Action, Principal, Role, require, split_key
 from memex.core.locations import is_database_url
 from memex.service import Memex
 
@@ -47,6 +49,10 @@ class Authenticator(Protocol):
 
     def cached(self, authorization: str | None) -> bool:
         """Whether this header's key is verified already (checking it reads no key)."""
+        ...
+
+    def client(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        """The address a request came from."""
         ...
 
 
@@ -80,6 +86,12 @@ class Gate:
             return self._local
         return self.authenticator.authenticate(authorization, peer, forwarded_for)
 
+    def client(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        """The address a request came from, as the authenticator believes it."""
+        if self.authenticator is None:
+            return peer
+        return self.authenticator.client(peer, forwarded_for)
+
     def handle(self, principal: Principal) -> Memex:
         """A handle confined to what ``principal``'s key may reach, kept for its next call."""
         found = self._handles.get(principal)
@@ -112,7 +124,7 @@ class Caller:
     runs the route's call (the Authenticator may read the store), and checked against
     the server's limits then."""
 
-    __slots__ = ("_action", "_credentials", "_gate", "_outgoing", "_principal")
+    __slots__ = ("_action", "_agent", "_credentials", "_gate", "_known", "_outgoing", "_principal")
 
     def __init__(
         self,
@@ -120,11 +132,14 @@ class Caller:
         credentials: tuple[str | None, str | None, Sequence[str]],
         action: Action | None,
         outgoing: Outgoing | None = None,
+        agent: str | None = None,
     ) -> None:
         self._gate = gate
         self._credentials = credentials
         self._action = action
         self._outgoing = outgoing if outgoing is not None else Outgoing()
+        self._agent = agent
+        self._known: Principal | None = None  # authenticated, maybe refused the action
         self._principal: Principal | None = None
 
     @property
@@ -133,6 +148,7 @@ class Caller:
         server's limits (else a RateLimitError or a QuotaExceededError)."""
         if self._principal is None:
             principal = self._gate.principal(*self._credentials)
+            self._known = principal
             if self._action is not None:
                 require(principal, self._action)
             limits = self._gate.limits
@@ -141,6 +157,25 @@ class Caller:
                 limits.admit(principal, self._outgoing.headers)
             self._principal = principal
         return self._principal
+
+    @property
+    def action(self) -> Action | None:
+        """What the route does, as the permission matrix names it."""
+        return self._action
+
+    @property
+    def known(self) -> Principal | None:
+        """The caller if its key was verified (whether or not the action was allowed)."""
+        return self._known
+
+    def actor(self) -> Actor:
+        """Who calls, for the audit trail (never the key's secret: its public id)."""
+        header, peer, forwarded = self._credentials
+        client = self._gate.client(peer, forwarded)
+        who = self._known
+        if who is None:
+            return Actor(_public_id(header), None, client, self._agent)
+        return Actor(who.key_id or "unauthenticated", who.user, client, self._agent)
 
     @property
     def mx(self) -> Memex:
@@ -167,6 +202,13 @@ class Caller:
         return self._gate.root.admin.acting(self.principal)
 
 
+def _public_id(authorization: str | None) -> str:
+    """The public id of a well-formed key in a ``Bearer`` header, else empty."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    found = split_key(token.strip()) if scheme.lower() == "bearer" else None
+    return found[0] if found is not None else ""
+
+
 _bearer = HTTPBearer(auto_error=False, description="an API key: `mxk_...`")
 """Declares the credential in the OpenAPI document; the Authenticator reads the header."""
 
@@ -179,7 +221,14 @@ def caller(action: Action | None) -> Callable[..., Awaitable[Caller]]:
         peer = request.client.host if request.client is not None else None
         credentials = (headers.get("authorization"), peer, headers.getlist("x-forwarded-for"))
         outgoing = request.scope.get(OUTGOING)
-        return Caller(request.app.state.gate, credentials, action, outgoing)
+        found = Caller(
+            request.app.state.gate, credentials, action, outgoing, headers.get("user-agent")
+        )
+        # Audit entries name this request's caller: the handles are shared by every
+        # request of a key, so the actor travels in the request's context instead.
+        request.state.caller = found
+        set_actor(found.actor)
+        return found
 
     return dependency
 

@@ -19,16 +19,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from memex.core.audit import DENIED, STORE_CHAIN, Actor, AuditEvent
 from memex.core.wire import status_and_code
 from memex.errors import (
+    AuthenticationError,
     AuthError,
     MemexError,
     QuotaExceededError,
     RateLimitError,
+    ScopeError,
     StoreLockedError,
 )
 from memex.interfaces.http.responses import ErrorOut
@@ -121,9 +125,56 @@ def internal_error(scope: Scope, exc: BaseException) -> JSONResponse:
     return error_response(500, "internal_error", _FIXED["internal_error"])
 
 
-def memex_error(request: Request, exc: Exception) -> JSONResponse:
-    """The answer to one of memex's errors: its status and code as ``core.wire`` says."""
+DENIALS = (AuthError, ScopeError, RateLimitError, QuotaExceededError)
+"""The refusals the audit trail records: who sent a request, what it may do, how often,
+how much its tenant may hold.
+A memory or key out of the caller's reach is not found, as a missing one is, and is not
+recorded otherwise."""
+
+
+def refusal_event(request: Request, exc: MemexError) -> AuditEvent:
+    """The audit entry of a refused request: in the caller's tenant's chain once its key
+    is verified, else in the store-wide one, naming the key by its public id only."""
+    found = getattr(request.state, "caller", None)
+    if found is not None:
+        actor = found.actor()
+        known = found.known
+        action = found.action.value if found.action is not None else "request"
+    else:
+        peer = request.client.host if request.client is not None else None
+        actor, known, action = Actor("", client=peer), None, "request"
+    tenant = known.tenant if known is not None else None
+    detail = status_and_code(exc)[1]
+    if isinstance(exc, AuthError):
+        detail += f":{exc.reason}"
+        tenant = tenant or exc.tenant
+        if not actor.key_id and exc.key_id:
+            actor = Actor(exc.key_id, actor.user, actor.client, actor.user_agent)
+    if isinstance(exc, QuotaExceededError):
+        detail += f":{exc.quota}"
+    if isinstance(exc, AuthenticationError):
+        action = "authenticate"
+    resource = f"{request.method} {route_of(request.scope)}"
+    return AuditEvent(
+        tenant or STORE_CHAIN, action, "route", actor, resource, outcome=DENIED, detail=detail
+    )
+
+
+def _record_refusal(request: Request, exc: MemexError) -> None:
+    """Append a refusal to the audit trail; a store that cannot take it (busy,
+    read-only) does not change the answer, and says so in the log."""
+    try:
+        request.app.state.gate.root.record_audit(refusal_event(request, exc))
+    except MemexError as failure:
+        log.warning("refusal not audited: %s", type(failure).__name__)
+
+
+async def memex_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to one of memex's errors: its status and code as ``core.wire`` says;
+    a refusal is recorded in the audit trail first."""
     assert isinstance(exc, MemexError)
+    if isinstance(exc, DENIALS):
+        await run_in_threadpool(_record_refusal, request, exc)
     status, code = status_and_code(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthError):

@@ -307,3 +307,60 @@ class QuotasOut(BaseModel):
     quotas: dict[str, QuotaOut] = Field(
         description="memories, storage_mb, calls_per_hour, projects, users"
     )
+
+
+class AuditHeadOut(BaseModel):
+    """Where an audit chain ends: its last entry's number and hash."""
+
+    tenant: str
+    seq: int
+    hash: str
+
+
+class ProblemOut(BaseModel):
+    """A tampered entry: its number, and what was done (edited, deleted, inserted,
+    reordered, truncated, head)."""
+
+    seq: int
+    kind: str
+
+
+class VerificationOut(BaseModel):
+    """What verifying an audit chain found."""
+
+    tenant: str
+    ok: bool
+    entries: int
+    head: AuditHeadOut | None
+    problems: list[ProblemOut]
+
+
+class AuditEntryOut(BaseModel):
+    """One audit entry: who did what to which resource, how it ended, and its links."""
+
+    tenant: str
+    seq: int
+    at: datetime
+    key_id: str
+    user: str | None
+    action: str
+    resource_type: str
+    resource_id: str
+    outcome: str
+    client: str | None
+    user_agent: str | None
+    count: int
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+class AuditReportOut(BaseModel):
+    """A compliance report: entries made in a window, a summary and the chain's head."""
+
+    tenants: list[str]
+    since: datetime | None
+    until: datetime | None
+    heads: list[AuditHeadOut]
+    summary: dict[str, Any]
+    entries: list[AuditEntryOut]

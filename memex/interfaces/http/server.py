@@ -125,6 +125,7 @@ class WorkerOptions:
     auth: bool
     trusted_proxies: tuple[str, ...]
     max_body: int
+    mcp_hosts: tuple[str, ...] | None = None
     limits: dict[str, Any] | None = None
     """The ``LimitPolicy``'s fields (``policy_fields``), or None for no limits."""
 
@@ -165,6 +166,7 @@ def worker_app() -> Any:
         max_body=options.max_body,
         on_close=root.close,
         limits=_policy(options.limits),
+        mcp_hosts=options.mcp_hosts,
     )
 
 

@@ -23,6 +23,7 @@ from memex.storage.postgres import lexical, sql
 if TYPE_CHECKING:
     from memex.core.ranking import Facts
     from memex.storage.postgres.connection import Database
+    from memex.storage.postgres.keys import ReadKeys
 
 Statement = tuple[str, list[Any]]
 
@@ -34,13 +35,16 @@ def gather(
     *,
     approximate: int | None,
     size: int,
+    keys: ReadKeys,
+    sealed: Sequence[int] | None = None,
 ) -> Candidates:
     """Everything a recall asks of the store (``Store.candidates``). ``approximate``: the
-    dimensions of the HNSW index to search, or None for an exact scan."""
+    dimensions of the HNSW index to search, or None for an exact scan; ``keys`` open an
+    encrypted tenant's content; ``sealed``: as ``sql.filter_clause`` takes it."""
     from memex.core.ranking import Candidate
 
     tenant = str(filters.scope.tenant)
-    where, params = sql.filter_clause(filters, utcnow())
+    where, params = sql.filter_clause(filters, utcnow(), sealed=sealed)
     terms = list(query.terms) if query.limit > 0 else []
     threshold = text.common_threshold(size)
     prune = bool(terms) and threshold is not None and len(terms) > 1
@@ -75,24 +79,31 @@ def gather(
     for row in (*lex_rows, *vec_rows):
         key = int(row[0])
         ids[key] = str(row[2])
-        facts[key] = _facts(row[3:])
+        facts[key] = _facts(row, tenant, keys)
     neighbours: dict[int, list[int]] = {}
     if not ids:
         return Candidates(lex, vec, neighbours, ids, {})
     if query.radius > 0 and query.seeds is not None:
         seeds = list(query.seeds(lex, vec))
         if seeds:
-            neighbours = thread_neighbours(db, filters, seeds, query.radius, ids, facts)
+            neighbours = thread_neighbours(
+                db, filters, seeds, query.radius, ids, facts, keys, sealed
+            )
     if query.wanted is None:
         return Candidates(lex, vec, neighbours, ids, facts)
     wanted = set(query.wanted(lex, vec, neighbours))
     return Candidates(lex, vec, neighbours, ids, {k: f for k, f in facts.items() if k in wanted})
 
 
-def _facts(row: Sequence[Any]) -> Facts:
+def _facts(row: Sequence[Any], tenant: str, keys: ReadKeys) -> Facts:
+    """A candidate row's facts (the row: key, score or side, id, ``lexical.FACTS``)."""
     from memex.core.ranking import Facts
 
-    project, user, agent, session, kind, created, importance, content = row
+    mid, project, user, agent, session, kind, created, importance, content, version, sealed = row[
+        2:
+    ]
+    if sealed is not None:
+        content = keys.content(tenant, mid, version, sealed, content)
     return Facts((project, user, agent, session, kind), created, importance, content)
 
 
@@ -135,13 +146,15 @@ def thread_neighbours(
     radius: int,
     ids: dict[int, str],
     facts: dict[int, Facts],
+    opener: ReadKeys,
+    sealed: Sequence[int] | None = None,
 ) -> dict[int, list[int]]:
     """Up to ``radius`` memories before and after each key, in its thread, that pass
     ``filters``: nearest first on each side, before then after (their ids go to ``ids``,
-    their facts to ``facts``). Each side of each key is one range scan of the thread
-    index."""
+    their facts to ``facts``, an encrypted tenant's content opened with ``opener``). Each
+    side of each key is one range scan of the thread index."""
     unique = list(dict.fromkeys(int(k) for k in keys))
-    where, params = sql.filter_clause(filters, utcnow(), alias="n")
+    where, params = sql.filter_clause(filters, utcnow(), alias="n", sealed=sealed)
     [rows] = db.run(
         filters.scope.tenant,
         [
@@ -170,5 +183,5 @@ def thread_neighbours(
         seq = int(row[2])
         out.setdefault(unique[row[0] - 1], []).append(seq)
         ids[seq] = str(row[3])
-        facts[seq] = _facts(row[4:])
+        facts[seq] = _facts(row[1:], str(filters.scope.tenant), opener)
     return out

@@ -24,10 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from memex.core.audit import AuditEvent
 from memex.core.identity import ApiKey, Member, Project, Role, Tenant, User
 from memex.core.limits import Quotas
 from memex.core.models import from_micros, to_micros
 from memex.errors import ConflictError, NotFoundError, StoreReadOnlyError
+from memex.storage.postgres.audit import append
 
 if TYPE_CHECKING:
     import psycopg
@@ -155,6 +157,7 @@ class PostgresDirectory:
         *,
         tenant: str | None = None,
         key: ApiKey | None = None,
+        audit: AuditEvent | None = None,
     ) -> None:
         """Insert one row (of ``tenant``, or the grants of ``key``, which must exist),
         refusing a duplicate."""
@@ -168,11 +171,19 @@ class PostgresDirectory:
             if conn.execute(insert + " ON CONFLICT DO NOTHING", params).rowcount != 1:
                 raise ConflictError(f"{what} exists already")
             conn.execute(_BUMP)
+            if audit is not None:
+                append(conn, audit)
 
         self._change(apply)
 
     def _replace(
-        self, what: str, update: str, params: Sequence[Any], *, key: ApiKey | None = None
+        self,
+        what: str,
+        update: str,
+        params: Sequence[Any],
+        *,
+        key: ApiKey | None = None,
+        audit: AuditEvent | None = None,
     ) -> None:
         """Update one row, or raise NotFoundError if there is none."""
 
@@ -182,6 +193,8 @@ class PostgresDirectory:
             if conn.execute(update, params).rowcount != 1:
                 raise NotFoundError(f"no {what}")
             conn.execute(_BUMP)
+            if audit is not None:
+                append(conn, audit)
 
         self._change(apply)
 
@@ -192,12 +205,13 @@ class PostgresDirectory:
         [(value,)] = self._rows("SELECT value FROM directory_generation WHERE id = 1")
         return int(value)
 
-    def add_tenant(self, tenant: Tenant) -> None:
+    def add_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Add a tenant."""
         self._insert(
             f"tenant {tenant.name!r}",
             "INSERT INTO tenants (name, created_at, allow) VALUES (%s, %s, %s)",
             (tenant.name, to_micros(tenant.created_at), list(tenant.allow)),
+            audit=audit,
         )
 
     def tenant(self, name: str) -> Tenant | None:
@@ -209,36 +223,38 @@ class PostgresDirectory:
         """Every tenant, by name."""
         return [_tenant(r) for r in self._rows(f"{_TENANT_SELECT} ORDER BY name")]
 
-    def set_tenant(self, tenant: Tenant) -> None:
+    def set_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Replace the stored tenant's allowlist; NotFoundError if there is no such tenant."""
         self._replace(
             f"tenant {tenant.name!r}",
             "UPDATE tenants SET allow = %s WHERE name = %s",
             (list(tenant.allow), tenant.name),
+            audit=audit,
         )
 
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
-        self._add_member("tenant_users", "user", user)
+        self._add_member("tenant_users", "user", user, audit)
 
     def users(self, tenant: str) -> builtins.list[User]:
         """The tenant's users, by name."""
         return self._members("tenant_users", User, tenant)
 
-    def add_project(self, project: Project) -> None:
+    def add_project(self, project: Project, audit: AuditEvent | None = None) -> None:
         """Add a project to its tenant (which must exist: NotFoundError)."""
-        self._add_member("tenant_projects", "project", project)
+        self._add_member("tenant_projects", "project", project, audit)
 
     def projects(self, tenant: str) -> builtins.list[Project]:
         """The tenant's projects, by name."""
         return self._members("tenant_projects", Project, tenant)
 
-    def _add_member(self, table: str, what: str, member: Member) -> None:
+    def _add_member(self, table: str, what: str, member: Member, audit: AuditEvent | None) -> None:
         self._insert(
             f"{what} {member.name!r} of tenant {member.tenant!r}",
             f"INSERT INTO {table} (tenant, name, created_at) VALUES (%s, %s, %s)",
             (member.tenant, member.name, to_micros(member.created_at)),
             tenant=member.tenant,
+            audit=audit,
         )
 
     def _members(self, table: str, kind: type[M], tenant: str) -> builtins.list[M]:
@@ -247,7 +263,7 @@ class PostgresDirectory:
         )
         return [kind(tenant, str(name), from_micros(int(at))) for name, at in found]
 
-    def add_key(self, key: ApiKey) -> None:
+    def add_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Add a key (its tenant, and its user and project if it names them, must exist:
         NotFoundError)."""
         self._insert(
@@ -255,6 +271,7 @@ class PostgresDirectory:
             f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})",
             _key_values(key),
             key=key,
+            audit=audit,
         )
 
     def key(self, key_id: str) -> ApiKey | None:
@@ -273,7 +290,7 @@ class PostgresDirectory:
             )
         return [_key(r) for r in found]
 
-    def set_key(self, key: ApiKey) -> None:
+    def set_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Replace the stored key of the same id and tenant; NotFoundError if none."""
         values = _key_values(key)
         columns = _KEY_COLUMNS.split(", ")
@@ -283,6 +300,7 @@ class PostgresDirectory:
             f"UPDATE api_keys SET {assignments} WHERE id = %s AND tenant = %s",
             [*values[2:], key.id, key.tenant],
             key=key,
+            audit=audit,
         )
 
     def touch_keys(self, used: Mapping[str, datetime]) -> None:
@@ -311,7 +329,9 @@ class PostgresDirectory:
         found = self._rows("SELECT quotas FROM tenant_quotas WHERE tenant = %s", (tenant,))
         return Quotas.from_dict(found[0][0]) if found else None
 
-    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+    def set_quotas(
+        self, tenant: str, quotas: Quotas | None, audit: AuditEvent | None = None
+    ) -> None:
         """Set the tenant's quotas (None: back to the defaults)."""
         from psycopg.types.json import Jsonb
 
@@ -326,5 +346,7 @@ class PostgresDirectory:
                     (tenant, Jsonb(quotas.to_dict())),
                 )
             conn.execute(_BUMP)
+            if audit is not None:
+                append(conn, audit)
 
         self._change(apply)

@@ -17,9 +17,13 @@ from typing import Any
 
 from memex.storage.postgres.postings import CONFIG
 
-FACTS = "m.project, m.user_id, m.agent, m.session, m.kind, m.created_at, m.importance, m.content"
+FACTS = (
+    "m.project, m.user_id, m.agent, m.session, m.kind, m.created_at, m.importance, m.content, "
+    "m.version, m.sealed_content"
+)
 """The columns ranking reads of a candidate (``memex.core.ranking.Facts``), after its key,
-score and id in every candidate row."""
+score and id in every candidate row; then its version and sealed content (NULL for a
+plain row), which open an encrypted tenant's content."""
 
 K1 = 1.2
 B = 0.75

@@ -7,7 +7,9 @@ occurs and the memory's length (lexeme occurrences). They are added when a memor
 written, replaced when its content or project changes and removed when it is purged,
 in the transaction of the write; the totals move with them, added once per batch in key
 order (as the change counters are), so two writers never wait for each other in a
-circle.
+circle. An encrypted tenant's content is stored sealed: its postings are made from the
+text the write passes along (the server analyses it and keeps only the postings, which
+are not encrypted: docs/security.md).
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ if TYPE_CHECKING:
 CONFIG = "memex_english"
 """The text search configuration of the postings (English stems, no stop words)."""
 
-_ADD = (
+_LEXEMES = (
     "WITH d AS (SELECT m.tenant, m.seq, l.lexeme, cardinality(l.positions) AS tf "
     f"FROM memories m CROSS JOIN LATERAL unnest(to_tsvector('{CONFIG}', m.content)) l "
     "WHERE m.tenant = %s AND m.id = ANY(%s)), "
+)
+_SEALED_LEXEMES = (
+    "WITH d AS (SELECT m.tenant, m.seq, l.lexeme, cardinality(l.positions) AS tf "
+    "FROM unnest(%s::text[], %s::text[]) AS x(id, body) "
+    "JOIN memories m ON m.tenant = %s AND m.id = x.id "
+    f"CROSS JOIN LATERAL unnest(to_tsvector('{CONFIG}', x.body)) l), "
+)
+"""A sealed memory's lexemes, from its text given with the write (never stored)."""
+_ADD = (
     "lengths AS (SELECT seq, sum(tf)::integer AS length FROM d GROUP BY seq), "
     "added AS (INSERT INTO memory_terms (tenant, lexeme, seq, tf, length) "
     "SELECT d.tenant, d.lexeme, d.seq, d.tf, n.length FROM d JOIN lengths n USING (seq)) "
@@ -42,6 +53,9 @@ _REMOVE = (
     "WHERE m.tenant = %s AND m.id = ANY(%s) GROUP BY 1"
 )
 
+_ADD_PLAIN = _LEXEMES + _ADD
+_ADD_SEALED = _SEALED_LEXEMES + _ADD
+
 
 class Totals:
     """How a batch moves the totals: (tenant, project) -> [memories, length]."""
@@ -55,11 +69,23 @@ class Totals:
             entry[0] += sign * int(documents)
             entry[1] += sign * int(length)
 
-    def add(self, conn: psycopg.Connection[Any], tenant: str, ids: Sequence[str]) -> None:
-        """Write the postings of these memories (as they are stored now)."""
-        if ids:
-            found = conn.execute(_ADD, (tenant, list(ids), tenant, list(ids))).fetchall()
-            self._move(tenant, found, 1)
+    def add(
+        self,
+        conn: psycopg.Connection[Any],
+        tenant: str,
+        ids: Sequence[str],
+        texts: Sequence[str] | None = None,
+    ) -> None:
+        """Write the postings of these memories (as they are stored now), or, for sealed
+        memories, of their ``texts``."""
+        if not ids:
+            return
+        if texts is None:
+            query, params = _ADD_PLAIN, [tenant, list(ids)]
+        else:
+            query, params = _ADD_SEALED, [list(ids), list(texts), tenant]
+        found = conn.execute(query, [*params, tenant, list(ids)]).fetchall()
+        self._move(tenant, found, 1)
 
     def remove(self, conn: psycopg.Connection[Any], tenant: str, ids: Sequence[str]) -> None:
         """Delete the postings of these memories (before their rows change or go)."""

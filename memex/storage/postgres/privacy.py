@@ -41,6 +41,8 @@ TABLES = (
     "tenant_users",
     "tenant_projects",
     "api_keys",
+    "tenant_quotas",
+    "tenant_keys",
 )
 """Every table that can hold a tenant's, a user's or a project's data."""
 _BUMP = "UPDATE directory_generation SET value = value + 1 WHERE id = 1"
@@ -240,6 +242,7 @@ def _erase_rest(conn: Conn, selector: Selector) -> Erased:
             ("keys", "api_keys", "tenant"),
             ("users", "tenant_users", "tenant"),
             ("projects", "tenant_projects", "tenant"),
+            ("quotas", "tenant_quotas", "tenant"),
             ("tenants", "tenants", "name"),
         ):
             counts[kind] = conn.execute(
@@ -267,6 +270,7 @@ def _erase_rest(conn: Conn, selector: Selector) -> Erased:
         conn.execute(_BUMP)  # servers caching keys read the directory again
     if any(counts.values()):
         conn.execute(*_OWE)
+    counts.pop("quotas", None)  # settings, not data: not counted
     return Erased((), {k: int(v) for k, v in counts.items()})
 
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memex.core.encryption import context_data
 from memex.core.models import Scope, to_micros, utcnow
 from memex.core.query import Filters
 from memex.core.visibility import content_bytes, count_states
+from memex.storage.encryption import SEALED_OVERHEAD
 from memex.storage.postgres import sql
 
 if TYPE_CHECKING:
     import psycopg
+
+    from memex.storage.encryption import TenantCipher
 
     Conn = psycopg.Connection[Any]
 
@@ -20,9 +24,10 @@ if TYPE_CHECKING:
 Statement = tuple[str, list[Any]]
 
 
-def by_ids(filters: Filters, ids: Sequence[str]) -> Statement:
-    """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``."""
-    where, params = sql.filter_clause(filters, utcnow())
+def by_ids(filters: Filters, ids: Sequence[str], sealed: Sequence[int] | None = None) -> Statement:
+    """Rows (``sql.COLUMNS``) of the memories with these ids that pass ``filters``
+    (``sealed``: as ``sql.filter_clause`` takes it)."""
+    where, params = sql.filter_clause(filters, utcnow(), sealed=sealed)
     return (
         f"SELECT {sql.COLUMNS} FROM {sql.ROWS} WHERE m.id = ANY(%s) AND {where}",
         [list(dict.fromkeys(ids)), *params],
@@ -56,7 +61,8 @@ def stats(conn: Conn, scope: Scope, at: int) -> dict[str, Any]:
     where, params = sql.scope_clause(scope)
     found = conn.execute(
         f"SELECT m.kind, {sql.state_sql()} AS state, count(*), count(m.embedding), "
-        "coalesce(sum(octet_length(m.content)), 0) "
+        "coalesce(sum(octet_length(m.content) "
+        f"+ coalesce(octet_length(m.sealed_content) - {SEALED_OVERHEAD}, 0)), 0) "
         f"FROM memories m WHERE {where} GROUP BY 1, 2 ORDER BY 1",
         [at, at, at, *params],
     ).fetchall()
@@ -114,21 +120,28 @@ def record_reads(conn: Conn, counts: Sequence[tuple[int, int, str, str]]) -> Non
 
 
 def last_context(tenant: str, session: str, prefix_hash: str) -> Statement:
-    """A session's previous context, and how many other sessions last had this prefix
-    (one row)."""
+    """A session's previous context (its text and, if sealed, its sealed text), and how
+    many other sessions last had this prefix (one row)."""
     return (
-        "SELECT (SELECT text FROM context_sessions WHERE tenant = %s AND session = %s), "
-        "(SELECT count(*) FROM context_sessions WHERE tenant = %s AND prefix_hash = %s "
-        "AND session <> %s)",
-        [tenant, session, tenant, prefix_hash, session],
+        "SELECT c.text, c.sealed_text, (SELECT count(*) FROM context_sessions "
+        "WHERE tenant = %s AND prefix_hash = %s AND session <> %s) "
+        "FROM (SELECT) o LEFT JOIN context_sessions c ON c.tenant = %s AND c.session = %s",
+        [tenant, prefix_hash, session, tenant, session],
     )
 
 
 def save_context(
-    conn: Conn, tenant: str, session: str, text: str, prefix_hash: str, ids: Sequence[str]
+    conn: Conn,
+    tenant: str,
+    session: str,
+    text: str,
+    prefix_hash: str,
+    ids: Sequence[str],
+    cipher: TenantCipher | None = None,
 ) -> None:
-    """Store a session's latest context and the memories it shows; a context showing a
-    memory purged meanwhile is not stored, and the session's previous one is dropped."""
+    """Store a session's latest context (sealed with ``cipher``'s key) and the memories it
+    shows; a context showing a memory purged meanwhile is not stored, and the session's
+    previous one is dropped."""
     conn.execute(
         "DELETE FROM context_session_memories WHERE tenant = %s AND session = %s",
         (tenant, session),
@@ -142,12 +155,13 @@ def save_context(
             "DELETE FROM context_sessions WHERE tenant = %s AND session = %s", (tenant, session)
         )
         return
+    sealed = None if cipher is None else cipher.seal(text, context_data(tenant, session))
     conn.execute(
-        "INSERT INTO context_sessions (tenant, session, prefix_hash, text, updated_at) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, session) DO UPDATE SET "
-        "prefix_hash = excluded.prefix_hash, text = excluded.text, "
-        "updated_at = excluded.updated_at",
-        (tenant, session, prefix_hash, text, to_micros(utcnow())),
+        "INSERT INTO context_sessions (tenant, session, prefix_hash, text, sealed_text, "
+        "updated_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, session) DO UPDATE "
+        "SET prefix_hash = excluded.prefix_hash, text = excluded.text, "
+        "sealed_text = excluded.sealed_text, updated_at = excluded.updated_at",
+        (tenant, session, prefix_hash, "" if sealed else text, sealed, to_micros(utcnow())),
     )
     conn.execute(
         "INSERT INTO context_session_memories (tenant, id, session) "

@@ -21,6 +21,8 @@ from memex.storage.postgres.writes import checked
 if TYPE_CHECKING:
     import psycopg
 
+    from memex.storage.postgres.keys import ReadKeys
+
     Conn = psycopg.Connection[Any]
 
 
@@ -59,15 +61,24 @@ def ensure_hnsw(conn: Conn) -> None:
     )
 
 
+def _stored_hash(keys: ReadKeys, tenant: str, text: str, sealed: bytes | None) -> str:
+    """A content hash as the memory's row holds it: keyed for a sealed row."""
+    plain = content_hash(text)
+    return plain if sealed is None else keys.cipher(tenant).digest(plain)
+
+
 def replace(
     db: Database,
     model: StoredVectors,
     embed: Callable[[Sequence[str]], Vector],
     batch_size: int,
     progress: Progress | None,
+    keys: ReadKeys,
 ) -> int:
-    """Embed every memory of every tenant, a batch at a time, then swap the vectors in."""
+    """Embed every memory of every tenant, a batch at a time, then swap the vectors in
+    (an encrypted tenant's content opened with ``keys``, its hashes keyed)."""
     tally = Tally(progress, "embedding")
+    dims = model.dimensions
     conn = db.connect()
     try:
         configure(conn)
@@ -80,21 +91,25 @@ def replace(
         while True:
             with conn.transaction():
                 bind(conn, None, all_tenants=True)
-                batch = conn.execute(
-                    "SELECT tenant, seq, content FROM memories WHERE (tenant, seq) > (%s, %s) "
-                    "ORDER BY tenant, seq LIMIT %s",
+                found = conn.execute(
+                    "SELECT tenant, seq, content, id, version, sealed_content FROM memories "
+                    "WHERE (tenant, seq) > (%s, %s) ORDER BY tenant, seq LIMIT %s",
                     (*last, batch_size),
                 ).fetchall()
-            if not batch:
+            if not found:
                 break
-            last = (batch[-1][0], batch[-1][1])
+            last = (found[-1][0], found[-1][1])
+            batch = [
+                (tenant, seq, keys.content(tenant, mid, version, sealed, text), sealed)
+                for tenant, seq, text, mid, version, sealed in found
+            ]
             vectors = embed([str(row[2]) for row in batch])
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO staged VALUES (%s, %s, %s, %s)",
                     [
-                        (tenant, seq, content_hash(str(text)), checked(v, model.dimensions))
-                        for (tenant, seq, text), v in zip(batch, vectors, strict=True)
+                        (tenant, seq, _stored_hash(keys, tenant, text, sealed), checked(v, dims))
+                        for (tenant, seq, text, sealed), v in zip(batch, vectors, strict=True)
                     ],
                 )
             count += len(batch)

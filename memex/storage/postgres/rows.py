@@ -19,9 +19,10 @@ STORED_COLUMNS: tuple[str, ...] = (
     "key", "id", "tenant", "project", "user", "agent", "session", "kind", "content",
     "tags", "metadata", "importance", "source", "content_hash", "version", "created_at",
     "updated_at", "expires_at", "deleted_at", "last_accessed_at", "access_count",
-    "valid_from", "valid_until", "superseded_by",
+    "valid_from", "valid_until", "superseded_by", "sealed_content", "sealed_metadata",
 )  # fmt: skip
-"""A stored row's fields, in order (``user`` is the column ``user_id``)."""
+"""A stored row's fields, in order (``user`` is the column ``user_id``). A sealed row
+(an encrypted tenant's) is opened (``sealing.opened``) before it is decoded."""
 
 CREATED = STORED_COLUMNS.index("created_at")
 _METADATA = STORED_COLUMNS.index("metadata")
@@ -37,7 +38,7 @@ def _fields(row: Sequence[Any]) -> tuple[Any, ...]:
     (
         _, mid, tenant, project, user, agent, session, kind, content, tags, _,
         importance, source, chash, version, created, updated, expires, deleted, accessed,
-        count, valid_from, valid_until, superseded_by,
+        count, valid_from, valid_until, superseded_by, _, _,
     ) = row  # fmt: skip
     created_at = _EPOCH + timedelta(microseconds=created)
     return (

@@ -4,7 +4,7 @@ its own, held until the snapshot is closed (writers are not held up)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memex.core.models import Memory
@@ -23,9 +23,17 @@ class PostgresSnapshot:
     its past versions if asked for."""
 
     def __init__(
-        self, db: Database, tenant: str, where: str, params: Sequence[Any], *, history: bool
+        self,
+        db: Database,
+        tenant: str,
+        where: str,
+        params: Sequence[Any],
+        *,
+        history: bool,
+        opened: Callable[[list[Any]], list[Any]] = lambda rows: rows,
     ) -> None:
         self._location = db.location
+        self._opened = opened  # opens an encrypted tenant's sealed rows
         self._where, self._params = where, list(params)
         self._tenant = tenant
         self._history = history
@@ -59,7 +67,7 @@ class PostgresSnapshot:
                     self._params,
                 )
                 while rows := cursor.fetchmany(_BATCH):
-                    memories = stored_memories(rows)
+                    memories = stored_memories(self._opened(rows))
                     past = self._past(conn, [str(r[1]) for r in rows]) if self._history else {}
                     for memory in memories:
                         yield memory, past.get(memory.id, [])
@@ -73,7 +81,7 @@ class PostgresSnapshot:
             (self._tenant, ids),
         ).fetchall()
         out: dict[str, list[Memory]] = {}
-        for memory in stored_memories(found):
+        for memory in stored_memories(self._opened(found)):
             out.setdefault(memory.id, []).append(memory)
         return out
 

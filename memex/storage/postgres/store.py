@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress
 from memex.core.query import Filters, Order
-from memex.errors import ConfigError, StoreError, StoreReadOnlyError, ValidationError
+from memex.errors import StoreError, StoreReadOnlyError, ValidationError
 from memex.storage.base import (
     CandidateQuery,
     Candidates,
@@ -25,7 +25,9 @@ from memex.storage.base import (
     Vector,
     WriteBatch,
 )
-from memex.storage.postgres import candidates, reads, rows, sql, writes
+from memex.storage.encryption import KeyProvider, Keyring
+from memex.storage.postgres import candidates, keys, reads, rows, sql, writes
+from memex.storage.postgres.audit import PostgresAuditLog
 from memex.storage.postgres.connection import Database, translate
 from memex.storage.postgres.migrate import upgrade
 from memex.storage.postgres.model import (
@@ -37,7 +39,6 @@ from memex.storage.postgres.model import (
 if TYPE_CHECKING:
     import psycopg
 
-    from memex.storage.encryption import TenantKeys
     from memex.storage.postgres.directory import PostgresDirectory
     from memex.storage.postgres.privacy import PostgresPrivacy
     from memex.storage.postgres.snapshot import PostgresSnapshot
@@ -58,8 +59,11 @@ class PostgresStore:
         busy_timeout: float = 30.0,
         ann_min_vectors: int = 50_000,
         read_only: bool = False,
+        master_key: KeyProvider | None = None,
     ) -> None:
         self._db = Database(url, timeout=busy_timeout, read_only=read_only)
+        self._keyring = Keyring(master_key)
+        self._keys = keys.ReadKeys(self._db, self._keyring)
         self._read_only = "opened read-only" if read_only else None
         self._ann_min = ann_min_vectors
         self._known: tuple[StoredVectors | None, int, float] | None = None
@@ -106,7 +110,8 @@ class PostgresStore:
 
         def apply(conn: Conn) -> None:
             claim_model(conn, model)
-            writes.apply_batch(conn, scope, batch, model.dimensions)
+            cipher = keys.write_cipher(conn, self._keyring, str(scope.tenant))
+            writes.apply_batch(conn, scope, batch, model.dimensions, cipher)
 
         self._write(str(scope.tenant), apply)
 
@@ -126,9 +131,11 @@ class PostgresStore:
             if counts:
                 reads.record_reads(conn, sorted(counts, key=lambda c: c[3]))
             if context is not None:
+                cipher = keys.write_cipher(conn, self._keyring, tenant)
                 reads.save_context(
-                    conn, tenant, context.session, context.text, context.prefix_hash, context.ids
-                )
+                    conn, tenant, context.session, context.text, context.prefix_hash,
+                    context.ids, cipher,
+                )  # fmt: skip
 
         # Never waits long: a row another writer holds makes it StoreLockedError.
         self._write(tenant, apply, lock_timeout_ms=50)
@@ -139,24 +146,28 @@ class PostgresStore:
         sql.scope_clause(filters.scope)
         if not ids:
             return {}
-        [found] = self._db.run(filters.scope.tenant, [reads.by_ids(filters, ids)])
+        sealed = self._keys.sealed_matches(filters)
+        [found] = self._db.run(filters.scope.tenant, [reads.by_ids(filters, ids, sealed)])
+        found = self._keys.opened(found)
         return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
         sql.scope_clause(scope)
         [found] = self._db.run(scope.tenant, [reads.history(scope, memory_id)])
-        return rows.memories(found)
+        return rows.memories(self._keys.opened(found))
 
     def list(
         self, filters: Filters, order: Order, limit: int | None, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
-        query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
+        sql.scope_clause(filters.scope)
+        sealed = self._keys.sealed_matches(filters)
+        query, params = sql.list_query(filters, utcnow(), order, limit, cursor, sealed)
         [found] = self._db.run(filters.scope.tenant, [(query, params)])
         page = found if limit is None else found[:limit]
         next_cursor = None
         if limit is not None and len(found) > limit and page:
             next_cursor = rows.encode_cursor(page[-1][rows.CREATED], page[-1][0])
-        return rows.memories(page), next_cursor
+        return rows.memories(self._keys.opened(page)), next_cursor
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)
@@ -182,7 +193,15 @@ class PostgresStore:
                 )
             elif size >= self._ann_min:
                 approximate = model.dimensions
-        return candidates.gather(self._db, filters, query, approximate=approximate, size=size)
+        return candidates.gather(
+            self._db,
+            filters,
+            query,
+            approximate=approximate,
+            size=size,
+            keys=self._keys,
+            sealed=self._keys.sealed_matches(filters),
+        )
 
     def snapshot(self, scope: Scope, *, include_deleted: bool, history: bool) -> PostgresSnapshot:
         where, params = sql.scope_clause(scope)
@@ -190,21 +209,32 @@ class PostgresStore:
             where += f" AND NOT {sql.forgotten_sql('m')}"
         from memex.storage.postgres.snapshot import PostgresSnapshot
 
-        return PostgresSnapshot(self._db, str(scope.tenant), where, params, history=history)
+        return PostgresSnapshot(
+            self._db, str(scope.tenant), where, params, history=history, opened=self._keys.opened
+        )
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         sql.scope_clause(scope)
         if not hashes:
             return {}
+        tenant = str(scope.tenant)
+        named = self._keys.digests(tenant, hashes)  # keyed hashes, if the key is loaded
+        statements = [reads.vectors_by_hash(tenant, model, builtins.list(named or hashes))]
+        if named is None and self._keyring.provider is not None:
+            # Whether the tenant is encrypted, asked alongside: no round trip more if not.
+            statements.append(keys.key_statement(tenant))
+        found, *key = self._db.run(tenant, statements)
+        if key and key[0]:
+            self._keys.cipher(tenant)
+            named = self._keys.digests(tenant, hashes) or {}
+            [found] = self._db.run(
+                tenant, [reads.vectors_by_hash(tenant, model, builtins.list(named))]
+            )
+        named = named or {h: h for h in hashes}
+        return {named[h]: v.to_numpy().copy() for h, v in found}
 
-        [found] = self._db.run(
-            scope.tenant, [reads.vectors_by_hash(str(scope.tenant), model, hashes)]
-        )
-        return {h: v.to_numpy().copy() for h, v in found}
-
-    def tenant_keys(self) -> TenantKeys:
-        """Encryption at rest is not offered by this backend yet."""
-        raise ConfigError("encryption at rest is not available on a PostgreSQL store yet")
+    def tenant_keys(self) -> keys.PostgresTenantKeys:
+        return keys.PostgresTenantKeys(self._keyring, self._read, self._write)
 
     def directory(self) -> PostgresDirectory:
         """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""
@@ -216,6 +246,10 @@ class PostgresStore:
         from memex.storage.postgres.privacy import PostgresPrivacy
 
         return PostgresPrivacy(self._db, self._read_only)
+
+    def audit(self) -> PostgresAuditLog:
+        """The store's audit chains (storage/postgres/audit.py)."""
+        return PostgresAuditLog(self._db, self._read_only)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"
@@ -233,10 +267,12 @@ class PostgresStore:
     def last_context(self, scope: Scope, session: str, prefix_hash: str) -> tuple[str | None, int]:
         sql.scope_clause(scope)
         tenant = str(scope.tenant)
-        [[(text, others)]] = self._db.run(
+        [[(text, sealed, others)]] = self._db.run(
             tenant, [reads.last_context(tenant, session, prefix_hash)]
         )
-        return (None if text is None else str(text)), int(others)
+        if text is None:
+            return None, int(others)
+        return self._keys.context(tenant, session, str(text), sealed), int(others)
 
     def stats(self, scope: Scope, now: datetime) -> StoreStats:
         sql.scope_clause(scope)
@@ -261,7 +297,7 @@ class PostgresStore:
     def backup(self, target: Path, progress: Progress | None = None) -> int:
         from memex.storage.postgres.backup import backup
 
-        return backup(self._db, target, progress)
+        return backup(self._db, target, progress, self._keys)
 
     def build_indexes(
         self, tenant: str | None, progress: Progress | None = None, *, lagging_only: bool = False
@@ -289,7 +325,7 @@ class PostgresStore:
         from memex.storage.postgres.reindex import replace
 
         try:
-            return replace(self._db, model, embed, batch_size, progress)
+            return replace(self._db, model, embed, batch_size, progress, self._keys)
         finally:
             self._known = None
 

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 from memex.core.models import Scope, to_micros
 from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.checks import check_history, check_scope, float32_vector
-from memex.storage.postgres import reads, sql
+from memex.storage.checks import check_audit, check_history, check_scope, float32_vector
+from memex.storage.postgres import audit, reads, sql
 from memex.storage.postgres.postings import Totals
 
 if TYPE_CHECKING:
     import psycopg
+
+    from memex.storage.encryption import TenantCipher
 
 _MARKS = ", ".join(["%s"] * len(sql.WRITTEN.split(", ")))
 _INSERT = f"INSERT INTO memories ({sql.WRITTEN}, embedding) VALUES ({_MARKS}, %s)"
@@ -29,11 +31,12 @@ _UPDATE = (
     "UPDATE memories SET project = %s, user_id = %s, agent = %s, session = %s, kind = %s, "
     "content = %s, tags = %s, metadata = %s, importance = %s, source = %s, "
     "content_hash = %s, version = %s, updated_at = %s, expires_at = %s, deleted_at = %s, "
-    "valid_from = %s, valid_until = %s, superseded_by = %s{vector} "
+    "valid_from = %s, valid_until = %s, superseded_by = %s, sealed_content = %s, "
+    "sealed_metadata = %s{vector} "
     "WHERE tenant = %s AND id = %s AND version = %s RETURNING kind, tags, project"
 )
 _OLD = (
-    "SELECT kind, tags, project, content FROM memories "
+    "SELECT kind, tags, project, content, sealed_content FROM memories "
     "WHERE tenant = %s AND id = %s AND version = %s"
 )
 
@@ -68,12 +71,21 @@ class Counts:
         )
 
 
-def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, dims: int) -> None:
-    """Insert, archive, update and purge as the batch says (in the caller's transaction)."""
+def apply_batch(
+    conn: psycopg.Connection[Any],
+    scope: Scope,
+    batch: WriteBatch,
+    dims: int,
+    cipher: TenantCipher | None = None,
+) -> None:
+    """Insert, archive, update and purge as the batch says (in the caller's transaction);
+    ``cipher``: the key the scope's tenant's memories are sealed with (None: plain).
+    Its audit event goes last, so the chain head's lock is the last one taken."""
+    check_audit(scope, batch)
     counts = Counts()
     totals = Totals()
-    _insert(conn, scope, batch, dims, counts, totals)
-    _archive(conn, scope, batch)
+    _insert(conn, scope, batch, dims, counts, totals, cipher)
+    _archive(conn, scope, batch, cipher)
     for memory, maybe_vector, expected in batch.updates:
         check_scope(scope, memory)
         tenant = str(memory.scope.tenant)
@@ -82,10 +94,11 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
             raise _changed(memory.id)
         if memory.version != expected:
             conn.execute(_ARCHIVE, (tenant, memory.id, expected))
-        reindexed = old[3] != memory.content or old[2] != memory.scope.project
+        reindexed = _old_content(old, memory.id, expected, cipher) != memory.content
+        reindexed = reindexed or old[2] != memory.scope.project
         if reindexed:
             totals.remove(conn, tenant, [memory.id])
-        values = sql.written(memory)
+        values = sql.written(memory, cipher)
         params = [*values[2:14], *values[15:]]  # every column but id, tenant and created_at
         vector_sql = ""
         if maybe_vector is not None:
@@ -96,7 +109,7 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
         if row is None:
             raise _changed(memory.id)
         if reindexed:
-            totals.add(conn, tenant, [memory.id])
+            totals.add(conn, tenant, [memory.id], _texts([memory], cipher))
         if memory.version != expected:
             counts.add(tenant, old[2], old[0], old[1])
             counts.add(tenant, row[2], row[0], row[1])
@@ -104,6 +117,24 @@ def apply_batch(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, 
         _purge(conn, scope, batch.purges, counts, totals)
     totals.write(conn)
     counts.write(conn)
+    if batch.audit is not None:
+        audit.append(conn, batch.audit, bound=True)
+
+
+def _old_content(old: Any, memory_id: str, version: int, cipher: TenantCipher | None) -> str | None:
+    """The replaced version's content (None when it is sealed and cannot be opened: its
+    postings are then written again)."""
+    if old[4] is None:
+        return str(old[3])
+    if cipher is None:
+        return None
+    return cipher.open_memory(memory_id, version, "content", old[4])
+
+
+def _texts(memories: Any, cipher: TenantCipher | None) -> list[str] | None:
+    """The contents the postings of sealed memories are made from (None: plain ones,
+    whose postings are made from their stored content)."""
+    return None if cipher is None else [m.content for m in memories]
 
 
 def _changed(memory_id: str) -> ConflictError:
@@ -117,6 +148,7 @@ def _insert(
     dims: int,
     counts: Counts,
     totals: Totals,
+    cipher: TenantCipher | None,
 ) -> None:
     if not batch.inserts:
         return
@@ -124,7 +156,7 @@ def _insert(
     read: list[tuple[int, int | None, str, str]] = []
     for memory, vector in batch.inserts:
         check_scope(scope, memory)
-        rows.append([*sql.written(memory), checked(vector, dims)])
+        rows.append([*sql.written(memory, cipher), checked(vector, dims)])
         if memory.access_count or memory.last_accessed_at is not None:
             at = None if memory.last_accessed_at is None else to_micros(memory.last_accessed_at)
             read.append((memory.access_count, at, str(memory.scope.tenant), memory.id))
@@ -133,10 +165,13 @@ def _insert(
         cur.executemany(_INSERT, rows)
         if read:
             cur.executemany(reads.RECORD_READS, read)
-    totals.add(conn, str(scope.tenant), [m.id for m, _ in batch.inserts])
+    inserted = [m for m, _ in batch.inserts]
+    totals.add(conn, str(scope.tenant), [m.id for m in inserted], _texts(inserted, cipher))
 
 
-def _archive(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch) -> None:
+def _archive(
+    conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch, cipher: TenantCipher | None
+) -> None:
     """Store past versions of inserted memories as given."""
     if not batch.history:
         return
@@ -148,7 +183,7 @@ def _archive(conn: psycopg.Connection[Any], scope: Scope, batch: WriteBatch) -> 
             raise ConflictError("the batch holds the same version of a memory twice")
         seen.add(key)
     with conn.cursor() as cur:
-        cur.executemany(_HISTORY, [sql.written(m) for m in batch.history])
+        cur.executemany(_HISTORY, [sql.written(m, cipher) for m in batch.history])
 
 
 def _purge(

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 from memex.errors import (
@@ -23,6 +24,8 @@ from memex.errors import (
     StoreReadOnlyError,
 )
 from memex.files import device_full
+
+T = TypeVar("T")
 
 # SQLite's primary result codes (the low byte of an extended code).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
@@ -371,3 +374,15 @@ def wal_size(path: Path) -> int:
     """The size of the store's write-ahead log (0 if it has none)."""
     wal = Path(str(path) + "-wal")
     return wal.stat().st_size if wal.exists() else 0
+
+
+class Reader(Protocol):
+    """Runs a read on one of the store's connections, translating driver errors."""
+
+    def __call__(self, fn: Callable[[sqlite3.Connection], T], /) -> T: ...
+
+
+class Writer(Protocol):
+    """Runs a write transaction on the store (refused when it is read-only)."""
+
+    def __call__(self, fn: Callable[[sqlite3.Connection], T], /, *, wait: bool = ...) -> T: ...

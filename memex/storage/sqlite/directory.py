@@ -2,9 +2,9 @@
 
 Reads and writes go through the store's connections (so a read-only store refuses
 directory writes, and driver errors are translated once, by the store). Every change
-takes the one write lock (``BEGIN IMMEDIATE``), checks, writes and bumps the generation
-counter in one transaction; a name or id that exists is a ConflictError, an unknown
-tenant, user or project a NotFoundError, and nothing is written.
+takes the one write lock (``BEGIN IMMEDIATE``), checks, writes, bumps the generation
+counter and appends its audit event in one transaction; a name or id that exists is a
+ConflictError, an unknown tenant, user or project a NotFoundError, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from memex.core.audit import AuditEvent
 from memex.core.identity import ApiKey, Project, Tenant, User, parse_role
 from memex.core.limits import Quotas
 from memex.core.models import from_micros, to_micros
 from memex.errors import ConflictError, NotFoundError
+from memex.storage.sqlite.audit import append
+from memex.storage.sqlite.connection import Reader, Writer
 
 T = TypeVar("T")
 
@@ -27,18 +30,6 @@ _KEY_COLUMNS = (
     "id, tenant, user_id, project, role, name, hash, created_at, expires_at, revoked_at, "
     "last_used_at, replaced_by, allow"
 )
-
-
-class Reader(Protocol):
-    """Runs a read on one of the store's connections, translating driver errors."""
-
-    def __call__(self, fn: Callable[[sqlite3.Connection], T], /) -> T: ...
-
-
-class Writer(Protocol):
-    """Runs a write transaction on the store (refused when it is read-only)."""
-
-    def __call__(self, fn: Callable[[sqlite3.Connection], T], /, *, wait: bool = ...) -> T: ...
 
 
 class SQLiteDirectory:
@@ -54,7 +45,7 @@ class SQLiteDirectory:
 
     # -- tenants ---------------------------------------------------------------------
 
-    def add_tenant(self, tenant: Tenant) -> None:
+    def add_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Add a tenant."""
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -64,7 +55,7 @@ class SQLiteDirectory:
                 "INSERT INTO tenants (name, created_at, allow) VALUES (?, ?, ?)",
                 (tenant.name, to_micros(tenant.created_at), _json(tenant.allow)),
             )
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
@@ -78,7 +69,7 @@ class SQLiteDirectory:
         query = "SELECT name, created_at, allow FROM tenants ORDER BY name"
         return [_tenant(row) for row in self._read(lambda c: c.execute(query).fetchall())]
 
-    def set_tenant(self, tenant: Tenant) -> None:
+    def set_tenant(self, tenant: Tenant, audit: AuditEvent | None = None) -> None:
         """Replace the stored tenant of the same name (its allowlist)."""
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -87,29 +78,32 @@ class SQLiteDirectory:
             ).rowcount
             if not changed:
                 raise NotFoundError(f"no tenant {tenant.name!r}")
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
     # -- users and projects ------------------------------------------------------------
 
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
         """Add a user to its tenant (which must exist: NotFoundError)."""
-        self._add_member("users", "user", user.tenant, user.name, user.created_at)
+        self._add_member("users", "user", user.tenant, user.name, user.created_at, audit)
 
     def users(self, tenant: str) -> builtins.list[User]:
         """The tenant's users, by name."""
         return [User(t, n, at) for t, n, at in self._members("users", tenant)]
 
-    def add_project(self, project: Project) -> None:
+    def add_project(self, project: Project, audit: AuditEvent | None = None) -> None:
         """Add a project to its tenant (which must exist: NotFoundError)."""
-        self._add_member("projects", "project", project.tenant, project.name, project.created_at)
+        p = project
+        self._add_member("projects", "project", p.tenant, p.name, p.created_at, audit)
 
     def projects(self, tenant: str) -> builtins.list[Project]:
         """The tenant's projects, by name."""
         return [Project(t, n, at) for t, n, at in self._members("projects", tenant)]
 
-    def _add_member(self, table: str, what: str, tenant: str, name: str, at: datetime) -> None:
+    def _add_member(
+        self, table: str, what: str, tenant: str, name: str, at: datetime, audit: AuditEvent | None
+    ) -> None:
         def apply(conn: sqlite3.Connection) -> None:
             _require_tenant(conn, tenant)
             if _member_exists(conn, table, tenant, name):
@@ -118,7 +112,7 @@ class SQLiteDirectory:
                 f"INSERT INTO {table} (tenant, name, created_at) VALUES (?, ?, ?)",
                 (tenant, name, to_micros(at)),
             )
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
@@ -133,7 +127,7 @@ class SQLiteDirectory:
 
     # -- keys --------------------------------------------------------------------------
 
-    def add_key(self, key: ApiKey) -> None:
+    def add_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Add a key (its tenant, and its user and project if it has them, must exist)."""
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -145,7 +139,7 @@ class SQLiteDirectory:
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                 _key_params(key),
             )
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
@@ -170,7 +164,7 @@ class SQLiteDirectory:
         )
         return [_key(row) for row in rows]
 
-    def set_key(self, key: ApiKey) -> None:
+    def set_key(self, key: ApiKey, audit: AuditEvent | None = None) -> None:
         """Replace the stored key of the same id; NotFoundError if none."""
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -185,7 +179,7 @@ class SQLiteDirectory:
                 "replaced_by = ?, allow = ? WHERE id = ?",
                 (*params[2:], key.id),
             )
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
@@ -218,7 +212,9 @@ class SQLiteDirectory:
         )
         return None if row is None else Quotas.from_dict(json.loads(row[0]))
 
-    def set_quotas(self, tenant: str, quotas: Quotas | None) -> None:
+    def set_quotas(
+        self, tenant: str, quotas: Quotas | None, audit: AuditEvent | None = None
+    ) -> None:
         """Set the tenant's quotas (None: back to the defaults)."""
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -231,7 +227,7 @@ class SQLiteDirectory:
                     "ON CONFLICT (tenant) DO UPDATE SET quotas = excluded.quotas",
                     (tenant, json.dumps(quotas.to_dict())),
                 )
-            _bump(conn)
+            _bump(conn, audit)
 
         self._write(apply)
 
@@ -241,8 +237,11 @@ def _generation(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def _bump(conn: sqlite3.Connection) -> None:
+def _bump(conn: sqlite3.Connection, audit: AuditEvent | None) -> None:
+    """Raise the generation, and append the change's audit event (in its transaction)."""
     conn.execute("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1")
+    if audit is not None:
+        append(conn, audit)
 
 
 def _tenant_row(conn: sqlite3.Connection, name: str) -> Sequence[Any] | None:

@@ -133,6 +133,11 @@ class SQLiteTenantKeys:
         self._keyring.forget(tenant)
         return deleted > 0
 
+    def adopt(self, key: StoredKey) -> None:
+        """Keep a tenant's data key as another store holds it, wrapped by the same master
+        key (a backup into this store), so what this store seals opens with that key."""
+        self._write(lambda c: _insert(c, key))
+
     def encrypt(self, tenant: str, progress: Progress | None = None) -> int:
         """Seal a plain tenant's stored text (memories, past versions, saved contexts) in
         batches, each its own transaction; returns how many rows were sealed. Writes

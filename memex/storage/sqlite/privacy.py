@@ -213,6 +213,7 @@ def _erase_rest(conn: sqlite3.Connection, selector: Selector) -> Erased:
         counts["projects"] = conn.execute(
             "DELETE FROM projects WHERE tenant = ?", (tenant,)
         ).rowcount
+        conn.execute("DELETE FROM tenant_quotas WHERE tenant = ?", (tenant,))
         counts["tenants"] = conn.execute("DELETE FROM tenants WHERE name = ?", (tenant,)).rowcount
     else:
         counts["sessions"] = _drop_sessions(conn, tenant, _named_sessions(conn, selector))

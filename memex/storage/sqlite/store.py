@@ -43,6 +43,7 @@ from memex.storage.sqlite import (
     writes,
 )
 from memex.storage.sqlite.access import Access
+from memex.storage.sqlite.audit import SQLiteAuditLog
 from memex.storage.sqlite.connection import (
     open_connections,
     owned_paths,
@@ -120,6 +121,9 @@ class SQLiteStore(Access):
 
     def tenant_keys(self) -> keys.SQLiteTenantKeys:
         return keys.SQLiteTenantKeys(self._keyring, self._run, self._write)
+
+    def audit(self) -> SQLiteAuditLog:
+        return SQLiteAuditLog(self._run, self._write)
 
     # -- connections ---------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from memex.core.models import Memory, Scope
 from memex.errors import ConflictError
 from memex.storage.base import Vector, WriteBatch
-from memex.storage.checks import check_history, float32_vector
+from memex.storage.checks import check_audit, check_history, float32_vector
 from memex.storage.checks import check_scope as check_scope
-from memex.storage.sqlite import sql
+from memex.storage.sqlite import audit, sql
 from memex.storage.sqlite.changes import log_changes, log_memory_changes
 from memex.storage.sqlite.purge import purge_memories
 
@@ -37,7 +37,8 @@ def apply_batch(
 ) -> None:
     """Insert, archive, update and purge as the batch says (the caller holds the
     transaction); ``dims``: the store's vector size; ``cipher``: the key the scope's
-    tenant's memories are sealed with (None: stored plain)."""
+    tenant's memories are sealed with (None: stored plain). Its audit event goes last."""
+    check_audit(scope, batch)
     _insert(conn, scope, batch, dims, cipher)
     _archive(conn, scope, batch, cipher)
     replaced: dict[str, list[int]] = {}
@@ -65,6 +66,8 @@ def apply_batch(
     if batch.purges:
         where, values = sql.scope_clause(scope)
         purge_memories(conn, where, values, batch.purges)
+    if batch.audit is not None:
+        audit.append(conn, batch.audit)
 
 
 def _insert(

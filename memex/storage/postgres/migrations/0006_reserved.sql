@@ -1,3 +1,0 @@
--- memex PostgreSQL schema 6: no change to the tables (the number is kept for the audit
--- log's schema, which takes its place).
-SELECT 1;
