@@ -781,6 +781,7 @@ def test_every_command_is_tested_with_json() -> None:
         "admin",
         "audit",
         "serve",
+        "privacy",
         "tui",
         "mcp",
     }

@@ -22,7 +22,8 @@ from memex.core.assembled import Context
 from memex.core.audit import AuditReport, Verification
 from memex.core.limits import QuotaReport
 from memex.core.models import Hit, Memory, Page, Scope, Stats
-from memex.core.progress import Progress, Tally
+from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
+from memex.core.progress import Progress, Step, Tally
 from memex.core.query import Order
 from memex.core.versions import KEEP
 from memex.errors import StoreError
@@ -331,6 +332,35 @@ class AsyncClient:
             "limit": limit,
         }  # fmt: skip
         return await self._send(calls.range_(options))
+
+    # -- privacy -------------------------------------------------------------------
+
+    async def export_user(self, user: str) -> PrivacyExport:
+        """Everything the server holds about a user of the key's tenant, as one package."""
+        return await self._send(calls.export_user(user))
+
+    async def erase(
+        self,
+        *,
+        user: str | None = None,
+        project: str | None = None,
+        tenant: str | None = None,
+        progress: Progress | None = None,
+        batch_size: int = 500,
+    ) -> ErasureReceipt:
+        """Erase a user's or a project's data for good, or a whole tenant's; the server
+        works in batches, and ``progress`` hears of the memories erased once it is done."""
+        receipt = await self._send(calls.erase(user, project, tenant, batch_size))
+        if progress is not None:
+            erased = receipt.counts.get("memories", 0)
+            progress(Step("erasing memories", erased, erased))
+        return receipt
+
+    async def anonymise(self, user: str) -> Anonymisation:
+        """Replace a user of the key's tenant by a pseudonym wherever the server keeps it."""
+        return await self._send(calls.anonymise(user))
+
+    # -- quotas ----------------------------------------------------------------------
 
     async def quota(self, tenant: str | None = None) -> QuotaReport:
         """The key's tenant's quotas and use (another tenant's: owners of the home tenant)."""

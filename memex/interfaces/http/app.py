@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memex.core.identity import parse_networks
 from memex.errors import ValidationError
-from memex.interfaces.http import admin, audit, bulk, errors, health, memories, search
+from memex.interfaces.http import admin, audit, bulk, errors, health, memories, privacy, search
 from memex.interfaces.http.callers import Authenticator, Gate
 from memex.interfaces.http.edge import Edge
 from memex.interfaces.http.metrics import Metrics
@@ -92,7 +92,7 @@ def create_app(
     )
     app.state.gate = Gate(root, authenticator, checks)
     app.state.metrics = metrics
-    parts = (memories, search, bulk, admin, audit, health)
+    parts = (memories, search, bulk, admin, audit, privacy, health)
     for part in parts:
         app.include_router(part.router)
     errors.install(app, [route for part in parts for route in part.router.routes])
