@@ -81,22 +81,27 @@ def test_anonymise_renames_every_version(store: Store) -> None:
 # -- PostgreSQL: rows and relation files after an erase ----------------------------------------
 
 
+@pytest.mark.parametrize("what", ["user", "project", "tenant"])
 def test_postgres_erase_leaves_no_row_and_no_relation_file_with_the_text(
-    postgres: PostgresForTests, postgres_url: str
+    postgres: PostgresForTests, postgres_url: str, what: str
 ) -> None:
     server = postgres.server
     if server is None:
         pytest.skip("the server's files are not on this machine")
     gone = [f"zqgone{i}x{secrets.token_hex(3)}" for i in range(30)]
     kept = [f"zqkept{i}x{secrets.token_hex(3)}" for i in range(10)]
+    name = {"user": "alice", "project": "web", "tenant": "acme"}[what]
+    where = {} if what == "tenant" else {what: name}
     with Memex.open(postgres_url) as mx:
         mx.admin.create_user("default", "alice")
-        mx.remember_many([{"content": f"about {g}", "scope": {"user": "alice"}} for g in gone])
+        mx.admin.create_project("default", "web")
+        target = mx.scoped(tenant="acme") if what == "tenant" else mx
+        target.remember_many([{"content": f"about {g}", "scope": where} for g in gone])
         mx.remember_many([{"content": f"about {k}", "scope": {"user": "bob"}} for k in kept])
-        first = mx.list(scope={"user": "alice"}, limit=1).items[0]
-        mx.update(first.id, content=f"{first.content} again")
-        mx.context("about", 2000, session="s", scope={"user": "alice"})
-        receipt = mx.erase(user="alice", batch_size=7)
+        first = target.list(scope=where, limit=1).items[0]
+        target.update(first.id, content=f"{first.content} again")
+        target.context("about", 2000, session="s", scope=where)
+        receipt = mx.erase(**{what: name}, batch_size=7)
     assert receipt.counts["memories"] == 30
     # The application role may not CHECKPOINT: the receipt says so, and an operator runs it.
     assert any("CHECKPOINT" in note for note in receipt.notes)
@@ -118,7 +123,9 @@ def test_postgres_erase_leaves_no_row_and_no_relation_file_with_the_text(
         + ") s",
         database,
     )  # fmt: skip
-    assert not any(g in rows for g in gone) and "alice" not in rows
+    assert not any(g in rows for g in gone)
+    if what == "user":
+        assert "alice" not in rows
     assert all(k in rows for k in kept)
     data = Path(server.data)  # type: ignore[attr-defined]
     paths = [
