@@ -42,6 +42,7 @@ def create_app(
     limits: LimitPolicy | None = None,
     limit_events: LimitEvents | None = None,
     mcp_hosts: Sequence[str] | None = None,
+    mcp_sessions: bool = True,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -55,6 +56,8 @@ def create_app(
     ``limit_events`` records their warnings and refusals (default: the log).
     ``on_close``, which the app's shutdown calls last. ``mcp_hosts`` (the Host
     header values it accepts besides loopback) serves MCP at ``/mcp``; None: no MCP.
+    ``mcp_sessions=False`` serves it without sessions, for an app that is one of several
+    processes sharing a port (a session lives in one process's memory).
     """
     from memex import __version__
 
@@ -99,6 +102,6 @@ def create_app(
     if mcp_hosts is not None:
         from memex.interfaces.http import mcp as mcp_route
 
-        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts))
+        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts, sessions=mcp_sessions))
     app.add_middleware(Edge, max_body=max_body, metrics=metrics, limits=checks)
     return app
