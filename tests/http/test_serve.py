@@ -3,6 +3,7 @@ a real uvicorn on loopback, reached over the network."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -35,6 +36,7 @@ class ServeProcess:
             stdin=subprocess.DEVNULL,
             text=True,
             env={**environment, **(env or {})},
+            start_new_session=True,  # its workers too are ended by close()
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.printed: list[str] = []
@@ -68,9 +70,13 @@ class ServeProcess:
         return code, self.proc.stderr.read()
 
     def close(self) -> None:
-        """End the process if it still runs, and close its pipes."""
+        """End the process and its workers if they still run, and close its pipes."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workers left behind hold its pipes
         self.proc.wait(timeout=30)
         self._reader.join(timeout=10)
         for pipe in (self.proc.stdout, self.proc.stderr):
@@ -197,6 +203,40 @@ def test_without_the_server_extra_the_error_names_it(tmp_path: Path) -> None:
         "error: memex serve needs the server extra (fastapi is missing): "
         "pip install 'memex[server]'"
     )
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_stop_when_the_main_process_is_killed(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    server = serve(processes, "--store", str(tmp_path / "memex.db"), "--workers", "2")
+    url = server.url()
+    assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+    deadline = time.monotonic() + 30
+    while len(workers := _children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2
+    server.proc.kill()  # no chance to stop its workers
+    server.proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    assert not [
+        w
+        for w in workers
+        if Path(f"/proc/{w}/stat").exists() and " Z " not in Path(f"/proc/{w}/stat").read_text()
+    ], "orphaned workers still run"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=2)
 
 
 def test_worker_processes_share_one_store_and_port(

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,7 @@ def worker_app() -> Any:
     from memex.service import Memex
 
     options = WorkerOptions(**json.loads(os.environ[_WORKER_OPTIONS]))
+    _end_with_parent()
     extra: dict[str, Any] = {"read_only": True} if options.read_only else {}
     root = Memex.open(options.store, tenant=options.tenant, **extra)
     return create_app(
@@ -169,6 +171,21 @@ def worker_app() -> Any:
         mcp_hosts=options.mcp_hosts,
         mcp_sessions=False,  # the next request of a session may reach another worker
     )
+
+
+def _end_with_parent(every: float = 1.0) -> None:
+    """Stop this worker (SIGTERM: gracefully) once the server's main process is gone,
+    even killed outright, so no orphan keeps serving the port and holding the store."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="memex-parent-watch", daemon=True).start()
 
 
 def run_workers(
