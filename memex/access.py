@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from memex import log
@@ -90,6 +90,14 @@ class AccessLog:
         with self._lock:
             for key, (_, _, ids) in list(self._sessions.items()):
                 if key[0] == tenant and memory_id in ids:
+                    del self._sessions[key]
+
+    def drop_sessions(self, tenant: str, which: Callable[[str, tuple[str, ...]], bool]) -> None:
+        """Drop the tenant's snapshots waiting to be written for which ``which(session,
+        ids shown)`` holds (their user, project or memories were erased)."""
+        with self._lock:
+            for key, (_, _, ids) in list(self._sessions.items()):
+                if key[0] == tenant and which(key[1], ids):
                     del self._sessions[key]
 
     def _run(self) -> None:

@@ -33,7 +33,7 @@ from memex.errors import (
 )
 from memex.insertion import InsertionMixin
 from memex.migration import MigrationMixin
-from memex.removal import RemovalMixin
+from memex.privacy import PrivacyMixin
 from memex.security.api import SecurityMixin
 from memex.settings import Settings, located
 from memex.storage.base import WriteBatch
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 
 class Memex(
-    RemovalMixin,
+    PrivacyMixin,
     ContextMixin,
     BulkMixin,
     MigrationMixin,

@@ -781,7 +781,9 @@ def test_every_command_is_tested_with_json() -> None:
         "admin",
         "audit",
         "serve",
+        "privacy",
         "tui",
+        "mcp",
     }
     assert set(registered_commands()) == expected
 

@@ -38,6 +38,9 @@ SHARED = [
     "export_lines",
     "export",
     "import_lines",
+    "export_user",
+    "erase",
+    "anonymise",
     "audit_verify",
     "audit_export",
 ]

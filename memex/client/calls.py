@@ -25,6 +25,7 @@ from memex.core.audit import Verification as AuditVerification
 from memex.core.ids import stored_id
 from memex.core.limits import QuotaReport
 from memex.core.models import SCOPE_FIELDS, Hit, Memory, Page, Scope, Stats, parse_time
+from memex.core.privacy import Anonymisation, ErasureReceipt, PrivacyExport
 from memex.core.versions import KEEP, update_changes
 from memex.errors import ScopeError, ValidationError
 
@@ -350,6 +351,27 @@ def import_lines() -> Call[list[Memory]]:
     """``import_lines``: the request (its body is the lines, streamed) and the memories
     the answer holds."""
     return Call("POST", "/v1/import", _memories("memories"))
+
+
+def export_user(user: str) -> Call[PrivacyExport]:
+    """``export_user``: a read, so it may be sent again."""
+    return Call(
+        "POST", "/v1/privacy/export", PrivacyExport.from_dict, body={"user": user}, idempotent=True
+    )
+
+
+def erase(
+    user: str | None, project: str | None, tenant: str | None, batch_size: int
+) -> Call[ErasureReceipt]:
+    """``erase``: sent again after a lost connection, it finishes the job (or finds
+    nothing left: not found)."""
+    body = present(user=user, project=project, tenant=tenant, batch_size=batch_size)
+    return Call("POST", "/v1/privacy/erase", ErasureReceipt.from_dict, body=body)
+
+
+def anonymise(user: str) -> Call[Anonymisation]:
+    """``anonymise``: never sent twice (a second run would find no such user)."""
+    return Call("POST", "/v1/privacy/anonymise", Anonymisation.from_dict, body={"user": user})
 
 
 def me() -> Call[dict[str, Any]]:

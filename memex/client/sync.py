@@ -25,10 +25,9 @@ from memex.client.base import (
 )
 from memex.client.calls import Call
 from memex.client.failures import from_answer, malformed, unreachable
+from memex.client.governance import Governance
 from memex.client.retry import next_delay, retry_after
 from memex.core.assembled import Context
-from memex.core.audit import AuditReport, Verification
-from memex.core.limits import QuotaReport
 from memex.core.models import Hit, Memory, Page, Scope, Stats
 from memex.core.progress import Progress, Tally
 from memex.core.query import Order
@@ -45,7 +44,7 @@ T = TypeVar("T")
 _REPORT_EVERY = 500
 
 
-class Client:
+class Client(Governance):
     """A memex server (``memex serve``) with the API of a ``Memex`` handle.
 
     ``api_key`` defaults to ``$MEMEX_API_KEY``; the key decides the tenant, and the
@@ -341,65 +340,6 @@ class Client:
             "limit": limit,
         }  # fmt: skip
         return self._send(calls.range_(options))
-
-    def quota(self, tenant: str | None = None) -> QuotaReport:
-        """The key's tenant's quotas and use (another tenant's: owners of the home tenant)."""
-        return self._send(calls.quota(tenant))
-
-    def set_quota(
-        self,
-        tenant: str | None = None,
-        *,
-        memories: int | None = KEEP,
-        memories_soft: int | None = KEEP,
-        storage_mb: int | None = KEEP,
-        storage_mb_soft: int | None = KEEP,
-        calls_per_hour: int | None = KEEP,
-        calls_per_hour_soft: int | None = KEEP,
-        projects: int | None = KEEP,
-        projects_soft: int | None = KEEP,
-        users: int | None = KEEP,
-        users_soft: int | None = KEEP,
-        reset: bool = False,
-    ) -> QuotaReport:
-        """Set a tenant's quotas (owners of the home tenant): a number sets a limit, None
-        removes it, one left out is kept; ``reset`` starts from the defaults."""
-        given = {
-            "memories": memories,
-            "memories_soft": memories_soft,
-            "storage_mb": storage_mb,
-            "storage_mb_soft": storage_mb_soft,
-            "calls_per_hour": calls_per_hour,
-            "calls_per_hour_soft": calls_per_hour_soft,
-            "projects": projects,
-            "projects_soft": projects_soft,
-            "users": users,
-            "users_soft": users_soft,
-        }
-        return self._send(calls.set_quota(tenant, given, reset))
-
-    def audit_verify(self, tenant: str | None = None) -> builtins.list[Verification]:
-        """Check the key's tenant's audit chain for tampering (admin and owner keys)."""
-        return self._send(calls.audit_verify(tenant))
-
-    def audit_export(
-        self,
-        since: datetime | str | None = None,
-        until: datetime | str | None = None,
-        *,
-        tenant: str | None = None,
-        path: str | Path | None = None,
-    ) -> AuditReport:
-        """The key's tenant's audit entries made in ``[since, until)``, with a summary;
-        with ``path``, also written to that local file as JSON Lines."""
-        report = self._send(calls.audit_export(since, until, tenant))
-        if path is not None:
-            from memex.files import output_file
-
-            with output_file(path) as handle:
-                for line in report.lines():
-                    handle.write(line + "\n")
-        return report
 
     def stats(self) -> Stats:
         """Counts and sizes for the key's scope; ``path`` is the server's URL."""

@@ -52,6 +52,8 @@ class Action(StrEnum):
     """remember, update, supersede, forget, import."""
     PURGE = "purge"
     """erase a memory and its history for good."""
+    PRIVACY = "privacy"
+    """export, erase or anonymise a user's data, or erase a project's."""
     MANAGE_USERS = "manage_users"
     """create and list the tenant's users."""
     MANAGE_PROJECTS = "manage_projects"
@@ -74,6 +76,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ,
             Action.WRITE,
             Action.PURGE,
+            Action.PRIVACY,
             Action.MANAGE_USERS,
             Action.MANAGE_PROJECTS,
             Action.MANAGE_KEYS,

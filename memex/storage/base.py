@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from memex.storage.audit import AuditLog
     from memex.storage.directory import Directory
     from memex.storage.encryption import TenantKeys
+    from memex.storage.privacy import PrivacyStore
 
 Vector: TypeAlias = "npt.NDArray[np.float32]"
 """A float32 vector (numpy is loaded only where vectors are made or searched)."""
@@ -286,6 +287,10 @@ class Store(Protocol):
         """The store's directory: its tenants, users, projects and API keys (hashes only),
         kept in the same database as its memories. A read-only store's directory refuses
         changes (StoreReadOnlyError)."""
+        ...
+
+    def privacy(self) -> PrivacyStore:
+        """Erasure and anonymisation on the store's tables (``memex.storage.privacy``)."""
         ...
 
     def tenant_keys(self) -> TenantKeys:

@@ -8,13 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import LoggingMessageNotificationParams
 
-from memex.interfaces.http.mcp import allowed_hosts
+from memex import Memex
+from memex.interfaces.http.mcp import Sessions, allowed_hosts
+from tests.http.test_serve import ServeProcess
 from tests.mcp.conftest import data_of, error_of
 from tests.memexserver import MemexServer
 
@@ -41,11 +46,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemexServer]:
 
 
 @asynccontextmanager
-async def session(server: MemexServer, key: str, mode: str = "legacy") -> AsyncIterator[Client]:
-    """An MCP session at ``/mcp`` sending ``key`` as its Bearer token."""
+async def session(
+    server: MemexServer | str, key: str, mode: str = "legacy"
+) -> AsyncIterator[Client]:
+    """An MCP session at ``/mcp`` (of a server, or of a URL) sending ``key`` as its
+    Bearer token."""
+    url = server if isinstance(server, str) else server.url
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-        transport = streamable_http_client(f"{server.url}/mcp", http_client=http)
+        transport = streamable_http_client(f"{url}/mcp", http_client=http)
         async with Client(transport, mode=mode) as client:
             yield client
 
@@ -109,31 +118,166 @@ async def test_two_tenants_never_see_each_other_and_forged_arguments_change_noth
         assert api.get(f"/v1/memories/{mine}").json()["scope"] == {"tenant": tenant_a}
 
 
-def test_a_session_id_from_one_key_gives_another_key_nothing(server: MemexServer) -> None:
+def call(number: int, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A JSON-RPC ``tools/call`` request."""
+    params = {"name": tool, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
+
+
+def test_a_session_is_bound_to_the_key_that_opened_it(server: MemexServer) -> None:
     _, key_a = server.new_tenant()
     _, key_b = server.new_tenant()
-    remember = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {"name": "remember", "arguments": {"content": "only A knows the vault code"}},
-    }
     opened = post(server, INITIALIZE, key_a)
     assert opened.status_code == 200
-    sid = opened.headers.get("mcp-session-id", "a-session-of-a")
+    sid = opened.headers["mcp-session-id"]
+    remember = call(2, "remember", content="only A knows the vault code")
     assert post(server, remember, key_a, **{"mcp-session-id": sid}).status_code == 200
-    recall = {
-        "jsonrpc": "2.0",
-        "id": 3,
-        "method": "tools/call",
-        "params": {"name": "recall", "arguments": {"query": "vault code"}},
-    }
-    answer = post(server, recall, key_b, **{"mcp-session-id": sid})
-    if answer.status_code == 200:  # the session id carries nothing: B acts as B
-        assert answer.json()["result"]["structuredContent"]["count"] == 0
-    else:
-        assert answer.status_code == 404
-    assert post(server, recall, None, **{"mcp-session-id": sid}).status_code == 401
+    unknown = post(server, call(3, "list"), key_b, **{"mcp-session-id": "f" * 32})
+    assert unknown.status_code == 404
+    for method in ("POST", "GET", "DELETE"):  # B gets what an unknown session gets
+        answer = httpx.request(
+            method,
+            f"{server.url}/mcp",
+            json=call(3, "recall", query="vault code") if method == "POST" else None,
+            headers={**ACCEPT, "authorization": f"Bearer {key_b}", "mcp-session-id": sid},
+            timeout=60,
+        )
+        assert (answer.status_code, answer.content) == (404, unknown.content), method
+        assert answer.headers["content-type"] == unknown.headers["content-type"]
+    assert post(server, call(4, "list"), None, **{"mcp-session-id": sid}).status_code == 401
+    listed = post(server, call(5, "list"), key_a, **{"mcp-session-id": sid})
+    assert listed.status_code == 200  # B's DELETE did not end A's session
+    assert listed.json()["result"]["structuredContent"]["count"] == 1
+    ended = httpx.delete(
+        f"{server.url}/mcp",
+        headers={"authorization": f"Bearer {key_a}", "mcp-session-id": sid},
+        timeout=60,
+    )
+    assert ended.status_code == 200
+    gone = post(server, call(6, "list"), key_a, **{"mcp-session-id": sid})
+    assert (gone.status_code, gone.content) == (404, unknown.content)
+
+
+def test_the_session_map_is_bounded_and_forgets_the_least_recently_used_first() -> None:
+    sessions = Sessions(size=2)
+    sessions.bind("s1", "key-a")
+    sessions.bind("s2", "key-b")
+    assert sessions.owner("s1") == "key-a"  # s1 is now the more recently used
+    sessions.bind("s3", "key-a")
+    assert (len(sessions), sessions.owner("s2")) == (2, None)
+    assert (sessions.owner("s1"), sessions.owner("s3")) == ("key-a", "key-a")
+    sessions.drop("s1")
+    sessions.drop("s1")  # a session ends once; the second report changes nothing
+    assert (len(sessions), sessions.owner("s1")) == (1, None)
+
+
+def test_each_call_in_a_session_acts_as_the_request_that_carries_it(
+    server: MemexServer,
+) -> None:
+    _, owner = server.new_tenant()
+    opened = post(server, INITIALIZE, owner, **{"user-agent": "agent-opening"})
+    sid = opened.headers["mcp-session-id"]
+    remember = call(2, "remember", content="The audit names each request")
+    answer = post(server, remember, owner, **{"mcp-session-id": sid, "user-agent": "agent-later"})
+    made = answer.json()["result"]["structuredContent"]["remembered"]
+    audit = httpx.get(
+        f"{server.url}/v1/audit", headers={"authorization": f"Bearer {owner}"}, timeout=60
+    ).json()["entries"]
+    (written,) = [e for e in audit if e["action"] == "memory.remember"]
+    assert (written["resource_id"], written["user_agent"]) == (made, "agent-later")
+
+
+@pytest.fixture
+def served() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+def owner_key(process: ServeProcess) -> str:
+    return next(line.split()[-1] for line in process.printed if line.startswith("owner key"))
+
+
+async def test_worker_processes_serve_mcp_without_sessions(
+    tmp_path: Path, served: list[ServeProcess]
+) -> None:
+    process = ServeProcess(["--store", str(tmp_path / "memex.db"), "--workers", "2"])
+    served.append(process)
+    url = process.url()
+    key = owner_key(process)
+    opened = httpx.post(
+        f"{url}/mcp", json=INITIALIZE, headers={**ACCEPT, "authorization": f"Bearer {key}"}
+    )
+    assert opened.status_code == 200 and "mcp-session-id" not in opened.headers
+    async with session(url, key) as client:  # each request may reach either worker
+        made = [
+            data_of(await client.call_tool("remember", {"content": f"worker note {i}"}))
+            for i in range(4)
+        ]
+        listed = data_of(await client.call_tool("list", {"limit": 10}))
+        assert {m["remembered"] for m in made} == {i["id"] for i in listed["items"]}
+    code, errors = process.stop()
+    assert code == 0 and "Traceback" not in errors, errors
+
+
+def test_mcp_is_rate_limited_and_its_refusals_audited(
+    tmp_path: Path, served: list[ServeProcess]
+) -> None:
+    process = ServeProcess(
+        ["--store", str(tmp_path / "memex.db"), "--key-rate", "1/h", "--key-burst", "2"]
+    )
+    served.append(process)
+    url = process.url()
+    owner = {"authorization": f"Bearer {owner_key(process)}"}
+    made = httpx.post(f"{url}/v1/keys", json={"role": "read_write"}, headers=owner, timeout=60)
+    assert made.status_code == 201, made.text
+    agent = made.json()
+    sent = {**ACCEPT, "authorization": f"Bearer {agent['key']}"}
+    opened = httpx.post(f"{url}/mcp", json=INITIALIZE, headers=sent, timeout=60)
+    assert opened.status_code == 200
+    sent["mcp-session-id"] = opened.headers["mcp-session-id"]
+    listed = httpx.post(f"{url}/mcp", json=call(2, "list"), headers=sent, timeout=60)
+    assert listed.status_code == 200
+    refused = httpx.post(f"{url}/mcp", json=call(3, "list"), headers=sent, timeout=60)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"]["code"] == "rate_limited"
+    audit = httpx.get(f"{url}/v1/audit", headers=owner, timeout=60)
+    assert audit.status_code == 200, audit.text
+    denied = [e for e in audit.json()["entries"] if e["outcome"] == "denied"]
+    assert [(e["key_id"], e["resource_id"], e["detail"]) for e in denied] == [
+        (agent["id"], "POST /mcp", "rate_limited")
+    ]
+
+
+async def test_a_session_that_sets_a_log_level_is_sent_memex_warnings(
+    tmp_path: Path, served: list[ServeProcess]
+) -> None:
+    store = tmp_path / "memex.db"
+    with Memex.open(store) as mx:
+        mx.set_quota(memories_soft=1)  # the first memory reaches it: a warning
+    process = ServeProcess(["--store", str(store)])
+    served.append(process)
+    url = process.url()
+    got: list[LoggingMessageNotificationParams] = []
+
+    async def received(params: LoggingMessageNotificationParams) -> None:
+        got.append(params)
+
+    headers = {"Authorization": f"Bearer {owner_key(process)}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+        transport = streamable_http_client(f"{url}/mcp", http_client=http)
+        async with Client(transport, mode="legacy", logging_callback=received) as client:
+            with pytest.warns(MCPDeprecationWarning):
+                await client.set_logging_level("warning")
+            data_of(await client.call_tool("remember", {"content": "The first fact"}))
+            with anyio.fail_after(30):  # sent on the session's GET stream
+                while not got:
+                    await anyio.sleep(0.05)
+    assert [(g.level, g.logger, g.data) for g in got] == [
+        ("warning", "memex.limits", "tenant default is at its soft memories quota: memories 1/1")
+    ]
 
 
 async def test_a_read_only_key_reads_but_cannot_write(server: MemexServer) -> None:

@@ -824,16 +824,20 @@ def test_a_batch_and_its_audit_entry_commit_together(store: Store, backend: Back
 
 
 DIRECTORY = "test_directory_contract.py"
+PRIVACY = "test_privacy_contract.py"
 
 
 def test_the_suite_exercises_every_protocol_method() -> None:
-    # The directory's own contract is in a module of its own.
-    source = Path(__file__).read_text() + Path(__file__).with_name(DIRECTORY).read_text()
+    # The directory's and the privacy operations' contracts are in modules of their own.
+    here = Path(__file__)
+    source = "".join(
+        p.read_text() for p in (here, here.with_name(DIRECTORY), here.with_name(PRIVACY))
+    )
     methods = [
         name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")
     ]
-    # 17 questions about memories, and three doors to parts with contracts of their
-    # own: directory(), audit() and tenant_keys().
-    assert len(methods) <= 20
+    # 17 questions about memories, and four doors to parts with contracts of their
+    # own: directory(), audit(), tenant_keys() and privacy().
+    assert len(methods) <= 21
     missing = [name for name in methods if f".{name}(" not in source]
     assert missing == []

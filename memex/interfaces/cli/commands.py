@@ -20,6 +20,7 @@ from memex.interfaces.cli.audit import run as audit
 from memex.interfaces.cli.copies import backup, migrate, restore
 from memex.interfaces.cli.invocation import Cli
 from memex.interfaces.cli.mcp import mcp
+from memex.interfaces.cli.privacy import run as privacy
 from memex.interfaces.cli.serve import serve
 
 if TYPE_CHECKING:
@@ -413,6 +414,7 @@ COMMANDS: dict[str, Callable[[Cli], None]] = {
     "serve": serve,
     "mcp": mcp,
     "admin": admin,
+    "privacy": privacy,
     "tui": tui,
     "audit": audit,
 }

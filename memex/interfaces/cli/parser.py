@@ -100,6 +100,7 @@ COMMANDS = (
     "serve",
     "mcp",
     "admin",
+    "privacy",
     "tui",
     "audit",
 )
@@ -294,6 +295,12 @@ def build(only: str | None = None) -> Parser:
         from memex.interfaces.cli.admin import add_parsers
 
         add_parsers(p, lambda sub: _globals(sub, top=False))
+
+    p = command("privacy", "Export, erase or anonymise a user; erase a project or a tenant.")
+    if not isinstance(p, _Unused):
+        from memex.interfaces.cli.privacy import add_parsers as privacy_parsers
+
+        privacy_parsers(p, lambda sub: _globals(sub, top=False))
 
     p = command("tui", "Inspect memories in a terminal UI (needs the tui extra).")
     p.add_argument("--kind", action="append", dest="kinds", help="only this kind (repeat)")

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memex.core.identity import parse_networks
 from memex.errors import ValidationError
-from memex.interfaces.http import admin, audit, bulk, errors, health, memories, search
+from memex.interfaces.http import admin, audit, bulk, errors, health, memories, privacy, search
 from memex.interfaces.http.callers import Authenticator, Gate
 from memex.interfaces.http.edge import Edge
 from memex.interfaces.http.metrics import Metrics
@@ -42,6 +42,7 @@ def create_app(
     limits: LimitPolicy | None = None,
     limit_events: LimitEvents | None = None,
     mcp_hosts: Sequence[str] | None = None,
+    mcp_sessions: bool = True,
 ) -> FastAPI:
     """The HTTP API over ``root`` (the server's handle on its store, whose tenant is the
     home tenant).
@@ -55,6 +56,8 @@ def create_app(
     ``limit_events`` records their warnings and refusals (default: the log).
     ``on_close``, which the app's shutdown calls last. ``mcp_hosts`` (the Host
     header values it accepts besides loopback) serves MCP at ``/mcp``; None: no MCP.
+    ``mcp_sessions=False`` serves it without sessions, for an app that is one of several
+    processes sharing a port (a session lives in one process's memory).
     """
     from memex import __version__
 
@@ -92,13 +95,13 @@ def create_app(
     )
     app.state.gate = Gate(root, authenticator, checks)
     app.state.metrics = metrics
-    parts = (memories, search, bulk, admin, audit, health)
+    parts = (memories, search, bulk, admin, audit, privacy, health)
     for part in parts:
         app.include_router(part.router)
     errors.install(app, [route for part in parts for route in part.router.routes])
     if mcp_hosts is not None:
         from memex.interfaces.http import mcp as mcp_route
 
-        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts))
+        mcp.append(mcp_route.mount(app, app.state.gate, metrics, mcp_hosts, sessions=mcp_sessions))
     app.add_middleware(Edge, max_body=max_body, metrics=metrics, limits=checks)
     return app

@@ -167,6 +167,7 @@ def worker_app() -> Any:
         on_close=root.close,
         limits=_policy(options.limits),
         mcp_hosts=options.mcp_hosts,
+        mcp_sessions=False,  # the next request of a session may reach another worker
     )
 
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    SetLevelRequestParams,
+)
+from pydantic import AnyUrl
 from pydantic import ValidationError as ArgumentError
 
 from memex.core.identity import Action
@@ -29,7 +37,7 @@ from memex.errors import (
     StoreReadOnlyError,
     ValidationError,
 )
-from memex.interfaces.mcp import render
+from memex.interfaces.mcp import logs, render
 from memex.interfaces.mcp.tools import Resolver, add_tools, request_of
 
 if TYPE_CHECKING:
@@ -92,16 +100,24 @@ def message_of(exc: BaseException, private: bool) -> str:
 
 
 class MemexServer(MCPServer[Any]):
-    """MCPServer whose tool failures are one-line tool errors."""
+    """MCPServer whose tool failures are one-line tool errors, and whose calls send
+    memex's log messages to a client that asked for them (``logs``)."""
 
     private = False
+
+    def accept_log_level(self) -> None:
+        """Serve ``logging/setLevel`` (and so declare the logging capability). Registered
+        on the low-level server, which MCPServer builds without that handler."""
+        lowlevel = self._lowlevel_server
+        lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, logs.set_level)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         """Call a tool; any failure is a ToolError (an ``isError`` result) in one line."""
         try:
-            return await super().call_tool(name, arguments, context)
+            async with logs.forwarded(context, self.private):
+                return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             text = message_of(cause, self.private) if cause is not None else one_line(str(exc))
@@ -115,7 +131,8 @@ class MemexServer(MCPServer[Any]):
     ) -> GetPromptResult | InputRequiredResult:
         """Render a prompt; any failure is an invalid-params error in one line."""
         try:
-            return await super().get_prompt(name, arguments, context)
+            async with logs.forwarded(context, self.private):
+                return await super().get_prompt(name, arguments, context)
         except MCPError:
             raise
         except ValueError as exc:
@@ -124,6 +141,13 @@ class MemexServer(MCPServer[Any]):
                 cause = cause.__cause__
             text = one_line(str(exc)) if cause is exc else message_of(cause, self.private)
             raise MCPError(code=INVALID_PARAMS, message=f"{name}: {text}") from None
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        """Read a resource (``memex://memory/{id}``)."""
+        async with logs.forwarded(context, self.private):
+            return await super().read_resource(uri, context)
 
 
 def build_server(
@@ -145,6 +169,7 @@ def build_server(
         log_level="WARNING",
     )
     server.private = private
+    server.accept_log_level()
     add_tools(server, resolve, scope or {})
     _add_resources(server, resolve, private)
     _add_prompts(server, resolve, scope or {})

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from memex.storage.postgres.directory import PostgresDirectory
+    from memex.storage.postgres.privacy import PostgresPrivacy
     from memex.storage.postgres.snapshot import PostgresSnapshot
 
     Conn = psycopg.Connection[Any]
@@ -242,6 +243,11 @@ class PostgresStore:
         from memex.storage.postgres.directory import PostgresDirectory
 
         return PostgresDirectory(self._db, self._read_only, audited=self._audited)
+
+    def privacy(self) -> PostgresPrivacy:
+        from memex.storage.postgres.privacy import PostgresPrivacy
+
+        return PostgresPrivacy(self._db, self._read_only)
 
     def audit(self) -> PostgresAuditLog:
         """The store's audit chains (storage/postgres/audit.py)."""

@@ -55,6 +55,7 @@ from memex.storage.sqlite.directory import SQLiteDirectory
 from memex.storage.sqlite.fulltext_mark import read_mark, store_meta
 from memex.storage.sqlite.migrate import require_current, upgrade
 from memex.storage.sqlite.model import claim_model, model_and_size, stored_model
+from memex.storage.sqlite.privacy import WAL_HELD, SQLitePrivacy
 from memex.storage.sqlite.purge import truncate_wal
 from memex.storage.sqlite.snapshot import SQLiteSnapshot
 from memex.storage.sqlite.visibility import Visibility
@@ -249,13 +250,25 @@ class SQLiteStore(Access):
         if batch.purges or self._wal_dirty:
             self._truncate_wal()
         if batch.purges:
-            try:
-                self._run(lambda c: self._fulltext.scrub(c, wait=self._connections.busy_timeout))
-            except OSError as exc:
-                raise StoreError(
-                    f"purged, but the full-text index {self._fulltext.folder} could not be "
-                    f"rewritten ({exc.strerror}); delete that folder"
-                ) from exc
+            self._scrub_index()
+
+    def _scrub_index(self) -> None:
+        try:
+            self._run(lambda c: self._fulltext.scrub(c, wait=self._connections.busy_timeout))
+        except OSError as exc:
+            raise StoreError(
+                f"purged, but the full-text index {self._fulltext.folder} could not be "
+                f"rewritten ({exc.strerror}); delete that folder"
+            ) from exc
+
+    def privacy(self) -> SQLitePrivacy:
+        return SQLitePrivacy(self._run, self._write, self._scrub_files)
+
+    def _scrub_files(self) -> tuple[str, ...]:
+        """After an erasure: empty the write-ahead log, rewrite the tantivy index."""
+        self._truncate_wal()
+        self._scrub_index()
+        return (WAL_HELD,) if self._wal_dirty else ()
 
     def _truncate_wal(self) -> None:
         # A reader still on an older snapshot keeps the log from being truncated; then
