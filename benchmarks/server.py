@@ -16,10 +16,19 @@ Phases (``--phases``), each run with authentication on (the default) and with
 ``--no-auth``, ``--rounds`` times each, alternating (auth, no auth, no auth, auth, ...)
 so that a slow spell of the shared machine hits both alike; the server is started
 afresh for every run of a phase. ``--features on,off`` compares instead, in the same
-way, runs with authentication and the rate limits and quotas checked on every request
-and write (set so high that none refuses: their cost, not their refusals) against
-runs with authentication alone (``MODE_ARGS`` says what each mode passes ``memex
-serve``), and reports on ÷ off:
+way, two servers with authentication that differ in everything else a production
+server adds (``MODE_ARGS`` and ``MODE_ENV`` say what each mode passes ``memex serve``):
+
+* ``on``: rate limits checked on every request and quotas on every write (set so high
+  that none refuses: their cost, not their refusals), the audit trail kept (an entry
+  in the write's transaction), and the benchmark tenant encrypted at rest: a copy of the
+  store sealed with ``memex admin encryption encrypt`` under a master key the benchmark
+  writes into its work folder (``master.key``), served with ``MEMEX_MASTER_KEY_FILE``;
+* ``off``: ``--no-limits --no-quotas``, ``MEMEX_AUDIT=0`` and the plain copy of the same
+  store, with no master key,
+
+and reports on ÷ off per phase and for all phases together (their requests and
+latencies pooled). The phases:
 
 * ``capacity``: a closed loop, ``--capacity-clients`` clients with no think time, the
   operation mix below. A closed loop of N clients saturates the server, and then
@@ -127,8 +136,8 @@ MODE_ARGS: dict[str, tuple[str, ...]] = {
     "auth": ("--no-limits", "--no-quotas"),
     "noauth": ("--no-auth",),
     # rate limits checked on every request and quotas on every write, set so high that
-    # none refuses: what the checks cost, not what refusals do. Other features to be
-    # measured with them are switched on here too.
+    # none refuses: what the checks cost, not what refusals do. The audit trail and
+    # encryption at rest are switched by the environment and the store (MODE_ENV).
     "on": (
         "--key-rate",
         f"{HIGH}/s",
@@ -140,6 +149,12 @@ MODE_ARGS: dict[str, tuple[str, ...]] = {
         HIGH,
     ),
     "off": ("--no-limits", "--no-quotas"),
+}
+MODE_ENV: dict[str, dict[str, str | None]] = {
+    # The environment of each mode's server (None: unset). ``on`` also gets the master
+    # key file (``prepare_features``) and serves the encrypted copy of the store.
+    "on": {"MEMEX_AUDIT": "1", "MEMEX_MASTER_KEY": None},
+    "off": {"MEMEX_AUDIT": "0", "MEMEX_MASTER_KEY": None, "MEMEX_MASTER_KEY_FILE": None},
 }
 URL_RE = re.compile(r"(https?://(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\]):(\d+))")
 KEY_RE = re.compile(r"\bmxk_[A-Za-z0-9]+_[A-Za-z0-9\-]{20,}")
@@ -246,12 +261,24 @@ def prime(ctx: Context, url: str, auth: bool) -> dict[str, float]:
 
 @contextmanager
 def serving(
-    command: Sequence[str], store: Path, mode: str, log_path: Path, wait: float = 300
+    command: Sequence[str],
+    store: Path,
+    mode: str,
+    log_path: Path,
+    wait: float = 300,
+    env: dict[str, str | None] | None = None,
 ) -> Iterator[Server]:
-    """Start the server on ``store`` in ``mode`` (``MODE_ARGS``); stop it (SIGINT, then
-    SIGTERM, then SIGKILL) after."""
+    """Start the server on ``store`` in ``mode`` (``MODE_ARGS``), with ``env``'s changes
+    to this process's environment (None: unset); stop it (SIGINT, then SIGTERM, then
+    SIGKILL) after."""
     argv = [*command, "--store", str(store), "--host", "127.0.0.1", "--port", "0"]
     argv += MODE_ARGS[mode]
+    environment = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     started = time.perf_counter()
     with open(log_path, "wb") as out:
         # Output goes to a file, not a pipe: a chatty server never blocks on a full pipe.
@@ -260,6 +287,7 @@ def serving(
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=Path(memex.__file__).resolve().parent.parent,
+            env=environment,
         )
     try:
         url = None
@@ -422,6 +450,10 @@ class Context:
     corpus: Corpus
     workdir: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
+    stores: dict[str, Path] = field(default_factory=dict)
+    """The store each mode serves, where it is not ``store``."""
+    env: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Each mode's changes to the server's environment."""
 
 
 def plans(ctx: Context, spec: PhaseSpec, url: str, auth: bool, seed: int) -> list[Plan]:
@@ -465,7 +497,8 @@ def run_phase(
     mp = multiprocessing.get_context("spawn")
     busy_before = wait_for_quiet(ctx.args.quiet, ctx.args.quiet_wait)
     load_before = load_average()
-    with serving(ctx.command, ctx.store, mode, log_path) as server:
+    store = ctx.stores.get(mode, ctx.store)
+    with serving(ctx.command, store, mode, log_path, env=ctx.env.get(mode)) as server:
         primed = prime(ctx, server.url, auth)
         workers = []
         for plan in plans(ctx, spec, server.url, auth, seed):
@@ -822,11 +855,45 @@ def phase_table(ctx: Context, specs: Sequence[PhaseSpec]) -> list[dict[str, Any]
                     "throughput": ratio(a["throughput"], b["throughput"]),
                     "p50": ratio(a["p50_ms"], b["p50_ms"]),
                     "p99": ratio(a["p99_ms"], b["p99_ms"]),
+                    "server_cpu_ms_per_request": ratio(
+                        a["server_cpu_ms_per_request"], b["server_cpu_ms_per_request"]
+                    ),
                     "throughput_by_round": per_round,
                 },
             }
         )
     return out
+
+
+def total_ratio(ctx: Context, specs: Sequence[PhaseSpec]) -> dict[str, Any]:
+    """Every phase's runs of each mode together (their requests and latencies pooled),
+    the first mode over the second; and each mode's server CPU per request."""
+    measured = {(s.name, s.clients) for s in specs}
+    runs = [r for r in ctx.runs if (r["phase"], r["clients"]) in measured]
+    by_mode = {m: aggregate([r for r in runs if r["mode"] == m]) for m in MODES}
+    a, b = by_mode[MODES[0]], by_mode[MODES[1]]
+    return {
+        "throughput": ratio(a["throughput"], b["throughput"]),
+        "p50": ratio(a["p50_ms"], b["p50_ms"]),
+        "p99": ratio(a["p99_ms"], b["p99_ms"]),
+        "server_cpu_ms_per_request": ratio(
+            a["server_cpu_ms_per_request"], b["server_cpu_ms_per_request"]
+        ),
+        "requests": {m: by_mode[m]["ok"] for m in MODES},
+    }
+
+
+def feature_goal(phases: Sequence[dict[str, Any]], total: dict[str, Any]) -> dict[str, Any]:
+    """The features' goal: at most 10% of throughput lost, in all and in each phase."""
+    worst = min(phases, key=lambda p: p["first_over_second"]["throughput"] or 0.0)
+    low = worst["first_over_second"]["throughput"] or 0.0
+    return {
+        "goal": "limits, quotas, audit and encryption cost at most 10% (throughput on ÷ off ≥ 0.90)",
+        "measured": f"all phases {_ratio(total['throughput'])} (p50 {_ratio(total['p50'])}, "
+        f"p99 {_ratio(total['p99'])}); lowest phase {_ratio(low)} "
+        f"({PHASE_NAMES[worst['phase']]}, {worst['clients']:,} clients)",
+        "met": (total["throughput"] or 0.0) >= 0.9 and low >= 0.9,
+    }
 
 
 def goals(phases: Sequence[dict[str, Any]], max_clients: int) -> list[dict[str, Any]]:
@@ -900,7 +967,10 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-FEATURE_NAMES = {"auth": "authentication", "on": "rate limits and quotas"}
+FEATURE_NAMES = {
+    "auth": "authentication",
+    "on": "rate limits, quotas, the audit trail and encryption at rest",
+}
 PHASE_NAMES = {
     "capacity": "capacity, closed loop, mix",
     "get": "capacity, closed loop, `get` only",
@@ -938,7 +1008,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{env['somaxconn']}. Before the clients join, each new server answers 5 recalls, "
         f"a remember and a get one at a time (its first recall, which loads the saved search "
         f"indexes, took {first_recall(report):,.0f} ms, median over the runs). "
-        f"Whole run {report['total_seconds']:,.0f} s.",
+        f"Whole run {report['total_seconds']:,.0f} s.{features_note(store)}",
         "",
         "| phase | clients | think (s) | offered (req/s) | mode | throughput (req/s) | "
         "all p50 / p99 (ms) | recall p50 / p99 | remember p50 / p99 | get p50 / p99 | "
@@ -977,16 +1047,23 @@ def markdown(report: dict[str, Any]) -> str:
         f"The cost of {FEATURE_NAMES[MODES[0]]} ({MODES[0]} ÷ {MODES[1]}; above 1 for "
         "latency, below 1 for throughput is a cost):",
         "",
-        "| phase | clients | throughput | p50 | p99 | throughput, run by run |",
-        "|---|---:|---:|---:|---:|---|",
+        "| phase | clients | throughput | p50 | p99 | server CPU per request | "
+        "throughput, run by run |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for p in report["phases"]:
         r = p["first_over_second"]
         lines.append(
             f"| {PHASE_NAMES[p['phase']]} | {p['clients']:,} | {_ratio(r['throughput'])} | "
             f"{_ratio(r['p50'])} | {_ratio(r['p99'])} | "
+            f"{_ratio(r.get('server_cpu_ms_per_request'))} | "
             f"{', '.join(_ratio(x) for x in r['throughput_by_round'])} |"
         )
+    t = report["total"]
+    lines.append(
+        f"| all phases together | | {_ratio(t['throughput'])} | {_ratio(t['p50'])} | "
+        f"{_ratio(t['p99'])} | {_ratio(t['server_cpu_ms_per_request'])} | |"
+    )
     if report["goals"]:
         lines += ["", f"| goal | measured ({MODES[0]}) | met |", "|---|---|---|"]
         for g in report["goals"]:
@@ -994,6 +1071,18 @@ def markdown(report: dict[str, Any]) -> str:
     for prof in report.get("profiles", []):
         lines += ["", profile_markdown(prof)]
     return "\n".join(lines)
+
+
+def features_note(store: dict[str, Any]) -> str:
+    """What the ``on`` mode served, in a run with ``--features``."""
+    done = store.get("features")
+    if not done:
+        return ""
+    return (
+        " `on` serves a copy of the store whose tenant `memex admin encryption encrypt` "
+        f"sealed in {done['encrypt_seconds']:,.0f} s (tenant and master key id: `{done['encrypted']}`), with the audit "
+        "trail on; `off` the plain store with `MEMEX_AUDIT=0` and no master key."
+    )
 
 
 def first_recall(report: dict[str, Any]) -> float:
@@ -1049,6 +1138,12 @@ def plain(report: dict[str, Any]) -> str:
             f"p50 {_ratio(r['p50'])}, "
             f"p99 {_ratio(r['p99'])}"
         )
+    t = report["total"]
+    lines.append(
+        f"all phases, {MODES[0]} ÷ {MODES[1]}: throughput {_ratio(t['throughput'])}, "
+        f"p50 {_ratio(t['p50'])}, p99 {_ratio(t['p99'])}, "
+        f"server CPU per request {_ratio(t['server_cpu_ms_per_request'])}"
+    )
     for g in report["goals"]:
         lines.append(f"goal: {g['goal']}: {g['measured']}: {'met' if g['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -1118,7 +1213,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--features",
         metavar="on,off",
-        help="compare limits and quotas on and off (both with auth) instead of auth on and off",
+        help="compare limits, quotas, audit and encryption on and off (both with auth) "
+        "instead of auth on and off",
     )
     add("--markdown", action="store_true", help="print markdown tables")
     add("--json", type=Path, metavar="PATH", help="write every figure here")
@@ -1168,6 +1264,47 @@ def set_high_quotas(store: Path) -> None:
     )  # fmt: skip
 
 
+def memex_cli(*argv: str, env: dict[str, str | None]) -> str:
+    """Run ``python -m memex ARGV`` with ``env``'s changes; its output (exit on failure)."""
+    environment = {k: v for k, v in os.environ.items() if k not in env}
+    environment.update({k: v for k, v in env.items() if v is not None})
+    done = subprocess.run(
+        [sys.executable, "-m", "memex", *argv],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(memex.__file__).resolve().parent.parent,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"memex {' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def prepare_features(
+    served: Path, workdir: Path
+) -> tuple[Path, Path, dict[str, dict[str, str | None]], dict[str, Any]]:
+    """The ``on`` mode's store: a copy of ``served`` (which ``off`` serves as it is) whose
+    home tenant is sealed under a fresh master key, written to ``workdir/master.key``;
+    return the copy, the key file, each mode's environment and what was done."""
+    key_file = workdir / "master.key"
+    key_file.touch(mode=0o600)
+    key_file.write_text(os.urandom(32).hex() + "\n", encoding="ascii")
+    sealed = served.with_name(f"{served.stem}-encrypted{served.suffix}")
+    log(f"copying {served.name} to {sealed.name} and encrypting its tenant")
+    copy_store(served, sealed)
+    env = {mode: dict(changes) for mode, changes in MODE_ENV.items()}
+    env["on"]["MEMEX_MASTER_KEY_FILE"] = str(key_file)
+    started = time.perf_counter()
+    memex_cli("admin", "encryption", "encrypt", "--store", str(sealed), env=env["on"])
+    seconds = time.perf_counter() - started
+    listed = memex_cli("admin", "encryption", "list", "--store", str(sealed), env=env["on"])
+    rows = [" ".join(line.split()) for line in listed.strip().splitlines()[1:]]  # no header
+    if not rows:
+        raise SystemExit(f"no tenant of {sealed} is encrypted after `encryption encrypt`")
+    log(f"  encrypted in {seconds:,.0f} s: {'; '.join(rows)}")
+    return sealed, key_file, env, {"encrypt_seconds": seconds, "encrypted": "; ".join(rows)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global MODES
     args = parse(argv)
@@ -1184,6 +1321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept = workdir / f"latency-{n}.db"
     served = workdir / f"server-{n}.db"
     store: dict[str, Any] = {"memories": n, "served": str(served)}
+    sealed: Path | None = None
+    key_file: Path | None = None
     try:
         if args.reuse:
             source = args.reuse.resolve() / kept.name
@@ -1204,11 +1343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             shlex.split(args.command) if args.command else [sys.executable, "-m", "memex", "serve"]
         )
         key = owner_key(command, served, workdir, args.api_key or os.environ.get("MEMEX_API_KEY"))
-        if args.features is not None:
-            set_high_quotas(served)
         ctx = Context(
             args, command, served, key, tuple(corpus.questions), tuple(ids), corpus, workdir
         )
+        if args.features is not None:
+            set_high_quotas(served)  # before the copy: both stores hold the same directory
+            sealed, key_file, ctx.env, store["features"] = prepare_features(served, workdir)
+            ctx.stores = {"on": sealed, "off": served}
         cap = args.capacity_clients
         first = [
             PhaseSpec(name, cap, 0.0, weights)
@@ -1245,6 +1386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         specs = [*first, *thinking]
         phases = phase_table(ctx, specs)
+        total = total_ratio(ctx, specs)
+        targets = goals(phases, max(args.client_counts) if thinking else 0)
+        if args.features is not None:
+            targets.append(feature_goal(phases, total))
         env_versions = versions()
         report: dict[str, Any] = {
             "command": command_line(),
@@ -1274,13 +1419,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "store": store,
             "think_s": think,
             "phases": phases,
-            "goals": goals(phases, max(args.client_counts) if thinking else 0),
+            "total": total,
+            "goals": targets,
             "runs": ctx.runs,
             "profiles": profiles,
             "total_seconds": time.perf_counter() - started,
         }
     finally:
         remove_store(served)
+        if sealed is not None:
+            remove_store(sealed)
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
         if own_workdir and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

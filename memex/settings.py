@@ -100,6 +100,10 @@ class Settings:
     master key, each new tenant's memories are stored encrypted (docs/security.md)."""
     master_key_file: str | None = None
     """A file holding the master key, instead of ``master_key``."""
+    audit: bool = True
+    """Keep the audit trail: every write, directory change and refusal appends an entry
+    to its tenant's hash chain (docs/security.md). False appends none, for a store that
+    needs no trail; what entries exist stay, and ``memex audit verify`` still checks them."""
 
     def __repr__(self) -> str:
         parts = []

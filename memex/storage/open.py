@@ -54,6 +54,7 @@ def open_store(location: str | Path, settings: Settings) -> Store:
         lexical_index_min=settings.lexical_index_min,
         read_only=settings.read_only,
         master_key=master_key_from(settings),
+        audit=settings.audit,
     )
 
 
@@ -76,6 +77,7 @@ def _open_postgres(url: str, settings: Settings) -> Store:
         ann_min_vectors=settings.ann_min_vectors,
         read_only=settings.read_only,
         master_key=master_key_from(settings),
+        audit=settings.audit,
     )
 
 

@@ -106,17 +106,22 @@ def copy(conn: Conn, found: AuditTrail) -> int:
 class PostgresAuditLog:
     """The audit chains of a PostgreSQL store (``memex.storage.audit.AuditLog``)."""
 
-    def __init__(self, db: Database, read_only: str | None) -> None:
+    def __init__(self, db: Database, read_only: str | None, *, audited: bool = True) -> None:
+        """``audited``: ``append`` appends (the store's ``audit`` setting)."""
         self._db = db
         self._read_only = read_only
+        self._audited = audited
 
     def _writable(self) -> None:
         if self._read_only is not None:
             raise StoreReadOnlyError.refused(self._db.location, self._read_only)
 
     def append(self, event: AuditEvent) -> None:
-        """Append ``event`` to its tenant's chain in a transaction of its own."""
+        """Append ``event`` to its tenant's chain in a transaction of its own (nothing,
+        in a store with the audit trail turned off)."""
         self._writable()
+        if not self._audited:
+            return
         with self._db.transaction(None) as conn:
             append(conn, event)
 

@@ -130,9 +130,11 @@ def copy_into(conn: Conn, target: Directory) -> None:
 class PostgresDirectory:
     """The directory of one PostgreSQL store (``PostgresStore.directory()``)."""
 
-    def __init__(self, db: Database, read_only: str | None) -> None:
+    def __init__(self, db: Database, read_only: str | None, *, audited: bool = True) -> None:
+        """``audited``: changes append their audit events (the store's ``audit`` setting)."""
         self._db = db
         self._read_only = read_only
+        self._audited = audited
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class PostgresDirectory:
             if conn.execute(insert + " ON CONFLICT DO NOTHING", params).rowcount != 1:
                 raise ConflictError(f"{what} exists already")
             conn.execute(_BUMP)
-            if audit is not None:
+            if audit is not None and self._audited:
                 append(conn, audit)
 
         self._change(apply)
@@ -193,7 +195,7 @@ class PostgresDirectory:
             if conn.execute(update, params).rowcount != 1:
                 raise NotFoundError(f"no {what}")
             conn.execute(_BUMP)
-            if audit is not None:
+            if audit is not None and self._audited:
                 append(conn, audit)
 
         self._change(apply)
@@ -346,7 +348,7 @@ class PostgresDirectory:
                     (tenant, Jsonb(quotas.to_dict())),
                 )
             conn.execute(_BUMP)
-            if audit is not None:
+            if audit is not None and self._audited:
                 append(conn, audit)
 
         self._change(apply)

@@ -60,7 +60,9 @@ class PostgresStore:
         ann_min_vectors: int = 50_000,
         read_only: bool = False,
         master_key: KeyProvider | None = None,
+        audit: bool = True,
     ) -> None:
+        self._audited = audit  # False: no audit entries are appended (the ``audit`` setting)
         self._db = Database(url, timeout=busy_timeout, read_only=read_only)
         self._keyring = Keyring(master_key)
         self._keys = keys.ReadKeys(self._db, self._keyring)
@@ -111,7 +113,7 @@ class PostgresStore:
         def apply(conn: Conn) -> None:
             claim_model(conn, model)
             cipher = keys.write_cipher(conn, self._keyring, str(scope.tenant))
-            writes.apply_batch(conn, scope, batch, model.dimensions, cipher)
+            writes.apply_batch(conn, scope, batch, model.dimensions, cipher, self._audited)
 
         self._write(str(scope.tenant), apply)
 
@@ -240,7 +242,7 @@ class PostgresStore:
         """The store's tenants, users, projects and API keys (storage/postgres/directory.py)."""
         from memex.storage.postgres.directory import PostgresDirectory
 
-        return PostgresDirectory(self._db, self._read_only)
+        return PostgresDirectory(self._db, self._read_only, audited=self._audited)
 
     def privacy(self) -> PostgresPrivacy:
         from memex.storage.postgres.privacy import PostgresPrivacy
@@ -249,7 +251,7 @@ class PostgresStore:
 
     def audit(self) -> PostgresAuditLog:
         """The store's audit chains (storage/postgres/audit.py)."""
-        return PostgresAuditLog(self._db, self._read_only)
+        return PostgresAuditLog(self._db, self._read_only, audited=self._audited)
 
     def tenants(self) -> builtins.list[str]:
         query = "SELECT DISTINCT tenant FROM memories ORDER BY 1"

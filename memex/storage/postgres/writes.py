@@ -77,10 +77,12 @@ def apply_batch(
     batch: WriteBatch,
     dims: int,
     cipher: TenantCipher | None = None,
+    audited: bool = True,
 ) -> None:
     """Insert, archive, update and purge as the batch says (in the caller's transaction);
     ``cipher``: the key the scope's tenant's memories are sealed with (None: plain).
-    Its audit event goes last, so the chain head's lock is the last one taken."""
+    Its audit event goes last, so the chain head's lock is the last one taken (none
+    with ``audited`` False: a store with the audit trail turned off)."""
     check_audit(scope, batch)
     counts = Counts()
     totals = Totals()
@@ -117,7 +119,7 @@ def apply_batch(
         _purge(conn, scope, batch.purges, counts, totals)
     totals.write(conn)
     counts.write(conn)
-    if batch.audit is not None:
+    if batch.audit is not None and audited:
         audit.append(conn, batch.audit, bound=True)
 
 

@@ -79,13 +79,17 @@ def copy(conn: sqlite3.Connection, found: AuditTrail) -> int:
 class SQLiteAuditLog:
     """The audit chains of a SQLite store (``memex.storage.audit.AuditLog``)."""
 
-    def __init__(self, read: Reader, write: Writer) -> None:
+    def __init__(self, read: Reader, write: Writer, *, audited: bool = True) -> None:
+        """``audited``: ``append`` appends (the store's ``audit`` setting)."""
         self._read = read
         self._write = write
+        self._audited = audited
 
     def append(self, event: AuditEvent) -> None:
-        """Append ``event`` to its tenant's chain in a transaction of its own."""
-        self._write(lambda c: append(c, event))
+        """Append ``event`` to its tenant's chain in a transaction of its own (nothing,
+        in a store with the audit trail turned off)."""
+        if self._audited:
+            self._write(lambda c: append(c, event))
 
     def trail(
         self, tenant: str, since: datetime | None = None, until: datetime | None = None

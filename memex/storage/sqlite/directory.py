@@ -35,9 +35,18 @@ _KEY_COLUMNS = (
 class SQLiteDirectory:
     """The directory of a SQLite store (``memex.storage.directory.Directory``)."""
 
-    def __init__(self, read: Reader, write: Writer) -> None:
+    def __init__(self, read: Reader, write: Writer, *, audited: bool = True) -> None:
+        """``audited``: changes append their audit events (the store's ``audit`` setting)."""
         self._read = read
         self._write = write
+        self._audited = audited
+
+    def _bump(self, conn: sqlite3.Connection, audit: AuditEvent | None) -> None:
+        """Raise the generation, and append the change's audit event (in its transaction;
+        none in a store with the audit trail turned off)."""
+        conn.execute("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1")
+        if audit is not None and self._audited:
+            append(conn, audit)
 
     def generation(self) -> int:
         """A number that grows with every change to the directory, from any process."""
@@ -55,7 +64,7 @@ class SQLiteDirectory:
                 "INSERT INTO tenants (name, created_at, allow) VALUES (?, ?, ?)",
                 (tenant.name, to_micros(tenant.created_at), _json(tenant.allow)),
             )
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -78,7 +87,7 @@ class SQLiteDirectory:
             ).rowcount
             if not changed:
                 raise NotFoundError(f"no tenant {tenant.name!r}")
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -112,7 +121,7 @@ class SQLiteDirectory:
                 f"INSERT INTO {table} (tenant, name, created_at) VALUES (?, ?, ?)",
                 (tenant, name, to_micros(at)),
             )
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -139,7 +148,7 @@ class SQLiteDirectory:
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                 _key_params(key),
             )
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -179,7 +188,7 @@ class SQLiteDirectory:
                 "replaced_by = ?, allow = ? WHERE id = ?",
                 (*params[2:], key.id),
             )
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -227,7 +236,7 @@ class SQLiteDirectory:
                     "ON CONFLICT (tenant) DO UPDATE SET quotas = excluded.quotas",
                     (tenant, json.dumps(quotas.to_dict())),
                 )
-            _bump(conn, audit)
+            self._bump(conn, audit)
 
         self._write(apply)
 
@@ -235,13 +244,6 @@ class SQLiteDirectory:
 def _generation(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT generation FROM directory_generation WHERE id = 1").fetchone()
     return int(row[0]) if row is not None else 0
-
-
-def _bump(conn: sqlite3.Connection, audit: AuditEvent | None) -> None:
-    """Raise the generation, and append the change's audit event (in its transaction)."""
-    conn.execute("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1")
-    if audit is not None:
-        append(conn, audit)
 
 
 def _tenant_row(conn: sqlite3.Connection, name: str) -> Sequence[Any] | None:

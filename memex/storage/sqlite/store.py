@@ -85,8 +85,10 @@ class SQLiteStore(Access):
         lexical_index_min: int = 1_000,
         read_only: bool = False,
         master_key: KeyProvider | None = None,
+        audit: bool = True,
     ):
         self._path = Path(path)
+        self._audited = audit  # False: no audit entries are appended (the ``audit`` setting)
         self._keyring = Keyring(master_key)
         self._ann = (ann_min_vectors, ann_probes)
         self._lexical_min = lexical_index_min
@@ -117,13 +119,13 @@ class SQLiteStore(Access):
             raise
 
     def directory(self) -> SQLiteDirectory:
-        return SQLiteDirectory(self._run, self._write)
+        return SQLiteDirectory(self._run, self._write, audited=self._audited)
 
     def tenant_keys(self) -> keys.SQLiteTenantKeys:
         return keys.SQLiteTenantKeys(self._keyring, self._run, self._write)
 
     def audit(self) -> SQLiteAuditLog:
-        return SQLiteAuditLog(self._run, self._write)
+        return SQLiteAuditLog(self._run, self._write, audited=self._audited)
 
     # -- connections ---------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class SQLiteStore(Access):
         def apply(conn: sqlite3.Connection) -> None:
             self._claim_model(conn, model)
             cipher = keys.write_cipher(conn, self._keyring, str(scope.tenant))
-            writes.apply_batch(conn, scope, batch, model.dimensions, cipher)
+            writes.apply_batch(conn, scope, batch, model.dimensions, cipher, self._audited)
 
         self._write(apply)
         if batch.purges or self._wal_dirty:

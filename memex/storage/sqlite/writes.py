@@ -34,10 +34,12 @@ def apply_batch(
     batch: WriteBatch,
     dims: int,
     cipher: TenantCipher | None = None,
+    audited: bool = True,
 ) -> None:
     """Insert, archive, update and purge as the batch says (the caller holds the
     transaction); ``dims``: the store's vector size; ``cipher``: the key the scope's
-    tenant's memories are sealed with (None: stored plain). Its audit event goes last."""
+    tenant's memories are sealed with (None: stored plain). Its audit event goes last
+    (none with ``audited`` False: a store with the audit trail turned off)."""
     check_audit(scope, batch)
     _insert(conn, scope, batch, dims, cipher)
     _archive(conn, scope, batch, cipher)
@@ -66,7 +68,7 @@ def apply_batch(
     if batch.purges:
         where, values = sql.scope_clause(scope)
         purge_memories(conn, where, values, batch.purges)
-    if batch.audit is not None:
+    if batch.audit is not None and audited:
         audit.append(conn, batch.audit)
 
 
