@@ -42,7 +42,7 @@ node-tools:
 ## test: lint, type-check, install the test servers and tools (redis-server, Node 22 and the
 ## MCP tools) and run the whole test suite
 test: lint redis node-tools
-	@$(BIN)/python -m pytest; rc=$$?; \
+	@$(BIN)/python -m pytest -n 2; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly" >&2; exit 1; fi; \
 	exit $$rc
 
