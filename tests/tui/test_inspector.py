@@ -60,7 +60,8 @@ def test_the_list_shows_the_newest_first_and_the_counts_by_kind(store: Memex) ->
 
 
 def test_typing_recalls_after_the_debounce(store: Memex) -> None:
-    app = Inspector(store, debounce=0.2)
+    # A pause long enough that no keystroke of a loaded machine takes as long.
+    app = Inspector(store, debounce=1.0)
     billing = ids_by_content(store)[MEMORIES[2]["content"]]  # type: ignore[index]
 
     async def script(pilot: Pilot[None]) -> None:
@@ -69,14 +70,14 @@ def test_typing_recalls_after_the_debounce(store: Memex) -> None:
         await pilot.press(*"billing timeout")
         # Typing is not searching: until the pause, the list is the plain listing.
         assert app.search_text == "" and len(contents(app)) == 5
-        await pilot.pause(0.4)
+        await pilot.pause(1.5)
         await settle(pilot)
         assert app.search_text == "billing timeout"
         assert row_ids(app)[0] == billing
         assert contents(app)[0].endswith(MEMORIES[2]["content"])  # after its score
         # Clearing the box goes back to the listing.
         app.query_one("#search", Input).value = ""
-        await pilot.pause(0.4)
+        await pilot.pause(1.5)
         await settle(pilot)
         assert contents(app) == [m["content"] for m in reversed(MEMORIES)]
 
