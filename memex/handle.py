@@ -3,6 +3,8 @@ every part calls (``Memex`` defines the first two)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,25 @@ class Handle:
         tenant = str(self._scope.tenant)
         actor = current_actor()
         return AuditEvent(tenant, action, "memory", actor, resource_id, count=count, detail=detail)
+
+    @contextlib.contextmanager
+    def _counted(self, memories: int, content_bytes: int) -> Iterator[None]:
+        """Hold a write against the tenant's quotas (a server's; none elsewhere): one
+        that would pass a hard limit is refused before any work, one that fails is
+        uncounted. Only growth is counted: a write that frees room frees it at the next
+        count."""
+        quota = self._engine.quota
+        if quota is None or (memories <= 0 and content_bytes <= 0):
+            yield
+            return
+        tenant = str(self._scope.tenant)
+        memories, content_bytes = max(memories, 0), max(content_bytes, 0)
+        quota.admit(tenant, memories, content_bytes)
+        try:
+            yield
+        except BaseException:
+            quota.release(tenant, memories, content_bytes)
+            raise
 
     def _tenant(self) -> Scope:
         """The handle's whole tenant: ids are unique within it, supersedes link within it."""

@@ -273,14 +273,17 @@ class Memex(
         vector = None
         engine = self._engine
         embedding = engine.embedding
-        if new.content_hash != old.content_hash:
-            vector = embedding.embed_contents(self._scope, [new.content])[0]
-        model = (
-            embedding.current_model() if vector is None else embedding.model_for(vector[None, :])
-        )
-        audit = self._audit("memory.update", new.id)
-        batch = WriteBatch(updates=[(new, vector, old.version)], audit=audit)
-        engine.store.write(self._scope, batch, model)
+        with self._counted(0, len(new.content.encode()) - len(old.content.encode())):
+            if new.content_hash != old.content_hash:
+                vector = embedding.embed_contents(self._scope, [new.content])[0]
+            model = (
+                embedding.current_model()
+                if vector is None
+                else embedding.model_for(vector[None, :])
+            )
+            audit = self._audit("memory.update", new.id)
+            batch = WriteBatch(updates=[(new, vector, old.version)], audit=audit)
+            engine.store.write(self._scope, batch, model)
         return new
 
     def expire(self) -> int:

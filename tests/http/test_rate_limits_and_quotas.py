@@ -264,3 +264,20 @@ async def test_warnings_and_refusals_are_in_the_tenants_audit_chain(tmp_path: Pa
         assert all(v.ok for v in found.mx.audit_verify(tenant="acme"))
     finally:
         found.mx.close()
+
+
+async def test_an_update_that_grows_content_past_the_storage_quota_is_refused(
+    quoted: Served,
+) -> None:
+    quoted.mx.admin.create_tenant("acme")
+    quoted.mx.set_quota("acme", storage_mb=1, storage_mb_soft=None)
+    async with quoted.client(quoted.key("acme")) as api:
+        batch = {"items": [{"content": "y" * 62_400} for _ in range(16)]}  # 0.9984 MB
+        assert (await api.post("/v1/memories/batch", json=batch)).status_code == 201
+        first = (await api.get("/v1/memories", params={"limit": 1})).json()["items"][0]
+        grown = await api.patch(f"/v1/memories/{first['id']}", json={"content": "z" * 64_400})
+        assert refusal(grown) == (409, "quota_exceeded", "storage_mb")
+        kept = (await api.get(f"/v1/memories/{first['id']}")).json()
+        assert kept["content"] == first["content"] and kept["version"] == first["version"]
+        shrunk = await api.patch(f"/v1/memories/{first['id']}", json={"content": "short"})
+        assert shrunk.status_code == 200  # what frees room is never refused
