@@ -359,3 +359,17 @@ def test_a_tenant_with_quotas_and_keys_is_erased_whole(any_mx: Memex) -> None:
     receipt = mx.erase(tenant="acme")
     assert (receipt.counts["tenants"], receipt.counts["users"], receipt.counts["keys"]) == (1, 1, 1)
     assert mx.admin.directory.tenant("acme") is None
+
+
+def test_anonymise_drops_a_sealed_saved_context_on_postgresql(postgres_url: str) -> None:
+    """A sealed context's seal is bound to its session's name: renaming it would leave
+    it unreadable, so anonymise drops it, as on SQLite."""
+    with Memex.open(postgres_url, master_key=secrets.token_hex(32)) as mx:
+        fill(mx, "a", 4, user="alice")
+        mx.context("tea", 1000, scope={"user": "alice"}, session="alice-chat")
+        renamed = mx.anonymise("alice")
+        assert renamed.counts["sessions"] == 1
+        pseudonym = renamed.pseudonym
+        later = mx.context("tea", 1000, scope={"user": pseudonym}, session="alice-chat")
+        assert later.tokens > 0  # every context of the tenant still opens
+        assert mx.stats().memories == 4

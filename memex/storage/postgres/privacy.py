@@ -293,6 +293,14 @@ def _anonymise(conn: Conn, selector: Selector, pseudonym: str) -> dict[str, int]
     ).rowcount
     sessions = _named_sessions(conn, selector)
     for old in sessions:
+        query = (
+            "SELECT sealed_text IS NOT NULL FROM context_sessions "
+            "WHERE tenant = %s AND session = %s"
+        )
+        found = conn.execute(query, (tenant, old)).fetchone()
+        if found is not None and found[0]:
+            _drop_sessions(conn, tenant, [old])  # sealed: its seal is bound to its name
+            continue
         new = renamed_session(old, user, pseudonym)
         for table in ("context_sessions", "context_session_memories"):
             conn.execute(
