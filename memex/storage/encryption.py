@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,94 @@ SEALED_OVERHEAD = len(FORMAT) + _NONCE + 16
 """The bytes a sealed value holds beyond its plaintext: format, nonce and GCM tag."""
 
 
+OPENED_BUDGET = 16 * 1024 * 1024
+"""Characters of opened values (with their sealed bytes) one generation of ``Opened``
+holds before it gives way to a new one: a store keeps at most twice this."""
+OPENED_SECONDS = 300.0
+"""Seconds one generation of ``Opened`` serves before it gives way to a new one: an
+opened value is kept at most twice this after it was last read."""
+OPENED_LARGEST = 64 * 1024
+"""Values larger than this (sealed bytes and text together) are opened every time."""
+
+_Field = tuple[str, str, int, str]  # tenant, memory id, version, field
+
+
+class Opened:
+    """Memory fields opened lately, so that a memory read again (a recall's candidates
+    are read by every recall that meets them) is not decrypted again.
+
+    An entry is found again only under the same tenant, memory, version and field, and
+    only for the very sealed bytes it was opened from: a value changed or moved since is
+    opened, and authenticated, again. Two generations of a dictionary: a look-up tries
+    the newer, then the older (moving what it finds to the newer); when the newer has
+    held ``budget`` characters or served ``seconds``, it becomes the older and the older
+    is let go (both, once the newer has served twice ``seconds``), at the next look-up.
+    So what is kept is bounded in size and in age, and ``drop`` lets go of a tenant's
+    entries at once (its memories were erased or purged, its key destroyed). The text
+    is kept in this process's memory only, never written anywhere.
+    """
+
+    __slots__ = ("_born", "_budget", "_lock", "_new", "_old", "_seconds", "_size")
+
+    def __init__(self, budget: int = OPENED_BUDGET, seconds: float = OPENED_SECONDS) -> None:
+        self._budget = budget
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._new: dict[_Field, tuple[bytes, str]] = {}
+        self._old: dict[_Field, tuple[bytes, str]] = {}
+        self._size = 0
+        self._born = time.monotonic()
+
+    def get(self, key: _Field, sealed: bytes) -> str | None:
+        """The text ``sealed`` was opened to under ``key``, if it is kept."""
+        if time.monotonic() - self._born > self._seconds:
+            self._turn_over()
+        hit = self._new.get(key)
+        if hit is None:
+            hit = self._old.get(key)
+            if hit is None or hit[0] != sealed:
+                return None
+            self.put(key, hit[0], hit[1])
+        elif hit[0] != sealed:
+            return None
+        return hit[1]
+
+    def put(self, key: _Field, sealed: bytes, text: str) -> None:
+        """Keep the text ``sealed`` (bytes) opened to under ``key``."""
+        size = len(sealed) + len(text)
+        if size > OPENED_LARGEST:
+            return
+        with self._lock:
+            if self._size + size > self._budget or time.monotonic() - self._born > self._seconds:
+                self._turn_over_locked()
+            self._new[key] = (sealed, text)
+            self._size += size
+
+    def drop(self, tenant: str | None = None) -> None:
+        """Let go of a tenant's entries (every entry, without ``tenant``)."""
+        with self._lock:
+            if tenant is None:
+                self._new, self._old, self._size = {}, {}, 0
+                return
+            self._new = {k: v for k, v in self._new.items() if k[0] != tenant}
+            self._old = {k: v for k, v in self._old.items() if k[0] != tenant}
+            self._size = sum(len(s) + len(t) for s, t in self._new.values())
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+    def _turn_over(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._born > self._seconds:
+                self._turn_over_locked()
+
+    def _turn_over_locked(self) -> None:
+        now = time.monotonic()
+        # Both generations go once the newer is past its age too: nothing older is kept.
+        self._old = {} if now - self._born > 2 * self._seconds else self._new
+        self._new, self._size, self._born = {}, 0, now
+
+
 class KeyProvider(Protocol):
     """A master key: wraps and unwraps tenants' data keys (a local key or a KMS)."""
 
@@ -51,13 +140,21 @@ class KeyProvider(Protocol):
         """The data key back; StoreKeyError if it was not wrapped by this key for ``tenant``."""
 
 
+_INVALID_TAG: tuple[type[Exception], ...] = ()
+"""What a failed authentication raises (``cryptography.exceptions.InvalidTag``), imported
+with the cipher: an import statement on every open would cost as much as the decryption."""
+
+
 def _aesgcm(key: bytes) -> AESGCM:
+    global _INVALID_TAG
     try:
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError as exc:
         raise ConfigError(
             "encryption at rest needs the cryptography package: pip install 'memex[encryption]'"
         ) from exc
+    _INVALID_TAG = (InvalidTag,)
     return AESGCM(key)
 
 
@@ -68,13 +165,11 @@ def _seal(aead: AESGCM, plaintext: bytes, data: bytes) -> bytes:
 
 def _open(aead: AESGCM, sealed: bytes, data: bytes) -> bytes | None:
     """The plaintext, or None when the value fails authentication."""
-    from cryptography.exceptions import InvalidTag
-
     if sealed[:1] != FORMAT or len(sealed) < 1 + _NONCE + 16:
         return None
     try:
         return aead.decrypt(sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :], data)
-    except InvalidTag:
+    except _INVALID_TAG:
         return None
 
 
@@ -132,14 +227,16 @@ def new_data_key() -> bytes:
 
 
 class TenantCipher:
-    """One tenant's data key in use: seals and opens its values, keys its hashes."""
+    """One tenant's data key in use: seals and opens its values, keys its hashes;
+    memory fields it opens are kept in ``opened`` (if given) to be found again."""
 
-    __slots__ = ("_aead", "_data_key", "_hash_key", "tenant")
+    __slots__ = ("_aead", "_data_key", "_hash_key", "_opened", "tenant")
 
-    def __init__(self, tenant: str, data_key: bytes) -> None:
+    def __init__(self, tenant: str, data_key: bytes, opened: Opened | None = None) -> None:
         self.tenant = tenant
         self._data_key = data_key
         self._aead = _aesgcm(data_key)
+        self._opened = opened
         # A key of its own for hashes, derived from the data key (HMAC as a KDF).
         self._hash_key = hmac.new(data_key, b"memex content hash", hashlib.sha256).digest()
 
@@ -155,20 +252,36 @@ class TenantCipher:
         """A sealed value's text; StoreKeyError when it fails authentication."""
         found = _open(self._aead, bytes(sealed), data)
         if found is None:
-            raise StoreKeyError(
-                f"{what} of tenant {self.tenant!r} fails authentication: it was changed or "
-                "moved from another row"
-            )
+            raise self._failed(what)
         return found.decode("utf-8")
+
+    def _failed(self, what: str) -> StoreKeyError:
+        return StoreKeyError(
+            f"{what} of tenant {self.tenant!r} fails authentication: it was changed or "
+            "moved from another row"
+        )
 
     def seal_memory(self, memory_id: str, version: int, field: str, text: str) -> bytes:
         """A memory's field sealed."""
         return self.seal(text, encryption.memory_data(self.tenant, memory_id, version, field))
 
     def open_memory(self, memory_id: str, version: int, field: str, sealed: bytes) -> str:
-        """A memory's sealed field opened."""
+        """A memory's sealed field opened (or found again among those opened lately)."""
+        opened = self._opened
+        key = (self.tenant, memory_id, version, field)
+        if opened is not None:
+            text = opened.get(key, sealed)
+            if text is not None:
+                return text
+        sealed = bytes(sealed)
         data = encryption.memory_data(self.tenant, memory_id, version, field)
-        return self.open(sealed, data, f"the {field} of memory {memory_id} (version {version})")
+        found = _open(self._aead, sealed, data)
+        if found is None:
+            raise self._failed(f"the {field} of memory {memory_id} (version {version})")
+        text = found.decode("utf-8")
+        if opened is not None:
+            opened.put(key, sealed, text)
+        return text
 
     def digest(self, content_hash: str) -> str:
         """The stored form of a content hash: keyed, so it cannot be guessed from text."""
@@ -217,6 +330,8 @@ class Keyring:
 
     def __init__(self, provider: KeyProvider | None) -> None:
         self.provider = provider
+        self.opened = Opened()
+        """Memory fields opened lately, of every tenant (``Opened``)."""
         self._ciphers: dict[str, tuple[bytes, TenantCipher]] = {}
         self._local = threading.local()
 
@@ -237,13 +352,15 @@ class Keyring:
                 f"tenant {stored.tenant!r}'s data key is wrapped by master key {stored.key_id}, "
                 f"not by the configured one ({self.provider.key_id})"
             )
-        cipher = TenantCipher(stored.tenant, self.provider.unwrap(stored.wrapped, stored.tenant))
+        data_key = self.provider.unwrap(stored.wrapped, stored.tenant)
+        cipher = TenantCipher(stored.tenant, data_key, self.opened)
         self._ciphers[stored.tenant] = (stored.wrapped, cipher)
         return cipher
 
     def forget(self, tenant: str) -> None:
-        """Drop a tenant's key from memory (it was destroyed)."""
+        """Drop a tenant's key from memory (it was destroyed), and what it opened."""
         self._ciphers.pop(tenant, None)
+        self.opened.drop(tenant)
 
     def new_key(self, tenant: str) -> tuple[StoredKey, TenantCipher]:
         """A fresh data key for ``tenant``, wrapped, and its cipher."""
@@ -251,32 +368,32 @@ class Keyring:
             raise StoreKeyError(encryption.no_master_key(tenant))
         data_key = new_data_key()
         stored = StoredKey(tenant, self.provider.wrap(data_key, tenant), self.provider.key_id)
-        cipher = TenantCipher(tenant, data_key)
+        cipher = TenantCipher(tenant, data_key, self.opened)
         self._ciphers[tenant] = (stored.wrapped, cipher)
         return stored, cipher
 
+    def open_field(
+        self, tenant: str, memory_id: str, version: int, field: str, value: bytes
+    ) -> str:
+        """A sealed memory field's text (``field`` ``content_hash``: the SHA-256 of the
+        content, as an unsealed memory reports it); KeyNeededError when the tenant's key
+        is not loaded yet."""
+        found = self._ciphers.get(tenant)
+        if found is None:
+            raise KeyNeededError(tenant)
+        if field == "content_hash":
+            # The content was opened just before, for the same row (and is kept).
+            text = found[1].open_memory(memory_id, version, "content", value)
+            return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return found[1].open_memory(memory_id, version, field, value)
+
     def plain(self, tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
-        """A sealed memory field's text, for SQL (``field`` ``content_hash``: the SHA-256
-        of the content, as an unsealed memory reports it)."""
+        """``open_field`` as SQL calls it (``memex_plain``): what it fails with is kept
+        for ``failure``, since SQLite reports only that the function failed."""
         try:
-            cipher = self.cipher(tenant)
-            if cipher is None:
-                raise KeyNeededError(tenant)
-            local = self._local
-            if field == "content_hash":
-                # A row's content is opened just before its hash (``COLUMNS`` order).
-                last = getattr(local, "last", None)
-                if last is not None and last[0] == (tenant, memory_id, version, value):
-                    text = last[1]
-                else:
-                    text = cipher.open_memory(memory_id, version, "content", value)
-                return hashlib.sha256(text.encode("utf-8")).hexdigest()
-            text = cipher.open_memory(memory_id, version, field, value)
-            if field == "content":
-                local.last = ((tenant, memory_id, version, value), text)
-            return text
+            return self.open_field(tenant, memory_id, version, field, value)
         except BaseException as exc:
-            self._local.failure = exc  # SQLite reports only that the function failed
+            self._local.failure = exc
             raise
 
     def failure(self) -> BaseException | None:

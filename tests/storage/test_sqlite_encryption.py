@@ -234,3 +234,55 @@ def test_encrypting_a_plain_tenant(tmp_path: Path, key_hex: str) -> None:
         == 0
     )
     conn.close()
+
+
+def _kept(db: Memex) -> str:
+    """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
+    opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
+    return "\n".join(text for _, text in [*opened._new.values(), *opened._old.values()])
+
+
+def test_a_ciphertext_swapped_after_it_was_read_is_still_detected(
+    tmp_path: Path, key_hex: str
+) -> None:
+    db = _open(tmp_path / "m.db", master_key=key_hex)
+    try:
+        first, second = db.remember(_sentence(1)).id, db.remember(_sentence(2)).id
+        assert db.get(first).content == _sentence(1)  # both opened, and kept
+        assert db.get(second).content == _sentence(2)
+        assert _sentence(1) in _kept(db)
+        conn = sqlite3.connect(tmp_path / "m.db")
+        b = conn.execute("SELECT content FROM memories WHERE id = ?", (second,)).fetchone()[0]
+        conn.execute("DROP TRIGGER memories_fts_au")  # a raw edit cannot call memex_plain
+        conn.execute("UPDATE memories SET content = ? WHERE id = ?", (b, first))
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreKeyError, match="fails authentication"):
+            db.get(first)
+        assert db.get(second).content == _sentence(2)
+    finally:
+        db.close()
+
+
+def test_opened_text_is_let_go_on_erase_and_purge(tmp_path: Path, key_hex: str) -> None:
+    db = _open(tmp_path / "m.db", master_key=key_hex)
+    try:
+        alice = db.scoped(user="alice")
+        bob = db.scoped(user="bob")
+        kept = alice.remember("alice-only walrus diary").id
+        purged = alice.remember("alice purged pelican note").id
+        bob.remember("bob-only heron diary")
+        for handle in (alice, bob):
+            handle.recall("diary", 5)
+        assert alice.get(purged).content == "alice purged pelican note"
+        assert "walrus" in _kept(db) and "heron" in _kept(db) and "pelican" in _kept(db)
+        alice.purge(purged)
+        assert "pelican" not in _kept(db)
+        assert alice.get(kept).content == "alice-only walrus diary"
+        db.erase(user="alice")
+        assert "walrus" not in _kept(db)
+        assert bob.recall("diary", 5)[0].memory.content == "bob-only heron diary"
+        db.erase(tenant="default")
+        assert _kept(db) == ""
+    finally:
+        db.close()

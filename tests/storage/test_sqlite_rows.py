@@ -18,8 +18,16 @@ from hypothesis import strategies as st
 
 from memex.core.models import Memory, Scope, from_micros, to_micros
 from memex.errors import ValidationError
-from memex.storage.sqlite.rows import STORED_COLUMNS, decode_cursor, encode_cursor
-from memex.storage.sqlite.rows import memories as stored_memories
+from memex.storage.sqlite.rows import STORED_COLUMNS, decode_cursor, encode_cursor, memories
+
+
+def _never(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
+    raise AssertionError("a plain row has nothing sealed to open")
+
+
+def stored_memories(rows: list[tuple[Any, ...]]) -> list[Memory]:
+    return memories(rows, _never)
+
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -237,3 +245,30 @@ def test_cursor_round_trip_over_64_bits(created: int, seq: int) -> None:
 def test_malformed_cursors(cursor: Any) -> None:
     with pytest.raises(ValidationError, match="malformed cursor"):
         decode_cursor(cursor)
+
+
+def test_sealed_rows_are_opened_and_plain_rows_left_alone() -> None:
+    import hashlib
+
+    from memex.storage.sqlite.rows import opened
+
+    calls: list[tuple[str, str, int, str, bytes]] = []
+
+    def opener(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
+        calls.append((tenant, memory_id, version, field, value))
+        return {"content": "the opened text", "metadata": '{"k": 1}'}[field]
+
+    plain = [sample_row(), sample_row(key=8)]
+    assert opened(plain, opener) is plain and not calls  # nothing sealed: the same rows
+    sealed = sample_row(key=9, content=b"\x01sealed-content", metadata=b"\x01sealed-meta")
+    out = opened([plain[0], sealed], opener)
+    assert out[0] is plain[0]
+    assert [c[3:] for c in calls] == [
+        ("content", b"\x01sealed-content"),
+        ("metadata", b"\x01sealed-meta"),
+    ]
+    assert calls[0][:3] == ("default", sealed[1], sealed[STORED_COLUMNS.index("version")])
+    memory = stored_memories([tuple(out[1])])[0]
+    assert memory.content == "the opened text"
+    assert memory.metadata == {"k": 1}
+    assert memory.content_hash == hashlib.sha256(b"the opened text").hexdigest()

@@ -11,7 +11,7 @@ docs/security.md ("Privacy") says what an operator does about it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memex.core.privacy import Selector, renamed_session, session_names
@@ -63,22 +63,33 @@ def _where(selector: Selector) -> tuple[str, list[Any]]:
 class PostgresPrivacy:
     """The privacy operations of one PostgreSQL store."""
 
-    def __init__(self, db: Database, read_only: str | None) -> None:
+    def __init__(
+        self, db: Database, read_only: str | None, forget_opened: Callable[[str], None]
+    ) -> None:
+        """``forget_opened`` drops a tenant's opened values from memory
+        (``storage.encryption.Opened``): after an erasure or a renaming."""
         self._db = db
         self._read_only = read_only
+        self._forget_opened = forget_opened
 
     def _run(self, selector: Selector, fn: Any, *, write: bool = True) -> Any:
         if write and self._read_only is not None:
             raise StoreReadOnlyError.refused(self._db.location, self._read_only)
-        with self._db.transaction(selector.tenant) as conn:
-            conn.execute("SELECT set_config('memex.directory', 'on', true)")
-            return fn(conn)
+        try:
+            with self._db.transaction(selector.tenant) as conn:
+                conn.execute("SELECT set_config('memex.directory', 'on', true)")
+                return fn(conn)
+        finally:
+            if write:
+                self._forget_opened(selector.tenant)
 
     def count(self, selector: Selector) -> int:
         """How many memories the selector covers."""
         where, params = _where(selector)
         query = f"SELECT count(*) FROM memories WHERE {where}"
-        return int(self._run(selector, lambda c: c.execute(query, params).fetchone()[0]))
+        return int(
+            self._run(selector, lambda c: c.execute(query, params).fetchone()[0], write=False)
+        )
 
     def known(self, selector: Selector) -> bool:
         """Whether the store holds anything of the selector."""

@@ -115,7 +115,11 @@ class PostgresStore:
             cipher = keys.write_cipher(conn, self._keyring, str(scope.tenant))
             writes.apply_batch(conn, scope, batch, model.dimensions, cipher, self._audited)
 
-        self._write(str(scope.tenant), apply)
+        try:
+            self._write(str(scope.tenant), apply)
+        finally:
+            if batch.purges:  # what this process opened of them goes too
+                self._keyring.opened.drop(str(scope.tenant))
 
     def record(
         self,
@@ -247,7 +251,7 @@ class PostgresStore:
     def privacy(self) -> PostgresPrivacy:
         from memex.storage.postgres.privacy import PostgresPrivacy
 
-        return PostgresPrivacy(self._db, self._read_only)
+        return PostgresPrivacy(self._db, self._read_only, self._keyring.opened.drop)
 
     def audit(self) -> PostgresAuditLog:
         """The store's audit chains (storage/postgres/audit.py)."""

@@ -12,6 +12,7 @@ from memex.core.query import Filters
 from memex.storage.base import CandidateQuery, Candidates
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.neighbours import thread_neighbours
+from memex.storage.sqlite.rows import Opener
 from memex.storage.sqlite.visibility import Visibility
 
 if TYPE_CHECKING:
@@ -25,11 +26,13 @@ def gather(
     lexical: list[Candidate],
     vector: list[Candidate],
     ids: dict[int, str],
+    opener: Opener,
     seen: Visibility | None = None,
 ) -> Candidates:
     """The legs' candidates completed with the seeds' neighbours, and the facts and ids
-    of the keys ranking wants (``ids`` holds those the legs read already). The
-    neighbours come from what ``seen`` keeps in memory where it can, else from SQL.
+    of the keys ranking wants (``ids`` holds those the legs read already; sealed text
+    opened with ``opener``). The neighbours come from what ``seen`` keeps in memory
+    where it can, else from SQL.
 
     Neighbours and facts are read in one read transaction, so they agree. A wanted key
     purged or changed since its leg ran, so that the filters drop it, gets neither.
@@ -60,7 +63,7 @@ def gather(
             ]
         else:
             wanted = query.wanted(lexical, vector, neighbours)
-        _read_facts(conn, filters, wanted, facts, ids)
+        _read_facts(conn, filters, wanted, facts, ids, opener)
     return Candidates(lexical, vector, neighbours, ids, facts)
 
 
@@ -70,8 +73,10 @@ def _read_facts(
     keys: Iterable[int],
     into: dict[int, Facts],
     ids: dict[int, str],
+    opener: Opener,
 ) -> None:
     unique = list(dict.fromkeys(keys))
     if unique:
         where, params = sql.filter_clause(filters, utcnow())
-        reads.facts_of(reads.by_keys(conn, reads.FACTS_COLUMNS, unique, where, params), into, ids)
+        found = reads.by_keys(conn, reads.FACTS_COLUMNS, unique, where, params)
+        reads.facts_of(found, into, ids, str(filters.scope.tenant), opener)

@@ -59,12 +59,21 @@ def _marks(values: Sequence[object]) -> str:
 class SQLitePrivacy:
     """The privacy operations of one SQLite store."""
 
-    def __init__(self, read: Reader, write: Writer, scrub_files: Callable[[], tuple[str, ...]]):
+    def __init__(
+        self,
+        read: Reader,
+        write: Writer,
+        scrub_files: Callable[[], tuple[str, ...]],
+        forget_opened: Callable[[str], None],
+    ):
         """``scrub_files`` empties the write-ahead log and rewrites the tantivy index
-        (the store's own steps after a purge), returning notes on what it could not do."""
+        (the store's own steps after a purge), returning notes on what it could not do;
+        ``forget_opened`` drops a tenant's opened values from memory
+        (``storage.encryption.Opened``)."""
         self._read = read
         self._write = write
         self._scrub_files = scrub_files
+        self._forget_opened = forget_opened
 
     def count(self, selector: Selector) -> int:
         """How many memories the selector covers."""
@@ -88,11 +97,17 @@ class SQLitePrivacy:
 
     def erase_batch(self, selector: Selector, ids: Sequence[str]) -> Erased:
         """Remove these memories of the selector, in one transaction."""
-        return self._write(lambda c: _erase_batch(c, selector, ids))
+        try:
+            return self._write(lambda c: _erase_batch(c, selector, ids))
+        finally:
+            self._forget_opened(selector.tenant)
 
     def erase_rest(self, selector: Selector) -> Erased:
         """Remove the selector's sessions, keys and directory entries."""
-        return self._write(lambda c: _erase_rest(c, selector))
+        try:
+            return self._write(lambda c: _erase_rest(c, selector))
+        finally:
+            self._forget_opened(selector.tenant)
 
     def scrub_pending(self) -> bool:
         """Whether a scrub is owed."""
@@ -112,7 +127,10 @@ class SQLitePrivacy:
 
     def anonymise(self, selector: Selector, pseudonym: str) -> dict[str, int]:
         """Rename the selector's user, in one transaction."""
-        return self._write(lambda c: _anonymise(c, selector, pseudonym))
+        try:
+            return self._write(lambda c: _anonymise(c, selector, pseudonym))
+        finally:
+            self._forget_opened(selector.tenant)
 
 
 def _known(conn: sqlite3.Connection, selector: Selector) -> bool:

@@ -12,6 +12,7 @@ from memex.core.query import Filters
 from memex.core.visibility import content_bytes, count_states
 from memex.storage.encryption import SEALED_OVERHEAD
 from memex.storage.sqlite import sql
+from memex.storage.sqlite.rows import Opener
 
 if TYPE_CHECKING:
     from memex.core.ranking import Facts
@@ -72,23 +73,34 @@ def by_keys(
 
 _THREAD = [f"m.{c}" for name, c in sql.SCOPE_COLUMNS.items() if name != "tenant"]
 FACTS_COLUMNS = ", ".join(
-    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", sql.plain("content", "m"), "m.id"]
+    ["m.seq", *_THREAD, "m.kind", "m.created_at", "m.importance", "m.content", "m.id", "m.version"]
 )
 """What ranking needs of a candidate (``memex.core.ranking.Facts``), behind its key, and
-its id. The thread is every scope field but the tenant (which the filters fix) and the
-kind, made a tuple here: joining them in SQL costs more than the row's lookup."""
+its id (and version, to open sealed content). The thread is every scope field but the
+tenant (which the filters fix) and the kind, made a tuple here: joining them in SQL
+costs more than the row's lookup."""
 
 _END = len(_THREAD) + 2  # where the thread's columns end
 
 
-def facts_of(rows: Iterable[Sequence[Any]], into: dict[int, Facts], ids: dict[int, str]) -> None:
-    """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``, their ids to ``ids``."""
+def facts_of(
+    rows: Iterable[Sequence[Any]],
+    into: dict[int, Facts],
+    ids: dict[int, str],
+    tenant: str,
+    opener: Opener,
+) -> None:
+    """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``, their ids to
+    ``ids``; sealed content (of the encrypted ``tenant``) is opened with ``opener``."""
     from memex.core.ranking import Facts
 
     make = Facts._make
     end = _END
     for r in rows:
-        into[r[0]] = make((tuple(r[1:end]), *r[end : end + 3]))
+        text = r[end + 2]
+        if type(text) is bytes:
+            text = opener(tenant, r[end + 3], r[end + 4], "content", text)
+        into[r[0]] = make((tuple(r[1:end]), r[end], r[end + 1], text))
         ids[r[0]] = r[end + 3]
 
 

@@ -7,8 +7,9 @@ time). ``sql.COLUMNS`` and ``sql.HISTORY_COLUMNS`` select rows in this layout.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,13 @@ STORED_COLUMNS: tuple[str, ...] = (
 
 CREATED = STORED_COLUMNS.index("created_at")
 _METADATA = STORED_COLUMNS.index("metadata")
+_CONTENT = STORED_COLUMNS.index("content")
+_HASH = STORED_COLUMNS.index("content_hash")
+_VERSION = STORED_COLUMNS.index("version")
+
+Opener = Callable[[str, str, int, str, bytes], str]
+"""Opens a sealed memory field: (tenant, id, version, field, sealed) -> text
+(``memex.storage.encryption.Keyring.open_field``)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_LIMIT = 4096
 
@@ -97,6 +105,28 @@ class _Rows:
 DECODER = _Rows()
 
 
-def memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
-    """Memories for stored rows, each decoded on first use."""
-    return stored_memories(rows, DECODER)
+def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[Any]]:
+    """Stored rows with an encrypted tenant's sealed content and metadata opened, and the
+    content hash the SHA-256 of the content, as a plain row has them (the same rows
+    when none is sealed)."""
+    if all(type(row[_CONTENT]) is not bytes for row in rows):
+        return rows
+    out: list[Sequence[Any]] = []
+    for row in rows:
+        sealed = row[_CONTENT]
+        if type(sealed) is not bytes:
+            out.append(row)
+            continue
+        tenant, mid, version = row[2], row[1], row[_VERSION]
+        values = list(row)
+        text = values[_CONTENT] = opener(tenant, mid, version, "content", sealed)
+        values[_METADATA] = opener(tenant, mid, version, "metadata", row[_METADATA])
+        values[_HASH] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        out.append(values)
+    return out
+
+
+def memories(rows: Sequence[Sequence[Any]], opener: Opener) -> list[Memory]:
+    """Memories for stored rows (sealed values opened with ``opener``), each decoded on
+    first use."""
+    return stored_memories(opened(rows, opener), DECODER)

@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from memex.core.models import Memory
+from memex.errors import StoreKeyError
+from memex.storage.encryption import KeyNeededError
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.connection import translate
+from memex.storage.sqlite.rows import Opener
 from memex.storage.sqlite.rows import memories as stored_memories
 
 _BATCH = 500
@@ -33,10 +36,14 @@ class SQLiteSnapshot:
         params: Sequence[Any],
         *,
         history: bool,
+        opener: Opener,
         failure: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
+        """``opener`` opens sealed values (their tenant's key is loaded already);
+        ``failure`` says why one opened in SQL failed, if one did."""
         self._path = path
-        self._failure = failure  # why an opened sealed value failed, if one did
+        self._opener = opener
+        self._failure = failure
         self._where, self._params = where, list(params)
         self._history = history
         self._conn: sqlite3.Connection | None = conn
@@ -70,12 +77,14 @@ class SQLiteSnapshot:
                 self._params,
             )
             while rows := cursor.fetchmany(_BATCH):
-                memories = stored_memories(rows)
+                memories = stored_memories(rows, self._opener)
                 past = self._past(conn, rows) if self._history else {}
                 for memory in memories:
                     yield memory, past.get(memory.id, [])
         except sqlite3.Error as exc:
             raise (self._failure() or translate(exc, self._path)) from exc
+        except KeyNeededError as exc:  # its key was destroyed since the snapshot began
+            raise StoreKeyError(f"tenant {exc.tenant!r}'s data key cannot be loaded") from exc
 
     def _past(
         self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]
@@ -91,7 +100,7 @@ class SQLiteSnapshot:
             convert=str,
         )
         out: dict[str, list[Memory]] = {}
-        for memory in stored_memories(found):
+        for memory in stored_memories(found, self._opener):
             out.setdefault(memory.id, []).append(memory)
         return out
 

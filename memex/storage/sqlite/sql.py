@@ -30,16 +30,18 @@ def plain(column: str, alias: str = "") -> str:
 
 
 # Both lists follow rows.STORED_COLUMNS, so rows become memories with rows.memories
-# (history rows have no key and no access statistics).
+# (history rows have no key and no access statistics). An encrypted tenant's sealed
+# content and metadata come as they are stored, and rows.memories opens them in Python:
+# a function called from SQL costs a hand-over of the interpreter lock per value.
 COLUMNS = (
-    f"seq, id, tenant, project, user_id, agent, session, kind, {plain('content')}, tags, "
-    f"{plain('metadata')}, importance, source, {plain('content_hash')}, version, created_at, "
+    "seq, id, tenant, project, user_id, agent, session, kind, content, tags, "
+    "metadata, importance, source, content_hash, version, created_at, "
     "updated_at, expires_at, deleted_at, last_accessed_at, access_count, valid_from, "
     "valid_until, superseded_by"
 )
 HISTORY_COLUMNS = (
-    f"0, id, tenant, project, user_id, agent, session, kind, {plain('content')}, tags, "
-    f"{plain('metadata')}, importance, source, {plain('content_hash')}, version, created_at, "
+    "0, id, tenant, project, user_id, agent, session, kind, content, tags, "
+    "metadata, importance, source, content_hash, version, created_at, "
     "updated_at, expires_at, deleted_at, NULL, 0, valid_from, valid_until, superseded_by"
 )
 _SCOPE_COLUMNS = {"project": "project", "user": "user_id", "agent": "agent", "session": "session"}

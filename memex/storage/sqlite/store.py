@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress, Tally
@@ -209,10 +209,11 @@ class SQLiteStore(Access):
         # A connection of its own: its read transaction spans the whole iteration.
         self._run(lambda c: keys.preload(c, self._keyring, str(scope.tenant)))
         conn = self._connections.separate()
-        failure = self._keyring.failure
+        keyring = self._keyring
         return SQLiteSnapshot(
-            conn, str(self._path), where, params, history=history, failure=failure
-        )
+            conn, str(self._path), where, params, history=history,
+            opener=keyring.open_field, failure=keyring.failure,
+        )  # fmt: skip
 
     def backup(self, target: Path, progress: Progress | None = None) -> int:
         # A connection of its own: its read transaction spans the whole copy.
@@ -247,6 +248,8 @@ class SQLiteStore(Access):
             writes.apply_batch(conn, scope, batch, model.dimensions, cipher, self._audited)
 
         self._write(apply)
+        if batch.purges:
+            self._keyring.opened.drop(str(scope.tenant))
         if batch.purges or self._wal_dirty:
             self._truncate_wal()
         if batch.purges:
@@ -262,7 +265,7 @@ class SQLiteStore(Access):
             ) from exc
 
     def privacy(self) -> SQLitePrivacy:
-        return SQLitePrivacy(self._run, self._write, self._scrub_files)
+        return SQLitePrivacy(self._run, self._write, self._scrub_files, self._keyring.opened.drop)
 
     def _scrub_files(self) -> tuple[str, ...]:
         """After an erasure: empty the write-ahead log, rewrite the tantivy index."""
@@ -307,14 +310,23 @@ class SQLiteStore(Access):
         if len(ids) == 1:  # get: one indexed lookup
             where, params = sql.filter_clause(filters, utcnow())  # refuses a tenantless scope
             query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
-            found = self._rows(query, [ids[0], *params])
-            return {ids[0]: rows.memories(found)[0]} if found else {}
+            found = self._opened_rows(lambda c: c.execute(query, [ids[0], *params]).fetchall())
+            return {ids[0]: rows.memories(found, self._keyring.open_field)[0]} if found else {}
         # The last recall's candidates (of whichever thread asked last): its page is
         # found by key. Ids are unique within a tenant only.
         tenant, recent = self._recent_keys
         keys = recent if tenant == filters.scope.tenant else {}
-        found = self._run(lambda c: reads.by_ids(c, filters, ids, keys))  # checks the scope
-        return dict(zip([row[1] for row in found], rows.memories(found), strict=True))
+        found = self._opened_rows(lambda c: reads.by_ids(c, filters, ids, keys))
+        memories = rows.memories(found, self._keyring.open_field)
+        return dict(zip([row[1] for row in found], memories, strict=True))
+
+    def _opened_rows(
+        self, read: Callable[[sqlite3.Connection], Sequence[Sequence[Any]]]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows ``read`` selects (``sql.COLUMNS``), their sealed values opened (the
+        tenant's key loaded first if it is not yet)."""
+        opener = self._keyring.open_field
+        return self._run(lambda c: rows.opened(read(c), opener))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)  # refuses a scope without a tenant
@@ -325,7 +337,9 @@ class SQLiteStore(Access):
         vector = self._search_vector(filters, query.vector, query.limit, ids)
         seen = self._visibility
         found = self._run(
-            lambda c: candidates.gather(c, filters, query, lexical, vector, ids, seen)
+            lambda c: candidates.gather(
+                c, filters, query, lexical, vector, ids, self._keyring.open_field, seen
+            )
         )
         # The page asked for next is among these: fetch finds it by key, not by id.
         self._recent_keys = (tenant, {i: k for k, i in found.ids.items()})
@@ -427,15 +441,16 @@ class SQLiteStore(Access):
         self, filters: Filters, order: Order, limit: int | None, cursor: str | None
     ) -> tuple[builtins.list[Memory], str | None]:
         query, params = sql.list_query(filters, utcnow(), order, limit, cursor)
-        found = self._rows(query, params)
+        found = self._opened_rows(lambda c: c.execute(query, params).fetchall())
         page = found if limit is None else found[:limit]
         next_cursor = None
         if limit is not None and len(found) > limit and page:
             next_cursor = rows.encode_cursor(page[-1][rows.CREATED], page[-1][0])
-        return rows.memories(page), next_cursor
+        return rows.memories(page, self._keyring.open_field), next_cursor
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
-        return rows.memories(self._run(lambda c: reads.history(c, scope, memory_id)))
+        found = self._opened_rows(lambda c: reads.history(c, scope, memory_id))
+        return rows.memories(found, self._keyring.open_field)
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         stored = self._vectors_model()

@@ -1,0 +1,81 @@
+"""``Opened``, the memory fields a store opened lately: found again only for the same
+row and the very same sealed bytes, bounded in size and in age, dropped by tenant."""
+
+from __future__ import annotations
+
+import pytest
+
+from memex.storage import encryption
+from memex.storage.encryption import Opened
+
+
+def _key(n: int, tenant: str = "t") -> tuple[str, str, int, str]:
+    return (tenant, f"m{n}", 1, "content")
+
+
+def test_a_value_is_found_again_only_for_the_same_sealed_bytes() -> None:
+    opened = Opened()
+    opened.put(_key(1), b"sealed-1", "one")
+    assert opened.get(_key(1), b"sealed-1") == "one"
+    assert opened.get(_key(1), memoryview(b"sealed-1")) == "one"  # as PostgreSQL gives it
+    assert opened.get(_key(1), b"sealed-X") is None  # changed on disk since
+    assert opened.get(_key(2), b"sealed-1") is None  # moved to another row
+    assert opened.get(("t", "m1", 2, "content"), b"sealed-1") is None  # another version
+    assert opened.get(("t", "m1", 1, "metadata"), b"sealed-1") is None  # another field
+    assert opened.get(_key(1, "u"), b"sealed-1") is None  # another tenant
+
+
+def test_size_is_bounded_by_two_generations() -> None:
+    opened = Opened(budget=100)
+    for n in range(50):
+        opened.put(_key(n), b"x" * 10, "y" * 10)  # 20 characters each
+    assert len(opened) <= 10  # this generation's and the one before's, 5 each at most
+    assert opened.get(_key(49), b"x" * 10) == "y" * 10
+    assert opened.get(_key(0), b"x" * 10) is None
+
+
+def test_a_value_read_from_the_older_generation_is_kept_on() -> None:
+    opened = Opened(budget=100)
+    opened.put(_key(0), b"x" * 10, "y" * 10)
+    for n in range(1, 5):
+        opened.put(_key(n), b"x" * 10, "y" * 10)
+    opened.put(_key(5), b"x" * 10, "y" * 10)  # the first generation is now the older
+    assert opened.get(_key(0), b"x" * 10) == "y" * 10  # read: moved to the newer
+    for n in range(6, 14):
+        opened.put(_key(n), b"x" * 10, "y" * 10)
+    assert opened.get(_key(0), b"x" * 10) == "y" * 10
+    assert opened.get(_key(1), b"x" * 10) is None
+
+
+def test_a_value_larger_than_the_limit_is_not_kept() -> None:
+    opened = Opened()
+    big = "z" * encryption.OPENED_LARGEST
+    opened.put(_key(1), b"s", big)
+    assert opened.get(_key(1), b"s") is None
+    assert len(opened) == 0
+
+
+def test_values_age_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(encryption.time, "monotonic", lambda: now[0])
+    opened = Opened(seconds=60)
+    opened.put(_key(1), b"s1", "one")
+    now[0] += 61
+    assert opened.get(_key(1), b"s1") == "one"  # past one age: in the older generation
+    opened.put(_key(2), b"s2", "two")
+    now[0] += 121  # past two ages: both generations go
+    opened.put(_key(3), b"s3", "three")
+    assert opened.get(_key(1), b"s1") is None
+    assert opened.get(_key(2), b"s2") is None
+    assert opened.get(_key(3), b"s3") == "three"
+
+
+def test_dropping_a_tenant_keeps_the_others() -> None:
+    opened = Opened()
+    opened.put(_key(1, "a"), b"s", "of a")
+    opened.put(_key(1, "b"), b"s", "of b")
+    opened.drop("a")
+    assert opened.get(_key(1, "a"), b"s") is None
+    assert opened.get(_key(1, "b"), b"s") == "of b"
+    opened.drop()
+    assert len(opened) == 0
