@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from memex.errors import ConflictError, StoreReadOnlyError, ValidationError
 from memex.storage.encryption import Keyring
-from memex.storage.sqlite import keys
+from memex.storage.sqlite import keys, rows
 from memex.storage.sqlite.connection import (
     Connections,
     translate,
@@ -58,6 +58,14 @@ class Access:
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[Any]:
         return self._run(lambda c: c.execute(query, params).fetchall())
+
+    def _opened_rows(
+        self, read: Callable[[sqlite3.Connection], Sequence[Sequence[Any]]]
+    ) -> Sequence[Sequence[Any]]:
+        """The memory rows ``read`` selects (``sql.COLUMNS``), their sealed values opened
+        in Python (the tenant's key loaded first if it is not yet)."""
+        opener = self._keyring.open_field
+        return self._run(lambda c: rows.opened(read(c), opener))
 
     def _write(self, fn: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:
         """Run ``fn`` in a write transaction; without ``wait``, fail at once if another

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from memex.core.models import Memory, Scope, to_micros, utcnow
 from memex.core.progress import Progress, Tally
@@ -319,14 +319,6 @@ class SQLiteStore(Access):
         found = self._opened_rows(lambda c: reads.by_ids(c, filters, ids, keys))
         memories = rows.memories(found, self._keyring.open_field)
         return dict(zip([row[1] for row in found], memories, strict=True))
-
-    def _opened_rows(
-        self, read: Callable[[sqlite3.Connection], Sequence[Sequence[Any]]]
-    ) -> Sequence[Sequence[Any]]:
-        """The rows ``read`` selects (``sql.COLUMNS``), their sealed values opened (the
-        tenant's key loaded first if it is not yet)."""
-        opener = self._keyring.open_field
-        return self._run(lambda c: rows.opened(read(c), opener))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
         sql.scope_clause(filters.scope)  # refuses a scope without a tenant
