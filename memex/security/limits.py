@@ -124,27 +124,41 @@ class Limits:
         self.book = book
         self.events = events
         self._rated = policy.key is not None or policy.tenant is not None
+        # Each caller's buckets (names and rates), made once: the check runs per request.
+        self._buckets: dict[tuple[str, str], list[tuple[str, Rate]]] = {}
 
     @property
     def remote(self) -> bool:
         """Whether a check is a network round trip."""
         return self.limiter.remote and (self._rated or self.book is not None)
 
+    def _buckets_of(self, principal: Principal) -> list[tuple[str, Rate]]:
+        slot = (principal.key_id, principal.tenant)
+        found = self._buckets.get(slot)
+        if found is None:
+            policy = self.policy
+            found = []
+            if policy.key is not None and principal.key_id:
+                found.append((f"k:{principal.key_id}", policy.key))
+            if policy.tenant is not None:
+                found.append((f"t:{principal.tenant}", policy.tenant))
+            if len(self._buckets) >= _MAX_BUCKETS:
+                self._buckets.clear()
+            self._buckets[slot] = found
+        return found
+
     def admit(self, principal: Principal, headers: dict[str, str]) -> None:
         """Check one request of ``principal``, putting the response's ``RateLimit-*``
         fields in ``headers`` (a refusal's too): RateLimitError or
         CallQuotaExceededError if it may not go on."""
-        policy, book, tenant = self.policy, self.book, principal.tenant
-        buckets: list[tuple[str, Rate]] = []
-        if policy.key is not None and principal.key_id:
-            buckets.append((f"k:{principal.key_id}", policy.key))
-        if policy.tenant is not None:
-            buckets.append((f"t:{tenant}", policy.tenant))
-        calls_limit = None if book is None else book.quotas(tenant).calls_per_hour.hard
-        counted = book is not None
-        if not buckets and not counted:
+        book, tenant = self.book, principal.tenant
+        buckets = self._buckets_of(principal)
+        quotas = None if book is None else book.quotas(tenant)
+        calls_limit = None if quotas is None else quotas.calls_per_hour.hard
+        if not buckets and quotas is None:
             return
-        found = self.limiter.admit(buckets, f"c:{tenant}" if counted else None, calls_limit)
+        calls = None if quotas is None else f"c:{tenant}"
+        found = self.limiter.admit(buckets, calls, calls_limit)
         if found.taken is not None:
             headers.update(rate_headers(found.taken))
         if found.calls_refused:
@@ -161,8 +175,8 @@ class Limits:
                 "too many requests: try again after the Retry-After seconds",
                 found.taken.retry_after,
             )
-        if book is not None:
-            book.note_calls(tenant, found.calls, found.next_hour)
+        if book is not None and quotas is not None:
+            book.note_calls(tenant, found.calls, found.next_hour, quotas.calls_per_hour)
 
     def warning(self, tenant: str) -> str | None:
         """The ``Memex-Quota-Warning`` value for the tenant, if it is at a soft limit."""

@@ -239,10 +239,14 @@ class QuotaBook:
         if crossed_soft(limit, existing, existing + 1):
             self.events.on_quota_warning(tenant, kind, existing + 1, limit)
 
-    def note_calls(self, tenant: str, calls: int, next_hour: float) -> None:
+    def note_calls(
+        self, tenant: str, calls: int, next_hour: float, limit: Limit | None = None
+    ) -> None:
         """Keep the tenant's calls this hour, as the limiter counted them; a warning
-        when they reach the soft limit."""
-        limit = self.quotas(tenant).calls_per_hour
+        when they reach the soft limit (``limit``: the tenant's calls_per_hour quota,
+        read here if not given)."""
+        if limit is None:
+            limit = self.quotas(tenant).calls_per_hour
         ends = self._clock() + next_hour
         with self._lock:
             usage = self._usage.get(tenant)
@@ -264,6 +268,12 @@ class QuotaBook:
             return None
         quotas = found[0]
         calls = usage.calls if usage.calls_window > self._clock() else 0
+        if (
+            _below_soft(quotas.memories, usage.memories, 1)
+            and _below_soft(quotas.storage_mb, usage.content_bytes, UNITS.get("storage_mb", 1))
+            and _below_soft(quotas.calls_per_hour, calls, 1)
+        ):
+            return None  # the common case, asked on every answer
         parts = [
             warning_text(name, used, limit)
             for name, used, limit in (
@@ -293,3 +303,8 @@ class QuotaBook:
             },
             defaults=defaults,
         )
+
+
+def _below_soft(limit: Limit, used: int, unit: int) -> bool:
+    """Whether ``used`` is under ``limit``'s soft line (so ``judge`` would not warn)."""
+    return limit.soft is None or used < limit.soft * unit or used <= 0

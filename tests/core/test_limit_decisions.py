@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memex.core.limits import (
     DEFAULT_QUOTAS,
@@ -212,3 +214,19 @@ def test_warning_text_and_report_round_trip() -> None:
     assert warning_text("storage_mb", 812_300_001, Limit(1_000, 800)) == "storage_mb 813/1000"
     report = QuotaReport("acme", UNLIMITED, {"memories": 3, "calls_per_hour": None}, True)
     assert QuotaReport.from_dict(report.to_dict()).to_dict() == report.to_dict()
+
+
+@given(
+    hard=st.one_of(st.none(), st.integers(0, 50)),
+    soft=st.one_of(st.none(), st.integers(0, 50)),
+    used=st.integers(0, 3_000),
+    unit=st.sampled_from([1, 7, 1_000]),
+)
+def test_the_quick_soft_check_agrees_with_judge(
+    hard: int | None, soft: int | None, used: int, unit: int
+) -> None:
+    from memex.core.limits import Limit, Verdict, judge
+    from memex.security.quotas import _below_soft
+
+    limit = Limit(hard, soft)
+    assert _below_soft(limit, used, unit) == (judge(limit, used, 0, unit) is not Verdict.WARN)

@@ -110,8 +110,7 @@ class Edge:
 
     def _with_limits(self, message: Message, outgoing: Outgoing) -> Message:
         """The answer's start with the limits' header fields added."""
-        added = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                 for k, v in outgoing.headers.items()]  # fmt: skip
+        added = [(_field_name(k), v.encode("latin-1")) for k, v in outgoing.headers.items()]
         warning = None if self.limits is None else self.limits.warning(str(outgoing.tenant))
         if warning is not None:
             added.append((b"memex-quota-warning", warning.encode("latin-1")))
@@ -161,3 +160,14 @@ class Edge:
             return message
 
         return limited
+
+
+_NAMES: dict[str, bytes] = {}
+
+
+def _field_name(name: str) -> bytes:
+    """A header field's name as ASGI sends it (lower-case bytes), made once per name."""
+    found = _NAMES.get(name)
+    if found is None:
+        found = _NAMES[name] = name.lower().encode("latin-1")
+    return found
