@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from memex.core.limits import (
@@ -228,5 +228,6 @@ def test_the_quick_soft_check_agrees_with_judge(
     from memex.core.limits import Limit, Verdict, judge
     from memex.security.quotas import _below_soft
 
+    assume(hard is None or soft is None or soft <= hard)  # what a Limit allows
     limit = Limit(hard, soft)
     assert _below_soft(limit, used, unit) == (judge(limit, used, 0, unit) is not Verdict.WARN)
