@@ -365,27 +365,3 @@ def test_a_ciphertext_swapped_after_it_was_read_is_still_detected(
         assert db.get(second).content == _sentence(2)
     finally:
         db.close()
-
-
-def test_opened_text_is_let_go_on_erase_and_purge(postgres_url: str, key_hex: str) -> None:
-    db = _open(postgres_url, master_key=key_hex)
-    try:
-        alice = db.scoped(user="alice")
-        bob = db.scoped(user="bob")
-        kept = alice.remember("alice-only walrus diary").id
-        purged = alice.remember("alice purged pelican note").id
-        bob.remember("bob-only heron diary")
-        for handle in (alice, bob):
-            handle.recall("diary", 5)
-        assert alice.get(purged).content == "alice purged pelican note"
-        assert "walrus" in _kept(db) and "heron" in _kept(db) and "pelican" in _kept(db)
-        alice.purge(purged)
-        assert "pelican" not in _kept(db)
-        assert alice.get(kept).content == "alice-only walrus diary"
-        db.erase(user="alice")
-        assert "walrus" not in _kept(db)
-        assert bob.recall("diary", 5)[0].memory.content == "bob-only heron diary"
-        db.erase(tenant="default")
-        assert _kept(db) == ""
-    finally:
-        db.close()
