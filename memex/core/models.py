@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -86,8 +87,6 @@ def _out_of_range(what: str, value: object) -> ValidationError:
 
 def content_hash(content: str) -> str:
     """The SHA-256 hex digest of a memory's content: the key of the embedding cache."""
-    import hashlib
-
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 

@@ -18,12 +18,12 @@ import hmac
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from memex.core import encryption
+from memex.core.models import content_hash
 from memex.errors import ConfigError, StoreKeyError
 
 if TYPE_CHECKING:
@@ -384,7 +384,7 @@ class Keyring:
         if field == "content_hash":
             # The content was opened just before, for the same row (and is kept).
             text = found[1].open_memory(memory_id, version, "content", value)
-            return hashlib.sha256(text.encode("utf-8")).hexdigest()
+            return content_hash(text)
         return found[1].open_memory(memory_id, version, field, value)
 
     def plain(self, tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
@@ -401,7 +401,3 @@ class Keyring:
         found: BaseException | None = getattr(self._local, "failure", None)
         self._local.failure = None
         return found
-
-    def sql_function(self) -> Callable[[str, str, int, str, bytes], str]:
-        """``plain`` as SQLite calls it."""
-        return self.plain

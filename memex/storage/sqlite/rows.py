@@ -7,13 +7,12 @@ time). ``sql.COLUMNS`` and ``sql.HISTORY_COLUMNS`` select rows in this layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from memex.core.models import Memory, Scope, stored_memories
+from memex.core.models import Memory, Scope, content_hash, stored_memories
 from memex.storage.cursors import decode_cursor as decode_cursor
 from memex.storage.cursors import encode_cursor as encode_cursor
 
@@ -121,7 +120,7 @@ def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[A
         values = list(row)
         text = values[_CONTENT] = opener(tenant, mid, version, "content", sealed)
         values[_METADATA] = opener(tenant, mid, version, "metadata", row[_METADATA])
-        values[_HASH] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        values[_HASH] = content_hash(text)
         out.append(values)
     return out
 
