@@ -84,9 +84,10 @@ def refill(bucket: Bucket | None, rate: Rate, now: float) -> float:
     """The tokens ``bucket`` holds at ``now`` (a bucket never seen is full)."""
     if bucket is None:
         return float(rate.burst)
-    elapsed = now - bucket.at
-    level = bucket.tokens + elapsed * rate.per_second if elapsed > 0 else bucket.tokens
-    return min(float(rate.burst), level)  # a clock that stepped back adds nothing
+    tokens, at = bucket
+    if now > at:  # a clock that stepped back adds nothing
+        tokens += (now - at) * rate.per_second
+    return tokens if tokens < rate.burst else float(rate.burst)
 
 
 def take(
@@ -94,11 +95,21 @@ def take(
 ) -> tuple[list[Bucket], Taken]:
     """One request against every bucket: a token from each if all have one, else
     nothing taken (nothing either when not ``consume``). The buckets' new states, and
-    what was found. (Written as plain loops: it runs on every request.)"""
+    what was found. (Written as flat loops with ``refill`` inlined: it runs on every
+    request.)"""
     count = len(rates)
     if not count or len(buckets) != count:
         raise ValueError("one rate per bucket, at least one")
-    levels = [refill(bucket, rate, now) for bucket, rate in zip(buckets, rates, strict=True)]
+    levels: list[float] = []
+    for i in range(count):
+        bucket, burst = buckets[i], rates[i].burst
+        if bucket is None:
+            levels.append(float(burst))
+            continue
+        tokens, at = bucket
+        if now > at:
+            tokens += (now - at) * rates[i].per_second
+        levels.append(tokens if tokens < burst else float(burst))
     allowed = min(levels) >= 1.0
     spend = 1.0 if allowed and consume else 0.0
     states: list[Bucket] = []
@@ -112,7 +123,7 @@ def take(
         mine = after / rate.burst
         if i == 0 or mine < share:  # the lowest share; the first of equals
             tight, share = i, mine
-    rate, after = rates[tight], states[tight].tokens
+    rate, after = rates[tight], levels[tight] - spend
     return states, Taken(
         allowed,
         rate.burst,
@@ -122,18 +133,18 @@ def take(
     )
 
 
-def rate_headers(taken: Taken) -> dict[str, str]:
-    """The ``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` fields
-    (draft-ietf-httpapi-ratelimit-headers-06), and ``Retry-After`` for a refusal:
-    whole seconds, rounded up."""
-    headers = {
-        "RateLimit-Limit": str(taken.limit),
-        "RateLimit-Remaining": str(taken.remaining),
-        "RateLimit-Reset": str(math.ceil(taken.reset)),
-    }
+def rate_fields(taken: Taken) -> list[tuple[bytes, bytes]]:
+    """The ``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` header fields
+    (draft-ietf-httpapi-ratelimit-headers-06), and ``Retry-After`` for a refusal: whole
+    seconds, rounded up. As an ASGI answer carries them: lower-case names, bytes."""
+    fields = [
+        (b"ratelimit-limit", b"%d" % taken.limit),
+        (b"ratelimit-remaining", b"%d" % taken.remaining),
+        (b"ratelimit-reset", b"%d" % math.ceil(taken.reset)),
+    ]
     if not taken.allowed:
-        headers["Retry-After"] = str(max(1, math.ceil(taken.retry_after)))
-    return headers
+        fields.append((b"retry-after", b"%d" % max(1, math.ceil(taken.retry_after))))
+    return fields
 
 
 class Admission(NamedTuple):

@@ -4,8 +4,8 @@ Redis (``security.redis_limits``).
 
 ``Limits.admit`` runs once per request, after authentication: a dictionary look-up, a
 lock and a few multiplications in process (a few microseconds), or one round trip to
-Redis. It answers the ``RateLimit-*`` fields of the response, or refuses with
-RateLimitError (429 ``rate_limited``) or CallQuotaExceededError (429
+Redis. It answers what the ``RateLimit-*`` fields of the response show, or refuses
+with RateLimitError (429 ``rate_limited``) or CallQuotaExceededError (429
 ``quota_exceeded``).
 """
 
@@ -21,12 +21,13 @@ from memex.core.identity import Principal
 from memex.core.limits import (
     DEFAULT_KEY_RATE,
     DEFAULT_TENANT_RATE,
+    HOUR,
     Admission,
     Bucket,
     Rate,
+    Taken,
     admit,
     hour_window,
-    rate_headers,
 )
 from memex.errors import CallQuotaExceededError, RateLimitError
 from memex.security.quotas import LimitEvents, QuotaBook
@@ -45,6 +46,12 @@ class LimitPolicy:
     quotas: bool = True
     redis: str | None = None
     redis_prefix: str = "memex"
+
+
+class Shown(Protocol):
+    """Where ``Limits.admit`` puts what a response's ``RateLimit-*`` fields show."""
+
+    taken: Taken | None
 
 
 class Limiter(Protocol):
@@ -80,20 +87,23 @@ class LocalLimiter:
     ) -> Admission:
         """One request against ``buckets`` and the call count ``calls``."""
         now = time.time()
-        hour = hour_window(now)[0]
+        hour = int(now // HOUR)  # hour_window(now)[0], without the call
+        known = self._buckets
         with self._lock:
-            states = [self._buckets.get(name) for name, _ in buckets]
             made = 0
-            if calls is not None:
-                window, made = self._calls.get(calls, (hour, 0))
-                made = made if window == hour else 0
-            limit = calls_limit if calls is not None else None
-            after, found = admit(states, [rate for _, rate in buckets], made, limit, now)
-            for (name, _), state in zip(buckets, after, strict=True):
-                self._buckets[name] = state
+            if calls is None:
+                calls_limit = None
+            else:
+                counted = self._calls.get(calls)
+                if counted is not None and counted[0] == hour:
+                    made = counted[1]
+            states = [known.get(name) for name, _ in buckets]
+            after, found = admit(states, [rate for _, rate in buckets], made, calls_limit, now)
+            for i in range(len(after)):
+                known[buckets[i][0]] = after[i]
             if calls is not None:
                 self._calls[calls] = (hour, found.calls)
-            if len(self._buckets) > _MAX_BUCKETS:
+            if len(known) > _MAX_BUCKETS:
                 self._prune(now)
         return found
 
@@ -124,56 +134,58 @@ class Limits:
         self.book = book
         self.events = events
         self._rated = policy.key is not None or policy.tenant is not None
-        # Each caller's buckets (names and rates), made once: the check runs per request.
-        self._buckets: dict[tuple[str, str], list[tuple[str, Rate]]] = {}
+        # Each caller's buckets (names and rates) and call count's name, made once: the
+        # check runs per request.
+        self._callers: dict[tuple[str, str], tuple[list[tuple[str, Rate]], str]] = {}
 
     @property
     def remote(self) -> bool:
         """Whether a check is a network round trip."""
         return self.limiter.remote and (self._rated or self.book is not None)
 
-    def _buckets_of(self, principal: Principal) -> list[tuple[str, Rate]]:
+    def _caller(self, principal: Principal) -> tuple[list[tuple[str, Rate]], str]:
         slot = (principal.key_id, principal.tenant)
-        found = self._buckets.get(slot)
+        found = self._callers.get(slot)
         if found is None:
             policy = self.policy
-            found = []
+            buckets = []
             if policy.key is not None and principal.key_id:
-                found.append((f"k:{principal.key_id}", policy.key))
+                buckets.append((f"k:{principal.key_id}", policy.key))
             if policy.tenant is not None:
-                found.append((f"t:{principal.tenant}", policy.tenant))
-            if len(self._buckets) >= _MAX_BUCKETS:
-                self._buckets.clear()
-            self._buckets[slot] = found
+                buckets.append((f"t:{principal.tenant}", policy.tenant))
+            if len(self._callers) >= _MAX_BUCKETS:
+                self._callers.clear()
+            found = self._callers[slot] = (buckets, f"c:{principal.tenant}")
         return found
 
-    def admit(self, principal: Principal, headers: dict[str, str]) -> None:
-        """Check one request of ``principal``, putting the response's ``RateLimit-*``
-        fields in ``headers`` (a refusal's too): RateLimitError or
-        CallQuotaExceededError if it may not go on."""
+    def admit(self, principal: Principal, shown: Shown) -> None:
+        """Check one request of ``principal``, putting what the response's
+        ``RateLimit-*`` fields show (a refusal's too) in ``shown.taken``: RateLimitError
+        or CallQuotaExceededError if it may not go on."""
         book, tenant = self.book, principal.tenant
-        buckets = self._buckets_of(principal)
+        buckets, calls = self._caller(principal)
         quotas = None if book is None else book.quotas(tenant)
-        calls_limit = None if quotas is None else quotas.calls_per_hour.hard
-        if not buckets and quotas is None:
-            return
-        calls = None if quotas is None else f"c:{tenant}"
-        found = self.limiter.admit(buckets, calls, calls_limit)
-        if found.taken is not None:
-            headers.update(rate_headers(found.taken))
+        if quotas is None:
+            if not buckets:
+                return
+            found = self.limiter.admit(buckets, None, None)
+            limit = None
+        else:
+            limit = quotas.calls_per_hour.hard
+            found = self.limiter.admit(buckets, calls, limit)
+        taken = shown.taken = found.taken
         if found.calls_refused:
             self.events.refused(tenant, principal.key_id, "quota_exceeded", "calls_per_hour")
             raise CallQuotaExceededError(
-                f"the tenant is at its calls_per_hour quota ({calls_limit}); "
+                f"the tenant is at its calls_per_hour quota ({limit}); "
                 f"the count starts again in {int(found.next_hour) + 1} s",
                 "calls_per_hour",
                 found.next_hour,
             )
-        if found.taken is not None and not found.taken.allowed:
+        if taken is not None and not taken.allowed:
             self.events.refused(tenant, principal.key_id, "rate_limited", None)
             raise RateLimitError(
-                "too many requests: try again after the Retry-After seconds",
-                found.taken.retry_after,
+                "too many requests: try again after the Retry-After seconds", taken.retry_after
             )
         if book is not None and quotas is not None:
             book.note_calls(tenant, found.calls, found.next_hour, quotas.calls_per_hour)

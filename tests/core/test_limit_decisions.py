@@ -21,7 +21,7 @@ from memex.core.limits import (
     hour_window,
     judge,
     parse_rate,
-    rate_headers,
+    rate_fields,
     take,
     warning_text,
 )
@@ -122,21 +122,23 @@ def test_hour_window(now: float, window: int, left: float) -> None:
     [
         (
             Taken(True, 100, 42, 57.2, 0.0),
-            {"RateLimit-Limit": "100", "RateLimit-Remaining": "42", "RateLimit-Reset": "58"},
+            {b"ratelimit-limit": b"100", b"ratelimit-remaining": b"42", b"ratelimit-reset": b"58"},
         ),
         (
             Taken(False, 10, 0, 10.0, 0.2),
             {
-                "RateLimit-Limit": "10",
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": "10",
-                "Retry-After": "1",  # whole seconds, at least one
+                b"ratelimit-limit": b"10",
+                b"ratelimit-remaining": b"0",
+                b"ratelimit-reset": b"10",
+                b"retry-after": b"1",  # whole seconds, at least one
             },
         ),
     ],
 )
-def test_rate_headers(taken: Taken, headers: dict[str, str]) -> None:
-    assert rate_headers(taken) == headers
+def test_rate_fields(taken: Taken, headers: dict[bytes, bytes]) -> None:
+    fields = rate_fields(taken)
+    assert dict(fields) == headers
+    assert len(fields) == len(headers)  # each field once
 
 
 @pytest.mark.parametrize(

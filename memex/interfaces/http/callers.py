@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from memex.actor import set_actor
 from memex.core.audit import Actor
 from memex.core.identity import Action, Principal, Role, require, split_key
+from memex.core.limits import Taken
 from memex.core.locations import is_database_url
 from memex.service import Memex
 
@@ -105,13 +106,14 @@ class Gate:
 
 
 class Outgoing:
-    """What a request's answer carries besides its body: the limits' header fields, and
-    the tenant whose quota warnings it shows (the edge adds them as it starts)."""
+    """What a request's answer carries besides its body: what its rate limits' header
+    fields show, and the tenant whose quota warnings it shows (the edge adds them as the
+    answer starts)."""
 
-    __slots__ = ("headers", "tenant")
+    __slots__ = ("taken", "tenant")
 
     def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
+        self.taken: Taken | None = None
         self.tenant: str | None = None
 
 
@@ -154,7 +156,7 @@ class Caller:
             limits = self._gate.limits
             if limits is not None:
                 self._outgoing.tenant = principal.tenant
-                limits.admit(principal, self._outgoing.headers)
+                limits.admit(principal, self._outgoing)
             self._principal = principal
         return self._principal
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memex.core.limits import rate_fields
 from memex.interfaces.http.callers import OUTGOING, Outgoing
 from memex.interfaces.http.errors import Refusal, error_response, internal_error, route_of
 from memex.interfaces.http.metrics import Metrics
@@ -110,15 +111,18 @@ class Edge:
 
     def _with_limits(self, message: Message, outgoing: Outgoing) -> Message:
         """The answer's start with the limits' header fields added."""
-        added = [(_field_name(k), v.encode("latin-1")) for k, v in outgoing.headers.items()]
+        taken = outgoing.taken
+        added = [] if taken is None else rate_fields(taken)
         warning = None if self.limits is None else self.limits.warning(str(outgoing.tenant))
         if warning is not None:
             added.append((b"memex-quota-warning", warning.encode("latin-1")))
         if not added:
             return message
-        present = {name for name, _ in message.get("headers", ())}
-        kept = [(name, value) for name, value in added if name not in present]
-        return {**message, "headers": [*message.get("headers", ()), *kept]}
+        headers = message.get("headers", ())
+        if message["status"] >= 400:  # an error's answer may carry Retry-After already
+            present = {name for name, _ in headers}
+            added = [(name, value) for name, value in added if name not in present]
+        return {**message, "headers": [*headers, *added]}
 
     def _refusal(self, scope: Scope) -> ASGIApp | None:
         """The answer for a request refused by its headers alone, else None."""
@@ -160,14 +164,3 @@ class Edge:
             return message
 
         return limited
-
-
-_NAMES: dict[str, bytes] = {}
-
-
-def _field_name(name: str) -> bytes:
-    """A header field's name as ASGI sends it (lower-case bytes), made once per name."""
-    found = _NAMES.get(name)
-    if found is None:
-        found = _NAMES[name] = name.lower().encode("latin-1")
-    return found
