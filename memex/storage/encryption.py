@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memex.core import encryption
 from memex.core.models import content_hash
@@ -48,6 +48,7 @@ OPENED_LARGEST = 64 * 1024
 """Values larger than this (sealed bytes and text together) are opened every time."""
 
 _Field = tuple[str, str, int, str]  # tenant, memory id, version, field
+_Entry = list[Any]  # the sealed bytes, their text, and (a content's) its SHA-256 or None
 
 
 class Opened:
@@ -56,10 +57,11 @@ class Opened:
 
     An entry is found again only under the same tenant, memory, version and field, and
     only for the very sealed bytes it was opened from: a value changed or moved since is
-    opened, and authenticated, again. Two generations of a dictionary: a look-up tries
-    the newer, then the older (moving what it finds to the newer); when the newer has
-    held ``budget`` characters or served ``seconds``, it becomes the older and the older
-    is let go (both, once the newer has served twice ``seconds``), at the next look-up.
+    opened, and authenticated, again. A content's entry also keeps its SHA-256 once
+    asked (``content_hash``). Two generations of a dictionary: a look-up tries the
+    newer, then the older (moving what it finds to the newer); when the newer has held
+    ``budget`` characters or served ``seconds``, it becomes the older and the older is
+    let go (both, once the newer has served twice ``seconds``), at the next look-up.
     So what is kept is bounded in size and in age, and ``drop`` lets go of a tenant's
     entries at once (its memories were erased or purged, its key destroyed). The text
     is kept in this process's memory only, never written anywhere.
@@ -71,13 +73,12 @@ class Opened:
         self._budget = budget
         self._seconds = seconds
         self._lock = threading.Lock()
-        self._new: dict[_Field, tuple[bytes, str]] = {}
-        self._old: dict[_Field, tuple[bytes, str]] = {}
+        self._new: dict[_Field, _Entry] = {}
+        self._old: dict[_Field, _Entry] = {}
         self._size = 0
         self._born = time.monotonic()
 
-    def get(self, key: _Field, sealed: bytes) -> str | None:
-        """The text ``sealed`` was opened to under ``key``, if it is kept."""
+    def _entry(self, key: _Field, sealed: bytes) -> _Entry | None:
         if time.monotonic() - self._born > self._seconds:
             self._turn_over()
         hit = self._new.get(key)
@@ -85,20 +86,39 @@ class Opened:
             hit = self._old.get(key)
             if hit is None or hit[0] != sealed:
                 return None
-            self.put(key, hit[0], hit[1])
+            self._keep(key, hit)
         elif hit[0] != sealed:
             return None
-        return hit[1]
+        return hit
+
+    def get(self, key: _Field, sealed: bytes) -> str | None:
+        """The text ``sealed`` was opened to under ``key``, if it is kept."""
+        hit = self._entry(key, sealed)
+        return None if hit is None else str(hit[1])
+
+    def hash_of(self, key: _Field, sealed: bytes) -> str | None:
+        """The SHA-256 (hex) of the text kept under ``key`` (a content's) for ``sealed``,
+        if it is kept (reckoned on the first ask, then kept with it)."""
+        hit = self._entry(key, sealed)
+        if hit is None:
+            return None
+        found: str | None = hit[2]
+        if found is None:
+            found = hit[2] = content_hash(hit[1])
+        return found
 
     def put(self, key: _Field, sealed: bytes, text: str) -> None:
         """Keep the text ``sealed`` (bytes) opened to under ``key``."""
-        size = len(sealed) + len(text)
-        if size > OPENED_LARGEST:
+        if len(sealed) + len(text) > OPENED_LARGEST:
             return
+        self._keep(key, [sealed, text, None])
+
+    def _keep(self, key: _Field, entry: _Entry) -> None:
+        size = len(entry[0]) + len(entry[1])
         with self._lock:
             if self._size + size > self._budget or time.monotonic() - self._born > self._seconds:
                 self._turn_over_locked()
-            self._new[key] = (sealed, text)
+            self._new[key] = entry
             self._size += size
 
     def drop(self, tenant: str | None = None) -> None:
@@ -109,7 +129,7 @@ class Opened:
                 return
             self._new = {k: v for k, v in self._new.items() if k[0] != tenant}
             self._old = {k: v for k, v in self._old.items() if k[0] != tenant}
-            self._size = sum(len(s) + len(t) for s, t in self._new.values())
+            self._size = sum(len(e[0]) + len(e[1]) for e in self._new.values())
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
@@ -262,11 +282,19 @@ class TenantCipher:
         )
 
     def seal_memory(self, memory_id: str, version: int, field: str, text: str) -> bytes:
-        """A memory's field sealed."""
-        return self.seal(text, encryption.memory_data(self.tenant, memory_id, version, field))
+        """A memory's field sealed (and kept as opened: the full-text index's trigger
+        opens the content as it is written, and a memory is often read soon after)."""
+        sealed = self.seal(text, encryption.memory_data(self.tenant, memory_id, version, field))
+        if self._opened is not None:
+            self._opened.put((self.tenant, memory_id, version, field), sealed, text)
+        return sealed
 
     def open_memory(self, memory_id: str, version: int, field: str, sealed: bytes) -> str:
-        """A memory's sealed field opened (or found again among those opened lately)."""
+        """A memory's sealed field opened (or found again among those opened lately);
+        ``field`` ``content_hash``: the SHA-256 of the content (``sealed``), as an
+        unsealed memory reports it."""
+        if field == "content_hash":
+            return self._content_hash(memory_id, version, sealed)
         opened = self._opened
         key = (self.tenant, memory_id, version, field)
         if opened is not None:
@@ -283,9 +311,21 @@ class TenantCipher:
             opened.put(key, sealed, text)
         return text
 
+    def _content_hash(self, memory_id: str, version: int, sealed: bytes) -> str:
+        """The SHA-256 of a memory's sealed content, kept with the opened content."""
+        opened = self._opened
+        key = (self.tenant, memory_id, version, "content")
+        found = None if opened is None else opened.hash_of(key, sealed)
+        if found is None:
+            text = self.open_memory(memory_id, version, "content", sealed)
+            found = None if opened is None else opened.hash_of(key, sealed)
+            if found is None:  # not kept (too large, or nowhere to keep it)
+                found = content_hash(text)
+        return found
+
     def digest(self, content_hash: str) -> str:
         """The stored form of a content hash: keyed, so it cannot be guessed from text."""
-        return hmac.new(self._hash_key, content_hash.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._hash_key, content_hash.encode(), "sha256").hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,10 +421,6 @@ class Keyring:
         found = self._ciphers.get(tenant)
         if found is None:
             raise KeyNeededError(tenant)
-        if field == "content_hash":
-            # The content was opened just before, for the same row (and is kept).
-            text = found[1].open_memory(memory_id, version, "content", value)
-            return content_hash(text)
         return found[1].open_memory(memory_id, version, field, value)
 
     def plain(self, tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:

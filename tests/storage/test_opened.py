@@ -79,3 +79,16 @@ def test_dropping_a_tenant_keeps_the_others() -> None:
     assert opened.get(_key(1, "b"), b"s") == "of b"
     opened.drop()
     assert len(opened) == 0
+
+
+def test_a_contents_hash_is_kept_with_it_for_the_same_sealed_bytes_only() -> None:
+    import hashlib
+
+    opened = Opened()
+    assert opened.hash_of(_key(1), b"sealed-1") is None  # nothing kept
+    opened.put(_key(1), b"sealed-1", "one")
+    expected = hashlib.sha256(b"one").hexdigest()
+    assert opened.hash_of(_key(1), b"sealed-1") == expected
+    assert opened.hash_of(_key(1), b"sealed-1") == expected  # asked again: the kept one
+    assert opened.hash_of(_key(1), b"sealed-X") is None  # changed on disk since
+    assert opened.hash_of(_key(2), b"sealed-1") is None  # another row

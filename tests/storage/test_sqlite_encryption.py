@@ -239,7 +239,7 @@ def test_encrypting_a_plain_tenant(tmp_path: Path, key_hex: str) -> None:
 def _kept(db: Memex) -> str:
     """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
-    return "\n".join(text for _, text in [*opened._new.values(), *opened._old.values()])
+    return "\n".join(entry[1] for entry in [*opened._new.values(), *opened._old.values()])
 
 
 def test_a_ciphertext_swapped_after_it_was_read_is_still_detected(

@@ -256,6 +256,10 @@ def test_sealed_rows_are_opened_and_plain_rows_left_alone() -> None:
 
     def opener(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
         calls.append((tenant, memory_id, version, field, value))
+        if field == "content_hash":  # as Keyring.open_field answers it: of the content
+            return hashlib.sha256(
+                opener(tenant, memory_id, version, "content", value).encode()
+            ).hexdigest()
         return {"content": "the opened text", "metadata": '{"k": 1}'}[field]
 
     plain = [sample_row(), sample_row(key=8)]
@@ -266,6 +270,8 @@ def test_sealed_rows_are_opened_and_plain_rows_left_alone() -> None:
     assert [c[3:] for c in calls] == [
         ("content", b"\x01sealed-content"),
         ("metadata", b"\x01sealed-meta"),
+        ("content_hash", b"\x01sealed-content"),
+        ("content", b"\x01sealed-content"),
     ]
     assert calls[0][:3] == ("default", sealed[1], sealed[STORED_COLUMNS.index("version")])
     memory = stored_memories([tuple(out[1])])[0]

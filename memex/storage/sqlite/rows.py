@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from memex.core.models import Memory, Scope, content_hash, stored_memories
+from memex.core.models import Memory, Scope, stored_memories
 from memex.storage.cursors import decode_cursor as decode_cursor
 from memex.storage.cursors import encode_cursor as encode_cursor
 
@@ -118,9 +118,9 @@ def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[A
             continue
         tenant, mid, version = row[2], row[1], row[_VERSION]
         values = list(row)
-        text = values[_CONTENT] = opener(tenant, mid, version, "content", sealed)
+        values[_CONTENT] = opener(tenant, mid, version, "content", sealed)
         values[_METADATA] = opener(tenant, mid, version, "metadata", row[_METADATA])
-        values[_HASH] = content_hash(text)
+        values[_HASH] = opener(tenant, mid, version, "content_hash", sealed)
         out.append(values)
     return out
 
