@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,8 +97,12 @@ class LocalLimiter:
                 counted = self._calls.get(calls)
                 if counted is not None and counted[0] == hour:
                     made = counted[1]
-            states = [known.get(name) for name, _ in buckets]
-            after, found = admit(states, [rate for _, rate in buckets], made, calls_limit, now)
+            states: list[Bucket | None] = []
+            rates: list[Rate] = []
+            for name, rate in buckets:  # loops, not comprehensions: no frame each
+                states.append(known.get(name))
+                rates.append(rate)
+            after, found = admit(states, rates, made, calls_limit, now)
             for i in range(len(after)):
                 known[buckets[i][0]] = after[i]
             if calls is not None:
@@ -134,6 +138,8 @@ class Limits:
         self.book = book
         self.events = events
         self._rated = policy.key is not None or policy.tenant is not None
+        self.warning: Callable[[str], str | None] = _no_warning if book is None else book.warnings
+        """The ``Memex-Quota-Warning`` value for a tenant, if it is at a soft limit."""
         # Each caller's buckets (names and rates) and call count's name, made once: the
         # check runs per request.
         self._callers: dict[tuple[str, str], tuple[list[tuple[str, Rate]], str]] = {}
@@ -163,7 +169,8 @@ class Limits:
         ``RateLimit-*`` fields show (a refusal's too) in ``shown.taken``: RateLimitError
         or CallQuotaExceededError if it may not go on."""
         book, tenant = self.book, principal.tenant
-        buckets, calls = self._caller(principal)
+        known = self._callers.get((principal.key_id, tenant))
+        buckets, calls = known if known is not None else self._caller(principal)
         quotas = None if book is None else book.quotas(tenant)
         if quotas is None:
             if not buckets:
@@ -190,10 +197,10 @@ class Limits:
         if book is not None and quotas is not None:
             book.note_calls(tenant, found.calls, found.next_hour, quotas.calls_per_hour)
 
-    def warning(self, tenant: str) -> str | None:
-        """The ``Memex-Quota-Warning`` value for the tenant, if it is at a soft limit."""
-        return None if self.book is None else self.book.warnings(tenant)
-
     def close(self) -> None:
         """Let go of the limiter's connection."""
         self.limiter.close()
+
+
+def _no_warning(_: str) -> None:
+    """No quotas: never a warning."""

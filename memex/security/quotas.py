@@ -46,6 +46,7 @@ log = logging.getLogger("memex.limits")
 USAGE_REFRESH = 60.0
 """Seconds a tenant's counted memories and bytes are trusted before they are counted
 again: the most that other processes' writes can go unseen."""
+_MB = UNITS["storage_mb"]
 SETTINGS_REFRESH = 2.0
 """Seconds between two looks at the directory's generation for changed quotas."""
 
@@ -143,6 +144,10 @@ class QuotaBook:
 
     def quotas(self, tenant: str) -> Quotas:
         """The tenant's quotas (cached; see ``SETTINGS_REFRESH``)."""
+        if self._clock() - self._looked < SETTINGS_REFRESH:  # asked on every request
+            found = self._quotas.get(tenant)
+            if found is not None:
+                return found[0]
         return self._settings(tenant)[0]
 
     def _settings(self, tenant: str) -> tuple[Quotas, bool]:
@@ -254,7 +259,7 @@ class QuotaBook:
                 usage = self._usage[tenant] = _Usage(0, 0, float("-inf"))
             before = usage.calls if abs(usage.calls_window - ends) < 1.0 else 0
             usage.calls, usage.calls_window = calls, ends
-        if crossed_soft(limit, before, calls):
+        if limit.soft is not None and before < limit.soft <= calls:  # crossed_soft, inline
             self.events.on_quota_warning(tenant, "calls_per_hour", calls, limit)
 
     # -- what is shown ----------------------------------------------------------------
@@ -268,12 +273,15 @@ class QuotaBook:
             return None
         quotas = found[0]
         calls = usage.calls if usage.calls_window > self._clock() else 0
-        if (
-            _below_soft(quotas.memories, usage.memories, 1)
-            and _below_soft(quotas.storage_mb, usage.content_bytes, UNITS.get("storage_mb", 1))
-            and _below_soft(quotas.calls_per_hour, calls, 1)
-        ):
-            return None  # the common case, asked on every answer
+        # The common case, asked on every answer: under every soft line (as judge sees it).
+        soft = quotas.memories.soft
+        if soft is None or usage.memories < soft or usage.memories <= 0:
+            soft = quotas.storage_mb.soft
+            used = usage.content_bytes
+            if soft is None or used < soft * _MB or used <= 0:
+                soft = quotas.calls_per_hour.soft
+                if soft is None or calls < soft or calls <= 0:
+                    return None
         parts = [
             warning_text(name, used, limit)
             for name, used, limit in (
@@ -303,8 +311,3 @@ class QuotaBook:
             },
             defaults=defaults,
         )
-
-
-def _below_soft(limit: Limit, used: int, unit: int) -> bool:
-    """Whether ``used`` is under ``limit``'s soft line (so ``judge`` would not warn)."""
-    return limit.soft is None or used < limit.soft * unit or used <= 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memex.core.limits import (
@@ -218,18 +218,50 @@ def test_warning_text_and_report_round_trip() -> None:
     assert QuotaReport.from_dict(report.to_dict()).to_dict() == report.to_dict()
 
 
-@given(
-    hard=st.one_of(st.none(), st.integers(0, 50)),
-    soft=st.one_of(st.none(), st.integers(0, 50)),
-    used=st.integers(0, 3_000),
-    unit=st.sampled_from([1, 7, 1_000]),
+_limits = st.tuples(st.integers(0, 4), st.integers(0, 4)).map(
+    lambda pair: Limit(max(pair), min(pair))  # a soft limit at most the hard one
+) | st.builds(Limit, st.none(), st.one_of(st.none(), st.integers(0, 4)))
+_bytes = st.sampled_from(
+    sorted({max(0, mb * 1_000_000 + d) for mb in range(6) for d in (-1, 0, 1)})
 )
-def test_the_quick_soft_check_agrees_with_judge(
-    hard: int | None, soft: int | None, used: int, unit: int
-) -> None:
-    from memex.core.limits import Limit, Verdict, judge
-    from memex.security.quotas import _below_soft
 
-    assume(hard is None or soft is None or soft <= hard)  # what a Limit allows
-    limit = Limit(hard, soft)
-    assert _below_soft(limit, used, unit) == (judge(limit, used, 0, unit) is not Verdict.WARN)
+
+@settings(max_examples=1000)  # cheap: enough to land on each soft line from both sides
+@given(
+    memories=_limits,
+    storage=_limits,
+    calls_limit=_limits,
+    memories_used=st.integers(0, 6),  # small: often on a soft line, or either side of it
+    bytes_used=_bytes,
+    calls_used=st.integers(0, 6),
+)
+def test_the_quick_warning_check_agrees_with_judge(
+    memories: Limit,
+    storage: Limit,
+    calls_limit: Limit,
+    memories_used: int,
+    bytes_used: int,
+    calls_used: int,
+) -> None:
+    """``QuotaBook.warnings`` answers at once below every soft line: only when ``judge``
+    would warn of none."""
+    from memex.core.limits import UNITS, Quotas, Verdict, judge
+    from memex.security.quotas import LimitEvents, QuotaBook, _Usage
+
+    book = QuotaBook(None, lambda _: (0, 0), "home", LimitEvents())  # type: ignore[arg-type]
+    quotas = Quotas(memories, storage, calls_limit, Limit(None, None), Limit(None, None))
+    book._quotas["t"] = (quotas, False)
+    book._usage["t"] = _Usage(memories_used, bytes_used, 0.0, calls_used, float("inf"))
+    warned = [
+        name
+        for name, used, limit in (
+            ("memories", memories_used, memories),
+            ("storage_mb", bytes_used, storage),
+            ("calls_per_hour", calls_used, calls_limit),
+        )
+        if judge(limit, used, 0, UNITS.get(name, 1)) is Verdict.WARN
+    ]
+    found = book.warnings("t")
+    assert (found is None) == (not warned)
+    if found is not None:
+        assert [part.split()[0] for part in found.split(", ")] == warned
