@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from memex.core import encryption
 from memex.core.models import content_hash
@@ -48,7 +48,9 @@ OPENED_LARGEST = 64 * 1024
 """Values larger than this (sealed bytes and text together) are opened every time."""
 
 _Field = tuple[str, str, int, str]  # tenant, memory id, version, field
-_Entry = list[Any]  # the sealed bytes, their text, and (a content's) its SHA-256 or None
+_Entry = tuple[bytes, str, str | None]
+"""The sealed bytes, their text, and (a content's) its SHA-256 or None. A tuple: the
+cyclic garbage collector stops tracking it (a list would be walked by every collection)."""
 
 
 class Opened:
@@ -94,7 +96,7 @@ class Opened:
     def get(self, key: _Field, sealed: bytes) -> str | None:
         """The text ``sealed`` was opened to under ``key``, if it is kept."""
         hit = self._entry(key, sealed)
-        return None if hit is None else str(hit[1])
+        return None if hit is None else hit[1]
 
     def hash_of(self, key: _Field, sealed: bytes) -> str | None:
         """The SHA-256 (hex) of the text kept under ``key`` (a content's) for ``sealed``,
@@ -102,16 +104,19 @@ class Opened:
         hit = self._entry(key, sealed)
         if hit is None:
             return None
-        found: str | None = hit[2]
+        found = hit[2]
         if found is None:
-            found = hit[2] = content_hash(hit[1])
+            found = content_hash(hit[1])
+            with self._lock:  # kept only if still there (not dropped meanwhile)
+                if self._new.get(key) is hit:
+                    self._new[key] = (hit[0], hit[1], found)
         return found
 
     def put(self, key: _Field, sealed: bytes, text: str) -> None:
         """Keep the text ``sealed`` (bytes) opened to under ``key``."""
         if len(sealed) + len(text) > OPENED_LARGEST:
             return
-        self._keep(key, [sealed, text, None])
+        self._keep(key, (sealed, text, None))
 
     def _keep(self, key: _Field, entry: _Entry) -> None:
         size = len(entry[0]) + len(entry[1])
