@@ -236,6 +236,35 @@ def test_encrypting_a_plain_tenant(tmp_path: Path, key_hex: str) -> None:
     conn.close()
 
 
+def _fulltext_blocks(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM memories_fts_data").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_encrypting_a_tenant_leaves_its_full_text_index_merged(
+    tmp_path: Path, key_hex: str
+) -> None:
+    db = _open(tmp_path / "m.db")
+    for n in range(40):  # one full-text segment per write: many of them
+        db.remember(_sentence(n))
+    db.close()
+    db = _open(tmp_path / "m.db", master_key=key_hex)
+    try:
+        db._engine.store.tenant_keys().encrypt("default")
+        after = _fulltext_blocks(tmp_path / "m.db")
+        conn = sqlite3.connect(tmp_path / "m.db")
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        conn.commit()
+        conn.close()
+        assert _fulltext_blocks(tmp_path / "m.db") == after  # merged already: nothing to do
+        assert [h.memory.content for h in db.recall("lantern river", 40)].count(_sentence(7)) == 1
+    finally:
+        db.close()
+
+
 def _kept(db: Memex) -> str:
     """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]

@@ -163,9 +163,16 @@ class SQLiteTenantKeys:
             ):
                 done += count
                 tally.advance(count)
+        if done:
+            # Sealing a row rewrote its full-text entry (the same terms, deleted and added
+            # again): merged into one segment, the index is as compact as before.
+            self._write(lambda c: c.execute(_MERGE_FULLTEXT))
         # Until a checkpoint, the write-ahead log still holds the pages with plain text.
         self._run(lambda c: truncate_wal(c, 30_000))
         return done
+
+
+_MERGE_FULLTEXT = "INSERT INTO memories_fts (memories_fts) VALUES ('optimize')"
 
 
 def preload(conn: sqlite3.Connection, keyring: Keyring, tenant: str) -> TenantCipher | None:
