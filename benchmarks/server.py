@@ -1280,6 +1280,16 @@ def memex_cli(*argv: str, env: dict[str, str | None]) -> str:
     return done.stdout
 
 
+def merge_fulltext(store: Path) -> None:
+    """Merge a closed store's FTS5 full-text index into one segment (FTS5 'optimize')."""
+    conn = sqlite3.connect(store)
+    try:
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def prepare_features(
     served: Path, workdir: Path
 ) -> tuple[Path, Path, dict[str, dict[str, str | None]], dict[str, Any]]:
@@ -1290,6 +1300,10 @@ def prepare_features(
     key_file.touch(mode=0o600)
     key_file.write_text(os.urandom(32).hex() + "\n", encoding="ascii")
     sealed = served.with_name(f"{served.stem}-encrypted{served.suffix}")
+    # `encryption encrypt` leaves the full-text index merged into one segment (sealing
+    # rewrote every row's entry): the plain store's is merged the same way first, so the
+    # two modes differ by the features only.
+    merge_fulltext(served)
     log(f"copying {served.name} to {sealed.name} and encrypting its tenant")
     copy_store(served, sealed)
     env = {mode: dict(changes) for mode, changes in MODE_ENV.items()}
