@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 
 from memex.core.models import Memory, Scope, from_micros, to_micros
 from memex.errors import ValidationError
-from memex.storage.sqlite.rows import STORED_COLUMNS, decode_cursor, encode_cursor, memories
+from memex.storage.sqlite.rows import (
+    STORED_COLUMNS,
+    decode_cursor,
+    encode_cursor,
+    memories,
+    opened,
+)
 
 
 def _never(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
@@ -26,7 +32,7 @@ def _never(tenant: str, memory_id: str, version: int, field: str, value: bytes) 
 
 
 def stored_memories(rows: list[tuple[Any, ...]]) -> list[Memory]:
-    return memories(rows, _never)
+    return memories(opened(rows, _never))
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -249,8 +255,6 @@ def test_malformed_cursors(cursor: Any) -> None:
 
 def test_sealed_rows_are_opened_and_plain_rows_left_alone() -> None:
     import hashlib
-
-    from memex.storage.sqlite.rows import opened
 
     calls: list[tuple[str, str, int, str, bytes]] = []
 

@@ -125,7 +125,7 @@ def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[A
     return out
 
 
-def memories(rows: Sequence[Sequence[Any]], opener: Opener) -> list[Memory]:
-    """Memories for stored rows (sealed values opened with ``opener``), each decoded on
-    first use."""
-    return stored_memories(opened(rows, opener), DECODER)
+def memories(rows: Sequence[Sequence[Any]]) -> list[Memory]:
+    """Memories for stored rows whose sealed values are opened already (``opened``),
+    each decoded on first use."""
+    return stored_memories(rows, DECODER)

@@ -18,7 +18,7 @@ from memex.errors import StoreKeyError
 from memex.storage.encryption import KeyNeededError
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.connection import translate
-from memex.storage.sqlite.rows import Opener
+from memex.storage.sqlite.rows import Opener, opened
 from memex.storage.sqlite.rows import memories as stored_memories
 
 _BATCH = 500
@@ -77,7 +77,7 @@ class SQLiteSnapshot:
                 self._params,
             )
             while rows := cursor.fetchmany(_BATCH):
-                memories = stored_memories(rows, self._opener)
+                memories = stored_memories(opened(rows, self._opener))
                 past = self._past(conn, rows) if self._history else {}
                 for memory in memories:
                     yield memory, past.get(memory.id, [])
@@ -100,7 +100,7 @@ class SQLiteSnapshot:
             convert=str,
         )
         out: dict[str, list[Memory]] = {}
-        for memory in stored_memories(found, self._opener):
+        for memory in stored_memories(opened(found, self._opener)):
             out.setdefault(memory.id, []).append(memory)
         return out
 

@@ -311,13 +311,13 @@ class SQLiteStore(Access):
             where, params = sql.filter_clause(filters, utcnow())  # refuses a tenantless scope
             query = f"SELECT {sql.COLUMNS} FROM memories m WHERE m.id = ? AND {where}"
             found = self._opened_rows(lambda c: c.execute(query, [ids[0], *params]).fetchall())
-            return {ids[0]: rows.memories(found, self._keyring.open_field)[0]} if found else {}
+            return {ids[0]: rows.memories(found)[0]} if found else {}
         # The last recall's candidates (of whichever thread asked last): its page is
         # found by key. Ids are unique within a tenant only.
         tenant, recent = self._recent_keys
         keys = recent if tenant == filters.scope.tenant else {}
         found = self._opened_rows(lambda c: reads.by_ids(c, filters, ids, keys))
-        memories = rows.memories(found, self._keyring.open_field)
+        memories = rows.memories(found)
         return dict(zip([row[1] for row in found], memories, strict=True))
 
     def candidates(self, filters: Filters, query: CandidateQuery) -> Candidates:
@@ -438,11 +438,11 @@ class SQLiteStore(Access):
         next_cursor = None
         if limit is not None and len(found) > limit and page:
             next_cursor = rows.encode_cursor(page[-1][rows.CREATED], page[-1][0])
-        return rows.memories(page, self._keyring.open_field), next_cursor
+        return rows.memories(page), next_cursor
 
     def history(self, scope: Scope, memory_id: str) -> builtins.list[Memory]:
         found = self._opened_rows(lambda c: reads.history(c, scope, memory_id))
-        return rows.memories(found, self._keyring.open_field)
+        return rows.memories(found)
 
     def cached_vectors(self, scope: Scope, model: str, hashes: Sequence[str]) -> dict[str, Vector]:
         stored = self._vectors_model()
