@@ -1281,10 +1281,13 @@ def memex_cli(*argv: str, env: dict[str, str | None]) -> str:
 
 
 def merge_fulltext(store: Path) -> None:
-    """Merge a closed store's FTS5 full-text index into one segment (FTS5 'optimize')."""
+    """Merge a closed store's FTS5 full-text index into one segment, as
+    ``encryption encrypt`` does (``memex.storage.sqlite.purge.merge_fulltext``)."""
+    from memex.storage.sqlite.purge import merge_fulltext as merge
+
     conn = sqlite3.connect(store)
     try:
-        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        merge(conn)
         conn.commit()
     finally:
         conn.close()

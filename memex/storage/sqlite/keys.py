@@ -13,7 +13,7 @@ from memex.core.models import to_micros, utcnow
 from memex.core.progress import Progress, Tally
 from memex.errors import StoreKeyError
 from memex.storage.encryption import KeyNeededError, KeyProvider, Keyring, StoredKey, TenantCipher
-from memex.storage.sqlite.purge import truncate_wal
+from memex.storage.sqlite.purge import merge_fulltext, truncate_wal
 
 T = TypeVar("T")
 Run = Callable[[Callable[[sqlite3.Connection], Any]], Any]
@@ -166,13 +166,10 @@ class SQLiteTenantKeys:
         if done:
             # Sealing a row rewrote its full-text entry (the same terms, deleted and added
             # again): merged into one segment, the index is as compact as before.
-            self._write(lambda c: c.execute(_MERGE_FULLTEXT))
+            self._write(merge_fulltext)
         # Until a checkpoint, the write-ahead log still holds the pages with plain text.
         self._run(lambda c: truncate_wal(c, 30_000))
         return done
-
-
-_MERGE_FULLTEXT = "INSERT INTO memories_fts (memories_fts) VALUES ('optimize')"
 
 
 def preload(conn: sqlite3.Connection, keyring: Keyring, tenant: str) -> TenantCipher | None:

@@ -21,6 +21,7 @@ from memex.core.privacy import Selector, renamed_session, session_names
 from memex.errors import ConflictError
 from memex.storage.privacy import Erased
 from memex.storage.sqlite.changes import log_changes, log_memory_changes
+from memex.storage.sqlite.purge import merge_fulltext
 
 T = TypeVar("T")
 PENDING = "privacy_scrub"
@@ -119,7 +120,7 @@ class SQLitePrivacy:
         write-ahead log and rewrite the tantivy index."""
 
         def merge(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+            merge_fulltext(conn)
             conn.execute("DELETE FROM meta WHERE key = ?", (PENDING,))
 
         self._write(merge)

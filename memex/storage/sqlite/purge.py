@@ -49,12 +49,18 @@ def purge_memories(
     if keys:
         # One segment holds the whole index afterwards, without the purged terms. SQLite
         # 3.42's FTS5 'secure-delete' option would remove them in place, more cheaply.
-        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        merge_fulltext(conn)
         # Derived indexes compare this count with the one they were rewritten at.
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('purges', 1) ON CONFLICT (key) "
             "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
+
+
+def merge_fulltext(conn: sqlite3.Connection) -> None:
+    """Merge the FTS5 index into one segment: entries deleted or rewritten leave it, and
+    so do the terms of deleted rows."""
+    conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
 
 
 def truncate_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> bool:
