@@ -139,6 +139,11 @@ class Opened:
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
 
+    def texts(self) -> list[str]:
+        """Every text kept, in both generations (what an erase must have let go of)."""
+        with self._lock:
+            return [entry[1] for entry in (*self._new.values(), *self._old.values())]
+
     def _turn_over(self) -> None:
         with self._lock:
             if time.monotonic() - self._born > self._seconds:

@@ -77,6 +77,7 @@ def test_dropping_a_tenant_keeps_the_others() -> None:
     opened.drop("a")
     assert opened.get(_key(1, "a"), b"s") is None
     assert opened.get(_key(1, "b"), b"s") == "of b"
+    assert opened.texts() == ["of b"]
     opened.drop()
     assert len(opened) == 0
 

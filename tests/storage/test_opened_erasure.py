@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _kept(db: Memex) -> str:
     """Every text the store keeps opened in this process."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
-    return "\n".join(entry[1] for entry in [*opened._new.values(), *opened._old.values()])
+    return "\n".join(opened.texts())
 
 
 @pytest.mark.parametrize("backend", ["sqlite-encrypted", "postgres-encrypted"], indirect=True)

@@ -268,7 +268,7 @@ def test_encrypting_a_tenant_leaves_its_full_text_index_merged(
 def _kept(db: Memex) -> str:
     """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
-    return "\n".join(entry[1] for entry in [*opened._new.values(), *opened._old.values()])
+    return "\n".join(opened.texts())
 
 
 def test_a_ciphertext_swapped_after_it_was_read_is_still_detected(
