@@ -149,19 +149,21 @@ class Limits:
         """Whether a check is a network round trip."""
         return self.limiter.remote and (self._rated or self.book is not None)
 
-    def _caller(self, principal: Principal) -> tuple[list[tuple[str, Rate]], str]:
-        slot = (principal.key_id, principal.tenant)
-        found = self._callers.get(slot)
-        if found is None:
-            policy = self.policy
-            buckets = []
-            if policy.key is not None and principal.key_id:
-                buckets.append((f"k:{principal.key_id}", policy.key))
-            if policy.tenant is not None:
-                buckets.append((f"t:{principal.tenant}", policy.tenant))
-            if len(self._callers) >= _MAX_BUCKETS:
-                self._callers.clear()
-            found = self._callers[slot] = (buckets, f"c:{principal.tenant}")
+    def _new_caller(self, principal: Principal) -> tuple[list[tuple[str, Rate]], str]:
+        """A caller's buckets and call count's name, made and kept (``admit`` looks them
+        up first)."""
+        policy = self.policy
+        buckets = []
+        if policy.key is not None and principal.key_id:
+            buckets.append((f"k:{principal.key_id}", policy.key))
+        if policy.tenant is not None:
+            buckets.append((f"t:{principal.tenant}", policy.tenant))
+        if len(self._callers) >= _MAX_BUCKETS:
+            self._callers.clear()
+        found = self._callers[(principal.key_id, principal.tenant)] = (
+            buckets,
+            f"c:{principal.tenant}",
+        )
         return found
 
     def admit(self, principal: Principal, shown: Shown) -> None:
@@ -170,7 +172,7 @@ class Limits:
         or CallQuotaExceededError if it may not go on."""
         book, tenant = self.book, principal.tenant
         known = self._callers.get((principal.key_id, tenant))
-        buckets, calls = known if known is not None else self._caller(principal)
+        buckets, calls = known if known is not None else self._new_caller(principal)
         quotas = None if book is None else book.quotas(tenant)
         if quotas is None:
             if not buckets:

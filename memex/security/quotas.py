@@ -244,14 +244,9 @@ class QuotaBook:
         if crossed_soft(limit, existing, existing + 1):
             self.events.on_quota_warning(tenant, kind, existing + 1, limit)
 
-    def note_calls(
-        self, tenant: str, calls: int, next_hour: float, limit: Limit | None = None
-    ) -> None:
+    def note_calls(self, tenant: str, calls: int, next_hour: float, limit: Limit) -> None:
         """Keep the tenant's calls this hour, as the limiter counted them; a warning
-        when they reach the soft limit (``limit``: the tenant's calls_per_hour quota,
-        read here if not given)."""
-        if limit is None:
-            limit = self.quotas(tenant).calls_per_hour
+        when they reach the soft limit of ``limit`` (its calls_per_hour quota)."""
         ends = self._clock() + next_hour
         with self._lock:
             usage = self._usage.get(tenant)
