@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from memex.core.identity import Principal
 from memex.core.limits import (
@@ -23,14 +23,13 @@ from memex.core.limits import (
     DEFAULT_TENANT_RATE,
     HOUR,
     Admission,
-    Bucket,
     Rate,
     Taken,
-    admit,
-    hour_window,
 )
 from memex.errors import CallQuotaExceededError, RateLimitError
 from memex.security.quotas import LimitEvents, QuotaBook
+
+_new = tuple.__new__  # a NamedTuple from its fields' tuple, without a Python frame
 
 _MAX_BUCKETS = 100_000
 """Buckets kept in process; past it, those idle for an hour (full again) are dropped."""
@@ -54,17 +53,28 @@ class Shown(Protocol):
     taken: Taken | None
 
 
+class Metered:
+    """A caller as a limiter sees it: its buckets (name and rate each) and the name of
+    its tenant's hourly call count (None: calls are not counted). ``Limits`` makes one
+    per caller and keeps it; a limiter may keep what it found for it in ``state``."""
+
+    __slots__ = ("buckets", "calls", "state")
+
+    def __init__(self, buckets: Sequence[tuple[str, Rate]], calls: str | None) -> None:
+        self.buckets = tuple(buckets)
+        self.calls = calls
+        self.state: Any = None
+
+
 class Limiter(Protocol):
     """Where buckets and call counts are kept: this process, or a Redis server."""
 
     remote: bool
     """Whether a check is a network round trip (then it never runs on the event loop)."""
 
-    def admit(
-        self, buckets: Sequence[tuple[str, Rate]], calls: str | None, calls_limit: int | None
-    ) -> Admission:
-        """One request against ``buckets`` (name, rate) and the call count ``calls``
-        (None: not counted) with its hard quota."""
+    def admit(self, caller: Metered, calls_limit: int | None) -> Admission:
+        """One request of ``caller`` against its buckets and its call count, with the
+        hard quota ``calls_limit`` (None: none); ``core.limits.admit`` decides."""
         ...
 
     def close(self) -> None:
@@ -73,51 +83,122 @@ class Limiter(Protocol):
 
 
 class LocalLimiter:
-    """Buckets and call counts in this process's memory."""
+    """Buckets and call counts in this process's memory.
+
+    It decides as ``core.limits.admit`` does (a test holds it to it), written out for
+    the one request it runs on: each caller's buckets and call count are looked up once
+    and then changed in place, so a check makes no object but its answer."""
 
     remote = False
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: Unix seconds (hours of calls are clock hours)."""
+        self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: dict[str, Bucket] = {}
-        self._calls: dict[str, tuple[int, int]] = {}  # name: (hour, calls in it)
+        # A bucket: [tokens, at, tokens a second, burst, burst as an int], changed in
+        # place and shared by every caller of it (a name always has the same rate).
+        self._levels: dict[str, list[Any]] = {}
+        # A call count: [its hour's first second, the next hour's, calls in the hour].
+        self._calls: dict[str, list[int]] = {}
+        self._epoch = object()  # a new one when buckets were let go: callers look again
 
-    def admit(
-        self, buckets: Sequence[tuple[str, Rate]], calls: str | None, calls_limit: int | None
-    ) -> Admission:
-        """One request against ``buckets`` and the call count ``calls``."""
-        now = time.time()
-        hour = int(now // HOUR)  # hour_window(now)[0], without the call
-        known = self._buckets
+    def admit(self, caller: Metered, calls_limit: int | None) -> Admission:
+        """One request of ``caller`` against its buckets and its call count."""
+        now = self._clock()
         with self._lock:
-            made = 0
-            if calls is None:
-                calls_limit = None
-            else:
-                counted = self._calls.get(calls)
-                if counted is not None and counted[0] == hour:
-                    made = counted[1]
-            states: list[Bucket | None] = []
-            rates: list[Rate] = []
-            for name, rate in buckets:  # loops, not comprehensions: no frame each
-                states.append(known.get(name))
-                rates.append(rate)
-            after, found = admit(states, rates, made, calls_limit, now)
-            for i in range(len(after)):
-                known[buckets[i][0]] = after[i]
-            if calls is not None:
-                self._calls[calls] = (hour, found.calls)
-            if len(known) > _MAX_BUCKETS:
-                self._prune(now)
-        return found
+            state = caller.state
+            if state is None or state[0] is not self._epoch:
+                state = self._attach(caller, now)
+            _, levels, counter = state
+            if counter is None:
+                calls, calls_limit = 0, None
+                ends = (now // HOUR + 1) * HOUR  # hour_window(now), without the call
+            elif counter[0] <= now < counter[1]:
+                calls, ends = counter[2], counter[1]
+            else:  # a new hour (or a clock that stepped back into an earlier one)
+                counter[0] = int(now // HOUR) * HOUR
+                counter[1] = ends = counter[0] + HOUR
+                calls = counter[2] = 0
+            refused = calls_limit is not None and calls >= calls_limit
+            taken = None
+            if levels:
+                allowed, wait = True, 0.0
+                for level in levels:  # refilled to now
+                    tokens, at, per_second, burst, _ = level
+                    if now > at:  # a clock that stepped back adds nothing
+                        tokens += (now - at) * per_second
+                    if tokens >= burst:
+                        tokens = burst
+                    elif tokens < 1.0:
+                        allowed = False
+                        if (1.0 - tokens) / per_second > wait:
+                            wait = (1.0 - tokens) / per_second
+                    level[0] = tokens
+                    level[1] = now
+                tight, share = levels[0], 2.0
+                if allowed and not refused:
+                    calls += 1
+                    for level in levels:  # a token from each; the lowest share left shown
+                        level[0] -= 1.0
+                        if level[0] / level[3] < share:
+                            tight, share = level, level[0] / level[3]
+                else:
+                    for level in levels:
+                        if level[0] / level[3] < share:
+                            tight, share = level, level[0] / level[3]
+                after = tight[0]
+                taken = _new(
+                    Taken,
+                    (
+                        allowed,
+                        tight[4],
+                        int(after) if after > 0 else 0,
+                        (tight[3] - after) / tight[2],
+                        0.0 if allowed else wait,
+                    ),
+                )
+            elif not refused:
+                calls += 1
+            if counter is not None:
+                counter[2] = calls
+        return _new(Admission, (taken, calls, refused, ends - now))
+
+    def _attach(
+        self, caller: Metered, now: float
+    ) -> tuple[object, tuple[list[Any], ...], list[int] | None]:
+        """Look up (or make, full) ``caller``'s buckets and call count; let go of idle
+        buckets first when there are too many. Under the lock."""
+        if len(self._levels) + len(caller.buckets) > _MAX_BUCKETS:
+            self._prune(now)
+        levels = []
+        for name, rate in caller.buckets:
+            level = self._levels.get(name)
+            if level is None:
+                burst = rate.burst
+                level = self._levels[name] = [
+                    float(burst),
+                    now,
+                    rate.per_second,
+                    float(burst),
+                    burst,
+                ]
+            levels.append(level)
+        counter = None
+        if caller.calls is not None:
+            counter = self._calls.get(caller.calls)
+            if counter is None:
+                counter = self._calls[caller.calls] = [0, 0, 0]  # an hour long gone
+        state = caller.state = (self._epoch, tuple(levels), counter)
+        return state
 
     def _prune(self, now: float) -> None:
-        idle = [name for name, b in self._buckets.items() if now - b.at > 3600]
+        idle = [name for name, level in self._levels.items() if now - level[1] > 3600]
         for name in idle:
-            del self._buckets[name]
-        if len(self._buckets) > _MAX_BUCKETS:  # all busy: start afresh rather than grow
-            self._buckets.clear()
-        self._calls = {n: c for n, c in self._calls.items() if c[0] >= hour_window(now)[0]}
+            del self._levels[name]
+        if len(self._levels) > _MAX_BUCKETS // 2:  # all busy: start afresh rather than grow
+            self._levels.clear()
+        self._calls = {name: c for name, c in self._calls.items() if c[1] > now}
+        self._epoch = object()  # every caller looks its buckets up again
 
     def close(self) -> None:
         """Nothing to let go of."""
@@ -140,16 +221,15 @@ class Limits:
         self._rated = policy.key is not None or policy.tenant is not None
         self.warning: Callable[[str], str | None] = _no_warning if book is None else book.warnings
         """The ``Memex-Quota-Warning`` value for a tenant, if it is at a soft limit."""
-        # Each caller's buckets (names and rates) and call count's name, made once: the
-        # check runs per request.
-        self._callers: dict[tuple[str, str], tuple[list[tuple[str, Rate]], str]] = {}
+        # Each caller as the limiter sees it, made once: the check runs per request.
+        self._callers: dict[tuple[str, str], Metered] = {}
 
     @property
     def remote(self) -> bool:
         """Whether a check is a network round trip."""
         return self.limiter.remote and (self._rated or self.book is not None)
 
-    def _new_caller(self, principal: Principal) -> tuple[list[tuple[str, Rate]], str]:
+    def _new_caller(self, principal: Principal) -> Metered:
         """A caller's buckets and call count's name, made and kept (``admit`` looks them
         up first)."""
         policy = self.policy
@@ -160,10 +240,8 @@ class Limits:
             buckets.append((f"t:{principal.tenant}", policy.tenant))
         if len(self._callers) >= _MAX_BUCKETS:
             self._callers.clear()
-        found = self._callers[(principal.key_id, principal.tenant)] = (
-            buckets,
-            f"c:{principal.tenant}",
-        )
+        calls = None if self.book is None else f"c:{principal.tenant}"
+        found = self._callers[(principal.key_id, principal.tenant)] = Metered(buckets, calls)
         return found
 
     def admit(self, principal: Principal, shown: Shown) -> None:
@@ -171,17 +249,18 @@ class Limits:
         ``RateLimit-*`` fields show (a refusal's too) in ``shown.taken``: RateLimitError
         or CallQuotaExceededError if it may not go on."""
         book, tenant = self.book, principal.tenant
-        known = self._callers.get((principal.key_id, tenant))
-        buckets, calls = known if known is not None else self._new_caller(principal)
-        quotas = None if book is None else book.quotas(tenant)
-        if quotas is None:
-            if not buckets:
+        caller = self._callers.get((principal.key_id, tenant))
+        if caller is None:
+            caller = self._new_caller(principal)
+        if book is None:
+            if not caller.buckets:
                 return
-            found = self.limiter.admit(buckets, None, None)
-            limit = None
+            found = self.limiter.admit(caller, None)
+            quotas = limit = None
         else:
+            quotas = book.quotas(tenant)
             limit = quotas.calls_per_hour.hard
-            found = self.limiter.admit(buckets, calls, limit)
+            found = self.limiter.admit(caller, limit)
         taken = shown.taken = found.taken
         if found.calls_refused:
             self.events.refused(tenant, principal.key_id, "quota_exceeded", "calls_per_hour")

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from memex.core.limits import Admission, Rate, Taken
+from memex.core.limits import Admission, Taken
 from memex.errors import ConfigError
-from memex.security.limits import LocalLimiter
+from memex.security.limits import LocalLimiter, Metered
 
 if TYPE_CHECKING:
     import redis
@@ -151,15 +151,14 @@ class RedisLimiter:
             raise ConfigError(f"cannot reach Redis at {shown_url(url)}: {exc}") from None
         return cls(client, url, prefix)
 
-    def admit(
-        self, buckets: Sequence[tuple[str, Rate]], calls: str | None, calls_limit: int | None
-    ) -> Admission:
-        """One request against ``buckets`` and the call count ``calls``, in Redis (in
+    def admit(self, caller: Metered, calls_limit: int | None) -> Admission:
+        """One request of ``caller`` against its buckets and call count, in Redis (in
         this process while Redis does not answer)."""
         import redis as redis_module
 
         if time.monotonic() < self._down_until:
-            return self._fallback.admit(buckets, calls, calls_limit)
+            return self._fallback.admit(caller, calls_limit)
+        buckets, calls = caller.buckets, caller.calls
         keys = [f"{self._prefix}:{name}" for name, _ in buckets]
         if calls is not None:
             keys.append(f"{self._prefix}:{calls}")
@@ -170,7 +169,7 @@ class RedisLimiter:
             found = self._script(keys=keys, args=args)
         except redis_module.RedisError as exc:
             self._down(exc)
-            return self._fallback.admit(buckets, calls, calls_limit)
+            return self._fallback.admit(caller, calls_limit)
         return _admission(found, bool(buckets))
 
     def _down(self, exc: Exception) -> None:

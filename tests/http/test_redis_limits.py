@@ -19,6 +19,7 @@ from redisserver import RedisServer
 
 from memex.core.limits import Bucket, Rate, admit
 from memex.errors import ConfigError
+from memex.security.limits import Metered
 from memex.security.redis_limits import RedisLimiter, shown_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +47,11 @@ def test_the_script_decides_as_the_core_does(
     limiter: RedisLimiter, bursts: tuple[int, ...], calls_limit: int | None, requests: int
 ) -> None:
     rates = [Rate(SLOW, burst) for burst in bursts]
-    buckets = [(f"b{i}", rate) for i, rate in enumerate(rates)]
+    caller = Metered([(f"b{i}", rate) for i, rate in enumerate(rates)], "c:t")
     states: list[Bucket | None] = [None] * len(rates)
     calls = 0
     for _ in range(requests):
-        remote = limiter.admit(buckets, "c:t", calls_limit)
+        remote = limiter.admit(caller, calls_limit)
         states_after, local = admit(states, rates, calls, calls_limit, 0.0)
         states, calls = list(states_after), local.calls
         assert (remote.allowed, remote.calls, remote.calls_refused) == (
@@ -76,12 +77,12 @@ def test_a_redis_that_stops_answering_leaves_each_process_its_own_limits(
 
     server = RedisServer(redis_binary(), tmp_path)
     limiter = RedisLimiter.connect(server.url, "down")
-    buckets = [("k:one", Rate(SLOW, 2))]
+    caller = Metered([("k:one", Rate(SLOW, 2))], None)
     try:
-        assert limiter.admit(buckets, None, None).allowed
+        assert limiter.admit(caller, None).allowed
         server.stop()
         # Kept in this process from now: a full bucket of two, so two more, then none.
-        found = [limiter.admit(buckets, None, None).allowed for _ in range(3)]
+        found = [limiter.admit(caller, None).allowed for _ in range(3)]
         assert found == [True, True, False]
     finally:
         limiter.close()
