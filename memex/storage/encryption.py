@@ -112,6 +112,23 @@ class Opened:
                     self._new[key] = (hit[0], hit[1], found)
         return found
 
+    def row(
+        self, tenant: str, memory_id: str, version: int, content: bytes, metadata: bytes
+    ) -> tuple[str, str, str] | None:
+        """A row's content, metadata and content hash, if the newer generation keeps both
+        fields for these very sealed values and the content's hash is reckoned: what
+        ``get`` and ``hash_of`` find field by field (which find the rest), in one look."""
+        if time.monotonic() - self._born > self._seconds:
+            return None
+        new = self._new
+        text = new.get((tenant, memory_id, version, "content"))
+        meta = new.get((tenant, memory_id, version, "metadata"))
+        if text is None or meta is None or text[2] is None:
+            return None
+        if text[0] != content or meta[0] != metadata:
+            return None
+        return text[1], meta[1], text[2]
+
     def put(self, key: _Field, sealed: bytes, text: str) -> None:
         """Keep the text ``sealed`` (bytes) opened to under ``key``."""
         if len(sealed) + len(text) > OPENED_LARGEST:
@@ -321,6 +338,22 @@ class TenantCipher:
             opened.put(key, sealed, text)
         return text
 
+    def open_row(
+        self, memory_id: str, version: int, content: bytes, metadata: bytes
+    ) -> tuple[str, str, str]:
+        """A memory's sealed content and metadata opened, and its content's SHA-256:
+        ``open_memory`` of each, in one look when they are kept."""
+        opened = self._opened
+        if opened is not None:
+            found = opened.row(self.tenant, memory_id, version, content, metadata)
+            if found is not None:
+                return found
+        return (
+            self.open_memory(memory_id, version, "content", content),
+            self.open_memory(memory_id, version, "metadata", metadata),
+            self._content_hash(memory_id, version, content),
+        )
+
     def _content_hash(self, memory_id: str, version: int, sealed: bytes) -> str:
         """The SHA-256 of a memory's sealed content, kept with the opened content."""
         opened = self._opened
@@ -432,6 +465,16 @@ class Keyring:
         if found is None:
             raise KeyNeededError(tenant)
         return found[1].open_memory(memory_id, version, field, value)
+
+    def open_row(
+        self, tenant: str, memory_id: str, version: int, content: bytes, metadata: bytes
+    ) -> tuple[str, str, str]:
+        """A sealed row's content, metadata and content hash (``TenantCipher.open_row``);
+        KeyNeededError when the tenant's key is not loaded yet."""
+        found = self._ciphers.get(tenant)
+        if found is None:
+            raise KeyNeededError(tenant)
+        return found[1].open_row(memory_id, version, content, metadata)
 
     def plain(self, tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
         """``open_field`` as SQL calls it (``memex_plain``): what it fails with is kept

@@ -93,3 +93,47 @@ def test_a_contents_hash_is_kept_with_it_for_the_same_sealed_bytes_only() -> Non
     assert opened.hash_of(_key(1), b"sealed-1") == expected  # asked again: the kept one
     assert opened.hash_of(_key(1), b"sealed-X") is None  # changed on disk since
     assert opened.hash_of(_key(2), b"sealed-1") is None  # another row
+
+
+def test_a_row_is_found_in_one_look_once_both_fields_and_the_hash_are_kept() -> None:
+    import hashlib
+
+    opened = Opened()
+    content, metadata = ("t", "m1", 1, "content"), ("t", "m1", 1, "metadata")
+    opened.put(content, b"sealed-c", "one")
+    assert opened.row("t", "m1", 1, b"sealed-c", b"sealed-m") is None  # no metadata yet
+    opened.put(metadata, b"sealed-m", '{"a": 1}')
+    assert opened.row("t", "m1", 1, b"sealed-c", b"sealed-m") is None  # no hash yet
+    expected = hashlib.sha256(b"one").hexdigest()
+    assert opened.hash_of(content, b"sealed-c") == expected
+    assert opened.row("t", "m1", 1, b"sealed-c", b"sealed-m") == ("one", '{"a": 1}', expected)
+    assert opened.row("t", "m1", 1, b"sealed-X", b"sealed-m") is None  # changed since
+    assert opened.row("t", "m1", 1, b"sealed-c", b"sealed-X") is None
+    assert opened.row("t", "m1", 2, b"sealed-c", b"sealed-m") is None  # another version
+    assert opened.row("u", "m1", 1, b"sealed-c", b"sealed-m") is None  # another tenant
+    opened.drop("t")
+    assert opened.row("t", "m1", 1, b"sealed-c", b"sealed-m") is None
+
+
+def test_a_cipher_opens_a_row_as_it_opens_each_field_and_decrypts_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import os
+
+    from memex.storage.encryption import TenantCipher
+
+    sealer = TenantCipher("t", os.urandom(32))
+    content = sealer.seal_memory("m1", 3, "content", "the text")
+    metadata = sealer.seal_memory("m1", 3, "metadata", '{"k": "v"}')
+    cipher = TenantCipher("t", sealer.data_key(), Opened())
+    decrypted: list[bytes] = []
+    real = encryption._open
+    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
+    expected = ("the text", '{"k": "v"}', hashlib.sha256(b"the text").hexdigest())
+    assert cipher.open_row("m1", 3, content, metadata) == expected
+    assert sorted(decrypted) == sorted([content, metadata])
+    assert cipher.open_row("m1", 3, content, metadata) == expected  # kept: no decryption
+    assert len(decrypted) == 2
+    with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
+        cipher.open_row("m1", 4, content, metadata)  # moved to another version

@@ -256,28 +256,22 @@ def test_malformed_cursors(cursor: Any) -> None:
 def test_sealed_rows_are_opened_and_plain_rows_left_alone() -> None:
     import hashlib
 
-    calls: list[tuple[str, str, int, str, bytes]] = []
+    calls: list[tuple[str, str, int, bytes, bytes]] = []
 
-    def opener(tenant: str, memory_id: str, version: int, field: str, value: bytes) -> str:
-        calls.append((tenant, memory_id, version, field, value))
-        if field == "content_hash":  # as Keyring.open_field answers it: of the content
-            return hashlib.sha256(
-                opener(tenant, memory_id, version, "content", value).encode()
-            ).hexdigest()
-        return {"content": "the opened text", "metadata": '{"k": 1}'}[field]
+    def opener(
+        tenant: str, memory_id: str, version: int, content: bytes, metadata: bytes
+    ) -> tuple[str, str, str]:
+        calls.append((tenant, memory_id, version, content, metadata))
+        text = "the opened text"
+        return text, '{"k": 1}', hashlib.sha256(text.encode()).hexdigest()
 
     plain = [sample_row(), sample_row(key=8)]
     assert opened(plain, opener) is plain and not calls  # nothing sealed: the same rows
     sealed = sample_row(key=9, content=b"\x01sealed-content", metadata=b"\x01sealed-meta")
     out = opened([plain[0], sealed], opener)
     assert out[0] is plain[0]
-    assert [c[3:] for c in calls] == [
-        ("content", b"\x01sealed-content"),
-        ("metadata", b"\x01sealed-meta"),
-        ("content_hash", b"\x01sealed-content"),
-        ("content", b"\x01sealed-content"),
-    ]
-    assert calls[0][:3] == ("default", sealed[1], sealed[STORED_COLUMNS.index("version")])
+    version = sealed[STORED_COLUMNS.index("version")]
+    assert calls == [("default", sealed[1], version, b"\x01sealed-content", b"\x01sealed-meta")]
     memory = stored_memories([tuple(out[1])])[0]
     assert memory.content == "the opened text"
     assert memory.metadata == {"k": 1}

@@ -64,7 +64,7 @@ class Access:
     ) -> Sequence[Sequence[Any]]:
         """The memory rows ``read`` selects (``sql.COLUMNS``), their sealed values opened
         in Python (the tenant's key loaded first if it is not yet)."""
-        opener = self._keyring.open_field
+        opener = self._keyring.open_row
         return self._run(lambda c: rows.opened(read(c), opener))
 
     def _write(self, fn: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:

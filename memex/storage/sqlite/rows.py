@@ -33,6 +33,9 @@ _VERSION = STORED_COLUMNS.index("version")
 Opener = Callable[[str, str, int, str, bytes], str]
 """Opens a sealed memory field: (tenant, id, version, field, sealed) -> text
 (``memex.storage.encryption.Keyring.open_field``)."""
+RowOpener = Callable[[str, str, int, bytes, bytes], tuple[str, str, str]]
+"""Opens a sealed row: (tenant, id, version, sealed content, sealed metadata) -> its
+content, metadata and content hash (``memex.storage.encryption.Keyring.open_row``)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_LIMIT = 4096
 
@@ -104,7 +107,7 @@ class _Rows:
 DECODER = _Rows()
 
 
-def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[Any]]:
+def opened(rows: Sequence[Sequence[Any]], opener: RowOpener) -> Sequence[Sequence[Any]]:
     """Stored rows with an encrypted tenant's sealed content and metadata opened, and the
     content hash the SHA-256 of the content, as a plain row has them (the same rows
     when none is sealed)."""
@@ -116,11 +119,10 @@ def opened(rows: Sequence[Sequence[Any]], opener: Opener) -> Sequence[Sequence[A
         if type(sealed) is not bytes:
             out.append(row)
             continue
-        tenant, mid, version = row[2], row[1], row[_VERSION]
         values = list(row)
-        values[_CONTENT] = opener(tenant, mid, version, "content", sealed)
-        values[_METADATA] = opener(tenant, mid, version, "metadata", row[_METADATA])
-        values[_HASH] = opener(tenant, mid, version, "content_hash", sealed)
+        values[_CONTENT], values[_METADATA], values[_HASH] = opener(
+            row[2], row[1], row[_VERSION], sealed, row[_METADATA]
+        )
         out.append(values)
     return out
 

@@ -18,7 +18,7 @@ from memex.errors import StoreKeyError
 from memex.storage.encryption import KeyNeededError
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.connection import translate
-from memex.storage.sqlite.rows import Opener, opened
+from memex.storage.sqlite.rows import RowOpener, opened
 from memex.storage.sqlite.rows import memories as stored_memories
 
 _BATCH = 500
@@ -36,7 +36,7 @@ class SQLiteSnapshot:
         params: Sequence[Any],
         *,
         history: bool,
-        opener: Opener,
+        opener: RowOpener,
         failure: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         """``opener`` opens sealed values (their tenant's key is loaded already);

@@ -212,7 +212,7 @@ class SQLiteStore(Access):
         keyring = self._keyring
         return SQLiteSnapshot(
             conn, str(self._path), where, params, history=history,
-            opener=keyring.open_field, failure=keyring.failure,
+            opener=keyring.open_row, failure=keyring.failure,
         )  # fmt: skip
 
     def backup(self, target: Path, progress: Progress | None = None) -> int:
