@@ -23,8 +23,9 @@ each of ``--warm`` ids once, so the opened values are kept as a long-running ser
 keeps them; ``recall``: as many questions) and then ``--requests`` more drawn from the
 same ids or questions; another makes the warm requests only. The difference over
 ``--requests`` is the count per request; on ÷ off is the features' share. The read
-counts' timed background write is held off in both (see ``main``), so a count is the
-same from one run to the next, to a few hundred instructions. ``remember``
+counts' timed background write is held off in both and OpenBLAS keeps to one thread
+(see ``main``), so a count is the same from one run to the next, to a few hundred
+instructions. ``remember``
 writes ``--requests`` new memories after the warm ones.
 
     .venv/bin/python benchmarks/request_cost.py --reuse .bench/kept2 --workdir W
@@ -162,11 +163,13 @@ def child(mode: str, op: str, store: Path, key: str, inputs: Path, warm: int, co
 # -- the parent: stores, children under valgrind ----------------------------------------
 
 
-def instructions(argv: list[str], env: dict[str, str]) -> int:
-    """Instructions valgrind counted in a child (``I refs``)."""
+def instructions(argv: list[str], env: dict[str, str], out: Path | None = None) -> int:
+    """Instructions valgrind counted in a child (``I refs``); its per-function counts
+    written to ``out`` if given (for ``cg_diff`` and ``cg_annotate``)."""
     done = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, __file__, "--child", *argv],
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+         f"--cachegrind-out-file={out or '/dev/null'}", sys.executable, __file__, "--child",
+         *argv],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     found = _REFS.search(done.stderr)
@@ -198,6 +201,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--requests", type=int, default=2000, help="requests counted (recall: a tenth)")
     add("--data", type=Path, default=Path("../shared/data/locomo-dev"), help="LoCoMo folder")
     add("--json", type=Path, help="write the report here")
+    add("--profiles", action="store_true",
+        help="keep valgrind's per-function counts in the work folder (cachegrind.OP.MODE.N; "
+             "cg_diff the N=0 file against the other, then cg_annotate, to see where a "
+             "mode's instructions go)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -235,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     # a different request each time and moves the count by up to 10%, so it is held off
     # (its cost, a batched UPDATE, is the same in both modes).
     base_env["MEMEX_ACCESS_FLUSH_SECONDS"] = "1000000"
+    # OpenBLAS's threads wait for work by spinning, for as long as the scheduler lets
+    # them: under valgrind that added 0 to 30,000 instructions a request, by chance.
+    base_env["OPENBLAS_NUM_THREADS"] = "1"
     root = str(Path(__file__).resolve().parent.parent)
     base_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, base_env.get("PYTHONPATH")) if p)
     report: dict[str, Any] = {
@@ -256,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 copy = workdir / f"run-{mode}.db"
                 copy_store(stores[mode], copy)
                 argv = [mode, op, str(copy), keys[mode], str(inputs), str(warm), str(n)]
-                counts.append(instructions(argv, env))
+                out = workdir / f"cachegrind.{op}.{mode}.{n}" if args.profiles else None
+                counts.append(instructions(argv, env, out))
             per[mode] = (counts[1] - counts[0]) / count
             log(f"{op} {mode}: {per[mode]:,.0f} instructions a request ({count:,} counted)")
         report["ops"][op] = {

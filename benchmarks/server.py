@@ -352,10 +352,11 @@ def owner_key(command: Sequence[str], store: Path, workdir: Path, given: str | N
 # -- what the machine and the server did --------------------------------------------------
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and every process below it."""
+def process_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds in user space and in the kernel, and page faults (minor, major), of
+    ``pid`` and every process below it."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    counts: dict[int, tuple[float, float, int, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -365,11 +366,18 @@ def process_cpu(pid: int) -> float:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    total, todo = 0.0, [pid]
+        counts[int(entry.name)] = (
+            int(fields[11]) / CLK_TCK,
+            int(fields[12]) / CLK_TCK,
+            int(fields[7]),
+            int(fields[9]),
+        )
+    total = {"user": 0.0, "system": 0.0, "minor_faults": 0.0, "major_faults": 0.0}
+    todo = [pid]
     while todo:
         current = todo.pop()
-        total += times.get(current, 0.0)
+        for name, value in zip(total, counts.get(current, (0, 0, 0, 0)), strict=True):
+            total[name] += value
         todo.extend(p for p, parent in parents.items() if parent == current)
     return total
 
@@ -545,7 +553,12 @@ def run_phase(
             "url": server.url,
             "startup_s": server.started_s,
             **primed,
-            "cpu_cores": (cpu1 - cpu0) / plan.seconds,
+            "cpu_cores": (cpu1["user"] + cpu1["system"] - cpu0["user"] - cpu0["system"])
+            / plan.seconds,
+            "cpu_system_share": (cpu1["system"] - cpu0["system"])
+            / max(1e-9, cpu1["user"] + cpu1["system"] - cpu0["user"] - cpu0["system"]),
+            "minor_faults": cpu1["minor_faults"] - cpu0["minor_faults"],
+            "major_faults": cpu1["major_faults"] - cpu0["major_faults"],
             "rss_bytes": rss,
             "log": str(log_path),
             "log_tail": server_log_tail if load["errors_total"] else "",
@@ -816,6 +829,13 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["server_cpu_ms_per_request"] = (
         sum(r["server"]["cpu_cores"] * r["seconds"] for r in runs) / max(1, answered) * 1000
     )
+    if all("cpu_system_share" in r["server"] for r in runs):  # runs kept from before lack it
+        out["server_cpu_system_share"] = float(
+            np.mean([r["server"]["cpu_system_share"] for r in runs])
+        )
+        out["server_minor_faults_per_request"] = sum(
+            r["server"]["minor_faults"] for r in runs
+        ) / max(1, answered)
     out["machine_busy_share"] = float(np.mean([r["machine"]["busy_share"] for r in runs]))
     out["machine_busy_before"] = [r["machine"]["busy_share_before"] for r in runs]
     out["server_startup_s"] = float(np.mean([r["server"]["startup_s"] for r in runs]))
