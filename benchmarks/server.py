@@ -1411,8 +1411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.features is not None:
             set_high_quotas(served)  # before the copy: both stores hold the same directory
-            sealed, key_file, ctx.env, store["features"] = prepare_features(served, workdir)
-            ctx.stores = {"on": sealed, "sealed": sealed, "limits": served, "off": served}
+            if MODES[0] == "limits":  # both modes serve the plain store: nothing to seal
+                ctx.env = {mode: dict(changes) for mode, changes in MODE_ENV.items()}
+                store["features"] = {"parts": "limits"}
+            else:
+                sealed, key_file, ctx.env, store["features"] = prepare_features(served, workdir)
+                ctx.stores = {MODES[0]: sealed}
         cap = args.capacity_clients
         first = [
             PhaseSpec(name, cap, 0.0, weights)
