@@ -1137,7 +1137,7 @@ def profile_markdown(prof: dict[str, Any]) -> str:
     if "samples" not in p:
         return f"Profile of {prof['phase']}: {p.get('error', 'none taken')}"
     lines = [
-        f"Where the server's time goes, {PHASE_NAMES[prof['phase']]} "
+        f"Where the server's time goes, {PHASE_NAMES[prof['phase']]}, {prof.get('mode', MODES[0])} "
         f"({prof['summary']['throughput']:,.0f} req/s while sampled; py-spy, "
         f"{p['samples']:,} samples of busy threads):",
         "",
@@ -1249,7 +1249,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--ids", type=int, default=10_000, help="existing ids that get draws from")
     add("--api-key", help="the key auth runs present (default: the first start's owner key)")
     add("--command", help="the server command before --store (default: python -m memex serve)")
-    add("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the server after")
+    add(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="py-spy the server after, in each mode",
+    )
     add("--py-spy", help="the py-spy executable (default: on PATH or beside python)")
     add("--quiet", type=float, default=1.0, help="wait before a run for the busy share ≤ this")
     add("--quiet-wait", type=float, default=0, help="seconds to wait for --quiet at most")
@@ -1447,10 +1453,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile > 0:
             log(f"[profiling the server for {args.profile:.0f} s per phase]")
             for spec in first:
-                prof = run_phase(ctx, spec, MODES[0], 0, profile=args.profile)
-                profiles.append(
-                    {"phase": spec.name, "summary": prof["summary"], "profile": prof.get("profile")}
-                )
+                for mode in MODES:
+                    prof = run_phase(ctx, spec, mode, 0, profile=args.profile)
+                    profiles.append(
+                        {
+                            "phase": spec.name,
+                            "mode": mode,
+                            "summary": prof["summary"],
+                            "profile": prof.get("profile"),
+                        }
+                    )
         specs = [*first, *thinking]
         phases = phase_table(ctx, specs)
         total = total_ratio(ctx, specs)

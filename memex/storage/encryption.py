@@ -27,6 +27,8 @@ from memex.core.models import content_hash
 from memex.errors import ConfigError, StoreKeyError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from memex.core.progress import Progress
@@ -112,6 +114,30 @@ class Opened:
                     self._new[key] = (hit[0], hit[1], found)
         return found
 
+    def found(
+        self, tenant: str, field: str, items: Sequence[tuple[str, int, bytes]]
+    ) -> list[str | None]:
+        """For each (memory id, version, sealed bytes) of ``tenant``'s ``field``, the text
+        kept for those very bytes, or None: ``get`` of each, in one pass."""
+        if time.monotonic() - self._born > self._seconds:
+            self._turn_over()
+        new, old = self._new, self._old
+        out: list[str | None] = []
+        for memory_id, version, sealed in items:
+            key = (tenant, memory_id, version, field)
+            hit = new.get(key)
+            if hit is None:
+                hit = old.get(key)
+                if hit is None or hit[0] != sealed:
+                    out.append(None)
+                    continue
+                self._keep(key, hit)
+            elif hit[0] != sealed:
+                out.append(None)
+                continue
+            out.append(hit[1])
+        return out
+
     def row(
         self, tenant: str, memory_id: str, version: int, content: bytes, metadata: bytes
     ) -> tuple[str, str, str] | None:
@@ -134,6 +160,20 @@ class Opened:
         if len(sealed) + len(text) > OPENED_LARGEST:
             return
         self._keep(key, (sealed, text, None))
+
+    def put_many(self, entries: Sequence[tuple[_Field, bytes, str]]) -> None:
+        """``put`` of each (key, sealed bytes, text), under one hold of the lock."""
+        with self._lock:
+            for key, sealed, text in entries:
+                size = len(sealed) + len(text)
+                if size > OPENED_LARGEST:
+                    continue
+                if self._size + size > self._budget or (
+                    time.monotonic() - self._born > self._seconds
+                ):
+                    self._turn_over_locked()
+                self._new[key] = (sealed, text, None)
+                self._size += size
 
     def _keep(self, key: _Field, entry: _Entry) -> None:
         size = len(entry[0]) + len(entry[1])
@@ -338,6 +378,32 @@ class TenantCipher:
             opened.put(key, sealed, text)
         return text
 
+    def open_contents(self, items: Sequence[tuple[str, int, bytes]]) -> list[str]:
+        """The sealed contents of (memory id, version, sealed bytes) opened: ``open_memory``
+        of each, with one look for all of them among those opened lately (and one to keep
+        those opened now)."""
+        opened = self._opened
+        kept = (
+            [None] * len(items) if opened is None else opened.found(self.tenant, "content", items)
+        )
+        if None not in kept:
+            return kept  # type: ignore[return-value]  # no None in it
+        tenant, aead = self.tenant, self._aead
+        out: list[str] = []
+        new: list[tuple[_Field, bytes, str]] = []
+        for text, (memory_id, version, sealed) in zip(kept, items, strict=True):
+            if text is None:
+                data = encryption.memory_data(tenant, memory_id, version, "content")
+                found = _open(aead, sealed, data)
+                if found is None:
+                    raise self._failed(f"the content of memory {memory_id} (version {version})")
+                text = found.decode("utf-8")
+                new.append(((tenant, memory_id, version, "content"), sealed, text))
+            out.append(text)
+        if opened is not None:
+            opened.put_many(new)
+        return out
+
     def open_row(
         self, memory_id: str, version: int, content: bytes, metadata: bytes
     ) -> tuple[str, str, str]:
@@ -465,6 +531,15 @@ class Keyring:
         if found is None:
             raise KeyNeededError(tenant)
         return found[1].open_memory(memory_id, version, field, value)
+
+    def open_contents(self, tenant: str, items: Sequence[tuple[str, int, bytes]]) -> list[str]:
+        """The texts of a tenant's sealed contents, each given as (memory id, version,
+        sealed bytes) (``TenantCipher.open_contents``); KeyNeededError when the tenant's
+        key is not loaded yet."""
+        found = self._ciphers.get(tenant)
+        if found is None:
+            raise KeyNeededError(tenant)
+        return found[1].open_contents(items)
 
     def open_row(
         self, tenant: str, memory_id: str, version: int, content: bytes, metadata: bytes

@@ -137,3 +137,53 @@ def test_a_cipher_opens_a_row_as_it_opens_each_field_and_decrypts_it_once(
     assert len(decrypted) == 2
     with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
         cipher.open_row("m1", 4, content, metadata)  # moved to another version
+
+
+def test_found_answers_as_get_does_for_each_item() -> None:
+    opened = Opened(budget=100)
+    opened.put(_key(0), b"s0", "zero")
+    for n in range(1, 5):
+        opened.put(_key(n), b"x" * 10, "y" * 10)
+    opened.put(_key(5), b"s5", "five")  # the first generation is now the older
+    items = [("m0", 1, b"s0"), ("m5", 1, b"s5"), ("m5", 1, b"sX"), ("m9", 1, b"s9")]
+    expected = [opened.get(("t", m, v, "content"), s) for m, v, s in items]
+    assert expected == ["zero", "five", None, None]
+    assert opened.found("t", "content", items) == expected
+    assert opened.found("u", "content", items) == [None] * 4  # another tenant
+    assert opened.found("t", "metadata", items) == [None] * 4  # another field
+
+
+def test_put_many_keeps_each_as_put_does_within_the_budget() -> None:
+    opened = Opened(budget=100)
+    opened.put_many([(_key(n), b"x" * 10, "y" * 10) for n in range(50)])
+    assert len(opened) <= 10
+    assert opened.get(_key(49), b"x" * 10) == "y" * 10
+    assert opened.get(_key(0), b"x" * 10) is None
+    opened.put_many([(_key(99), b"s", "z" * encryption.OPENED_LARGEST)])  # too large
+    assert opened.get(_key(99), b"s") is None
+
+
+def test_a_cipher_opens_contents_as_it_opens_each_and_decrypts_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from memex.storage.encryption import TenantCipher
+
+    sealer = TenantCipher("t", os.urandom(32))
+    sealed = [sealer.seal_memory(f"m{n}", n, "content", f"text {n}") for n in range(4)]
+    cipher = TenantCipher("t", sealer.data_key(), Opened())
+    decrypted: list[bytes] = []
+    real = encryption._open
+    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
+    assert cipher.open_memory("m1", 1, "content", sealed[1]) == "text 1"  # kept already
+    items = [(f"m{n}", n, s) for n, s in enumerate(sealed)]
+    assert cipher.open_contents(items) == [f"text {n}" for n in range(4)]
+    assert sorted(decrypted) == sorted(sealed)  # each once: the second was kept
+    assert cipher.open_contents(items) == [f"text {n}" for n in range(4)]  # all kept now
+    assert len(decrypted) == 4
+    assert cipher.open_contents([]) == []
+    with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
+        cipher.open_contents([("m0", 0, sealed[0]), ("m2", 3, sealed[2])])  # moved version
+    with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
+        TenantCipher("t", sealer.data_key()).open_contents([("m1", 1, sealed[2])])  # moved id

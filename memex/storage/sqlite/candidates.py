@@ -12,7 +12,7 @@ from memex.core.query import Filters
 from memex.storage.base import CandidateQuery, Candidates
 from memex.storage.sqlite import reads, sql
 from memex.storage.sqlite.neighbours import thread_neighbours
-from memex.storage.sqlite.rows import Opener
+from memex.storage.sqlite.rows import ContentsOpener
 from memex.storage.sqlite.visibility import Visibility
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def gather(
     lexical: list[Candidate],
     vector: list[Candidate],
     ids: dict[int, str],
-    opener: Opener,
+    opener: ContentsOpener,
     seen: Visibility | None = None,
 ) -> Candidates:
     """The legs' candidates completed with the seeds' neighbours, and the facts and ids
@@ -73,7 +73,7 @@ def _read_facts(
     keys: Iterable[int],
     into: dict[int, Facts],
     ids: dict[int, str],
-    opener: Opener,
+    opener: ContentsOpener,
 ) -> None:
     unique = list(dict.fromkeys(keys))
     if unique:

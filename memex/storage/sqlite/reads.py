@@ -12,7 +12,7 @@ from memex.core.query import Filters
 from memex.core.visibility import content_bytes, count_states
 from memex.storage.encryption import SEALED_OVERHEAD
 from memex.storage.sqlite import sql
-from memex.storage.sqlite.rows import Opener
+from memex.storage.sqlite.rows import ContentsOpener
 
 if TYPE_CHECKING:
     from memex.core.ranking import Facts
@@ -88,18 +88,22 @@ def facts_of(
     into: dict[int, Facts],
     ids: dict[int, str],
     tenant: str,
-    opener: Opener,
+    opener: ContentsOpener,
 ) -> None:
     """Add the facts of rows selected as ``FACTS_COLUMNS`` to ``into``, their ids to
-    ``ids``; sealed content (of the encrypted ``tenant``) is opened with ``opener``."""
+    ``ids``; sealed content (of the encrypted ``tenant``) is opened with ``opener``, all
+    of the rows' at once."""
     from memex.core.ranking import Facts
 
     make = Facts._make
     end = _END
-    for r in rows:
+    found = rows if isinstance(rows, list) else list(rows)
+    sealed = [(r[end + 3], r[end + 4], r[end + 2]) for r in found if type(r[end + 2]) is bytes]
+    texts = iter(opener(tenant, sealed) if sealed else ())
+    for r in found:
         text = r[end + 2]
         if type(text) is bytes:
-            text = opener(tenant, r[end + 3], r[end + 4], "content", text)
+            text = next(texts)
         into[r[0]] = make((tuple(r[1:end]), r[end], r[end + 1], text))
         ids[r[0]] = r[end + 3]
 

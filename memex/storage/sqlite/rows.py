@@ -30,9 +30,9 @@ _CONTENT = STORED_COLUMNS.index("content")
 _HASH = STORED_COLUMNS.index("content_hash")
 _VERSION = STORED_COLUMNS.index("version")
 
-Opener = Callable[[str, str, int, str, bytes], str]
-"""Opens a sealed memory field: (tenant, id, version, field, sealed) -> text
-(``memex.storage.encryption.Keyring.open_field``)."""
+ContentsOpener = Callable[[str, Sequence[tuple[str, int, bytes]]], list[str]]
+"""Opens sealed contents of one tenant: (tenant, [(id, version, sealed), ...]) -> their
+texts (``memex.storage.encryption.Keyring.open_contents``)."""
 RowOpener = Callable[[str, str, int, bytes, bytes], tuple[str, str, str]]
 """Opens a sealed row: (tenant, id, version, sealed content, sealed metadata) -> its
 content, metadata and content hash (``memex.storage.encryption.Keyring.open_row``)."""

@@ -330,7 +330,7 @@ class SQLiteStore(Access):
         seen = self._visibility
         found = self._run(
             lambda c: candidates.gather(
-                c, filters, query, lexical, vector, ids, self._keyring.open_field, seen
+                c, filters, query, lexical, vector, ids, self._keyring.open_contents, seen
             )
         )
         # The page asked for next is among these: fetch finds it by key, not by id.
