@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -121,11 +122,20 @@ def _system_user() -> str | None:
     """The user the server runs as: ourselves, or an unprivileged one when we are root."""
     if os.geteuid() != 0:
         return None
-    try:
-        pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        _run_as(None, ["useradd", "--system", "--no-create-home", "--shell",
-                       "/usr/sbin/nologin", SYSTEM_USER])  # fmt: skip
+    # Test workers start at once: another may be adding the user, holding /etc/passwd.
+    for attempt in range(50):
+        try:
+            pwd.getpwnam(SYSTEM_USER)
+            return SYSTEM_USER
+        except KeyError:
+            pass
+        try:
+            _run_as(None, ["useradd", "--system", "--no-create-home", "--shell",
+                           "/usr/sbin/nologin", SYSTEM_USER])  # fmt: skip
+        except ServerError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
     return SYSTEM_USER
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from memex.storage import encryption
-from memex.storage.encryption import Opened
+from memex.storage import opened as opened_module
+from memex.storage.opened import OPENED_LARGEST, Opened
 
 
 def _key(n: int, tenant: str = "t") -> tuple[str, str, int, str]:
@@ -49,7 +50,7 @@ def test_a_value_read_from_the_older_generation_is_kept_on() -> None:
 
 def test_a_value_larger_than_the_limit_is_not_kept() -> None:
     opened = Opened()
-    big = "z" * encryption.OPENED_LARGEST
+    big = "z" * OPENED_LARGEST
     opened.put(_key(1), b"s", big)
     assert opened.get(_key(1), b"s") is None
     assert len(opened) == 0
@@ -57,7 +58,7 @@ def test_a_value_larger_than_the_limit_is_not_kept() -> None:
 
 def test_values_age_out(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(encryption.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(opened_module.time, "monotonic", lambda: now[0])
     opened = Opened(seconds=60)
     opened.put(_key(1), b"s1", "one")
     now[0] += 61
@@ -159,7 +160,7 @@ def test_put_many_keeps_each_as_put_does_within_the_budget() -> None:
     assert len(opened) <= 10
     assert opened.get(_key(49), b"x" * 10) == "y" * 10
     assert opened.get(_key(0), b"x" * 10) is None
-    opened.put_many([(_key(99), b"s", "z" * encryption.OPENED_LARGEST)])  # too large
+    opened.put_many([(_key(99), b"s", "z" * OPENED_LARGEST)])  # too large
     assert opened.get(_key(99), b"s") is None
 
 

@@ -1,4 +1,4 @@
-"""What an encrypted store keeps opened in memory (``storage.encryption.Opened``) goes
+"""What an encrypted store keeps opened in memory (``storage.opened.Opened``) goes
 when the memories it came from are purged or erased, on SQLite and PostgreSQL."""
 
 from __future__ import annotations

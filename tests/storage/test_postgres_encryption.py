@@ -343,7 +343,7 @@ def test_migrating_sqlite_to_postgres_and_back_stays_encrypted(
 
 
 def _kept(db: Memex) -> str:
-    """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
+    """Every text the store keeps opened in this process (``storage.opened.Opened``)."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
     return "\n".join(opened.texts())
 

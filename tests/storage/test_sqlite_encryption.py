@@ -266,7 +266,7 @@ def test_encrypting_a_tenant_leaves_its_full_text_index_merged(
 
 
 def _kept(db: Memex) -> str:
-    """Every text the store keeps opened in this process (``storage.encryption.Opened``)."""
+    """Every text the store keeps opened in this process (``storage.opened.Opened``)."""
     opened = db._engine.store._keyring.opened  # type: ignore[attr-defined]
     return "\n".join(opened.texts())
 

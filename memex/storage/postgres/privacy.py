@@ -67,7 +67,7 @@ class PostgresPrivacy:
         self, db: Database, read_only: str | None, forget_opened: Callable[[str], None]
     ) -> None:
         """``forget_opened`` drops a tenant's opened values from memory
-        (``storage.encryption.Opened``): after an erasure or a renaming."""
+        (``storage.opened.Opened``): after an erasure or a renaming."""
         self._db = db
         self._read_only = read_only
         self._forget_opened = forget_opened

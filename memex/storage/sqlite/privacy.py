@@ -70,7 +70,7 @@ class SQLitePrivacy:
         """``scrub_files`` empties the write-ahead log and rewrites the tantivy index
         (the store's own steps after a purge), returning notes on what it could not do;
         ``forget_opened`` drops a tenant's opened values from memory
-        (``storage.encryption.Opened``)."""
+        (``storage.opened.Opened``)."""
         self._read = read
         self._write = write
         self._scrub_files = scrub_files
