@@ -81,6 +81,7 @@ How to run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -548,6 +549,8 @@ def run_phase(
         profile_result = finish_profile(profiled) if profiled else None
         server_log_tail = read_text(log_path)[-2000:]
     load = merge(results)
+    if load["client_crashes"]:
+        raise SystemExit(f"{label}: load clients crashed: {'; '.join(load['client_crashes'])}")
     busy = (machine1[0] - machine0[0]) / max(1.0, machine1[1] - machine0[1])
     run: dict[str, Any] = {
         "phase": spec.name,
@@ -1295,6 +1298,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--size ≥ 1000, --seconds > 0, --rounds ≥ 1 and --procs ≥ 1")
     if args.reuse and args.workdir and args.reuse.resolve() == args.workdir.resolve():
         parser.error("--reuse needs a --workdir of its own: the copy is made there")
+    if importlib.util.find_spec(args.http_client) is None:
+        parser.error(
+            f"--http-client {args.http_client} is not installed: "
+            "pip install -e '.[server,bench]' (or choose --http-client httpx)"
+        )
     return args
 
 
