@@ -196,11 +196,7 @@ class TenantCipher:
             if text is not None:
                 return text
         sealed = bytes(sealed)
-        data = encryption.memory_data(self.tenant, memory_id, version, field)
-        found = _open(self._aead, sealed, data)
-        if found is None:
-            raise self._failed(f"the {field} of memory {memory_id} (version {version})")
-        text = found.decode("utf-8")
+        text = self._decrypt(key, sealed)
         if opened is not None:
             opened.put(key, sealed, text)
         return text
@@ -236,16 +232,37 @@ class TenantCipher:
     ) -> tuple[str, str, str]:
         """A memory's sealed content and metadata opened, and its content's SHA-256:
         ``open_memory`` of each, in one look when they are kept."""
-        opened = self._opened
+        opened, tenant = self._opened, self.tenant
+        text = meta = None
+        content_key = (tenant, memory_id, version, "content")
+        metadata_key = (tenant, memory_id, version, "metadata")
         if opened is not None:
-            found = opened.row(self.tenant, memory_id, version, content, metadata)
+            found = opened.row(tenant, memory_id, version, content, metadata)
             if found is not None:
                 return found
-        return (
-            self.open_memory(memory_id, version, "content", content),
-            self.open_memory(memory_id, version, "metadata", metadata),
-            self._content_hash(memory_id, version, content),
-        )
+            text = opened.get(content_key, content)
+            meta = opened.get(metadata_key, metadata)
+        # What is not kept is opened here, and both fields kept (the content with its
+        # hash) under one hold of the lock: a read by id of a memory not read lately.
+        if text is None:
+            text = self._decrypt(content_key, content)
+        if meta is None:
+            meta = self._decrypt(metadata_key, metadata)
+        digest = content_hash(text)
+        if opened is not None:
+            content, metadata = bytes(content), bytes(metadata)  # as SQLite gives them: no copy
+            opened.put_row(content_key, content, text, digest, metadata_key, metadata, meta)
+        return text, meta, digest
+
+    def _decrypt(self, key: Field, sealed: bytes) -> str:
+        """A memory's field (``key``) opened from ``sealed``, not looked for among those
+        opened lately nor kept; StoreKeyError when it fails authentication."""
+        _, memory_id, version, field = key
+        data = encryption.memory_data(self.tenant, memory_id, version, field)
+        found = _open(self._aead, sealed if type(sealed) is bytes else bytes(sealed), data)
+        if found is None:
+            raise self._failed(f"the {field} of memory {memory_id} (version {version})")
+        return found.decode("utf-8")
 
     def _content_hash(self, memory_id: str, version: int, sealed: bytes) -> str:
         """The SHA-256 of a memory's sealed content, kept with the opened content."""

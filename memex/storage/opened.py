@@ -148,6 +148,31 @@ class Opened:
                 self._new[key] = (sealed, text, None)
                 self._size += size
 
+    def put_row(
+        self,
+        content_key: Field,
+        content: bytes,
+        text: str,
+        digest: str,
+        metadata_key: Field,
+        metadata: bytes,
+        meta: str,
+    ) -> None:
+        """Keep a row's opened content (with its SHA-256, ``digest``) and metadata, under
+        one hold of the lock: what ``row`` finds next time."""
+        entries = ((content_key, (content, text, digest)), (metadata_key, (metadata, meta, None)))
+        with self._lock:
+            for key, entry in entries:
+                size = len(entry[0]) + len(entry[1])
+                if size > OPENED_LARGEST:
+                    continue
+                if self._size + size > self._budget or (
+                    time.monotonic() - self._born > self._seconds
+                ):
+                    self._turn_over_locked()
+                self._new[key] = entry
+                self._size += size
+
     def _keep(self, key: Field, entry: _Entry) -> None:
         size = len(entry[0]) + len(entry[1])
         with self._lock:

@@ -188,3 +188,39 @@ def test_a_cipher_opens_contents_as_it_opens_each_and_decrypts_each_once(
         cipher.open_contents([("m0", 0, sealed[0]), ("m2", 3, sealed[2])])  # moved version
     with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
         TenantCipher("t", sealer.data_key()).open_contents([("m1", 1, sealed[2])])  # moved id
+
+
+def test_a_row_not_kept_is_opened_once_and_kept_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import os
+
+    from memex.storage.encryption import TenantCipher
+
+    sealer = TenantCipher("t", os.urandom(32))
+    content = sealer.seal_memory("m1", 1, "content", "the text")
+    metadata = sealer.seal_memory("m1", 1, "metadata", "{}")
+    large = sealer.seal_memory("m2", 1, "content", "x" * OPENED_LARGEST)
+    large_metadata = sealer.seal_memory("m2", 1, "metadata", "{}")
+    kept = Opened()
+    cipher = TenantCipher("t", sealer.data_key(), kept)
+    decrypted: list[bytes] = []
+    real = encryption._open
+    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
+    # A recall kept the content (without its hash): only the metadata is decrypted.
+    assert cipher.open_contents([("m1", 1, content)]) == ["the text"]
+    expected = ("the text", "{}", hashlib.sha256(b"the text").hexdigest())
+    assert cipher.open_row("m1", 1, content, metadata) == expected
+    assert decrypted == [content, metadata]
+    # Both fields are kept now, the content with its hash: found in one look.
+    assert kept.row("t", "m1", 1, content, metadata) == expected
+    # A value too large to keep is opened right, and again on every read.
+    plain_large = ("x" * OPENED_LARGEST, "{}", hashlib.sha256(b"x" * OPENED_LARGEST).hexdigest())
+    assert cipher.open_row("m2", 1, large, large_metadata) == plain_large
+    assert cipher.open_row("m2", 1, large, large_metadata) == plain_large
+    assert decrypted.count(large) == 2
+    assert kept.get(("t", "m2", 1, "content"), large) is None
+    # Metadata moved from another row fails authentication, though it is kept there.
+    with pytest.raises(encryption.StoreKeyError, match="metadata of memory m2"):
+        cipher.open_row("m2", 1, large, metadata)
