@@ -14,6 +14,33 @@ def _key(n: int, tenant: str = "t") -> tuple[str, str, int, str]:
     return (tenant, f"m{n}", 1, "content")
 
 
+def _ciphers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[encryption.TenantCipher, encryption.TenantCipher, Opened, list[bytes]]:
+    """A sealer, a cipher of the same data key keeping what it opens, what it keeps, and
+    the sealed values decrypted from now on, in order."""
+    import os
+
+    sealer = encryption.TenantCipher("t", os.urandom(32))
+    kept = Opened()
+    cipher = encryption.TenantCipher("t", sealer.data_key(), kept)
+    decrypted: list[bytes] = []
+    real = encryption._open
+    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
+    return sealer, cipher, kept, decrypted
+
+
+def _sealed_row(
+    sealer: encryption.TenantCipher, memory_id: str, version: int, text: str, meta: str
+) -> tuple[bytes, bytes, tuple[str, str, str]]:
+    """A row's sealed content and metadata, and what opening it gives."""
+    import hashlib
+
+    content = sealer.seal_memory(memory_id, version, "content", text)
+    metadata = sealer.seal_memory(memory_id, version, "metadata", meta)
+    return content, metadata, (text, meta, hashlib.sha256(text.encode()).hexdigest())
+
+
 def test_a_value_is_found_again_only_for_the_same_sealed_bytes() -> None:
     opened = Opened()
     opened.put(_key(1), b"sealed-1", "one")
@@ -119,19 +146,8 @@ def test_a_row_is_found_in_one_look_once_both_fields_and_the_hash_are_kept() -> 
 def test_a_cipher_opens_a_row_as_it_opens_each_field_and_decrypts_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import hashlib
-    import os
-
-    from memex.storage.encryption import TenantCipher
-
-    sealer = TenantCipher("t", os.urandom(32))
-    content = sealer.seal_memory("m1", 3, "content", "the text")
-    metadata = sealer.seal_memory("m1", 3, "metadata", '{"k": "v"}')
-    cipher = TenantCipher("t", sealer.data_key(), Opened())
-    decrypted: list[bytes] = []
-    real = encryption._open
-    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
-    expected = ("the text", '{"k": "v"}', hashlib.sha256(b"the text").hexdigest())
+    sealer, cipher, _, decrypted = _ciphers(monkeypatch)
+    content, metadata, expected = _sealed_row(sealer, "m1", 3, "the text", '{"k": "v"}')
     assert cipher.open_row("m1", 3, content, metadata) == expected
     assert sorted(decrypted) == sorted([content, metadata])
     assert cipher.open_row("m1", 3, content, metadata) == expected  # kept: no decryption
@@ -167,16 +183,8 @@ def test_put_many_keeps_each_as_put_does_within_the_budget() -> None:
 def test_a_cipher_opens_contents_as_it_opens_each_and_decrypts_each_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import os
-
-    from memex.storage.encryption import TenantCipher
-
-    sealer = TenantCipher("t", os.urandom(32))
+    sealer, cipher, _, decrypted = _ciphers(monkeypatch)
     sealed = [sealer.seal_memory(f"m{n}", n, "content", f"text {n}") for n in range(4)]
-    cipher = TenantCipher("t", sealer.data_key(), Opened())
-    decrypted: list[bytes] = []
-    real = encryption._open
-    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
     assert cipher.open_memory("m1", 1, "content", sealed[1]) == "text 1"  # kept already
     items = [(f"m{n}", n, s) for n, s in enumerate(sealed)]
     assert cipher.open_contents(items) == [f"text {n}" for n in range(4)]
@@ -186,37 +194,24 @@ def test_a_cipher_opens_contents_as_it_opens_each_and_decrypts_each_once(
     assert cipher.open_contents([]) == []
     with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
         cipher.open_contents([("m0", 0, sealed[0]), ("m2", 3, sealed[2])])  # moved version
+    unkept = encryption.TenantCipher("t", sealer.data_key())
     with pytest.raises(encryption.StoreKeyError, match="fails authentication"):
-        TenantCipher("t", sealer.data_key()).open_contents([("m1", 1, sealed[2])])  # moved id
+        unkept.open_contents([("m1", 1, sealed[2])])  # moved to another id
 
 
 def test_a_row_not_kept_is_opened_once_and_kept_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import hashlib
-    import os
-
-    from memex.storage.encryption import TenantCipher
-
-    sealer = TenantCipher("t", os.urandom(32))
-    content = sealer.seal_memory("m1", 1, "content", "the text")
-    metadata = sealer.seal_memory("m1", 1, "metadata", "{}")
-    large = sealer.seal_memory("m2", 1, "content", "x" * OPENED_LARGEST)
-    large_metadata = sealer.seal_memory("m2", 1, "metadata", "{}")
-    kept = Opened()
-    cipher = TenantCipher("t", sealer.data_key(), kept)
-    decrypted: list[bytes] = []
-    real = encryption._open
-    monkeypatch.setattr(encryption, "_open", lambda *a: decrypted.append(a[1]) or real(*a))
+    sealer, cipher, kept, decrypted = _ciphers(monkeypatch)
+    content, metadata, expected = _sealed_row(sealer, "m1", 1, "the text", "{}")
+    large, large_metadata, plain_large = _sealed_row(sealer, "m2", 1, "x" * OPENED_LARGEST, "{}")
     # A recall kept the content (without its hash): only the metadata is decrypted.
     assert cipher.open_contents([("m1", 1, content)]) == ["the text"]
-    expected = ("the text", "{}", hashlib.sha256(b"the text").hexdigest())
     assert cipher.open_row("m1", 1, content, metadata) == expected
     assert decrypted == [content, metadata]
     # Both fields are kept now, the content with its hash: found in one look.
     assert kept.row("t", "m1", 1, content, metadata) == expected
     # A value too large to keep is opened right, and again on every read.
-    plain_large = ("x" * OPENED_LARGEST, "{}", hashlib.sha256(b"x" * OPENED_LARGEST).hexdigest())
     assert cipher.open_row("m2", 1, large, large_metadata) == plain_large
     assert cipher.open_row("m2", 1, large, large_metadata) == plain_large
     assert decrypted.count(large) == 2
