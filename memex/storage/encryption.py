@@ -233,13 +233,14 @@ class TenantCipher:
         """A memory's sealed content and metadata opened, and its content's SHA-256:
         ``open_memory`` of each, in one look when they are kept."""
         opened, tenant = self._opened, self.tenant
-        text = meta = None
-        content_key = (tenant, memory_id, version, "content")
-        metadata_key = (tenant, memory_id, version, "metadata")
         if opened is not None:
             found = opened.row(tenant, memory_id, version, content, metadata)
             if found is not None:
                 return found
+        text = meta = None
+        content_key = (tenant, memory_id, version, "content")
+        metadata_key = (tenant, memory_id, version, "metadata")
+        if opened is not None:
             text = opened.get(content_key, content)
             meta = opened.get(metadata_key, metadata)
         # What is not kept is opened here, and both fields kept (the content with its

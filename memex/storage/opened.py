@@ -130,23 +130,13 @@ class Opened:
 
     def put(self, key: Field, sealed: bytes, text: str) -> None:
         """Keep the text ``sealed`` (bytes) opened to under ``key``."""
-        if len(sealed) + len(text) > OPENED_LARGEST:
-            return
         self._keep(key, (sealed, text, None))
 
     def put_many(self, entries: Sequence[tuple[Field, bytes, str]]) -> None:
         """``put`` of each (key, sealed bytes, text), under one hold of the lock."""
         with self._lock:
             for key, sealed, text in entries:
-                size = len(sealed) + len(text)
-                if size > OPENED_LARGEST:
-                    continue
-                if self._size + size > self._budget or (
-                    time.monotonic() - self._born > self._seconds
-                ):
-                    self._turn_over_locked()
-                self._new[key] = (sealed, text, None)
-                self._size += size
+                self._keep_locked(key, (sealed, text, None))
 
     def put_row(
         self,
@@ -160,26 +150,24 @@ class Opened:
     ) -> None:
         """Keep a row's opened content (with its SHA-256, ``digest``) and metadata, under
         one hold of the lock: what ``row`` finds next time."""
-        entries = ((content_key, (content, text, digest)), (metadata_key, (metadata, meta, None)))
         with self._lock:
-            for key, entry in entries:
-                size = len(entry[0]) + len(entry[1])
-                if size > OPENED_LARGEST:
-                    continue
-                if self._size + size > self._budget or (
-                    time.monotonic() - self._born > self._seconds
-                ):
-                    self._turn_over_locked()
-                self._new[key] = entry
-                self._size += size
+            self._keep_locked(content_key, (content, text, digest))
+            self._keep_locked(metadata_key, (metadata, meta, None))
 
     def _keep(self, key: Field, entry: _Entry) -> None:
-        size = len(entry[0]) + len(entry[1])
         with self._lock:
-            if self._size + size > self._budget or time.monotonic() - self._born > self._seconds:
-                self._turn_over_locked()
-            self._new[key] = entry
-            self._size += size
+            self._keep_locked(key, entry)
+
+    def _keep_locked(self, key: Field, entry: _Entry) -> None:
+        """Keep ``entry`` under ``key`` (not if larger than ``OPENED_LARGEST``), the newer
+        generation turned over first if it is full or old. Under the lock."""
+        size = len(entry[0]) + len(entry[1])
+        if size > OPENED_LARGEST:
+            return
+        if self._size + size > self._budget or time.monotonic() - self._born > self._seconds:
+            self._turn_over_locked()
+        self._new[key] = entry
+        self._size += size
 
     def drop(self, tenant: str | None = None) -> None:
         """Let go of a tenant's entries (every entry, without ``tenant``)."""
